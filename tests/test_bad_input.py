@@ -1,0 +1,129 @@
+"""Bad input raises a clear Python exception naming the argument; it never crashes."""
+import numpy as np
+import pytest
+
+import pyireg
+from pyireg import _core
+
+
+@pytest.fixture
+def model():
+    return pyireg.PackedMLP([2, 3], 4, 3)
+
+
+X = np.zeros((5, 4), np.float32)
+Y = np.array([0, 1, 2, 0, 1])
+
+
+@pytest.mark.parametrize("widths,exc,match", [
+    ([], ValueError, "widths: expected at least one"),
+    ([3, 0], ValueError, "widths: expected positive integers, got 0 at index 1"),
+    ([3, -2], ValueError, "widths"),
+    ([2.5], ValueError, "widths"),
+    (4, TypeError, "widths: expected a sequence"),
+    (None, TypeError, "widths"),
+])
+def test_bad_widths(widths, exc, match):
+    with pytest.raises(exc, match=match):
+        pyireg.PackedMLP(widths, 4, 3)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="in_features"):
+        pyireg.PackedMLP([2], 0, 3)
+    with pytest.raises(ValueError, match="out_features"):
+        pyireg.PackedMLP([2], 4, -1)
+    with pytest.raises(ValueError, match="activation"):
+        pyireg.PackedMLP([2], 4, 3, activation="tanh")
+    with pytest.raises(ValueError, match="dtype"):
+        pyireg.PackedMLP([2], 4, 3, dtype="float16")
+    with pytest.raises(ValueError, match=r"init_std: expected a scalar or an array of shape \(2,\)"):
+        pyireg.PackedMLP([2, 2], 4, 3, init_std=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="seed"):
+        pyireg.PackedMLP([2, 2], 4, 3, seed=[1, 2, 3])
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.zeros((5, 3), np.float32), ValueError, r"X: expected shape \(\*, 4\)"),
+    (np.zeros((5, 4), np.float64), TypeError, "X: expected a float32 array .* got floating float64"),
+    (np.zeros((5, 4), np.int64), TypeError, "X: expected a float32 array"),
+    (np.zeros(4, np.float32), ValueError, "X: expected a 2-d array"),
+    (np.zeros((0, 4), np.float32), ValueError, "X: expected at least one sample"),
+    (np.array([[0, 0, np.nan, 0]] * 5, np.float32), ValueError, r"X: contains NaN or inf \(first at index \(0, 2\)\)"),
+    (np.array([[0, np.inf, 0, 0]] * 5, np.float32), ValueError, "X: contains NaN or inf"),
+])
+def test_bad_X(model, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        model.forward(bad)
+    with pytest.raises(exc, match=match):
+        model.loss_and_grad(bad, Y[: len(bad)] if len(bad) else Y[:0])
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (np.array([0, 1, 3, 0, 1]), ValueError, r"y: expected labels in \[0, 3\), got 3 at index 2"),
+    (np.array([0, -1, 2, 0, 1]), ValueError, r"y: expected labels in \[0, 3\), got -1 at index 1"),
+    (np.array([0, 1, 2]), ValueError, "y: expected a 1-d array of 5 labels"),
+    (np.array([0.0, 1, 2, 0, 1]), TypeError, "y: expected integer class labels"),
+])
+def test_bad_labels(model, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        model.loss_and_grad(X, bad)
+    with pytest.raises(exc, match=match):
+        model.evaluate(X, bad)
+    with pytest.raises(exc, match=match):
+        pyireg.MomentumSGD(model, 0.1).step(X, bad)
+
+
+def test_non_contiguous_inputs_are_copied_and_give_the_same_answer(model):
+    big = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    strided = big[:, ::2]
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(model.forward(strided), model.forward(np.ascontiguousarray(strided)))
+    Xf = np.asfortranarray(big[:, :4])
+    np.testing.assert_array_equal(model.forward(Xf), model.forward(np.ascontiguousarray(Xf)))
+
+
+def test_bad_hyperparameters(model):
+    with pytest.raises(ValueError, match="lr: expected non-negative values"):
+        pyireg.MomentumSGD(model, -0.1)
+    with pytest.raises(ValueError, match=r"momentum: expected a scalar or an array of shape \(2,\)"):
+        pyireg.MomentumSGD(model, 0.1, momentum=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="weight_decay: expected finite values"):
+        pyireg.MomentumSGD(model, 0.1, weight_decay=np.nan)
+    opt = pyireg.MomentumSGD(model, 0.1)
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = [0.1, -1.0]
+    with pytest.raises(TypeError, match="model: expected a PackedMLP"):
+        pyireg.MomentumSGD("not a model", 0.1)
+
+
+def test_bad_evaluate_arguments(model):
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        model.evaluate(X, Y, batch_size=0)
+    with pytest.raises(IndexError, match=r"i: expected a network index in \[0, 2\)"):
+        model.network(2)
+
+
+def test_private_engine_checks_its_arguments(model):
+    """The binding layer checks too, so misuse of the private API cannot crash the process."""
+    eng = model._engine
+    with pytest.raises(ValueError, match=r"U: expected a float32 array of shape \(5, 4\)"):
+        eng.forward(np.zeros((4, 4), np.float32), model.V, X)
+    with pytest.raises(TypeError, match="V: expected a float32 array"):
+        eng.forward(model.U, model.V.astype(np.float64), X)
+    with pytest.raises(ValueError, match="X: expected a C-contiguous array"):
+        eng.forward(model.U, model.V, np.zeros((4, 8), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match=r"y: expected labels in \[0, 3\)"):
+        eng.loss_grad(model.U, model.V, X, np.full(5, 7, np.int32), np.empty_like(model.U), np.empty_like(model.V))
+    ro = model.U.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="U: expected a writeable array"):
+        eng.forward(ro, model.V, X)
+    with pytest.raises(ValueError, match="offsets: expected strictly increasing"):
+        _core.PackedEngineF32(np.array([0, 2, 2], np.int64), 4, 3)
+    with pytest.raises(ValueError, match="activation"):
+        _core.PackedEngineF32(np.array([0, 2], np.int64), 4, 3, "gelu")
+    with pytest.raises(ValueError, match="simd"):
+        _core.set_simd("avx512")
+    with pytest.raises(ValueError, match="num_threads"):
+        _core.set_num_threads(0)

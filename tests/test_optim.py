@@ -1,0 +1,110 @@
+"""MomentumSGD against torch.optim.SGD: 50-step trajectories with per-network hyper-parameters."""
+import numpy as np
+import pytest
+import torch
+
+import pyireg
+from pyireg import _core, reference as R
+from pyireg.testing import assert_tolerance
+
+from helpers import simd_targets
+
+
+def _trajectory(widths, d, k, B, steps, lr, mom, wd, seed=0, schedule=False):
+    rng = np.random.default_rng(seed)
+    model = pyireg.PackedMLP(widths, d, k, seed=seed)
+    m32 = R.modules_from_packed(model.U, model.V, model.offsets)
+    m64 = R.modules_from_packed(model.U, model.V, model.offsets, dtype=torch.float64)
+    opt = pyireg.MomentumSGD(model, lr, mom, wd)
+    o32, o64 = R.make_sgd(m32, lr, mom, wd), R.make_sgd(m64, lr, mom, wd)
+    losses = []
+    for s in range(steps):
+        if schedule and s % 10 == 0 and s:
+            # the paper's per-epoch schedule, applied every 10 steps here
+            lr, mom = lr * 0.99, np.minimum(0.9, mom + 0.02)
+            opt.lr, opt.momentum = lr, mom
+            R.set_hyper(o32, lr=lr, momentum=mom)
+            R.set_hyper(o64, lr=lr, momentum=mom)
+        X = rng.standard_normal((B, d)).astype(np.float32)
+        y = rng.integers(0, k, B)
+        losses.append((opt.step(X, y), R.sgd_step(m32, o32, X, y),
+                       R.sgd_step(m64, o64, X.astype(np.float64), y)))
+    return model, m32, m64, losses
+
+
+@pytest.mark.parametrize("simd", simd_targets())
+def test_50_step_trajectory_per_network_hyperparameters(simd):
+    _core.set_simd(simd)
+    widths = list(range(1, 38)) + [1000]
+    n = len(widths)
+    rng = np.random.default_rng(1)
+    lr = rng.uniform(0.01, 0.2, n)
+    mom = rng.uniform(0.0, 0.9, n)
+    wd = rng.choice([0.0, 1e-4, 1e-2], n)
+    model, m32, m64, losses = _trajectory(widths, 100, 10, 100, 50, lr, mom, wd, schedule=True)
+    U32, V32 = R.packed_weights(m32)
+    U64, V64 = R.packed_weights(m64)
+    assert_tolerance(model.U, U32, U64, "U after 50 steps")
+    assert_tolerance(model.V, V32, V64, "V after 50 steps")
+    ours, t32, t64 = (np.stack(x) for x in zip(*losses))
+    assert_tolerance(ours, t32.astype(np.float32), t64, "losses along the trajectory")
+    # the training did something: losses went down on average
+    assert ours[-5:].mean() < ours[:5].mean()
+
+
+@pytest.mark.parametrize("d,k,B", [(3, 2, 1), (784, 10, 7), (11, 13, 100)])
+def test_trajectory_awkward_shapes(d, k, B):
+    model, m32, m64, _ = _trajectory([1, 6, 37], d, k, B, 50, 0.05, 0.9, 1e-3, seed=3)
+    U32, V32 = R.packed_weights(m32)
+    U64, V64 = R.packed_weights(m64)
+    assert_tolerance(model.U, U32, U64, "U")
+    assert_tolerance(model.V, V32, V64, "V")
+
+
+def test_first_step_equals_plain_gradient_step():
+    model = pyireg.PackedMLP([4, 9], 5, 3, seed=0)
+    X = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    y = np.arange(8) % 3
+    loss, gU, gV = model.loss_and_grad(X, y)
+    U0, V0 = model.U.copy(), model.V.copy()
+    opt = pyireg.MomentumSGD(model, lr=[0.1, 0.3], momentum=0.9, weight_decay=0.0)
+    np.testing.assert_array_equal(opt.step(X, y), loss)
+    lr = np.repeat([0.1, 0.3], [4, 9])[:, None].astype(np.float32)
+    np.testing.assert_allclose(model.U, U0 - lr * gU, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.V, V0 - lr * gV, rtol=1e-6, atol=1e-7)
+
+
+def test_diverged_network_does_not_poison_the_others():
+    widths = [8, 16, 32, 64]
+    X = np.random.default_rng(0).standard_normal((100, 20)).astype(np.float32) * 3
+    y = np.random.default_rng(1).integers(0, 5, 100)
+    runs = []
+    for absurd in (False, True):
+        model = pyireg.PackedMLP(widths, 20, 5, seed=[1, 2, 3, 4])
+        lr = np.array([0.1, 1e12 if absurd else 0.1, 0.1, 0.1])
+        opt = pyireg.MomentumSGD(model, lr, momentum=0.9)
+        for _ in range(20):
+            loss = opt.step(X, y)
+        err, eval_loss = model.evaluate(X, y)
+        runs.append((model, opt, loss, err, eval_loss))
+    model, opt, loss, err, _ = runs[1]
+    assert opt.diverged.tolist() == [False, True, False, False]
+    assert not np.isfinite(loss[1]) and err[1] == 1.0
+    ok = [0, 2, 3]
+    np.testing.assert_array_equal(loss[ok], runs[0][2][ok])
+    np.testing.assert_array_equal(err[ok], runs[0][3][ok])
+    for i in ok:
+        np.testing.assert_array_equal(model.network(i)[0], runs[0][0].network(i)[0])
+
+
+def test_hyperparameters_change_between_steps():
+    model = pyireg.PackedMLP([3], 4, 2, seed=0)
+    opt = pyireg.MomentumSGD(model, 0.1)
+    X = np.ones((2, 4), np.float32)
+    y = np.array([0, 1])
+    opt.step(X, y)
+    opt.lr = 0.0
+    opt.momentum = 0.0
+    U = model.U.copy()
+    opt.step(X, y)
+    np.testing.assert_array_equal(model.U, U)

@@ -1,44 +1,190 @@
-"""The ``pyireg`` command line."""
+"""pyireg: width sweeps of two-layer ReLU networks and implicit regularization, on a fused
+native core."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
+
+DATASETS = ["mnist5k", "digits", "mnist1d", "mnist", "cifar10"]
 
 
-def _bench(args) -> int:
-    from . import bench, _core
-    if args.threads:
+def _widths(text: str):
+    """'1,2,4' or '1:1024' (every width) or 'pow2:4096' (1, 2, 4, ..., 4096)."""
+    text = text.strip()
+    try:
+        if text.startswith("pow2:"):
+            top = int(text[5:])
+            return [2 ** i for i in range(top.bit_length()) if 2 ** i <= top]
+        if ":" in text:
+            a, b = (int(x) for x in text.split(":"))
+            return list(range(a, b + 1))
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like '1,2,4', '1:1024' or 'pow2:4096', got {text!r}") from None
+
+
+def _floats(text: str):
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str):
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _threads(args):
+    if getattr(args, "threads", 0):
+        from . import _core
         _core.set_num_threads(args.threads)
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    _threads(args)
+    if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     report = bench.run(args.workload, max_seconds=args.max_seconds)
-    table = bench.format_table(report)
     print()
-    print(table)
+    print(bench.format_table(report))
     if args.json:
         bench.save(report, args.json)
         print(f"\nsaved {args.json}")
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import data as D
+    from .experiments import sweep
+    from .schedule import PaperSchedule
+    _threads(args)
+    ds = D.load(args.dataset, data_dir=args.data_dir, n_train=args.n_train, n_val=args.n_val,
+                n_test=args.n_test, seed=args.split_seed)
+    if args.censor:
+        ds = D.censor(ds, args.censor, epochs=args.epochs)
+        print(f"censored labels from an H0={args.censor} teacher: {ds.info['censor']['changed']} changed")
+    if args.label_noise:
+        ds = D.label_noise(ds, args.label_noise, seed=args.split_seed)
+    sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
+    t0 = time.perf_counter()
+    res = sweep(ds, args.widths, seeds=args.seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
+                epochs=args.epochs, batch_size=args.batch_size, schedule=sched, init_std=args.init_std,
+                out=args.out, resume=args.resume, progress=not args.quiet, tag=ds.info["name"])
+    print(f"{len(res.history)} rows in {time.perf_counter() - t0:.1f} s -> {args.out}/history.parquet")
+    from .plots import results_table
+    print(results_table(args.out))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .experiments import paper
+    from .plots import plot_results, results_table
+    _threads(args)
+    out = Path(args.out or f"results/{args.figure}-{args.dataset}")
+    kw = dict(dataset=args.dataset, data_dir=args.data_dir, widths=args.widths, epochs=args.epochs,
+              seeds=args.seeds, progress=not args.quiet, resume=args.resume)
+    t0 = time.perf_counter()
+    if args.figure == "figure1":
+        paper.reproduce_figure1(out, **kw)
+    else:
+        paper.reproduce_figure2(out, weight_decays=args.weight_decay, **kw)
+    png = plot_results(out)
+    print(f"{args.figure} on {args.dataset}: {time.perf_counter() - t0:.1f} s; figure {png}")
+    print(results_table(out))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_results, results_table
+    png = plot_results(args.results, args.output)
+    print(f"wrote {png}")
+    print(results_table(args.results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyireg", description=__doc__.strip() + " Implicit regularization in width sweeps.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="pyireg", description=__doc__.strip())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     b = sub.add_parser("bench", help="benchmark the native core against PyTorch formulations",
-                       description="Time width-sweep training and evaluation, native vs PyTorch, "
-                                   "with useful GFLOP/s and ratios to the matmul peak measured in the same run.")
+                       description="Time width-sweep training and evaluation, native vs PyTorch, with useful "
+                                   "GFLOP/s and ratios to the matmul peak measured in the same run.")
     b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval"], default=["dense", "pow2", "eval"])
     b.add_argument("--max-seconds", type=float, default=30.0,
                    help="time budget per implementation; slower ones are timed on the first steps and extrapolated")
     b.add_argument("--threads", type=int, default=0, help="threads for pyireg and torch (default: all)")
     b.add_argument("--json", help="save the report to this JSON file")
-    b.set_defaults(func=_bench)
+    b.set_defaults(func=cmd_bench)
+
+    def data_args(q, default="mnist5k"):
+        q.add_argument("--dataset", choices=DATASETS, default=default,
+                       help="mnist5k (default, embedded), digits, mnist1d, or mnist / cifar10 from --data-dir")
+        q.add_argument("--data-dir", help="directory with the MNIST IDX files or the CIFAR-10 python batches")
+        q.add_argument("--threads", type=int, default=0, help="native threads (default: all cores)")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+        q.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")
+
+    s = sub.add_parser("sweep", help="train a grid of widths x weight decays x seeds and record every epoch",
+                       description="A width sweep with the paper's protocol; results go to OUT/history.parquet "
+                                   "after every epoch (with a checkpoint: --resume continues an interrupted sweep).")
+    data_args(s)
+    s.add_argument("--widths", type=_widths, default=_widths("pow2:1024"), help="'1,2,4', '1:1024' or 'pow2:4096'")
+    s.add_argument("--seeds", type=_ints, default=[0], help="repetitions, e.g. 0,1,2,3,4")
+    s.add_argument("--weight-decay", type=_floats, default=[0.0], help="weight decays, e.g. 0,1e-4,1e-3")
+    s.add_argument("--lr-scale", type=_floats, default=[1.0], help="multipliers of the learning rate")
+    s.add_argument("--epochs", type=int, default=40)
+    s.add_argument("--batch-size", type=int, default=100)
+    s.add_argument("--lr", type=float, default=0.1, help="initial step size")
+    s.add_argument("--lr-decay", type=float, default=0.99, help="step size factor per epoch")
+    s.add_argument("--momentum", type=float, default=0.5, help="initial momentum")
+    s.add_argument("--momentum-step", type=float, default=0.02, help="momentum increase per epoch")
+    s.add_argument("--momentum-max", type=float, default=0.9)
+    s.add_argument("--init-std", type=float, default=None, help="Gaussian init std of both layers (default 1/sqrt(fan_in))")
+    s.add_argument("--n-train", type=int), s.add_argument("--n-val", type=int), s.add_argument("--n-test", type=int)
+    s.add_argument("--split-seed", type=int, default=0)
+    s.add_argument("--censor", type=int, default=0, metavar="H0", help="replace labels by an H0-unit teacher's")
+    s.add_argument("--label-noise", type=float, default=0.0, help="fraction of training labels changed at random")
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("reproduce", help="run Figure 1 or Figure 2 of the paper and plot it",
+                       description="Figure 1: error vs width, no regularization. Figure 2: 2,000 train / 2,000 "
+                                   "validation images; original labels with and without weight decay, censored "
+                                   "labels, censored labels with 5%% noise; 5 repetitions.")
+    r.add_argument("figure", choices=["figure1", "figure2"])
+    data_args(r)
+    r.add_argument("--widths", type=_widths, default=None, help="default: 1, 2, 4, ..., 2048")
+    r.add_argument("--epochs", type=int, default=None, help="default: 60")
+    r.add_argument("--seeds", type=_ints, default=None, help="repetitions (figure2 default: 0,1,2,3,4)")
+    r.add_argument("--weight-decay", type=_floats, default=None, help="figure2 grid (default 0,1e-5,1e-4,1e-3,1e-2)")
+    r.add_argument("--out", help="output directory (default results/FIGURE-DATASET)")
+    r.set_defaults(func=cmd_reproduce)
+
+    pl = sub.add_parser("plot", help="plot a saved sweep or figure directory",
+                        description="Plot RESULTS (a directory written by sweep or reproduce) as a PNG and print a table.")
+    pl.add_argument("results")
+    pl.add_argument("--output", help="PNG path (default inside RESULTS)")
+    pl.set_defaults(func=cmd_plot)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished epoch is saved; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
+        print(f"pyireg {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def plot_results(path, out_file=None):
         _panel(axes[i][0], summ, 0.0, title + (", no weight decay" if has_wd else ""))
         if ncols == 2:
             if "chosen" in summ.index.get_level_values("weight_decay"):
-                _panel(axes[i][1], summ, "chosen", title + ", weight decay chosen by validation")
+                _panel(axes[i][1], summ, "chosen", title + ", wd chosen by val.")
             else:
                 axes[i][1].axis("off")
     ymax = max(ax.get_ylim()[1] for row in axes for ax in row if ax.axison)

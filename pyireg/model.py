@@ -137,6 +137,42 @@ class PackedMLP:
         X = self._X(X)
         return X, as_labels(y, "y", X.shape[0], self.out_features)
 
+    # ------------------------------------------------------------------ Theorem 1: rescaling
+    def balance(self) -> int:
+        """Rescale every unit in place (u_h -> s u_h, v_h -> v_h / s, s > 0) so that
+        ||u_h|| = ||v_h||: the function of every network is unchanged and
+        1/2 sum_h (||u_h||^2 + ||v_h||^2) drops to sum_h ||u_h|| ||v_h||, its least value.
+        Units with u_h = 0 or v_h = 0 compute zero and are set to zero in both layers.
+        Returns the number of such units."""
+        return int(_core.balance_units(self.U, self.V))
+
+    def normalize_units(self) -> int:
+        """Rescale every unit in place so that ||u_h|| = 1, moving the scale into v_h (the form
+        of objective (5) and of convex neural nets). Units with u_h = 0 compute zero: their v_h
+        is set to zero and u_h stays zero. Returns the number of such units."""
+        return int(_core.normalize_units(self.U, self.V))
+
+    def measures(self) -> dict:
+        """Per-network norm measures, arrays of shape (N,) (float64):
+        ``l2_penalty`` = 1/2 sum_h (||u_h||^2 + ||v_h||^2), ``group_l1`` = sum_h ||u_h|| ||v_h||,
+        ``path_l1`` = sum over input-hidden-output paths of |U[h,i] V[h,j]|
+        = sum_h ||u_h||_1 ||v_h||_1, ``path_l2`` = sqrt(sum_h ||u_h||^2 ||v_h||^2).
+        Always l2_penalty >= group_l1, with equality after ``balance()``."""
+        return _core.network_measures(self.U, self.V, self.offsets)
+
+    def unit_balance(self) -> np.ndarray:
+        """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on
+        any loss, nearly by small-step SGD; weight decay pulls it to zero."""
+        return _core.unit_balance(self.U, self.V)
+
+    def copy(self) -> "PackedMLP":
+        """An independent copy (weights copied, same structure)."""
+        new = PackedMLP.__new__(PackedMLP)
+        new.__dict__.update(self.__dict__)
+        new._engine = _ENGINES[self.dtype.name](self.offsets, self.in_features, self.out_features, self.activation)
+        new.U, new.V = self.U.copy(), self.V.copy()
+        return new
+
     # ------------------------------------------------------------------ init / conversion
     def _init(self, init_std, seed) -> None:
         N, d = self.num_networks, self.in_features

@@ -122,3 +122,45 @@ def packed_weights(modules):
     """The (U, V) of a list of modules, unit-major, as numpy arrays."""
     U, V, _, _ = packed_from_modules(modules)
     return U, V
+
+
+# ----------------------------------------------------------------------------- Theorem 1
+def _norms(U, V):
+    U, V = torch.as_tensor(np.asarray(U)).double(), torch.as_tensor(np.asarray(V)).double()
+    return U, V, U.norm(dim=1), V.norm(dim=1)
+
+
+def balance(U, V):
+    """(U, V) with every unit rescaled to ||u_h|| = ||v_h||; zero units (u_h = 0 or v_h = 0) zeroed."""
+    U, V, nu, nv = _norms(U, V)
+    live = (nu > 0) & (nv > 0)
+    s = torch.where(live, torch.sqrt(nv / torch.where(live, nu, 1.0)), torch.zeros_like(nu))
+    inv = torch.where(live, 1.0 / torch.where(live, s, 1.0), torch.zeros_like(nu))
+    return (U * s[:, None]).numpy(), (V * inv[:, None]).numpy()
+
+
+def normalize_units(U, V):
+    """(U, V) with ||u_h|| = 1 and the scale moved into v_h; units with u_h = 0 get v_h = 0."""
+    U, V, nu, _ = _norms(U, V)
+    live = nu > 0
+    inv = torch.where(live, 1.0 / torch.where(live, nu, 1.0), torch.zeros_like(nu))
+    return (U * inv[:, None]).numpy(), (V * torch.where(live, nu, 0.0)[:, None]).numpy()
+
+
+def measures(U, V, offsets):
+    """Per-network l2_penalty, group_l1, path_l1, path_l2, from the path weights themselves."""
+    U, V = torch.as_tensor(np.asarray(U)).double(), torch.as_tensor(np.asarray(V)).double()
+    out = {k: [] for k in ("l2_penalty", "group_l1", "path_l1", "path_l2")}
+    for n in range(len(offsets) - 1):
+        u, v = U[offsets[n]:offsets[n + 1]], V[offsets[n]:offsets[n + 1]]
+        paths = u[:, :, None] * v[:, None, :]            # H x d x k: weight of every path
+        out["l2_penalty"].append(0.5 * (u.pow(2).sum() + v.pow(2).sum()).item())
+        out["group_l1"].append((u.norm(dim=1) * v.norm(dim=1)).sum().item())
+        out["path_l1"].append(paths.abs().sum().item())
+        out["path_l2"].append(paths.pow(2).sum().sqrt().item())
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def unit_balance(U, V):
+    U, V, nu, nv = _norms(U, V)
+    return (nu ** 2 - nv ** 2).numpy()

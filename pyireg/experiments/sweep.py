@@ -1,6 +1,10 @@
 """Width sweeps: widths x weight decays (x lr scales) trained together in one packed model per
 repetition, with train / validation / test error, loss and weight norms recorded every epoch.
 
+``balance_drift`` is sum_h |b_h(t) - b_h(0)| / sum_h (||u_h(0)||^2 + ||v_h(0)||^2) with
+b_h = ||u_h||^2 - ||v_h||^2: gradient flow conserves every b_h exactly, so this measures how far
+SGD's finite steps (and weight decay) moved the per-unit balance, by width and learning rate.
+
 Results are a tidy pandas DataFrame (one row per network per epoch), written to Parquet after
 every epoch together with a checkpoint, so that an interrupted sweep loses at most the epoch in
 progress; ``resume=True`` continues it to the same numbers as an uninterrupted run (the data
@@ -105,6 +109,9 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                               init_std=init_std, seed=int(rep))
             opt = MomentumSGD(model, schedule.lr(0) * net_ls, schedule.momentum(0), net_wd)
             start = 0
+            balance0 = model.unit_balance()   # ||u_h||^2 - ||v_h||^2 at initialization
+            scale0 = np.add.reduceat((model.U.astype(np.float64) ** 2).sum(1) + (model.V.astype(np.float64) ** 2).sum(1),
+                                     model.offsets[:-1])
             ckpt = out / f"checkpoint_rep{rep}.npz" if out is not None else None
             if ckpt is not None and resume and ckpt.exists():
                 z = np.load(ckpt)
@@ -129,6 +136,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                 ev = {}
                 for split, (Xs, ys) in dataset.splits().items():
                     ev[split] = model.evaluate(Xs, ys, batch_size=eval_batch)
+                drift = np.add.reduceat(np.abs(model.unit_balance() - balance0), model.offsets[:-1]) / scale0
                 nU = np.sqrt(np.add.reduceat((model.U.astype(np.float64) ** 2).sum(1), model.offsets[:-1]))
                 nV = np.sqrt(np.add.reduceat((model.V.astype(np.float64) ** 2).sum(1), model.offsets[:-1]))
                 for n in range(N):
@@ -138,7 +146,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                         "lr": float(opt.lr[n]), "momentum": float(opt.momentum[n]),
                         **{f"{s}_{m}": float(ev[s][j][n]) for s in ("train", "val", "test")
                            for j, m in enumerate(("error", "loss"))},
-                        "norm_U": float(nU[n]), "norm_V": float(nV[n]), "diverged": bool(opt.diverged[n]),
+                        "norm_U": float(nU[n]), "norm_V": float(nV[n]), "balance_drift": float(drift[n]),
+                        "diverged": bool(opt.diverged[n]),
                         "train_seconds": train_s})
                 if out is not None:
                     state = dict(U=model.U, V=model.V, bufU=opt.bufU, bufV=opt.bufV, diverged=opt.diverged,

@@ -73,7 +73,7 @@ def loss_and_grad(modules, X, y):
         losses.append(loss.item())
         gU.append(m[0].weight.grad.clone())
         gV.append(m[2].weight.grad.T.clone())
-    return np.array(losses), torch.cat(gU).numpy(), torch.cat(gV).numpy()
+    return np.array(losses), torch.cat(gU).cpu().numpy(), torch.cat(gV).cpu().numpy()
 
 
 def make_sgd(modules, lr, momentum, weight_decay) -> torch.optim.SGD:

@@ -23,20 +23,25 @@ Activation parse_activation(const std::string& s) {
 template <class T>
 class Engine {
  public:
-  Engine(const py::array& offsets, int64_t d, int64_t k, const std::string& activation, int64_t chunk_units)
+  Engine(const py::array& offsets, int64_t d, int64_t k, const std::string& activation, int64_t chunk_units,
+         int64_t group_units)
       : act_(parse_activation(activation)) {
+    if (chunk_units < 1) throw py::value_error("chunk_units: expected a positive integer");
+    if (group_units < 1) throw py::value_error("group_units: expected a positive integer");
     if (d < 1) throw py::value_error("d: expected a positive number of input features");
     if (k < 1) throw py::value_error("k: expected a positive number of classes");
     const int64_t* off = checked<int64_t>(offsets, "offsets", {-1}, false);
     const int64_t n = offsets.shape(0) - 1;
     if (n < 1) throw py::value_error("offsets: expected at least two entries (one network)");
-    plan_ = make_plan(off, n, d, k, chunk_units);
+    plan_ = make_plan(off, n, d, k, chunk_units, group_units);
   }
 
   int64_t N() const { return plan_.N; }
   int64_t S() const { return plan_.S; }
   int64_t d() const { return plan_.d; }
   int64_t k() const { return plan_.k; }
+  const Workspace<T>& workspace() const { return ws_; }
+  int64_t num_groups() const { return static_cast<int64_t>(plan_.group_chunk_ptr.size()) - 1; }
 
   py::array_t<T> forward(const py::array& U, const py::array& V, const py::array& X) {
     Call<T> c = base(U, V);
@@ -132,9 +137,14 @@ class Engine {
 template <class T>
 void bind_engine(py::module_& m, const char* name) {
   py::class_<Engine<T>>(m, name)
-      .def(py::init<const py::array&, int64_t, int64_t, const std::string&, int64_t>(),
+      .def(py::init<const py::array&, int64_t, int64_t, const std::string&, int64_t, int64_t>(),
            py::arg("offsets"), py::arg("d"), py::arg("k"), py::arg("activation") = "relu",
-           py::arg("chunk_units") = 192)
+           py::arg("chunk_units") = 192, py::arg("group_units") = 8192)
+      .def_property_readonly("num_groups", [](const Engine<T>& e) { return e.num_groups(); })
+      .def_property_readonly("workspace_bytes", [](const Engine<T>& e) { return e.workspace().bytes(); },
+                             "Bytes held by the native scratch buffers (grown on demand, then reused).")
+      .def_property_readonly("workspace_allocations", [](const Engine<T>& e) { return e.workspace().allocations; },
+                             "How many times a scratch buffer had to grow (no step allocates once warmed up).")
       .def_property_readonly("N", &Engine<T>::N)
       .def_property_readonly("S", &Engine<T>::S)
       .def_property_readonly("d", &Engine<T>::d)

@@ -108,3 +108,23 @@ def test_hyperparameters_change_between_steps():
     U = model.U.copy()
     opt.step(X, y)
     np.testing.assert_array_equal(model.U, U)
+
+
+def test_no_allocation_inside_a_warmed_up_training_step():
+    model = pyireg.PackedMLP(list(range(1, 300)), 30, 10, seed=0)
+    opt = pyireg.MomentumSGD(model, 0.1, 0.5)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((250, 30)).astype(np.float32)
+    y = rng.integers(0, 10, 250)
+    opt.step(X[:100], y[:100])
+    eng = model._engine
+    warm, size = eng.workspace_allocations, eng.workspace_bytes
+    assert warm > 0 and size > 0
+    for i in range(5):
+        opt.step(X[i * 50:i * 50 + 100], y[i * 50:i * 50 + 100])
+    opt.step(X[:37], y[:37])                     # a smaller last batch reuses the buffers
+    assert eng.workspace_allocations == warm and eng.workspace_bytes == size
+    # the activation buffer holds one group of networks: all scratch together is smaller than
+    # keeping every unit's activations (S x batch) would be
+    assert eng.num_groups > 1
+    assert size < model.num_units * 100 * 4

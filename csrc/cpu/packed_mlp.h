@@ -30,17 +30,29 @@ struct Plan {
   std::vector<int64_t> net_run_ptr;    // N + 1, into net_runs
   std::vector<int64_t> net_runs;       // run ids of each network, in unit order
   int64_t nslots = 0;                  // runs with a private logits buffer
+  // Groups of whole networks (consecutive chunks) of about group_units units: a training step
+  // runs forward, loss and backward group by group, so a group's activations and weights are
+  // still in cache when its backward and update need them, and the activation buffer holds
+  // one group (max_group_units x batch) instead of every unit.
+  std::vector<int64_t> group_chunk_ptr;  // ngroups + 1, into chunks
+  std::vector<int64_t> group_net_ptr;    // ngroups + 1, into networks
+  int64_t max_group_units = 0;
   int64_t nchunks() const { return static_cast<int64_t>(chunk_run_ptr.size()) - 1; }
 };
 
-Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units);
+Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units,
+               int64_t group_units = 8192);
 
 // Scratch memory, grown on demand and then reused: after the first step of a given batch size
 // no kernel allocates.
 template <class T>
 struct Workspace {
   std::vector<T> XT, Xp, AT, slots, logits, thread_scratch;
-  std::vector<int32_t> y;
+  int64_t allocations = 0;  // how many times a buffer had to grow
+  int64_t bytes() const {
+    return static_cast<int64_t>(sizeof(T) * (XT.capacity() + Xp.capacity() + AT.capacity() + slots.capacity() +
+                                             logits.capacity() + thread_scratch.capacity()));
+  }
 };
 
 // Everything a kernel needs about one call. Pointers that an operation does not use may be null.

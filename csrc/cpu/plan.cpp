@@ -7,7 +7,8 @@
 
 namespace pyireg {
 
-Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units) {
+Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units,
+               int64_t group_units) {
   if (N < 1) throw std::invalid_argument("offsets: expected at least one network");
   if (chunk_units < 1) throw std::invalid_argument("chunk_units: expected a positive value");
   Plan p;
@@ -51,6 +52,20 @@ Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t 
     Run& run = p.runs[r];
     p.net_runs[fill[run.net]++] = r;
     if (runs_of_net[run.net] > 1) run.slot = p.nslots++;
+  }
+  // Groups: close one once it holds group_units units and the next chunk starts a network.
+  p.group_chunk_ptr.assign(1, 0);
+  p.group_net_ptr.assign(1, 0);
+  const int64_t nch = p.nchunks();
+  for (int64_t c = 1; c <= nch; ++c) {
+    const int64_t g0 = p.chunk_begin[p.group_chunk_ptr.back()];
+    const bool last = c == nch;
+    const bool starts_net = !last && p.runs[p.chunk_run_ptr[c]].begin == p.offsets[p.runs[p.chunk_run_ptr[c]].net];
+    if (last || (starts_net && p.chunk_begin[c] - g0 >= group_units)) {
+      p.group_chunk_ptr.push_back(c);
+      p.group_net_ptr.push_back(last ? N : p.runs[p.chunk_run_ptr[c]].net);
+      p.max_group_units = std::max(p.max_group_units, p.chunk_begin[c] - g0);
+    }
   }
   return p;
 }

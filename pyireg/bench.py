@@ -111,26 +111,32 @@ def native_train_1thread(model: PackedMLP, X, y, max_seconds):
         _core.set_num_threads(threads)
 
 
-def torch_loop_train(model: PackedMLP, X, y, max_seconds):
-    """One nn.Sequential per width, one backward over the summed losses, one foreach SGD."""
+def _torch_train(params, losses_fn, X, y, max_seconds):
+    """Time one epoch of a PyTorch formulation: ``losses_fn(xb, yb)`` returns the (N,) mean
+    losses of every network; one backward over their sum and one momentum-SGD step per batch."""
     import torch
-    from . import reference as R
-    mods = model.to_torch()
-    opt = torch.optim.SGD([p for m in mods for p in m.parameters()], lr=0.1, momentum=0.5, foreach=True)
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.5, foreach=True)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y).long()
     steps = len(X) // BATCH
     first = {}
 
     def step(i):
-        xb, yb = Xt[i * BATCH:(i + 1) * BATCH], yt[i * BATCH:(i + 1) * BATCH]
         opt.zero_grad(set_to_none=True)
-        losses = torch.stack([torch.nn.functional.cross_entropy(m(xb), yb) for m in mods])
+        losses = losses_fn(Xt[i * BATCH:(i + 1) * BATCH], yt[i * BATCH:(i + 1) * BATCH])
         losses.sum().backward()
         opt.step()
         first.setdefault("loss", losses.detach().numpy().astype(np.float64))
     sec, done = _time_steps(step, steps, max_seconds)
-    del R
     return sec, done, steps, first["loss"]
+
+
+def torch_loop_train(model: PackedMLP, X, y, max_seconds):
+    """One nn.Sequential per width, one backward over the summed losses, one foreach SGD."""
+    import torch
+    mods = model.to_torch()
+    ce = torch.nn.functional.cross_entropy
+    return _torch_train([p for m in mods for p in m.parameters()],
+                        lambda xb, yb: torch.stack([ce(m(xb), yb) for m in mods]), X, y, max_seconds)
 
 
 def torch_padded_train(model: PackedMLP, X, y, max_seconds):
@@ -147,23 +153,13 @@ def torch_padded_train(model: PackedMLP, X, y, max_seconds):
         mask[n, : b - a] = 1
     Up.requires_grad_(True)
     Vp.requires_grad_(True)
-    opt = torch.optim.SGD([Up, Vp], lr=0.1, momentum=0.5)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y).long()
-    steps = len(X) // BATCH
-    first = {}
 
-    def step(i):
-        xb, yb = Xt[i * BATCH:(i + 1) * BATCH], yt[i * BATCH:(i + 1) * BATCH]
-        opt.zero_grad(set_to_none=True)
+    def losses(xb, yb):
         A = torch.relu(torch.matmul(Up * mask, xb.T))             # N x Hmax x B
         logits = torch.bmm(A.transpose(1, 2), Vp * mask)          # N x B x K
-        losses = torch.nn.functional.cross_entropy(
+        return torch.nn.functional.cross_entropy(
             logits.reshape(-1, K), yb.repeat(N), reduction="none").view(N, -1).mean(1)
-        losses.sum().backward()
-        opt.step()
-        first.setdefault("loss", losses.detach().numpy().astype(np.float64))
-    sec, done = _time_steps(step, steps, max_seconds)
-    return sec, done, steps, first["loss"]
+    return _torch_train([Up, Vp], losses, X, y, max_seconds)
 
 
 def torch_packed_train(model: PackedMLP, X, y, max_seconds):
@@ -174,24 +170,14 @@ def torch_packed_train(model: PackedMLP, X, y, max_seconds):
     V = torch.from_numpy(model.V.copy()).requires_grad_(True)
     net = torch.from_numpy(model.network_of_unit())
     N = model.num_networks
-    opt = torch.optim.SGD([U, V], lr=0.1, momentum=0.5)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y).long()
-    steps = len(X) // BATCH
-    first = {}
 
-    def step(i):
-        xb, yb = Xt[i * BATCH:(i + 1) * BATCH], yt[i * BATCH:(i + 1) * BATCH]
-        opt.zero_grad(set_to_none=True)
+    def losses(xb, yb):
         A = torch.relu(xb @ U.T)                                   # B x S
         contrib = A.unsqueeze(2) * V.unsqueeze(0)                  # B x S x K
         logits = torch.zeros(len(xb), N, K).index_add(1, net, contrib)
-        losses = torch.nn.functional.cross_entropy(
+        return torch.nn.functional.cross_entropy(
             logits.permute(0, 2, 1), yb.unsqueeze(1).expand(-1, N), reduction="none").mean(0)
-        losses.sum().backward()
-        opt.step()
-        first.setdefault("loss", losses.detach().numpy().astype(np.float64))
-    sec, done = _time_steps(step, steps, max_seconds)
-    return sec, done, steps, first["loss"]
+    return _torch_train([U, V], losses, X, y, max_seconds)
 
 
 def native_eval(model, X, y, max_seconds):

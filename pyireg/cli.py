@@ -109,8 +109,15 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def cmd_theorem1(args) -> int:
+def _save_table(table, path: Path, seconds: float, extra: str = "") -> None:
     import pandas as pd
+    table.to_csv(path, index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    print(f"\n{seconds:.1f} s; {extra}table {path}")
+
+
+def cmd_theorem1(args) -> int:
     from .experiments import theory_demo as TD
     _threads(args)
     out = Path(args.out)
@@ -118,25 +125,18 @@ def cmd_theorem1(args) -> int:
     t0 = time.perf_counter()
     table, traces = TD.theorem1_table(args.dataset, n=args.n, lams=args.lam, width=args.width, iters=args.iters)
     png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
-    table.to_csv(out / "theorem1.csv", index=False)
-    with pd.option_context("display.width", 250, "display.max_columns", 20):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
-    print(f"\n{time.perf_counter() - t0:.1f} s; figure {png}, table {out / 'theorem1.csv'}")
+    _save_table(table, out / "theorem1.csv", time.perf_counter() - t0, f"figure {png}, ")
     return 0
 
 
 def cmd_convex(args) -> int:
-    import pandas as pd
     from .experiments import theory_demo as TD
     _threads(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     table = TD.corollary1_table(args.dataset, n=args.n, widths=args.widths, lam=args.lam[0], iters=args.iters)
-    table.to_csv(out / "corollary1.csv", index=False)
-    with pd.option_context("display.width", 250, "display.max_columns", 20):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
-    print(f"\n{time.perf_counter() - t0:.1f} s; table {out / 'corollary1.csv'}")
+    _save_table(table, out / "corollary1.csv", time.perf_counter() - t0)
     return 0
 
 

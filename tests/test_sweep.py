@@ -124,3 +124,11 @@ def test_cli_sweep_reproduce_and_plot(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sweep", "--widths", "a,b", "--out", "x"])
+
+
+def test_cli_reproduce_figure1(tmp_path):
+    out = tmp_path / "f1"
+    assert main(["reproduce", "figure1", "--widths", "2,16", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    h = pd.read_parquet(out / "original" / "history.parquet")
+    assert sorted(h.width.unique()) == [2, 16] and h.epoch.max() == 2
+    assert (out / "figure1.png").stat().st_size > 10000

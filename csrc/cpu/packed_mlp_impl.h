@@ -80,9 +80,22 @@ template <class T, class V> inline void grow(Workspace<T>& ws, V& v, size_t n) {
 }
 
 // ---------------------------------------------------------------- register-blocked GEMM
+// Momentum-SGD epilogue of the dU product: the tile is the gradient of rows of U; apply the
+// update to them (columns >= ncol_valid are padding) instead of storing the tile.
+template <class T> struct SgdTile {
+  T* U = nullptr;      // the tile's first row of U (row stride ld), at the tile's first column
+  T* buf = nullptr;    // likewise for the momentum buffer
+  int64_t ld = 0;
+  int64_t valid = 0;   // valid columns from the tile's first column
+  const T* lr = nullptr;   // per row of the tile
+  const T* mom = nullptr;
+  const T* wd = nullptr;
+};
+
 // C[i, j] = sum_kk A[i*lda + kk] * Bm[kk*ldb + j] for i < MR, j < NV*W; optional fused relu.
 template <class T, int MR, int NV, bool RELU>
-inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, T* C, int64_t ldc) {
+inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, T* C, int64_t ldc,
+                  const SgdTile<T>* sgd = nullptr) {
   constexpr int W = VecOf<T>::W;
   vec<T> acc[MR][NV];
   for (int i = 0; i < MR; ++i)
@@ -95,35 +108,83 @@ inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, 
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
+  if (sgd) {
+    for (int i = 0; i < MR; ++i) {
+      const T lr = sgd->lr[i], m = sgd->mom[i], wd = sgd->wd[i];
+      T* w = sgd->U + i * sgd->ld;
+      T* b = sgd->buf + i * sgd->ld;
+      for (int v = 0; v < NV; ++v) {
+        if ((v + 1) * W <= sgd->valid) {
+          const vec<T> wi = ld(w + v * W);
+          const vec<T> bi = splat(m) * ld(b + v * W) + (acc[i][v] + splat(wd) * wi);
+          st(b + v * W, bi);
+          st(w + v * W, wi - splat(lr) * bi);
+        } else {
+          for (int64_t e = v * W; e < sgd->valid; ++e) {
+            const T gi = acc[i][v][e - v * W] + wd * w[e];
+            const T bi = m * b[e] + gi;
+            b[e] = bi;
+            w[e] -= lr * bi;
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) st(C + i * ldc + v * W, RELU ? relu<T>(acc[i][v]) : acc[i][v]);
 }
 
 template <class T, int MR, bool RELU>
 inline void gemm_cols(int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-                      T* C, int64_t ldc) {
+                      T* C, int64_t ldc, const SgdTile<T>* sgd_rows = nullptr) {
   constexpr int W = VecOf<T>::W;
+  SgdTile<T> t;
+  const SgdTile<T>* tp = nullptr;
+  if (sgd_rows) {
+    t = *sgd_rows;
+    tp = &t;
+  }
   int64_t j = 0;
-  for (; j + 2 * W <= ncols; j += 2 * W) micro<T, MR, 2, RELU>(K, A, lda, Bm + j, ldb, C + j, ldc);
-  if (j < ncols) micro<T, MR, 1, RELU>(K, A, lda, Bm + j, ldb, C + j, ldc);
+  for (; j + 2 * W <= ncols; j += 2 * W) {
+    if (tp) t.U = sgd_rows->U + j, t.buf = sgd_rows->buf + j, t.valid = sgd_rows->valid - j;
+    micro<T, MR, 2, RELU>(K, A, lda, Bm + j, ldb, C + j, ldc, tp);
+  }
+  if (j < ncols) {
+    if (tp) t.U = sgd_rows->U + j, t.buf = sgd_rows->buf + j, t.valid = sgd_rows->valid - j;
+    micro<T, MR, 1, RELU>(K, A, lda, Bm + j, ldb, C + j, ldc, tp);
+  }
 }
 
-// C (M x ncols) = A (M x K) * Bm (K x ncols); ncols a multiple of W.
+// C (M x ncols) = A (M x K) * Bm (K x ncols); ncols a multiple of W. With `sgd`, the product is
+// the gradient of M rows of U and is applied to them (see SgdTile) instead of stored in C.
 template <class T, bool RELU>
 void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-          T* C, int64_t ldc) {
+          T* C, int64_t ldc, const SgdTile<T>* sgd = nullptr) {
   constexpr int MR = 6;
+  SgdTile<T> t;
+  auto rows = [&](int64_t i) -> const SgdTile<T>* {
+    if (!sgd) return nullptr;
+    t = *sgd;
+    t.U = sgd->U + i * sgd->ld;
+    t.buf = sgd->buf + i * sgd->ld;
+    t.lr = sgd->lr + i;
+    t.mom = sgd->mom + i;
+    t.wd = sgd->wd + i;
+    return &t;
+  };
   int64_t i = 0;
   for (; i + MR <= M; i += MR)
-    gemm_cols<T, MR, RELU>(ncols, K, A + i * lda, lda, Bm, ldb, C + i * ldc, ldc);
+    gemm_cols<T, MR, RELU>(ncols, K, A + i * lda, lda, Bm, ldb, C + i * ldc, ldc, rows(i));
   const T* Ai = A + i * lda;
   T* Ci = C + i * ldc;
+  const SgdTile<T>* r = rows(i);
   switch (M - i) {
-    case 1: gemm_cols<T, 1, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc); break;
-    case 2: gemm_cols<T, 2, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc); break;
-    case 3: gemm_cols<T, 3, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc); break;
-    case 4: gemm_cols<T, 4, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc); break;
-    case 5: gemm_cols<T, 5, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc); break;
+    case 1: gemm_cols<T, 1, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc, r); break;
+    case 2: gemm_cols<T, 2, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc, r); break;
+    case 3: gemm_cols<T, 3, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc, r); break;
+    case 4: gemm_cols<T, 4, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc, r); break;
+    case 5: gemm_cols<T, 5, RELU>(ncols, K, Ai, lda, Bm, ldb, Ci, ldc, r); break;
     default: break;
   }
 }
@@ -325,12 +386,13 @@ void forward_loss_group(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t
 }
 
 // Backward of the chunks of group g, then `sink(c, dU, dV)` with chunk c's gradients
-// (dU: rows x dp, dV: rows x k) in per-thread scratch.
+// (dU: rows x dp, dV: rows x k) in per-thread scratch. When training (cl.bufU set), the dU
+// product applies the momentum update to U's rows in its epilogue and dU is not stored.
 template <class T, class Sink>
 void backward_group(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t dp, int64_t g, Sink sink) {
   const Plan& p = *cl.plan;
   const int64_t cu = p.chunk_units, k = p.k;
-  const int64_t stride = cu * Bp + cu * dp + cu * k;
+  const int64_t stride = cu * Bp + cu * dp + cu * k + 3 * cu;
   const bool use_relu = cl.act == Activation::relu;
   const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
   const T* AT = ws.AT.data() - p.chunk_begin[c0] * Bp;  // indexed by global unit below
@@ -350,7 +412,29 @@ void backward_group(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t dp,
         unit_backward(AT + h * Bp, Gn, cl.V + h * k, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k,
                       use_relu);
     }
-    gemm<T, false>(h1 - h0, dp, cl.B, dZT, Bp, Xp, dp, dU, dp);
+    if (cl.bufU) {
+      // training: the dU product updates U in its epilogue; hyper-parameters per row
+      T* hyp = dV + cu * k;
+      for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+        const Run& run = p.runs[r];
+        for (int64_t h = run.begin; h < run.end; ++h) {
+          hyp[h - h0] = cl.lr[run.net];
+          hyp[cu + h - h0] = cl.momentum[run.net];
+          hyp[2 * cu + h - h0] = cl.weight_decay[run.net];
+        }
+      }
+      SgdTile<T> t;
+      t.U = cl.U + h0 * p.d;
+      t.buf = cl.bufU + h0 * p.d;
+      t.ld = p.d;
+      t.valid = p.d;
+      t.lr = hyp;
+      t.mom = hyp + cu;
+      t.wd = hyp + 2 * cu;
+      gemm<T, false>(h1 - h0, dp, cl.B, dZT, Bp, Xp, dp, dU, dp, &t);
+    } else {
+      gemm<T, false>(h1 - h0, dp, cl.B, dZT, Bp, Xp, dp, dU, dp);
+    }
     sink(c, dU, dV);
   }
 }
@@ -365,7 +449,7 @@ void train_pass(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t dp, Sin
   grow(ws, ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bp));
   grow(ws, ws.logits, static_cast<size_t>(p.N * p.k * Bp));
   const int64_t cu = p.chunk_units;
-  grow(ws, ws.thread_scratch, static_cast<size_t>(num_threads() * (cu * Bp + cu * dp + cu * p.k)));
+  grow(ws, ws.thread_scratch, static_cast<size_t>(num_threads() * (cu * Bp + cu * dp + cu * p.k + 3 * cu)));
   for (int64_t g = 0; g + 1 < static_cast<int64_t>(p.group_chunk_ptr.size()); ++g) {
     forward_loss_group(ws, cl, Bp, g);
     backward_group(ws, cl, Bp, dp, g, sink);
@@ -446,18 +530,17 @@ void sgd_step(Workspace<T>& ws, const Call<T>& cl) {
   const Plan& p = *cl.plan;
   if (cl.B == 0) return;
   constexpr int W = VecOf<T>::W;
-  const int64_t Bp = round_up(cl.B, W), dp = round_up(p.d, W), d = p.d, k = p.k;
+  const int64_t Bp = round_up(cl.B, W), dp = round_up(p.d, W), k = p.k;
   const Call<T> c = cl;
   const Plan* pp = &p;
-  train_pass(ws, cl, Bp, dp, [=](int64_t chunk, const T* dU, const T* dV) {
+  // U's rows are updated inside the dU product (backward_group); this sink updates V's rows
+  train_pass(ws, cl, Bp, dp, [=](int64_t chunk, const T*, const T* dV) {
     const int64_t h0 = pp->chunk_begin[chunk];
     for (int64_t r = pp->chunk_run_ptr[chunk]; r < pp->chunk_run_ptr[chunk + 1]; ++r) {
       const Run& run = pp->runs[r];
       const T lr = c.lr[run.net], m = c.momentum[run.net], wd = c.weight_decay[run.net];
-      for (int64_t h = run.begin; h < run.end; ++h) {
-        sgd_rows(d, c.U + h * d, c.bufU + h * d, dU + (h - h0) * dp, lr, m, wd);
+      for (int64_t h = run.begin; h < run.end; ++h)
         sgd_rows(k, c.V + h * k, c.bufV + h * k, dV + (h - h0) * k, lr, m, wd);
-      }
     }
   });
 }

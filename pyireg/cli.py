@@ -51,7 +51,7 @@ def cmd_bench(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    report = bench.run(args.workload, max_seconds=args.max_seconds)
+    report = bench.run(args.workload, max_seconds=args.max_seconds, rounds=args.rounds)
     print()
     print(bench.format_table(report))
     if args.json:
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval"], default=["dense", "pow2", "eval"])
     b.add_argument("--max-seconds", type=float, default=30.0,
                    help="time budget per implementation; slower ones are timed on the first steps and extrapolated")
+    b.add_argument("--rounds", type=int, default=3,
+                   help="alternating timing rounds; each implementation keeps its best (default 3)")
     b.add_argument("--threads", type=int, default=0, help="threads for pyireg and torch (default: all)")
     b.add_argument("--json", help="save the report to this JSON file")
     b.set_defaults(func=cmd_bench)

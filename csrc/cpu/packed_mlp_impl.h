@@ -79,9 +79,33 @@ template <class T, class V> inline void grow(Workspace<T>& ws, V& v, size_t n) {
   }
 }
 
+// ---------------------------------------------------------------- momentum update
+// torch.optim.SGD(momentum=m, dampening=0, nesterov=False, weight_decay=wd) on every row:
+//   g = grad + wd * w;  buf = m * buf + g;  w -= lr * buf   (buf starts at zero, so the first
+// step gives buf = g exactly, as torch's clone of the first gradient does). Explicitly
+// vectorized: the rows never alias, which the compiler cannot know.
+template <class T>
+inline void sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m, T wd) {
+  constexpr int W = VecOf<T>::W;
+  const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const vec<T> wi = ld(w + i);
+    const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi);
+    st(buf + i, bi);
+    st(w + i, wi - vlr * bi);
+  }
+  for (; i < n; ++i) {
+    const T gi = g[i] + wd * w[i];
+    const T bi = m * buf[i] + gi;
+    buf[i] = bi;
+    w[i] -= lr * bi;
+  }
+}
+
 // ---------------------------------------------------------------- register-blocked GEMM
 // Momentum-SGD epilogue of the dU product: the tile is the gradient of rows of U; apply the
-// update to them (columns >= ncol_valid are padding) instead of storing the tile.
+// update (sgd_rows) to them instead of storing the tile (columns from `valid` on are padding).
 template <class T> struct SgdTile {
   T* U = nullptr;      // the tile's first row of U (row stride ld), at the tile's first column
   T* buf = nullptr;    // likewise for the momentum buffer
@@ -113,20 +137,10 @@ inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, 
       const T lr = sgd->lr[i], m = sgd->mom[i], wd = sgd->wd[i];
       T* w = sgd->U + i * sgd->ld;
       T* b = sgd->buf + i * sgd->ld;
-      for (int v = 0; v < NV; ++v) {
-        if ((v + 1) * W <= sgd->valid) {
-          const vec<T> wi = ld(w + v * W);
-          const vec<T> bi = splat(m) * ld(b + v * W) + (acc[i][v] + splat(wd) * wi);
-          st(b + v * W, bi);
-          st(w + v * W, wi - splat(lr) * bi);
-        } else {
-          for (int64_t e = v * W; e < sgd->valid; ++e) {
-            const T gi = acc[i][v][e - v * W] + wd * w[e];
-            const T bi = m * b[e] + gi;
-            b[e] = bi;
-            w[e] -= lr * bi;
-          }
-        }
+      for (int v = 0; v < NV && v * W < sgd->valid; ++v) {
+        T g[W];
+        st(g, acc[i][v]);
+        sgd_rows(std::min<int64_t>(W, sgd->valid - v * W), w + v * W, b + v * W, g, lr, m, wd);
       }
     }
     return;
@@ -385,6 +399,13 @@ void forward_loss_group(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t
   }
 }
 
+// Per-thread scratch of the backward: dZ^T (cu x Bp), dU (cu x dp), dV (cu x k) and the
+// per-row lr, momentum, weight decay of the fused update (3 x cu).
+inline int64_t backward_scratch(const Plan& p, int64_t Bp, int64_t dp) {
+  const int64_t cu = p.chunk_units;
+  return cu * Bp + cu * dp + cu * p.k + 3 * cu;
+}
+
 // Backward of the chunks of group g, then `sink(c, dU, dV)` with chunk c's gradients
 // (dU: rows x dp, dV: rows x k) in per-thread scratch. When training (cl.bufU set), the dU
 // product applies the momentum update to U's rows in its epilogue and dU is not stored.
@@ -392,7 +413,7 @@ template <class T, class Sink>
 void backward_group(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t dp, int64_t g, Sink sink) {
   const Plan& p = *cl.plan;
   const int64_t cu = p.chunk_units, k = p.k;
-  const int64_t stride = cu * Bp + cu * dp + cu * k + 3 * cu;
+  const int64_t stride = backward_scratch(p, Bp, dp);
   const bool use_relu = cl.act == Activation::relu;
   const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
   const T* AT = ws.AT.data() - p.chunk_begin[c0] * Bp;  // indexed by global unit below
@@ -448,8 +469,7 @@ void train_pass(Workspace<T>& ws, const Call<T>& cl, int64_t Bp, int64_t dp, Sin
   grow(ws, ws.AT, static_cast<size_t>(p.max_group_units * Bp));
   grow(ws, ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bp));
   grow(ws, ws.logits, static_cast<size_t>(p.N * p.k * Bp));
-  const int64_t cu = p.chunk_units;
-  grow(ws, ws.thread_scratch, static_cast<size_t>(num_threads() * (cu * Bp + cu * dp + cu * p.k + 3 * cu)));
+  grow(ws, ws.thread_scratch, static_cast<size_t>(num_threads() * backward_scratch(p, Bp, dp)));
   for (int64_t g = 0; g + 1 < static_cast<int64_t>(p.group_chunk_ptr.size()); ++g) {
     forward_loss_group(ws, cl, Bp, g);
     backward_group(ws, cl, Bp, dp, g, sink);
@@ -500,29 +520,6 @@ void loss_grad(Workspace<T>& ws, const Call<T>& cl) {
       std::memcpy(gV + h * k, dV + (h - h0) * k, sizeof(T) * k);
     }
   });
-}
-
-// torch.optim.SGD(momentum=m, dampening=0, nesterov=False, weight_decay=wd) on every row:
-//   g = grad + wd * w;  buf = m * buf + g;  w -= lr * buf   (buf starts at zero, so the first
-// step gives buf = g exactly, as torch's clone of the first gradient does). Explicitly
-// vectorized: the rows never alias, which the compiler cannot know.
-template <class T>
-inline void sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m, T wd) {
-  constexpr int W = VecOf<T>::W;
-  const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    const vec<T> wi = ld(w + i);
-    const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi);
-    st(buf + i, bi);
-    st(w + i, wi - vlr * bi);
-  }
-  for (; i < n; ++i) {
-    const T gi = g[i] + wd * w[i];
-    const T bi = m * buf[i] + gi;
-    buf[i] = bi;
-    w[i] -= lr * bi;
-  }
 }
 
 template <class T>

@@ -62,17 +62,23 @@ def train_objective4(model: PackedMLP, X, y, lam, *, iters=2000, lr=0.5, momentu
     return Trace(np.array(its), np.array(vals))
 
 
+def project_rows(U: np.ndarray) -> np.ndarray:
+    """Every row of U projected onto the unit ball (||u_h|| <= 1), in float64."""
+    U = np.asarray(U, dtype=np.float64)
+    return U / np.maximum(1.0, np.sqrt((U ** 2).sum(1)))[:, None]
+
+
+def group_soft_threshold(V: np.ndarray, thresh: np.ndarray) -> np.ndarray:
+    """v_h -> max(0, 1 - thresh_h / ||v_h||) v_h for every row (the prox of thresh_h * ||v_h||),
+    in float64."""
+    V = np.asarray(V, dtype=np.float64)
+    n = np.sqrt((V ** 2).sum(1))
+    return V * np.maximum(0.0, 1.0 - thresh / np.maximum(n, 1e-300))[:, None]
+
+
 def project_units(model: PackedMLP) -> None:
-    """Project every u_h onto the unit ball (||u_h|| <= 1)."""
-    n = np.sqrt((model.U.astype(np.float64) ** 2).sum(1))
-    model.U[...] = (model.U / np.maximum(1.0, n)[:, None]).astype(model.dtype)
-
-
-def group_soft_threshold(V: np.ndarray, thresh: np.ndarray) -> None:
-    """v_h <- max(0, 1 - thresh_h / ||v_h||) v_h, in place (the prox of thresh * ||v_h||)."""
-    n = np.sqrt((V.astype(np.float64) ** 2).sum(1))
-    factor = np.maximum(0.0, 1.0 - thresh / np.maximum(n, 1e-300))
-    V[...] = (V * factor[:, None]).astype(V.dtype)
+    """Project every u_h of the model onto the unit ball, in place."""
+    model.U[...] = project_rows(model.U).astype(model.dtype)
 
 
 def train_objective5(model: PackedMLP, X, y, lam, *, iters=2000, step=1.0, record_every=10) -> Trace:
@@ -105,11 +111,8 @@ def train_objective5(model: PackedMLP, X, y, lam, *, iters=2000, step=1.0, recor
         fy, gU, gV = model.loss_and_grad(X, y)
         while True:
             tu = np.repeat(t, w)[:, None]
-            cU = yU - tu * gU
-            cU /= np.maximum(1.0, np.sqrt((cU ** 2).sum(1)))[:, None]
-            cV = yV - tu * gV
-            nv = np.sqrt((cV ** 2).sum(1))
-            cV *= np.maximum(0.0, 1.0 - np.repeat(t * lam_n, w) / np.maximum(nv, 1e-300))[:, None]
+            cU = project_rows(yU - tu * gU)
+            cV = group_soft_threshold(yV - tu * gV, np.repeat(t * lam_n, w))
             put(cU, cV)
             fc = _full_loss(model, X, y)
             dU, dV = cU - yU, cV - yV
@@ -133,26 +136,3 @@ def train_objective5(model: PackedMLP, X, y, lam, *, iters=2000, step=1.0, recor
             vals.append(obj.copy())
     put(xU, xV)
     return Trace(np.array(its), np.array(vals))
-
-
-def theorem1_experiment(X, y, num_classes, lams, *, width=64, iters=3000, lr=0.5, seed=0):
-    """Solve (4) and (5) for every lambda from the same initialization, all lambdas in one
-    packed model each; then balance the (4) solution and normalize it into a feasible point of
-    (5). Returns a dict of arrays (one entry per lambda) and the two traces."""
-    lams = np.asarray(lams, dtype=np.float64)
-    m4 = PackedMLP([width] * len(lams), X.shape[1], num_classes, seed=seed)
-    m5 = m4.copy()
-    t4 = train_objective4(m4, X, y, lams, iters=iters, lr=lr)
-    t5 = train_objective5(m5, X, y, lams, iters=iters)
-    v4 = objective4(m4, X, y, lams)
-    drift = np.abs(m4.unit_balance())
-    bal = m4.copy()
-    bal.balance()
-    v4_bal = objective4(bal, X, y, lams)
-    bal.normalize_units()
-    v5_from4 = objective5(bal, X, y, lams)
-    v5 = objective5(m5, X, y, lams)
-    scale = np.add.reduceat((m4.U.astype(np.float64) ** 2).sum(1) + (m4.V.astype(np.float64) ** 2).sum(1), m4.offsets[:-1])
-    return {"lam": lams, "objective4": v4, "objective4_balanced": v4_bal, "objective5": v5,
-            "objective5_of_normalized_4": v5_from4, "relative_gap": np.abs(v4 - v5) / np.abs(v4),
-            "unbalance_of_4": np.add.reduceat(drift, m4.offsets[:-1]) / scale}, t4, t5

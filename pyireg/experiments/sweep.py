@@ -110,8 +110,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             opt = MomentumSGD(model, schedule.lr(0) * net_ls, schedule.momentum(0), net_wd)
             start = 0
             balance0 = model.unit_balance()   # ||u_h||^2 - ||v_h||^2 at initialization
-            scale0 = np.add.reduceat((model.U.astype(np.float64) ** 2).sum(1) + (model.V.astype(np.float64) ** 2).sum(1),
-                                     model.offsets[:-1])
+            scale0 = 2 * model.measures()["l2_penalty"]   # sum_h ||u_h||^2 + ||v_h||^2 per network
             ckpt = out / f"checkpoint_rep{rep}.npz" if out is not None else None
             if ckpt is not None and resume and ckpt.exists():
                 z = np.load(ckpt)

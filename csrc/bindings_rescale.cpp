@@ -54,17 +54,20 @@ void register_rescale(py::module_& m) {
         throw py::value_error("offsets: expected 0 = offsets[0] <= ... <= offsets[N] = number of rows of U");
       for (int64_t n = 0; n < N; ++n)
         if (off[n + 1] < off[n]) throw py::value_error("offsets: expected a non-decreasing array");
-      py::array_t<double> a(N), b(N), c(N), e(N);
+      py::array_t<double> a(N), b(N), c(N), e(N), fu(N), fv(N);
       double *pa = a.mutable_data(), *pb = b.mutable_data(), *pc = c.mutable_data(), *pe = e.mutable_data();
+      double *pfu = fu.mutable_data(), *pfv = fv.mutable_data();
       {
         py::gil_scoped_release nogil;
-        pyireg::network_measures<T>(u, v, off, N, U.shape(1), V.shape(1), pa, pb, pc, pe);
+        pyireg::network_measures<T>(u, v, off, N, U.shape(1), V.shape(1), pa, pb, pc, pe, pfu, pfv);
       }
       py::dict out;
       out["l2_penalty"] = a;
       out["group_l1"] = b;
       out["path_l1"] = c;
       out["path_l2"] = e;
+      out["norm_U"] = fu;
+      out["norm_V"] = fv;
       return out;
     });
   }, py::arg("U"), py::arg("V"), py::arg("offsets"));

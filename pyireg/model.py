@@ -156,7 +156,8 @@ class PackedMLP:
         """Per-network norm measures, arrays of shape (N,) (float64):
         ``l2_penalty`` = 1/2 sum_h (||u_h||^2 + ||v_h||^2), ``group_l1`` = sum_h ||u_h|| ||v_h||,
         ``path_l1`` = sum over input-hidden-output paths of |U[h,i] V[h,j]|
-        = sum_h ||u_h||_1 ||v_h||_1, ``path_l2`` = sqrt(sum_h ||u_h||^2 ||v_h||^2).
+        = sum_h ||u_h||_1 ||v_h||_1, ``path_l2`` = sqrt(sum_h ||u_h||^2 ||v_h||^2),
+        ``norm_U`` = ||U_n||_F, ``norm_V`` = ||V_n||_F (no copy of the weights is made).
         Always l2_penalty >= group_l1, with equality after ``balance()``."""
         return _core.network_measures(self.U, self.V, self.offsets)
 

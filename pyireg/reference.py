@@ -150,7 +150,7 @@ def normalize_units(U, V):
 def measures(U, V, offsets):
     """Per-network l2_penalty, group_l1, path_l1, path_l2, from the path weights themselves."""
     U, V = torch.as_tensor(np.asarray(U)).double(), torch.as_tensor(np.asarray(V)).double()
-    out = {k: [] for k in ("l2_penalty", "group_l1", "path_l1", "path_l2")}
+    out = {k: [] for k in ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")}
     for n in range(len(offsets) - 1):
         u, v = U[offsets[n]:offsets[n + 1]], V[offsets[n]:offsets[n + 1]]
         paths = u[:, :, None] * v[:, None, :]            # H x d x k: weight of every path
@@ -158,6 +158,8 @@ def measures(U, V, offsets):
         out["group_l1"].append((u.norm(dim=1) * v.norm(dim=1)).sum().item())
         out["path_l1"].append(paths.abs().sum().item())
         out["path_l2"].append(paths.pow(2).sum().sqrt().item())
+        out["norm_U"].append(u.norm().item())
+        out["norm_V"].append(v.norm().item())
     return {k: np.array(v) for k, v in out.items()}
 
 

@@ -63,12 +63,15 @@ template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int
 
 template <class T>
 void network_measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t d, int64_t k,
-                      double* l2_penalty, double* group_l1, double* path_l1, double* path_l2) {
+                      double* l2_penalty, double* group_l1, double* path_l1, double* path_l2,
+                      double* norm_U, double* norm_V) {
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t n = 0; n < N; ++n) {
-    double a = 0, b = 0, c = 0, e = 0;
+    double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
       const double u2 = sq(U + h * d, d), v2 = sq(V + h * k, k);
+      fu += u2;
+      fv += v2;
       a += 0.5 * (u2 + v2);
       b += std::sqrt(u2 * v2);
       c += l1(U + h * d, d) * l1(V + h * k, k);
@@ -78,6 +81,8 @@ void network_measures(const T* U, const T* V, const int64_t* offsets, int64_t N,
     group_l1[n] = b;
     path_l1[n] = c;
     path_l2[n] = std::sqrt(e);
+    norm_U[n] = std::sqrt(fu);
+    norm_V[n] = std::sqrt(fv);
   }
 }
 
@@ -90,7 +95,7 @@ template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t 
   template int64_t balance_units<T>(T*, T*, int64_t, int64_t, int64_t);                              \
   template int64_t normalize_units<T>(T*, T*, int64_t, int64_t, int64_t);                            \
   template void network_measures<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int64_t,    \
-                                    double*, double*, double*, double*);                             \
+                                    double*, double*, double*, double*, double*, double*);                             \
   template void unit_balance<T>(const T*, const T*, int64_t, int64_t, int64_t, double*);
 PYIREG_INSTANTIATE(float)
 PYIREG_INSTANTIATE(double)

@@ -21,10 +21,12 @@ template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int
 // Per network n (units offsets[n]..offsets[n+1]), accumulated in double in unit order:
 //   l2_penalty = 1/2 sum_h (||u_h||^2 + ||v_h||^2)     group_l1 = sum_h ||u_h|| ||v_h||
 //   path_l1    = sum_h ||u_h||_1 ||v_h||_1             path_l2  = sqrt(sum_h ||u_h||^2 ||v_h||^2)
+//   norm_U     = ||U_n||_F                              norm_V   = ||V_n||_F
 // (path_l1 / path_l2: the l1 / l2 norms of the path weights U[h,i] V[h,j] over all paths.)
 template <class T>
 void network_measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t d, int64_t k,
-                      double* l2_penalty, double* group_l1, double* path_l1, double* path_l2);
+                      double* l2_penalty, double* group_l1, double* path_l1, double* path_l2,
+                      double* norm_U, double* norm_V);
 
 // Per unit: ||u_h||^2 - ||v_h||^2 (conserved by gradient flow on any loss).
 template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out);

@@ -136,8 +136,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                 for split, (Xs, ys) in dataset.splits().items():
                     ev[split] = model.evaluate(Xs, ys, batch_size=eval_batch)
                 drift = np.add.reduceat(np.abs(model.unit_balance() - balance0), model.offsets[:-1]) / scale0
-                nU = np.sqrt(np.add.reduceat((model.U.astype(np.float64) ** 2).sum(1), model.offsets[:-1]))
-                nV = np.sqrt(np.add.reduceat((model.V.astype(np.float64) ** 2).sum(1), model.offsets[:-1]))
+                norms = model.measures()   # native, one pass over the weights, no copies
+                nU, nV = norms["norm_U"], norms["norm_V"]
                 for n in range(N):
                     history.append({
                         "repetition": int(rep), "network": n, "width": int(net_width[n]),

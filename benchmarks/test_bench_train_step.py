@@ -37,9 +37,9 @@ def test_step_torch_loop(benchmark, workload):
     mods = model.to_torch()
     opt = R.make_sgd(mods, 0.1, 0.5, 0.0)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    loss = R.sgd_step(mods, opt, Xt, yt)
+    loss = R.step(mods, opt, Xt, yt)
     np.testing.assert_allclose(loss, pyireg.MomentumSGD(model, 0.1, 0.5).step(X, y), rtol=1e-4)
-    benchmark(R.sgd_step, mods, opt, Xt, yt)
+    benchmark(R.step, mods, opt, Xt, yt)
 
 
 @pytest.fixture(scope="module")

@@ -1,41 +1,83 @@
-"""Input checks for the public API. Every message names the argument and what was expected."""
+"""Input checks and conversions of the public API. Every message names the argument and what was
+expected.
+
+The dtype rule: real-valued inputs (numpy arrays of any integer or floating dtype, Python lists,
+pandas objects, CPU torch tensors) are converted once to the model's dtype; complex, boolean,
+object and string data are refused. Values that are not finite *after* the conversion are refused
+too, so a float64 value beyond float32's range never reaches a float32 model as inf.
+"""
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None) -> np.ndarray:
-    """Return ``x`` as a C-contiguous array of ``dtype``.
 
-    Non-contiguous arrays (slices, transposes) are copied: that is deliberate and costs one pass.
-    A different floating dtype is rejected rather than silently cast, so that a float64 array
-    never runs through a float32 model unnoticed.
-    """
-    a = np.asarray(x)
-    if a.dtype != dtype:
-        kind = "floating" if np.issubdtype(a.dtype, np.floating) else "non-floating"
-        raise TypeError(
-            f"{name}: expected a {np.dtype(dtype).name} array (the model's dtype), got {kind} "
-            f"{a.dtype.name}; convert it with {name}.astype(np.{np.dtype(dtype).name})")
+def as_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """float32 or float64, given as a string, a numpy dtype or type, or a torch dtype."""
+    text = str(dtype).replace("torch.", "") if "torch" in type(dtype).__module__ else dtype
+    try:
+        dt = np.dtype(text)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{name}: expected 'float32' or 'float64' (a string, numpy or torch dtype), got {dtype!r}")
+    return dt
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """``x`` as a numpy array without copying where possible (torch tensors: detached CPU views)."""
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        if getattr(x, "device", None) is not None and x.device.type != "cpu":
+            raise ValueError(f"{name}: expected a CPU tensor, got a tensor on {x.device} (move it with .cpu())")
+        x = x.detach().numpy()
+    elif hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):   # pandas
+        x = x.to_numpy()
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name}: expected an array of real numbers, got {type(x).__name__} ({e})") from None
+
+
+def _real_kind(a: np.ndarray, name: str) -> None:
+    if a.dtype.kind not in "iuf":
+        what = {"c": "complex", "b": "boolean", "O": "object", "U": "string", "S": "bytes"}.get(a.dtype.kind, a.dtype.name)
+        raise TypeError(f"{name}: expected real numbers (integer or floating), got {what} data ({a.dtype})")
+
+
+def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonnegative: bool = False) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype`` (converted once, copied only when needed), with
+    the given number of dimensions and shape (None entries: any), finite after the conversion."""
+    a = to_numpy(x, name)
+    _real_kind(a, name)
     if a.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-d array, got shape {a.shape}")
     if shape is not None:
         for i, (want, got) in enumerate(zip(shape, a.shape)):
             if want is not None and want != got:
                 raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {a.shape} (axis {i})")
-    if not np.isfinite(a).all():
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
-    return np.ascontiguousarray(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+        after = "" if a.dtype == out.dtype else f" after conversion to {np.dtype(dtype).name}"
+        raise ValueError(f"{name}: contains NaN or inf{after} (first at index {bad})")
+    if nonnegative and (out < 0).any():
+        bad = tuple(int(i) for i in np.argwhere(out < 0)[0])
+        raise ValueError(f"{name}: expected non-negative values, got {out[bad]} at index {bad}")
+    return out
 
 
 def as_labels(y, name: str, n: int, k: int) -> np.ndarray:
-    a = np.asarray(y)
+    """Class labels in [0, k) as int32 (from any integer dtype; floating labels are refused)."""
+    a = to_numpy(y, name)
     if a.ndim != 1 or a.shape[0] != n:
         raise ValueError(f"{name}: expected a 1-d array of {n} labels, got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+    if a.dtype.kind not in "iub":
         raise TypeError(f"{name}: expected integer class labels, got dtype {a.dtype.name}")
     if n and (a.min() < 0 or a.max() >= k):
         bad = int(np.flatnonzero((a < 0) | (a >= k))[0])
@@ -43,21 +85,30 @@ def as_labels(y, name: str, n: int, k: int) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
-def per_network(value, name: str, n: int, dtype, *, nonnegative: bool = True, positive=False) -> np.ndarray:
-    """A scalar or a length-``n`` array, returned as a length-``n`` array of ``dtype``."""
-    if isinstance(value, numbers.Number):
-        a = np.full(n, value, dtype=np.float64)
-    else:
-        a = np.asarray(value, dtype=np.float64)
-        if a.shape != (n,):
-            raise ValueError(f"{name}: expected a scalar or an array of shape ({n},) (one value per network), got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: expected finite values, got {a[~np.isfinite(a)][0]}")
-    if positive and (a <= 0).any():
-        raise ValueError(f"{name}: expected positive values, got {a[a <= 0][0]}")
-    if nonnegative and (a < 0).any():
-        raise ValueError(f"{name}: expected non-negative values, got {a[a < 0][0]}")
-    return np.ascontiguousarray(a, dtype=dtype)
+def per_network(value, name: str, n: int, dtype, *, low=0.0, high=None, high_open: bool = False) -> np.ndarray:
+    """A real scalar or a length-``n`` array, returned as a length-``n`` array of ``dtype``,
+    finite after the conversion and in [low, high] (or [low, high) with ``high_open``)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a real number or an array of shape ({n},), got a bool")
+    a = to_numpy(value, name)
+    _real_kind(a, name)
+    if a.shape == ():
+        a = np.full(n, a, dtype=np.float64)
+    elif a.shape != (n,):
+        raise ValueError(f"{name}: expected a scalar or an array of shape ({n},) (one value per network), got shape {a.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = a[~np.isfinite(out)][0]
+        raise ValueError(f"{name}: expected finite values in {np.dtype(dtype).name}, got {bad!r}")
+    if low is not None and (out < low).any():
+        what = "non-negative values" if low == 0 else f"values >= {low}"
+        raise ValueError(f"{name}: expected {what}, got {out[out < low][0]!r}")
+    if high is not None:
+        over = out >= high if high_open else out > high
+        if over.any():
+            raise ValueError(f"{name}: expected values {'<' if high_open else '<='} {high}, got {out[over][0]!r}")
+    return out
 
 
 def positive_int(value, name: str) -> int:

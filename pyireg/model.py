@@ -1,5 +1,5 @@
 """PackedMLP: N two-layer networks y = sum_h v_h act(<u_h, x>) of different widths, stored
-unit-major as one wide network with a block-diagonal second layer (see ARCHITECTURE.md)."""
+unit-major as one wide network with a block-diagonal second layer (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import numbers
@@ -8,10 +8,12 @@ from typing import Sequence
 import numpy as np
 
 from . import _core
-from ._validate import as_float_array, as_labels, per_network, positive_int
+from ._validate import as_dtype, as_float_array, as_labels, per_network, positive_int, to_numpy
 
-_DTYPES = {"float32": np.float32, "float64": np.float64}
-_ENGINES = {"float32": _core.PackedEngineF32, "float64": _core.PackedEngineF64}
+ACTIVATIONS = ("relu", "linear")
+LOSSES = ("cross_entropy", "squared")
+_ENGINES = {np.dtype(np.float32): _core.EngineF32, np.dtype(np.float64): _core.EngineF64}
+_INIT_BLOCK = 1 << 20   # random numbers drawn at a time while initializing (bounds the temporaries)
 
 
 class PackedMLP:
@@ -20,17 +22,24 @@ class PackedMLP:
     Network ``n`` has ``widths[n]`` hidden units; its first-layer weights are the rows
     ``U[offsets[n]:offsets[n+1]]`` (each row is one unit's ``u_h``, exactly the rows of
     ``nn.Linear(d, H).weight``) and its second-layer weights the same rows of ``V`` (each row one
-    unit's ``v_h``, i.e. ``nn.Linear(H, k).weight.T``). ``U``, ``V`` and ``offsets`` are numpy
-    arrays shared with the native core (no copies); write into them in place.
+    unit's ``v_h``, i.e. ``nn.Linear(H, k).weight.T``). ``U`` and ``V`` are numpy arrays shared
+    with the native core (no copies); assigning to them copies into the same memory.
 
     Parameters
     ----------
     widths : sequence of int
         Hidden units of each network, each >= 1.
     in_features, out_features : int
-        Input dimension d and number of classes k (shared by all networks).
+        Input dimension d and number of outputs k (classes for cross-entropy), shared by all networks.
     activation : {"relu", "linear"}
         "linear" gives the matrix-factorization model of Section 3 of the paper.
+    loss : {"cross_entropy", "squared"}
+        "cross_entropy": mean over the batch of the softmax cross-entropy with integer labels.
+        "squared": mean over the batch of 1/2 sum_j w_bj (out_bj - y_bj)^2 with real targets
+        y (B, k) and optional entry weights w (B, k) (all ones by default; a 0/1 mask gives a
+        loss over observed entries). With unit weights this is ``k / 2`` times
+        ``torch.nn.functional.mse_loss(out, y)``, which also averages over the k outputs and
+        has no 1/2.
     init_std : None, float, array of shape (N,), or a pair (std_u, std_v) of those
         Standard deviation of the Gaussian initialization. ``None`` (default) uses
         1/sqrt(fan_in) per layer: std 1/sqrt(d) for U and 1/sqrt(H_n) for network n's V
@@ -40,31 +49,100 @@ class PackedMLP:
         An int seeds all networks through independent child streams
         (``np.random.SeedSequence(seed).spawn(N)``); an array gives network n the generator
         ``np.random.default_rng(seed[n])``, so a network can be rebuilt alone.
-    dtype : {"float32", "float64"}
+    dtype : "float32" or "float64" (a string, numpy dtype or torch dtype)
         float32 is the fast path; float64 exists for checking.
+
+    Inputs (X, targets) may be numpy arrays of any real dtype, lists, pandas objects or CPU
+    torch tensors: they are converted once to the model's dtype (see ``pyireg._validate``).
+
+    Thread safety: operations that only read the weights (forward, backward, loss_and_grad,
+    evaluate, measures, unit_balance) may run from several threads at once; operations that
+    write them (an optimizer's step, balance, normalize_units) wait for the readers and run
+    alone. Writing ``U``/``V`` directly from Python is not synchronized.
+
+    Memory: sizes are checked before anything large is allocated; a model (or a batch) that
+    would not fit the memory limit (``pyireg.set_memory_limit``, default the machine's memory)
+    raises MemoryError naming the estimate.
     """
 
     def __init__(self, widths: Sequence[int], in_features: int, out_features: int, *,
-                 activation: str = "relu", init_std=None, seed=0, dtype: str = "float32"):
+                 activation: str = "relu", loss: str = "cross_entropy", init_std=None, seed=0,
+                 dtype="float32"):
+        self._setup(widths, in_features, out_features, activation, loss, dtype)
+        std_u, std_v = self._init_std(init_std)
+        rngs = _network_rngs(seed, self.num_networks)
+        self._U = np.empty((self.num_units, self.in_features), dtype=self.dtype)
+        self._V = np.empty((self.num_units, self.out_features), dtype=self.dtype)
+        for n, rng in enumerate(rngs):
+            s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
+            _draw_normal(rng, self._U[s], std_u[n])
+            _draw_normal(rng, self._V[s], std_v[n])
+
+    def _setup(self, widths, in_features, out_features, activation, loss, dtype) -> None:
         self.widths = _check_widths(widths)
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
-        if activation not in ("relu", "linear"):
+        if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected 'relu' or 'linear', got {activation!r}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected 'cross_entropy' or 'squared', got {loss!r}")
         self.activation = activation
-        self.dtype = np.dtype(_DTYPES[dtype])
-        N, d, k = len(self.widths), self.in_features, self.out_features
-        self.offsets = np.zeros(N + 1, dtype=np.int64)
+        self.loss = loss
+        self.dtype = as_dtype(dtype)
+        self.offsets = np.zeros(len(self.widths) + 1, dtype=np.int64)
         np.cumsum(self.widths, out=self.offsets[1:])
-        S = int(self.offsets[-1])
-        self._engine = _ENGINES[dtype](self.offsets, d, k, activation)
-        self.U = np.empty((S, d), dtype=self.dtype)
-        self.V = np.empty((S, k), dtype=self.dtype)
-        self._init(init_std, seed)
+        # checks that the weights fit the memory limit before they are allocated
+        self._engine = _ENGINES[self.dtype](self.offsets, self.in_features, self.out_features, activation, loss)
+
+    @classmethod
+    def from_weights(cls, widths: Sequence[int], U, V, *, activation: str = "relu", loss: str = "cross_entropy",
+                     dtype=None, copy: bool = True) -> "PackedMLP":
+        """A model holding the given weights (U of shape (S, d), V of shape (S, k), S = sum of
+        widths). With ``copy=False`` the arrays themselves are used (no copy; they must already
+        be C-contiguous, writeable and of the model's dtype), so the model and the caller
+        share memory, e.g. with a torch tensor's ``.numpy()`` view."""
+        model = cls.__new__(cls)
+        U0, V0 = np.asarray(U), np.asarray(V)
+        dt = as_dtype(dtype if dtype is not None else (U0.dtype if U0.dtype.kind == "f" else "float32"))
+        if U0.ndim != 2 or V0.ndim != 2:
+            raise ValueError(f"U, V: expected 2-d arrays, got shapes {U0.shape} and {V0.shape}")
+        model._setup(widths, U0.shape[1], V0.shape[1], activation, loss, dt)
+        S = model.num_units
+        shape_u, shape_v = (S, model.in_features), (S, model.out_features)
+        if copy:
+            model._U = as_float_array(U, "U", dt, 2, shape_u).copy()
+            model._V = as_float_array(V, "V", dt, 2, shape_v).copy()
+            return model
+        for name, a, shape in (("U", U0, shape_u), ("V", V0, shape_v)):
+            if a.shape != shape or a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError(f"{name}: with copy=False, expected a writeable C-contiguous {dt.name} array of "
+                                 f"shape {shape}, got {a.dtype.name} {a.shape} (contiguous={a.flags.c_contiguous}, "
+                                 f"writeable={a.flags.writeable})")
+        model._U, model._V = U0, V0
+        return model
 
     # ------------------------------------------------------------------ structure
+    @property
+    def U(self) -> np.ndarray:
+        """First-layer weights (S, d), unit-major. Assigning an array copies it into U (U keeps
+        its memory, which the engine, optimizers and torch views share)."""
+        return self._U
+
+    @U.setter
+    def U(self, value) -> None:
+        if value is not self._U:
+            self._U[...] = as_float_array(value, "U", self.dtype, 2, self._U.shape)
+
+    @property
+    def V(self) -> np.ndarray:
+        """Second-layer weights (S, k), unit-major; assigning copies into V (see U)."""
+        return self._V
+
+    @V.setter
+    def V(self, value) -> None:
+        if value is not self._V:
+            self._V[...] = as_float_array(value, "V", self.dtype, 2, self._V.shape)
+
     @property
     def num_networks(self) -> int:
         return len(self.widths)
@@ -80,13 +158,13 @@ class PackedMLP:
     def network(self, i: int):
         """Copies of network i's weights: (U_i of shape (H_i, d), V_i of shape (H_i, k))."""
         s = self._slice(i)
-        return self.U[s].copy(), self.V[s].copy()
+        return self._U[s].copy(), self._V[s].copy()
 
     def set_network(self, i: int, U_i, V_i) -> None:
         s = self._slice(i)
         h = s.stop - s.start
-        self.U[s] = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
-        self.V[s] = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
+        self._U[s] = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
+        self._V[s] = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
 
     def _slice(self, i: int) -> slice:
         if not isinstance(i, numbers.Integral) or not -self.num_networks <= i < self.num_networks:
@@ -96,36 +174,53 @@ class PackedMLP:
 
     # ------------------------------------------------------------------ compute
     def forward(self, X) -> np.ndarray:
-        """Logits of every network on the batch X (B, d): an array of shape (N, B, k)."""
-        X = self._X(X)
-        return self._engine.forward(self.U, self.V, X)
+        """Outputs of every network on the batch X (B, d): an array of shape (N, B, k)."""
+        return self._engine.forward(self._U, self._V, self._X(X))
 
     __call__ = forward
 
-    def loss_and_grad(self, X, y):
-        """Per-network mean softmax cross-entropy on (X, y) and its gradients.
+    def backward(self, X, grad_out, *, need_U: bool = True, need_V: bool = True, need_X: bool = True):
+        """Gradients of sum_n <grad_out[n], forward(X)[n]> with respect to U, V and X.
 
-        Returns ``(loss, gU, gV)``: loss of shape (N,) (float64), gU shaped like U, gV like V.
-        """
-        X, y = self._Xy(X, y)
-        gU = np.empty_like(self.U)
-        gV = np.empty_like(self.V)
-        loss = self._engine.loss_grad(self.U, self.V, X, y, gU, gV)
+        ``grad_out`` (N, B, k) is the upstream gradient of every network's outputs (what
+        autograd passes back). Returns ``(gU, gV, gX)`` shaped like U, V and X, with None for
+        those not asked for; gX is summed over the networks (the gradient of the input when
+        the packed model sits inside a larger one)."""
+        X = self._X(X)
+        B = X.shape[0]
+        G = as_float_array(grad_out, "grad_out", self.dtype, 3, (self.num_networks, B, self.out_features))
+        gU = np.empty_like(self._U) if need_U else None
+        gV = np.empty_like(self._V) if need_V else None
+        gX = np.empty_like(X) if need_X else None
+        self._engine.backward(self._U, self._V, X, G, gU, gV, gX)
+        return gU, gV, gX
+
+    def loss_and_grad(self, X, y, weights=None):
+        """Per-network mean loss on (X, y) and its gradients.
+
+        ``y``: integer labels (B,) for cross-entropy, real targets (B, k) for the squared loss
+        (with optional entry ``weights`` (B, k)). Returns ``(loss, gU, gV)``: loss of shape
+        (N,) (float64), gU shaped like U, gV like V."""
+        X, y, w = self._batch(X, y, weights)
+        gU = np.empty_like(self._U)
+        gV = np.empty_like(self._V)
+        loss = self._engine.loss_and_grad(self._U, self._V, X, y, w, gU, gV)
         return loss, gU, gV
 
-    def evaluate(self, X, y, batch_size: int = 256):
+    def evaluate(self, X, y, weights=None, batch_size: int = 256):
         """Per-network error rate and mean loss over a whole data set.
 
         Streams X in blocks of ``batch_size`` samples, so memory stays bounded by the model
         size times the block, whatever the number of samples. A sample whose loss is not
         finite (a diverged network) counts as an error. Returns ``(error, loss)``, both of
-        shape (N,) float64.
-        """
-        X, y = self._Xy(X, y)
+        shape (N,) float64; the error rate is defined for cross-entropy only (NaN for the
+        squared loss)."""
+        X, y, w = self._batch(X, y, weights)
         batch_size = positive_int(batch_size, "batch_size")
-        errors, loss = self._engine.evaluate(self.U, self.V, X, y, batch_size)
-        n = max(1, X.shape[0])
-        return errors / n, loss / n
+        errors, loss = self._engine.evaluate(self._U, self._V, X, y, w, batch_size)
+        n = X.shape[0]
+        error = np.full(self.num_networks, np.nan) if errors is None else errors / n
+        return error, loss / n
 
     def _X(self, X) -> np.ndarray:
         X = as_float_array(X, "X", self.dtype, 2, (None, self.in_features))
@@ -133,9 +228,21 @@ class PackedMLP:
             raise ValueError("X: expected at least one sample, got an empty batch")
         return X
 
-    def _Xy(self, X, y):
+    def _batch(self, X, y, weights):
+        """X, the targets and the entry weights, checked and converted for the model's loss."""
         X = self._X(X)
-        return X, as_labels(y, "y", X.shape[0], self.out_features)
+        B, k = X.shape[0], self.out_features
+        if self.loss == "cross_entropy":
+            if weights is not None:
+                raise ValueError("weights: entry weights apply to the squared loss only")
+            return X, as_labels(y, "y", B, k), None
+        y = to_numpy(y, "y")
+        if y.ndim == 1 and k == 1:
+            y = y[:, None]
+        y = as_float_array(y, "y", self.dtype, 2, (B, k))
+        if weights is not None:
+            weights = as_float_array(weights, "weights", self.dtype, 2, (B, k), nonnegative=True)
+        return X, y, weights
 
     # ------------------------------------------------------------------ Theorem 1: rescaling
     def balance(self) -> int:
@@ -144,13 +251,13 @@ class PackedMLP:
         1/2 sum_h (||u_h||^2 + ||v_h||^2) drops to sum_h ||u_h|| ||v_h||, its least value.
         Units with u_h = 0 or v_h = 0 compute zero and are set to zero in both layers.
         Returns the number of such units."""
-        return int(_core.balance_units(self.U, self.V))
+        return int(self._engine.balance(self._U, self._V))
 
     def normalize_units(self) -> int:
         """Rescale every unit in place so that ||u_h|| = 1, moving the scale into v_h (the form
         of objective (5) and of convex neural nets). Units with u_h = 0 compute zero: their v_h
         is set to zero and u_h stays zero. Returns the number of such units."""
-        return int(_core.normalize_units(self.U, self.V))
+        return int(self._engine.normalize_units(self._U, self._V))
 
     def measures(self) -> dict:
         """Per-network norm measures, arrays of shape (N,) (float64):
@@ -159,63 +266,75 @@ class PackedMLP:
         = sum_h ||u_h||_1 ||v_h||_1, ``path_l2`` = sqrt(sum_h ||u_h||^2 ||v_h||^2),
         ``norm_U`` = ||U_n||_F, ``norm_V`` = ||V_n||_F (no copy of the weights is made).
         Always l2_penalty >= group_l1, with equality after ``balance()``."""
-        return _core.network_measures(self.U, self.V, self.offsets)
+        return self._engine.measures(self._U, self._V)
 
     def unit_balance(self) -> np.ndarray:
         """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on
         any loss, nearly by small-step SGD; weight decay pulls it to zero."""
-        return _core.unit_balance(self.U, self.V)
+        return self._engine.unit_balance(self._U, self._V)
 
+    # ------------------------------------------------------------------ copies, pickling
     def copy(self) -> "PackedMLP":
         """An independent copy (weights copied, same structure)."""
-        new = PackedMLP.__new__(PackedMLP)
-        new.__dict__.update(self.__dict__)
-        new._engine = _ENGINES[self.dtype.name](self.offsets, self.in_features, self.out_features, self.activation)
-        new.U, new.V = self.U.copy(), self.V.copy()
-        return new
+        return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation, loss=self.loss,
+                                      dtype=self.dtype, copy=True)
 
-    # ------------------------------------------------------------------ init / conversion
-    def _init(self, init_std, seed) -> None:
+    def __getstate__(self) -> dict:
+        return {"widths": self.widths, "activation": self.activation, "loss": self.loss, "dtype": self.dtype.name,
+                "U": self._U, "V": self._V}
+
+    def __setstate__(self, state: dict) -> None:
+        U, V = state["U"], state["V"]
+        self._setup(state["widths"], U.shape[1], V.shape[1], state["activation"], state["loss"], state["dtype"])
+        self._U = as_float_array(U, "U", self.dtype, 2, (self.num_units, self.in_features))
+        self._V = as_float_array(V, "V", self.dtype, 2, (self.num_units, self.out_features))
+
+    def _init_std(self, init_std):
+        """Per-network standard deviations of U and V, in float64 (the draws are scaled in
+        float64, then rounded once to the model's dtype), checked finite in the model's dtype."""
         N, d = self.num_networks, self.in_features
+        if init_std is None:
+            return np.full(N, 1.0 / np.sqrt(d)), 1.0 / np.sqrt(np.asarray(self.widths, dtype=np.float64))
         if isinstance(init_std, tuple):
             if len(init_std) != 2:
                 raise ValueError("init_std: expected a pair (std_u, std_v)")
-            std_u = per_network(init_std[0], "init_std[0]", N, np.float64)
-            std_v = per_network(init_std[1], "init_std[1]", N, np.float64)
-        elif init_std is None:
-            std_u = np.full(N, 1.0 / np.sqrt(d))
-            std_v = 1.0 / np.sqrt(np.asarray(self.widths, dtype=np.float64))
+            pairs = [(init_std[0], "init_std[0]"), (init_std[1], "init_std[1]")]
         else:
-            std_u = std_v = per_network(init_std, "init_std", N, np.float64)
-        rngs = _network_rngs(seed, N)
-        for n, rng in enumerate(rngs):
-            s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
-            h = s.stop - s.start
-            self.U[s] = rng.standard_normal((h, d)) * std_u[n]
-            self.V[s] = rng.standard_normal((h, self.out_features)) * std_v[n]
+            pairs = [(init_std, "init_std")] * 2
+        for value, name in pairs:
+            per_network(value, name, N, self.dtype)
+        return tuple(per_network(value, name, N, np.float64) for value, name in pairs)
 
+    # ------------------------------------------------------------------ conversion
     def to_torch(self):
         """A list of ``nn.Sequential(Linear(d, H, bias=False), ReLU(), Linear(H, k, bias=False))``
-        (``Identity`` instead of ``ReLU`` for the linear activation), one per network."""
-        from .reference import modules_from_packed
-        return modules_from_packed(self.U, self.V, self.offsets, self.activation)
+        (``Identity`` instead of ``ReLU`` for the linear activation), one per network, holding
+        copies of the weights."""
+        from .interop import modules_from_packed
+        return modules_from_packed(self._U, self._V, self.offsets, self.activation)
 
     @classmethod
-    def from_torch(cls, modules, *, dtype: str = "float32") -> "PackedMLP":
+    def from_torch(cls, modules, *, loss: str = "cross_entropy", dtype="float32") -> "PackedMLP":
         """Pack a list of two-layer ``nn.Sequential`` networks (the form ``to_torch`` returns)."""
-        from .reference import packed_from_modules
+        from .interop import packed_from_modules
         U, V, widths, activation = packed_from_modules(modules)
-        model = cls(widths, U.shape[1], V.shape[1], activation=activation, dtype=dtype, init_std=1.0)
-        model.U[...] = U
-        model.V[...] = V
-        return model
+        return cls.from_weights(widths, U, V, activation=activation, loss=loss, dtype=dtype)
 
     def __repr__(self) -> str:
         w = self.widths
         shown = ", ".join(map(str, w[:6])) + (", ..." if len(w) > 6 else "")
         return (f"PackedMLP(N={self.num_networks}, widths=[{shown}], S={self.num_units}, "
                 f"d={self.in_features}, k={self.out_features}, activation={self.activation!r}, "
-                f"dtype={self.dtype.name})")
+                f"loss={self.loss!r}, dtype={self.dtype.name})")
+
+
+def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float) -> None:
+    """out = std * N(0, 1), drawn in float64 blocks of rows (the same numbers as one draw of the
+    whole array, without a float64 temporary of its size)."""
+    rows = max(1, _INIT_BLOCK // max(1, out.shape[1]))
+    for i in range(0, out.shape[0], rows):
+        n = min(rows, out.shape[0] - i)
+        out[i:i + n] = rng.standard_normal((n, out.shape[1])) * std
 
 
 def _check_widths(widths) -> list[int]:

@@ -1,5 +1,8 @@
 """Plain-PyTorch twins of every public operation of the native core, written the obvious way:
-one ``nn.Sequential`` per network, ``F.cross_entropy``, autograd and ``torch.optim.SGD``.
+one ``nn.Sequential`` per network, ``F.cross_entropy`` or the squared loss written with torch
+ops, autograd and ``torch.optim.SGD``. One function per engine operation, with the same name:
+forward, backward, loss_and_grad, step, evaluate, balance, normalize_units, measures,
+unit_balance.
 
 Used by the tests and benchmarks to check the fast path; never used by it.
 """
@@ -7,52 +10,27 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
 
-
-def make_network(d: int, h: int, k: int, activation: str = "relu") -> nn.Sequential:
-    act = nn.ReLU() if activation == "relu" else nn.Identity()
-    return nn.Sequential(nn.Linear(d, h, bias=False), act, nn.Linear(h, k, bias=False))
+from .interop import make_network, modules_from_packed, packed_from_modules  # noqa: F401  (twins' inputs)
 
 
-def modules_from_packed(U, V, offsets, activation="relu", dtype=None):
-    """One ``nn.Sequential`` per network, holding copies of the packed weights."""
-    U = torch.as_tensor(np.asarray(U))
-    V = torch.as_tensor(np.asarray(V))
-    if dtype is not None:
-        U, V = U.to(dtype), V.to(dtype)
-    mods = []
-    for n in range(len(offsets) - 1):
-        a, b = int(offsets[n]), int(offsets[n + 1])
-        m = make_network(U.shape[1], b - a, V.shape[1], activation).to(U.dtype)
-        with torch.no_grad():
-            m[0].weight.copy_(U[a:b])
-            m[2].weight.copy_(V[a:b].T)
-        mods.append(m)
-    return mods
+def squared_loss(out, target, weights=None):
+    """Mean over the batch of 1/2 sum_j w_bj (out_bj - y_bj)^2 (the engine's squared loss)."""
+    r = (out - target) ** 2
+    if weights is not None:
+        r = r * weights
+    return 0.5 * r.sum(1).mean()
 
 
-def packed_from_modules(modules):
-    """(U, V, widths, activation) from a list of two-layer ``nn.Sequential`` networks."""
-    if len(modules) == 0:
-        raise ValueError("modules: expected at least one network")
-    Us, Vs, widths, acts = [], [], [], set()
-    for i, m in enumerate(modules):
-        if not (isinstance(m, nn.Sequential) and len(m) == 3 and isinstance(m[0], nn.Linear)
-                and isinstance(m[2], nn.Linear) and m[0].bias is None and m[2].bias is None
-                and isinstance(m[1], (nn.ReLU, nn.Identity))):
-            raise ValueError(f"modules[{i}]: expected nn.Sequential(Linear(d, H, bias=False), "
-                             "ReLU() or Identity(), Linear(H, k, bias=False))")
-        acts.add("relu" if isinstance(m[1], nn.ReLU) else "linear")
-        Us.append(m[0].weight.detach().cpu().numpy())
-        Vs.append(m[2].weight.detach().cpu().numpy().T)
-        widths.append(m[0].weight.shape[0])
-    if len(acts) != 1:
-        raise ValueError("modules: expected the same activation in every network")
-    if len({u.shape[1] for u in Us}) != 1 or len({v.shape[1] for v in Vs}) != 1:
-        raise ValueError("modules: expected the same in_features and out_features in every network")
-    return np.concatenate(Us), np.concatenate(Vs), widths, acts.pop()
+def _loss(out, y, loss, weights=None):
+    if loss == "cross_entropy":
+        return F.cross_entropy(out, y)
+    return squared_loss(out, y.to(out.dtype), None if weights is None else weights.to(out.dtype))
+
+
+def _targets(y, loss):
+    return torch.as_tensor(y, dtype=torch.long) if loss == "cross_entropy" else torch.as_tensor(np.asarray(y))
 
 
 def forward(modules, X) -> torch.Tensor:
@@ -62,15 +40,32 @@ def forward(modules, X) -> torch.Tensor:
         return torch.stack([m(X.to(m[0].weight.dtype)) for m in modules])
 
 
-def loss_and_grad(modules, X, y):
-    """Per-network mean cross-entropy, and the gradients concatenated unit-major like (U, V)."""
-    X, y = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
+def backward(modules, X, grad_out):
+    """Gradients of sum_n <grad_out[n], out[n]> by autograd: (gU, gV, gX), gX summed over networks."""
+    X = torch.as_tensor(X).clone().requires_grad_(True)
+    G = torch.as_tensor(np.asarray(grad_out))
+    gU, gV = [], []
+    total = 0
+    for n, m in enumerate(modules):
+        m.zero_grad(set_to_none=True)
+        total = total + (m(X.to(m[0].weight.dtype)) * G[n].to(m[0].weight.dtype)).sum()
+    total.backward()
+    for m in modules:
+        gU.append(m[0].weight.grad.clone())
+        gV.append(m[2].weight.grad.T.clone())
+    return torch.cat(gU).numpy(), torch.cat(gV).numpy(), X.grad.numpy()
+
+
+def loss_and_grad(modules, X, y, weights=None, loss="cross_entropy"):
+    """Per-network mean loss, and the gradients concatenated unit-major like (U, V)."""
+    X, y = torch.as_tensor(X), _targets(y, loss)
+    w = None if weights is None else torch.as_tensor(np.asarray(weights))
     losses, gU, gV = [], [], []
     for m in modules:
         m.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(m(X.to(m[0].weight.dtype)), y)
-        loss.backward()
-        losses.append(loss.item())
+        loss_n = _loss(m(X.to(m[0].weight.dtype)), y, loss, w)
+        loss_n.backward()
+        losses.append(loss_n.item())
         gU.append(m[0].weight.grad.clone())
         gV.append(m[2].weight.grad.T.clone())
     return np.array(losses), torch.cat(gU).cpu().numpy(), torch.cat(gV).cpu().numpy()
@@ -86,11 +81,12 @@ def make_sgd(modules, lr, momentum, weight_decay) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=float(lr[0]), dampening=0.0, nesterov=False)
 
 
-def sgd_step(modules, opt: torch.optim.SGD, X, y) -> np.ndarray:
+def step(modules, opt: torch.optim.Optimizer, X, y, weights=None, loss="cross_entropy") -> np.ndarray:
     """One step of every network on (X, y); returns the per-network losses before the step."""
-    X, y = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
+    X, y = torch.as_tensor(X), _targets(y, loss)
+    w = None if weights is None else torch.as_tensor(np.asarray(weights))
     opt.zero_grad(set_to_none=True)
-    losses = [F.cross_entropy(m(X.to(m[0].weight.dtype)), y) for m in modules]
+    losses = [_loss(m(X.to(m[0].weight.dtype)), y, loss, w) for m in modules]
     torch.stack(losses).sum().backward()
     opt.step()
     return np.array([float(l.detach()) for l in losses])
@@ -106,16 +102,17 @@ def set_hyper(opt: torch.optim.SGD, lr=None, momentum=None, weight_decay=None) -
             g[key] = float(v)
 
 
-def evaluate(modules, X, y):
-    """Per-network error rate and mean loss over (X, y)."""
-    X, y = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.long)
-    err, loss = [], []
+def evaluate(modules, X, y, weights=None, loss="cross_entropy"):
+    """Per-network error rate (NaN for the squared loss) and mean loss over (X, y)."""
+    X, y = torch.as_tensor(X), _targets(y, loss)
+    w = None if weights is None else torch.as_tensor(np.asarray(weights))
+    err, losses = [], []
     with torch.no_grad():
         for m in modules:
             out = m(X.to(m[0].weight.dtype))
-            err.append((out.argmax(1) != y).double().mean().item())
-            loss.append(F.cross_entropy(out, y).item())
-    return np.array(err), np.array(loss)
+            err.append((out.argmax(1) != y).double().mean().item() if loss == "cross_entropy" else float("nan"))
+            losses.append(_loss(out, y, loss, w).item())
+    return np.array(err), np.array(losses)
 
 
 def packed_weights(modules):

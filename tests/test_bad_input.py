@@ -45,8 +45,10 @@ def test_bad_constructor_arguments():
 
 @pytest.mark.parametrize("bad,exc,match", [
     (np.zeros((5, 3), np.float32), ValueError, r"X: expected shape \(\*, 4\)"),
-    (np.zeros((5, 4), np.float64), TypeError, "X: expected a float32 array .* got floating float64"),
-    (np.zeros((5, 4), np.int64), TypeError, "X: expected a float32 array"),
+    (np.zeros((5, 4), np.complex64), TypeError, r"X: expected real numbers \(integer or floating\), got complex"),
+    (np.zeros((5, 4), bool), TypeError, "X: expected real numbers .* got boolean"),
+    (np.array([["a"] * 4] * 5), TypeError, "X: expected real numbers .* got string"),
+    (np.full((5, 4), 1e39), ValueError, r"X: contains NaN or inf after conversion to float32 \(first at index \(0, 0\)\)"),
     (np.zeros(4, np.float32), ValueError, "X: expected a 2-d array"),
     (np.zeros((0, 4), np.float32), ValueError, "X: expected at least one sample"),
     (np.array([[0, 0, np.nan, 0]] * 5, np.float32), ValueError, r"X: contains NaN or inf \(first at index \(0, 2\)\)"),
@@ -114,15 +116,17 @@ def test_private_engine_checks_its_arguments(model):
     with pytest.raises(ValueError, match="X: expected a C-contiguous array"):
         eng.forward(model.U, model.V, np.zeros((4, 8), np.float32)[:, ::2])
     with pytest.raises(ValueError, match=r"y: expected labels in \[0, 3\)"):
-        eng.loss_grad(model.U, model.V, X, np.full(5, 7, np.int32), np.empty_like(model.U), np.empty_like(model.V))
+        eng.loss_and_grad(model.U, model.V, X, np.full(5, 7, np.int32), None, np.empty_like(model.U),
+                          np.empty_like(model.V))
     ro = model.U.copy()
     ro.flags.writeable = False
+    opt = pyireg.MomentumSGD(model, 0.1)
     with pytest.raises(ValueError, match="U: expected a writeable array"):
-        eng.forward(ro, model.V, X)
+        eng.step(ro, model.V, X, Y.astype(np.int32), None, *opt._hyper())
     with pytest.raises(ValueError, match="offsets: expected strictly increasing"):
-        _core.PackedEngineF32(np.array([0, 2, 2], np.int64), 4, 3)
+        _core.EngineF32(np.array([0, 2, 2], np.int64), 4, 3)
     with pytest.raises(ValueError, match="activation"):
-        _core.PackedEngineF32(np.array([0, 2], np.int64), 4, 3, "gelu")
+        _core.EngineF32(np.array([0, 2], np.int64), 4, 3, "gelu")
     with pytest.raises(ValueError, match="simd"):
         _core.set_simd("avx512")
     with pytest.raises(ValueError, match="num_threads"):

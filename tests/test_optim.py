@@ -27,8 +27,8 @@ def _trajectory(widths, d, k, B, steps, lr, mom, wd, seed=0, schedule=False):
             R.set_hyper(o64, lr=lr, momentum=mom)
         X = rng.standard_normal((B, d)).astype(np.float32)
         y = rng.integers(0, k, B)
-        losses.append((opt.step(X, y), R.sgd_step(m32, o32, X, y),
-                       R.sgd_step(m64, o64, X.astype(np.float64), y)))
+        losses.append((opt.step(X, y), R.step(m32, o32, X, y),
+                       R.step(m64, o64, X.astype(np.float64), y)))
     return model, m32, m64, losses
 
 

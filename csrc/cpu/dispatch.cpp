@@ -1,8 +1,9 @@
-// Run-time choice of the SIMD target and thread count, and the public kernel entry points that
-// forward to the chosen target.
+// Run-time choice of the SIMD target (the kernel table in use) and the process-wide thread count.
+#include <atomic>
 #include <stdexcept>
+#include <string>
 
-#include "packed_mlp.h"
+#include "engine/ops.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -20,47 +21,52 @@ bool simd_available(Simd s) {
 #endif
 }
 
-static Simd best_simd() { return simd_available(Simd::avx2) ? Simd::avx2 : Simd::generic; }
-static Simd g_simd = best_simd();
+namespace {
+Simd best_simd() { return simd_available(Simd::avx2) ? Simd::avx2 : Simd::generic; }
+std::atomic<Simd> g_simd{best_simd()};
 
-Simd active_simd() { return g_simd; }
-void set_simd(Simd s) {
-  if (!simd_available(s)) throw std::invalid_argument("simd: that target is not available on this CPU/build");
-  g_simd = s;
-}
-
-int max_threads() {
+int initial_threads() {
 #if defined(_OPENMP)
-  return omp_get_max_threads();
+  return omp_get_max_threads();  // OMP_NUM_THREADS, else the processors
 #else
   return 1;
 #endif
 }
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("num_threads: expected a positive integer");
+std::atomic<int> g_threads{initial_threads()};
+}  // namespace
+
+Simd active_simd() { return g_simd.load(); }
+void set_simd(Simd s) {
+  if (!simd_available(s)) throw std::invalid_argument("simd: that target is not available on this CPU/build");
+  g_simd.store(s);
+}
+
+template <class T>
+const Kernels<T>& active_kernels() {
+#if defined(PYIREG_HAVE_AVX2)
+  if (g_simd.load() == Simd::avx2) return avx2::kernels<T>();
+#endif
+  return generic::kernels<T>();
+}
+template const Kernels<float>& active_kernels<float>();
+template const Kernels<double>& active_kernels<double>();
+
+int num_threads() { return g_threads.load(); }
+
+int max_num_threads() {
 #if defined(_OPENMP)
-  omp_set_num_threads(n);
+  return 4 * omp_get_num_procs();
+#else
+  return 1;
 #endif
 }
 
-#if defined(PYIREG_HAVE_AVX2)
-#define PYIREG_DISPATCH(fn)                                           \
-  template <class T> void fn(Workspace<T>& ws, const Call<T>& c) {    \
-    if (g_simd == Simd::avx2) avx2::fn<T>(ws, c);                     \
-    else generic::fn<T>(ws, c);                                       \
-  }                                                                   \
-  template void fn<float>(Workspace<float>&, const Call<float>&);     \
-  template void fn<double>(Workspace<double>&, const Call<double>&);
-#else
-#define PYIREG_DISPATCH(fn)                                                               \
-  template <class T> void fn(Workspace<T>& ws, const Call<T>& c) { generic::fn<T>(ws, c); } \
-  template void fn<float>(Workspace<float>&, const Call<float>&);                         \
-  template void fn<double>(Workspace<double>&, const Call<double>&);
-#endif
-
-PYIREG_DISPATCH(forward)
-PYIREG_DISPATCH(loss_grad)
-PYIREG_DISPATCH(sgd_step)
-PYIREG_DISPATCH(evaluate)
+void set_num_threads(int n) {
+  const int hi = max_num_threads();
+  if (n < 1 || n > hi)
+    throw std::invalid_argument("num_threads: expected an integer in [1, " + std::to_string(hi) +
+                                "] (4 x the processors; 1 without OpenMP), got " + std::to_string(n));
+  g_threads.store(n);
+}
 
 }  // namespace pyireg

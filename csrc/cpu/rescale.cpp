@@ -23,9 +23,9 @@ template <class T> inline void scale(T* r, int64_t n, double s) {
 
 }  // namespace
 
-template <class T> int64_t balance_units(T* U, T* V, int64_t S, int64_t d, int64_t k) {
+template <class T> int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
   int64_t zero = 0;
-#pragma omp parallel for schedule(static) reduction(+ : zero)
+#pragma omp parallel for schedule(static) reduction(+ : zero) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) {
     T* u = U + h * d;
     T* v = V + h * k;
@@ -43,9 +43,9 @@ template <class T> int64_t balance_units(T* U, T* V, int64_t S, int64_t d, int64
   return zero;
 }
 
-template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k) {
+template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
   int64_t zero = 0;
-#pragma omp parallel for schedule(static) reduction(+ : zero)
+#pragma omp parallel for schedule(static) reduction(+ : zero) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) {
     T* u = U + h * d;
     T* v = V + h * k;
@@ -62,10 +62,9 @@ template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int
 }
 
 template <class T>
-void network_measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t d, int64_t k,
-                      double* l2_penalty, double* group_l1, double* path_l1, double* path_l2,
-                      double* norm_U, double* norm_V) {
-#pragma omp parallel for schedule(dynamic, 1)
+void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t d, int64_t k, double* l2_penalty,
+              double* group_l1, double* path_l1, double* path_l2, double* norm_U, double* norm_V, int threads) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
@@ -86,17 +85,17 @@ void network_measures(const T* U, const T* V, const int64_t* offsets, int64_t N,
   }
 }
 
-template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out) {
-#pragma omp parallel for schedule(static)
+template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) out[h] = sq(U + h * d, d) - sq(V + h * k, k);
 }
 
-#define PYIREG_INSTANTIATE(T)                                                                        \
-  template int64_t balance_units<T>(T*, T*, int64_t, int64_t, int64_t);                              \
-  template int64_t normalize_units<T>(T*, T*, int64_t, int64_t, int64_t);                            \
-  template void network_measures<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int64_t,    \
-                                    double*, double*, double*, double*, double*, double*);                             \
-  template void unit_balance<T>(const T*, const T*, int64_t, int64_t, int64_t, double*);
+#define PYIREG_INSTANTIATE(T)                                                                          \
+  template int64_t balance<T>(T*, T*, int64_t, int64_t, int64_t, int);                                 \
+  template int64_t normalize_units<T>(T*, T*, int64_t, int64_t, int64_t, int);                         \
+  template void measures<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int64_t, double*, double*, \
+                            double*, double*, double*, double*, int);                                  \
+  template void unit_balance<T>(const T*, const T*, int64_t, int64_t, int64_t, double*, int);
 PYIREG_INSTANTIATE(float)
 PYIREG_INSTANTIATE(double)
 

@@ -1,0 +1,267 @@
+// Binding of the engine (engine/engine.h): checks every array's dtype, shape, contiguity and
+// writeability, releases the GIL and calls. One name per operation: forward, backward,
+// loss_and_grad, step, apply_update, evaluate, balance, normalize_units, measures, unit_balance.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <limits>
+#include <string>
+
+#include "bindings/check.h"
+#include "engine/engine.h"
+
+namespace py = pybind11;
+using pyireg_bind::checked;
+using namespace pyireg;
+
+namespace {
+
+Activation parse_activation(const std::string& s) {
+  if (s == "relu") return Activation::relu;
+  if (s == "linear") return Activation::linear;
+  throw py::value_error("activation: expected 'relu' or 'linear', got '" + s + "'");
+}
+
+Loss parse_loss(const std::string& s) {
+  if (s == "cross_entropy") return Loss::cross_entropy;
+  if (s == "squared") return Loss::squared;
+  throw py::value_error("loss: expected 'cross_entropy' or 'squared', got '" + s + "'");
+}
+
+Rule parse_rule(const std::string& s) {
+  if (s == "momentum_sgd") return Rule::momentum_sgd;
+  throw py::value_error("rule: expected 'momentum_sgd', got '" + s + "'");
+}
+
+template <class T>
+class PyEngine {
+ public:
+  PyEngine(const py::array& offsets, int64_t d, int64_t k, const std::string& activation, const std::string& loss,
+           int64_t chunk_units, int64_t group_units)
+      : e_(make(offsets, d, k, activation, loss, chunk_units, group_units)) {}
+
+  Engine<T>& engine() { return *e_; }
+  const Engine<T>& engine() const { return *e_; }
+
+  py::array_t<T> forward(const py::array& U, const py::array& V, const py::array& X) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* x = batch(X);
+    const int64_t B = X.shape(0);
+    check_fits(checked_mul3(checked_mul(e_->N(), B, "outputs"), e_->k(), sizeof(T), "outputs"),
+               "the outputs of " + std::to_string(e_->N()) + " networks on " + std::to_string(B) + " samples");
+    py::array_t<T> out({e_->N(), B, e_->k()});
+    T* o = out.mutable_data();
+    py::gil_scoped_release nogil;
+    e_->forward(u, v, x, B, o);
+    return out;
+  }
+
+  void backward(const py::array& U, const py::array& V, const py::array& X, const py::array& grad_out,
+                const py::object& gU, const py::object& gV, const py::object& gX) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* x = batch(X);
+    const int64_t B = X.shape(0);
+    const T* go = checked<T>(grad_out, "grad_out", {e_->N(), B, e_->k()}, false);
+    T* pu = gU.is_none() ? nullptr : checked<T>(gU.cast<py::array>(), "gU", {e_->S(), e_->d()}, true);
+    T* pv = gV.is_none() ? nullptr : checked<T>(gV.cast<py::array>(), "gV", {e_->S(), e_->k()}, true);
+    T* px = gX.is_none() ? nullptr : checked<T>(gX.cast<py::array>(), "gX", {B, e_->d()}, true);
+    py::gil_scoped_release nogil;
+    e_->backward(u, v, x, B, go, pu, pv, px);
+  }
+
+  py::array_t<double> loss_and_grad(const py::array& U, const py::array& V, const py::array& X, const py::array& y,
+                                    const py::object& weights_, const py::array& gU, const py::array& gV) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* x = batch(X);
+    const Targets<T> t = targets(y, weights_, X.shape(0));
+    T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, true);
+    T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, true);
+    py::array_t<double> loss(e_->N());
+    double* l = loss.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      e_->loss_and_grad(u, v, x, X.shape(0), t, l, pu, pv);
+    }
+    return loss;
+  }
+
+  py::array_t<double> step(const py::array& U, const py::array& V, const py::array& X, const py::array& y,
+                           const py::object& weights_, const std::string& rule, const py::array& state_U,
+                           const py::array& state_V, const py::array& lr, const py::array& momentum,
+                           const py::array& weight_decay) {
+    const auto [u, v] = weights(U, V, true);
+    const T* x = batch(X);
+    const Targets<T> t = targets(y, weights_, X.shape(0));
+    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay);
+    py::array_t<double> loss(e_->N());
+    double* l = loss.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      e_->step(u, v, x, X.shape(0), t, r, l);
+    }
+    return loss;
+  }
+
+  void apply_update(const py::array& U, const py::array& V, const py::array& gU, const py::array& gV,
+                    const std::string& rule, const py::array& state_U, const py::array& state_V, const py::array& lr,
+                    const py::array& momentum, const py::array& weight_decay) {
+    const auto [u, v] = weights(U, V, true);
+    const T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, false);
+    const T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, false);
+    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay);
+    py::gil_scoped_release nogil;
+    e_->apply_update(u, v, pu, pv, r);
+  }
+
+  py::tuple evaluate(const py::array& U, const py::array& V, const py::array& X, const py::array& y,
+                     const py::object& weights_, int64_t batch_size) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* x = batch(X);
+    const Targets<T> t = targets(y, weights_, X.shape(0));
+    py::array_t<int64_t> errors(e_->N());
+    py::array_t<double> loss(e_->N());
+    int64_t* pe = errors.mutable_data();
+    double* pl = loss.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      e_->evaluate(u, v, x, X.shape(0), t, batch_size, pl, pe);
+    }
+    if (e_->loss() != Loss::cross_entropy) return py::make_tuple(py::none(), loss);
+    return py::make_tuple(errors, loss);
+  }
+
+  int64_t balance(const py::array& U, const py::array& V) {
+    const auto [u, v] = weights(U, V, true);
+    py::gil_scoped_release nogil;
+    return e_->balance(u, v);
+  }
+
+  int64_t normalize_units(const py::array& U, const py::array& V) {
+    const auto [u, v] = weights(U, V, true);
+    py::gil_scoped_release nogil;
+    return e_->normalize_units(u, v);
+  }
+
+  py::dict measures(const py::array& U, const py::array& V) const {
+    const auto [u, v] = weights(U, V, false);
+    static const char* names[6] = {"l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V"};
+    py::array_t<double> arrays[6];
+    double* out[6];
+    for (int i = 0; i < 6; ++i) {
+      arrays[i] = py::array_t<double>(e_->N());
+      out[i] = arrays[i].mutable_data();
+    }
+    {
+      py::gil_scoped_release nogil;
+      e_->measures(u, v, out);
+    }
+    py::dict d;
+    for (int i = 0; i < 6; ++i) d[names[i]] = arrays[i];
+    return d;
+  }
+
+  py::array_t<double> unit_balance(const py::array& U, const py::array& V) const {
+    const auto [u, v] = weights(U, V, false);
+    py::array_t<double> out(e_->S());
+    double* o = out.mutable_data();
+    py::gil_scoped_release nogil;
+    e_->unit_balance(u, v, o);
+    return out;
+  }
+
+ private:
+  static std::unique_ptr<Engine<T>> make(const py::array& offsets, int64_t d, int64_t k, const std::string& activation,
+                                         const std::string& loss, int64_t chunk_units, int64_t group_units) {
+    const Activation a = parse_activation(activation);
+    const Loss l = parse_loss(loss);
+    const int64_t* off = checked<int64_t>(offsets, "offsets", {-1}, false);
+    const int64_t n = offsets.shape(0) - 1;
+    if (n < 1) throw py::value_error("offsets: expected at least two entries (one network)");
+    return std::make_unique<Engine<T>>(off, n, d, k, a, l, chunk_units, group_units);
+  }
+
+  std::pair<T*, T*> weights(const py::array& U, const py::array& V, bool writable) const {
+    return {checked<T>(U, "U", {e_->S(), e_->d()}, writable), checked<T>(V, "V", {e_->S(), e_->k()}, writable)};
+  }
+
+  const T* batch(const py::array& X) const {
+    const T* x = checked<T>(X, "X", {-1, e_->d()}, false);
+    if (X.shape(0) < 1) throw py::value_error("X: expected at least one sample, got an empty batch");
+    return x;
+  }
+
+  Targets<T> targets(const py::array& y, const py::object& w, int64_t B) const {
+    Targets<T> t;
+    t.loss = e_->loss();
+    if (t.loss == Loss::cross_entropy) {
+      t.labels = checked<int32_t>(y, "y", {B}, false);
+      if (!w.is_none()) throw py::value_error("weights: entry weights apply to the squared loss only");
+    } else {
+      t.values = checked<T>(y, "y", {B, e_->k()}, false);
+      if (!w.is_none()) t.weights = checked<T>(w.cast<py::array>(), "weights", {B, e_->k()}, false);
+    }
+    return t;
+  }
+
+  UpdateRule<T> update_rule(const std::string& rule, const py::array& state_U, const py::array& state_V,
+                            const py::array& lr, const py::array& momentum, const py::array& weight_decay) const {
+    UpdateRule<T> r;
+    r.rule = parse_rule(rule);
+    r.state_U = checked<T>(state_U, "state_U", {e_->S(), e_->d()}, true);
+    r.state_V = checked<T>(state_V, "state_V", {e_->S(), e_->k()}, true);
+    r.lr = checked<T>(lr, "lr", {e_->N()}, false);
+    r.momentum = checked<T>(momentum, "momentum", {e_->N()}, false);
+    r.weight_decay = checked<T>(weight_decay, "weight_decay", {e_->N()}, false);
+    return r;
+  }
+
+  std::unique_ptr<Engine<T>> e_;
+};
+
+template <class T>
+void bind_engine(py::module_& m, const char* name) {
+  using E = PyEngine<T>;
+  py::class_<E>(m, name, "The native engine of one packed model (private; use pyireg.PackedMLP).")
+      .def(py::init<const py::array&, int64_t, int64_t, const std::string&, const std::string&, int64_t, int64_t>(),
+           py::arg("offsets"), py::arg("d"), py::arg("k"), py::arg("activation") = "relu",
+           py::arg("loss") = "cross_entropy", py::arg("chunk_units") = 192, py::arg("group_units") = 8192)
+      .def_property_readonly("N", [](const E& e) { return e.engine().N(); })
+      .def_property_readonly("S", [](const E& e) { return e.engine().S(); })
+      .def_property_readonly("d", [](const E& e) { return e.engine().d(); })
+      .def_property_readonly("k", [](const E& e) { return e.engine().k(); })
+      .def_property_readonly("num_groups", [](const E& e) { return e.engine().plan().ngroups(); })
+      .def_property_readonly("weights_bytes", [](const E& e) { return e.engine().weights_bytes(); })
+      .def_property_readonly("workspace_bytes", [](const E& e) { return e.engine().workspace_bytes(); },
+                             "Bytes held by the native scratch buffers (grown on demand, then reused).")
+      .def_property_readonly("workspace_allocations", [](const E& e) { return e.engine().workspace_allocations(); },
+                             "How many times a scratch buffer had to grow (no step allocates once warmed up).")
+      .def_property_readonly("workspaces", [](const E& e) { return e.engine().workspaces(); },
+                             "Scratch workspaces in the pool (one per call that ran concurrently with others).")
+      .def("pass_bytes", [](const E& e, int64_t B, bool input_grad) { return e.engine().pass_bytes(B, input_grad); },
+           py::arg("B"), py::arg("input_grad") = false, "Scratch bytes of a training pass on B samples.")
+      .def("forward", &E::forward, py::arg("U"), py::arg("V"), py::arg("X"))
+      .def("backward", &E::backward, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("grad_out"),
+           py::arg("gU") = py::none(), py::arg("gV") = py::none(), py::arg("gX") = py::none())
+      .def("loss_and_grad", &E::loss_and_grad, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"),
+           py::arg("weights"), py::arg("gU"), py::arg("gV"))
+      .def("step", &E::step, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
+           py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
+           py::arg("weight_decay"))
+      .def("apply_update", &E::apply_update, py::arg("U"), py::arg("V"), py::arg("gU"), py::arg("gV"),
+           py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
+           py::arg("weight_decay"))
+      .def("evaluate", &E::evaluate, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
+           py::arg("batch_size"))
+      .def("balance", &E::balance, py::arg("U"), py::arg("V"))
+      .def("normalize_units", &E::normalize_units, py::arg("U"), py::arg("V"))
+      .def("measures", &E::measures, py::arg("U"), py::arg("V"))
+      .def("unit_balance", &E::unit_balance, py::arg("U"), py::arg("V"));
+}
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+  bind_engine<float>(m, "EngineF32");
+  bind_engine<double>(m, "EngineF64");
+}

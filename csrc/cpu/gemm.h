@@ -1,0 +1,104 @@
+// Register-blocked GEMM of the CPU kernels, with the epilogue as a policy: each finished
+// register tile is handed to an epilogue object, which stores it (optionally through the relu),
+// adds it to C, or applies an update rule to the weights whose gradient it is.
+// Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+#pragma once
+
+#include <algorithm>
+
+#include "engine/ops.h"
+#include "cpu/simd.h"
+
+#ifndef PYIREG_ISA
+#error "define PYIREG_ISA (the SIMD target's namespace) before including this header"
+#endif
+
+namespace pyireg {
+namespace PYIREG_ISA {
+
+// C[i, j] = act(tile): the forward product (RELU fuses the activation) and plain products.
+template <class T, bool RELU>
+struct StoreEpilogue {
+  T* C;
+  int64_t ldc;
+  void operator()(int64_t i, int64_t j, vec<T> acc) const { st(C + i * ldc + j, RELU ? relu<T>(acc) : acc); }
+};
+
+// C[i, j] += tile: accumulating products (the input gradient, summed over groups of units).
+template <class T>
+struct AddEpilogue {
+  T* C;
+  int64_t ldc;
+  void operator()(int64_t i, int64_t j, vec<T> acc) const { st(C + i * ldc + j, ld(C + i * ldc + j) + acc); }
+};
+
+// The tile is the gradient of rows of the weights W (row stride ld, `valid` real columns, the
+// rest padding): apply the update rule to them with their state S and per-row coefficients,
+// instead of storing the gradient.
+template <class T, class Rule>
+struct RuleEpilogue {
+  T* W;
+  T* S;
+  int64_t ld;
+  int64_t valid;
+  const T* coef;  // Rule::kCoefs per row
+  void operator()(int64_t i, int64_t j, vec<T> acc) const {
+    constexpr int VW = VecOf<T>::W;
+    if (j >= valid) return;
+    T g[VW];
+    st(g, acc);
+    Rule::apply(std::min<int64_t>(VW, valid - j), W + i * ld + j, S + i * ld + j, g, coef + i * Rule::kCoefs);
+  }
+};
+
+// The MR x (NV * W) tile of rows i0.. and columns j0.. of A (M x K) * Bm (K x ncols), where A
+// points at row i0 and Bm at column j0. TA: A is stored transposed (element (i, kk) at
+// A[i + kk * lda]) instead of row-major (A[i * lda + kk]).
+template <class T, int MR, int NV, bool TA, class Epi>
+inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0, int64_t j0,
+                  const Epi& epi) {
+  constexpr int W = VecOf<T>::W;
+  vec<T> acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = vec<T>{};
+  for (int64_t kk = 0; kk < K; ++kk) {
+    vec<T> b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = ld(Bm + kk * ldb + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const vec<T> a = splat(TA ? A[i + kk * lda] : A[i * lda + kk]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) epi(i0 + i, j0 + v * W, acc[i][v]);
+}
+
+template <class T, int MR, bool TA, class Epi>
+inline void gemm_cols(int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0,
+                      const Epi& epi) {
+  constexpr int W = VecOf<T>::W;
+  int64_t j = 0;
+  for (; j + 2 * W <= ncols; j += 2 * W) micro<T, MR, 2, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  if (j < ncols) micro<T, MR, 1, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+}
+
+// epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of W and Bm's rows
+// are padded to it. Rows are taken MR = 6 at a time (6 x 16 accumulators for float).
+template <class T, bool TA = false, class Epi>
+void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi) {
+  constexpr int MR = 6;
+  auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
+  int64_t i = 0;
+  for (; i + MR <= M; i += MR) gemm_cols<T, MR, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+  switch (M - i) {
+    case 1: gemm_cols<T, 1, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 2: gemm_cols<T, 2, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 3: gemm_cols<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 4: gemm_cols<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 5: gemm_cols<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    default: break;
+  }
+}
+
+}  // namespace PYIREG_ISA
+}  // namespace pyireg

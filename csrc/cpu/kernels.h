@@ -1,0 +1,360 @@
+// The engine's operations on the CPU (forward, backward, loss_and_grad, step, apply_update,
+// evaluate) for one SIMD target: the includer defines PYIREG_ISA, the namespace they land in
+// (kernels_generic.cpp: the baseline ISA; kernels_avx2.cpp: -mavx2 -mfma).
+//
+// Scratch layouts (Bp = batch rounded up to the vector width W, dp = d rounded up to W):
+//   XT    d x Bp    the batch transposed, zero padded: B operand of the first-layer GEMM
+//   Xp    B x dp    the batch, zero padded:            B operand of the dU GEMM
+//   AT    G x Bp    act(U X^T) of one group's G units, unit-major: kept from forward to backward
+//   outs  N x k x Bp per network, class-major: outputs, then overwritten by d(loss)/d(outputs)
+//   dZ    G x Bp    d(loss)/d(pre-activations) of a group, kept only for the input gradient
+//   dXT   d x Bp    the input gradient, transposed, summed over every unit
+// A training pass runs group by group: forward of the group's chunks into AT, the loss of its
+// networks (or the given upstream gradient), then the backward of each chunk (dV, dZ with the
+// activation mask, the dU GEMM) followed either by storing the gradients or by the update rule,
+// which runs inside the dU GEMM's epilogue for U's rows and after the dV pass for V's rows.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "cpu/gemm.h"
+#include "cpu/layers.h"
+#include "cpu/losses.h"
+#include "cpu/rules.h"
+#include "cpu/simd.h"
+#include "engine/ops.h"
+
+namespace pyireg {
+namespace PYIREG_ISA {
+namespace {
+
+// Forward of chunks [c0, c1): act(U X^T) into AT (row h at AT + (h - at_unit0) * Bp), or into
+// per-thread scratch when AT is null; with `outs`, each run's partial outputs go into its slot
+// or straight into its network's outputs.
+template <class T>
+void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t Bp, T* AT, int64_t at_unit0,
+                    T* slots, T* outs, T* scratch, int64_t scratch_stride, int64_t c0, int64_t c1) {
+  const Plan& p = *cx.plan;
+  const int64_t d = p.d, k = p.k;
+  const bool use_relu = cx.act == Activation::relu;
+  // dynamic: chunks differ in size, and which thread runs a chunk never changes its result
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+  for (int64_t c = c0; c < c1; ++c) {
+    const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
+    T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + thread_id() * scratch_stride;
+    if (use_relu)
+      gemm<T>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, true>{at, Bp});
+    else
+      gemm<T>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, false>{at, Bp});
+    if (!outs) continue;
+    for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+      const Run& run = p.runs[r];
+      T* L = run.slot >= 0 ? slots + run.slot * k * Bp : outs + run.net * k * Bp;
+      second_layer(at + (run.begin - h0) * Bp, run.end - run.begin, V + run.begin * k, k, Bp, L);
+    }
+  }
+}
+
+// Sum the partial outputs of network n (in unit order: independent of the thread count).
+template <class T>
+void reduce_outputs(const Plan& p, int64_t n, int64_t Bp, const T* slots, T* L) {
+  const int64_t r0 = p.net_run_ptr[n], r1 = p.net_run_ptr[n + 1];
+  const int64_t len = p.k * Bp;
+  if (p.runs[p.net_runs[r0]].slot < 0) return;  // a single run wrote L directly
+  std::memcpy(L, slots + p.runs[p.net_runs[r0]].slot * len, sizeof(T) * len);
+  for (int64_t i = r0 + 1; i < r1; ++i) {
+    const T* s = slots + p.runs[p.net_runs[i]].slot * len;
+    for (int64_t e = 0; e < len; ++e) L[e] += s[e];
+  }
+}
+
+// Sizes of one training pass.
+struct Pass {
+  int64_t B, Bp, dp;
+};
+
+// Forward + loss + d(loss)/d(outputs) of group g; its activations stay in AT for the backward.
+template <class T>
+void forward_loss_group(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const Targets<T>& t,
+                        const Pass& ps, int64_t g, double* loss) {
+  const Plan& p = *cx.plan;
+  const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
+  forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], ws.slots.data(), ws.outs.data(),
+                 static_cast<T*>(nullptr), 0, c0, c1);
+  const T scale = T(1) / static_cast<T>(ps.B);
+  T* outs = ws.outs.data();
+  const T* slots = ws.slots.data();
+#pragma omp parallel for schedule(static) num_threads(cx.threads)
+  for (int64_t n = p.group_net_ptr[g]; n < p.group_net_ptr[g + 1]; ++n) {
+    T* L = outs + n * p.k * ps.Bp;
+    reduce_outputs(p, n, ps.Bp, slots, L);
+    double s = 0;
+    apply_loss(t, 0, p.k, ps.B, ps.Bp, L, scale, &s, static_cast<int64_t*>(nullptr));
+    if (loss) loss[n] = s / static_cast<double>(ps.B);
+  }
+}
+
+// What the backward of a chunk does with its gradients.
+template <class T>
+struct GradSink {
+  T* gU;  // S x d, or null
+  T* gV;  // S x k, or null
+};
+
+// Backward of the chunks of group g from the output gradients in ws.outs. With a rule, the dU
+// product applies the rule to U's rows in its epilogue and the rule is then applied to V's rows;
+// without one, the gradients are stored in `sink`. When dZ_group is set, dZ of every unit of
+// the group is kept there (for the input gradient).
+template <class T, class R>
+void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps, int64_t g, const R* rule,
+                    GradSink<T> sink, bool need_dU, T* dZ_group) {
+  const Plan& p = *cx.plan;
+  const int64_t cu = p.chunk_units, k = p.k, d = p.d, Bp = ps.Bp, dp = ps.dp;
+  const int64_t stride = backward_thread_scratch(p, Bp, dp);
+  const bool use_relu = cx.act == Activation::relu;
+  const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
+  const int64_t unit0 = p.chunk_begin[c0];
+  const T* AT = ws.AT.data() - unit0 * Bp;  // indexed by global unit below
+  const T* G = ws.outs.data();
+  const T* Xp = ws.Xp.data();
+  T* scratch = ws.thread_scratch.data();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+  for (int64_t c = c0; c < c1; ++c) {
+    T* own = scratch + thread_id() * stride;
+    const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
+    T* dZT = dZ_group ? dZ_group + (h0 - unit0) * Bp : own;
+    T* dU = own + cu * Bp;
+    T* dV = dU + cu * dp;
+    for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+      const Run& run = p.runs[r];
+      const T* Gn = G + run.net * k * Bp;
+      for (int64_t h = run.begin; h < run.end; ++h)
+        unit_backward(AT + h * Bp, Gn, V + h * k, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k, use_relu);
+    }
+    if constexpr (!std::is_same<R, void>::value) {
+      // training: coefficients from the weights before the step, then U's rows updated inside
+      // the dU product, then V's rows
+      constexpr int C = R::kCoefs;
+      static_assert(C <= kMaxRuleCoefs, "rule has too many coefficients");
+      T* coefU = dV + cu * k;
+      T* coefV = coefU + kMaxRuleCoefs * cu;
+      for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+        const Run& run = p.runs[r];
+        for (int64_t h = run.begin; h < run.end; ++h)
+          rule->prepare(run.net, U + h * d, V + h * k, d, k, coefU + (h - h0) * C, coefV + (h - h0) * C);
+      }
+      gemm<T>(h1 - h0, dp, ps.B, dZT, Bp, Xp, dp,
+              RuleEpilogue<T, R>{U + h0 * d, rule->state_U() + h0 * d, d, d, coefU});
+      T* SV = rule->state_V();
+      for (int64_t h = h0; h < h1; ++h)
+        R::apply(k, V + h * k, SV + h * k, dV + (h - h0) * k, coefV + (h - h0) * C);
+    } else {
+      (void)rule;
+      if (need_dU) {
+        gemm<T>(h1 - h0, dp, ps.B, dZT, Bp, Xp, dp, StoreEpilogue<T, false>{dU, dp});
+        for (int64_t h = h0; h < h1; ++h) std::memcpy(sink.gU + h * d, dU + (h - h0) * dp, sizeof(T) * d);
+      }
+      if (sink.gV)
+        for (int64_t h = h0; h < h1; ++h) std::memcpy(sink.gV + h * k, dV + (h - h0) * k, sizeof(T) * k);
+    }
+  }
+}
+
+// dXT (d x Bp) += U[group]^T dZ[group]: the input gradient of group g's units, parallel over
+// blocks of input features (each element's sum runs over the units in order: deterministic).
+template <class T>
+void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& ps, int64_t g, T* dXT) {
+  const Plan& p = *cx.plan;
+  const int64_t d = p.d;
+  const int64_t u0 = p.chunk_begin[p.group_chunk_ptr[g]], u1 = p.chunk_begin[p.group_chunk_ptr[g + 1]];
+  constexpr int64_t rows = 6;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+  for (int64_t i0 = 0; i0 < d; i0 += rows)
+    gemm<T, true>(std::min(rows, d - i0), ps.Bp, u1 - u0, U + u0 * d + i0, d, dZ_group, ps.Bp,
+                  AddEpilogue<T>{dXT + i0 * ps.Bp, ps.Bp});
+}
+
+// Scratch for a training pass (grown once, then reused).
+template <class T>
+void reserve_pass(Workspace<T>& ws, const Ctx& cx, const Pass& ps, bool input_grad) {
+  const Plan& p = *cx.plan;
+  ws.grow(ws.AT, static_cast<size_t>(p.max_group_units * ps.Bp));
+  ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * ps.Bp));
+  ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * ps.Bp));
+  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * backward_thread_scratch(p, ps.Bp, ps.dp)));
+  if (input_grad) {
+    ws.grow(ws.dZ, static_cast<size_t>(p.max_group_units * ps.Bp));
+    ws.grow(ws.dXT, static_cast<size_t>(p.d * ps.Bp));
+  }
+}
+
+template <class T>
+Pass make_pass(const Plan& p, int64_t B) {
+  constexpr int W = VecOf<T>::W;
+  return Pass{B, round_up(B, W), round_up(p.d, W)};
+}
+
+// A training pass with the loss: every group's forward, loss and backward; then either the
+// gradients in sink or the rule's update.
+template <class T, class R>
+void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t B, const Targets<T>& t,
+               const R* rule, double* loss, GradSink<T> sink) {
+  const Plan& p = *cx.plan;
+  const Pass ps = make_pass<T>(p, B);
+  pack_batch(ws, X, B, p.d, ps.Bp, ps.dp, true);
+  reserve_pass(ws, cx, ps, false);
+  for (int64_t g = 0; g < p.ngroups(); ++g) {
+    forward_loss_group(ws, cx, U, V, t, ps, g, loss);
+    backward_group(ws, cx, U, V, ps, g, rule, sink, rule != nullptr || sink.gU != nullptr, static_cast<T*>(nullptr));
+  }
+}
+
+// ---------------------------------------------------------------- rules
+// Calls f with the rule object of r's kind (one case per rule in rules.h).
+template <class T, class F>
+void with_rule(const UpdateRule<T>& r, F&& f) {
+  switch (r.rule) {
+    case Rule::momentum_sgd: f(MomentumSgdRule<T>{r}); break;
+  }
+}
+
+// ---------------------------------------------------------------- entry points
+template <class T>
+void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, T* out) {
+  const Plan& p = *cx.plan;
+  constexpr int W = VecOf<T>::W;
+  const int64_t Bp = round_up(B, W);
+  pack_batch(ws, X, B, p.d, Bp, 0, false);
+  ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bp));
+  ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * Bp));
+  const int64_t stride = p.chunk_units * Bp;
+  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
+  forward_chunks(cx, U, V, ws.XT.data(), Bp, static_cast<T*>(nullptr), 0, ws.slots.data(), ws.outs.data(),
+                 ws.thread_scratch.data(), stride, 0, p.nchunks());
+  T* outs = ws.outs.data();
+  const T* slots = ws.slots.data();
+#pragma omp parallel for schedule(static) num_threads(cx.threads)
+  for (int64_t n = 0; n < p.N; ++n) {
+    T* L = outs + n * p.k * Bp;
+    reduce_outputs(p, n, Bp, slots, L);
+    T* o = out + n * B * p.k;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < p.k; ++c) o[b * p.k + c] = L[c * Bp + b];
+  }
+}
+
+template <class T>
+void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU,
+              T* gV, T* gX) {
+  const Plan& p = *cx.plan;
+  const int64_t d = p.d, k = p.k;
+  const Pass ps = make_pass<T>(p, B);
+  pack_batch(ws, X, B, d, ps.Bp, ps.dp, gU != nullptr);
+  reserve_pass(ws, cx, ps, gX != nullptr);
+  // the upstream gradient, class-major and zero padded, where the loss would have put it
+  T* G = ws.outs.data();
+#pragma omp parallel for schedule(static) num_threads(cx.threads)
+  for (int64_t n = 0; n < p.N; ++n) {
+    T* L = G + n * k * ps.Bp;
+    const T* o = dOut + n * B * k;
+    for (int64_t c = 0; c < k; ++c) {
+      for (int64_t b = 0; b < B; ++b) L[c * ps.Bp + b] = o[b * k + c];
+      for (int64_t b = B; b < ps.Bp; ++b) L[c * ps.Bp + b] = T(0);
+    }
+  }
+  T* dXT = gX ? ws.dXT.data() : nullptr;
+  if (dXT) std::fill(dXT, dXT + d * ps.Bp, T(0));
+  T* Uw = const_cast<T*>(U);  // read only: no rule is applied
+  T* Vw = const_cast<T*>(V);
+  for (int64_t g = 0; g < p.ngroups(); ++g) {
+    const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
+    forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], static_cast<T*>(nullptr),
+                   static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
+    backward_group(ws, cx, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
+                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr));
+    if (dXT) input_grad_group(cx, U, ws.dZ.data(), ps, g, dXT);
+  }
+  if (gX)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t f = 0; f < d; ++f) gX[b * d + f] = dXT[f * ps.Bp + b];
+}
+
+template <class T>
+void loss_and_grad(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B,
+                   const Targets<T>& t, double* loss, T* gU, T* gV) {
+  loss_pass(ws, cx, const_cast<T*>(U), const_cast<T*>(V), X, B, t, static_cast<const void*>(nullptr), loss,
+            GradSink<T>{gU, gV});
+}
+
+template <class T>
+void step(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t B, const Targets<T>& t,
+          const UpdateRule<T>& r, double* loss) {
+  with_rule(r, [&](const auto& rule) { loss_pass(ws, cx, U, V, X, B, t, &rule, loss, GradSink<T>{nullptr, nullptr}); });
+}
+
+template <class T>
+void apply_update(const Ctx& cx, T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r) {
+  const Plan& p = *cx.plan;
+  const int64_t d = p.d, k = p.k;
+  with_rule(r, [&](const auto& rule) {
+    using R = std::decay_t<decltype(rule)>;
+    T* SU = rule.state_U();
+    T* SV = rule.state_V();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+    for (int64_t n = 0; n < p.N; ++n) {
+      T cu[kMaxRuleCoefs], cv[kMaxRuleCoefs];
+      for (int64_t h = p.offsets[n]; h < p.offsets[n + 1]; ++h) {
+        rule.prepare(n, U + h * d, V + h * k, d, k, cu, cv);
+        R::apply(d, U + h * d, SU + h * d, gU + h * d, cu);
+        R::apply(k, V + h * k, SV + h * k, gV + h * k, cv);
+      }
+    }
+  });
+}
+
+template <class T>
+void evaluate(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t,
+              int64_t block, double* loss, int64_t* errors) {
+  const Plan& p = *cx.plan;
+  for (int64_t n = 0; n < p.N; ++n) {
+    loss[n] = 0;
+    errors[n] = 0;
+  }
+  constexpr int W = VecOf<T>::W;
+  const int64_t blk = std::max<int64_t>(1, block);
+  const int64_t Bpmax = round_up(std::min(blk, B), W);
+  ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bpmax));
+  ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * Bpmax));
+  const int64_t stride = p.chunk_units * Bpmax;
+  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
+  for (int64_t b0 = 0; b0 < B; b0 += blk) {
+    const int64_t nb = std::min(blk, B - b0);
+    const int64_t Bp = round_up(nb, W);
+    pack_batch(ws, X + b0 * p.d, nb, p.d, Bp, 0, false);
+    forward_chunks(cx, U, V, ws.XT.data(), Bp, static_cast<T*>(nullptr), 0, ws.slots.data(), ws.outs.data(),
+                   ws.thread_scratch.data(), stride, 0, p.nchunks());
+    T* outs = ws.outs.data();
+    const T* slots = ws.slots.data();
+#pragma omp parallel for schedule(static) num_threads(cx.threads)
+    for (int64_t n = 0; n < p.N; ++n) {
+      T* L = outs + n * p.k * Bp;
+      reduce_outputs(p, n, Bp, slots, L);
+      apply_loss(t, b0, p.k, nb, Bp, L, T(0), loss + n, errors + n);
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+const Kernels<T>& kernels() {
+  static const Kernels<T> table{&forward<T>, &backward<T>, &loss_and_grad<T>, &step<T>, &apply_update<T>, &evaluate<T>};
+  return table;
+}
+template const Kernels<float>& kernels<float>();
+template const Kernels<double>& kernels<double>();
+
+}  // namespace PYIREG_ISA
+}  // namespace pyireg

@@ -1,0 +1,113 @@
+// Per-unit passes of the CPU kernels around the GEMMs: packing the batch, the segmented second
+// layer (a network's units into its k outputs) and one unit's backward (dV row, dZ row with the
+// activation mask).
+// Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ops.h"
+#include "cpu/simd.h"
+
+#ifndef PYIREG_ISA
+#error "define PYIREG_ISA (the SIMD target's namespace) before including this header"
+#endif
+
+namespace pyireg {
+namespace PYIREG_ISA {
+
+constexpr int64_t kClassGroup = 12;  // outputs handled per pass; keeps accumulators in registers
+
+// XT (d x Bp): the batch transposed and zero padded, the B operand of the first-layer GEMM.
+// Xp (B x dp): the batch zero padded, the B operand of the dU GEMM (only when need_Xp).
+template <class T>
+void pack_batch(Workspace<T>& ws, const T* X, int64_t B, int64_t d, int64_t Bp, int64_t dp, bool need_Xp) {
+  ws.grow(ws.XT, static_cast<size_t>(d * Bp));
+  T* XT = ws.XT.data();
+  for (int64_t f = 0; f < d; ++f) {
+    T* row = XT + f * Bp;
+    for (int64_t b = 0; b < B; ++b) row[b] = X[b * d + f];
+    for (int64_t b = B; b < Bp; ++b) row[b] = T(0);
+  }
+  if (!need_Xp) return;
+  ws.grow(ws.Xp, static_cast<size_t>(B * dp));
+  T* Xp = ws.Xp.data();
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(Xp + b * dp, X + b * d, sizeof(T) * d);
+    for (int64_t f = d; f < dp; ++f) Xp[b * dp + f] = T(0);
+  }
+}
+
+// L[c, j] (+)= sum_{h < nrows} V[h, c0 + c] * AT[h, j] for c < CC, all j < Bp.
+template <class T, int CC>
+void second_layer_group(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t c0, int64_t Bp, T* L) {
+  constexpr int W = VecOf<T>::W;
+  for (int64_t j = 0; j < Bp; j += W) {
+    vec<T> acc[CC];
+    for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
+    for (int64_t h = 0; h < nrows; ++h) {
+      const vec<T> a = ld(AT + h * Bp + j);
+      const T* v = V + h * k + c0;
+      for (int c = 0; c < CC; ++c) acc[c] += splat(v[c]) * a;
+    }
+    for (int c = 0; c < CC; ++c) st(L + (c0 + c) * Bp + j, acc[c]);
+  }
+}
+
+#define PYIREG_CLASS_CASES(CALL)                                                                 \
+  CALL(1) CALL(2) CALL(3) CALL(4) CALL(5) CALL(6) CALL(7) CALL(8) CALL(9) CALL(10) CALL(11) CALL(12)
+
+// L (k x Bp) = V[rows]^T AT[rows]: the outputs of nrows units of one network.
+template <class T>
+void second_layer(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t Bp, T* L) {
+  for (int64_t c0 = 0; c0 < k; c0 += kClassGroup) {
+    switch (std::min(kClassGroup, k - c0)) {
+#define PYIREG_CASE(n) \
+  case n: second_layer_group<T, n>(AT, nrows, V, k, c0, Bp, L); break;
+      PYIREG_CLASS_CASES(PYIREG_CASE)
+#undef PYIREG_CASE
+      default: break;
+    }
+  }
+}
+
+// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]>, dz += sum_c v[c] G[c];
+// on the last output group the activation mask is applied.
+template <class T, int CC>
+void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
+                         bool last, bool use_relu) {
+  constexpr int W = VecOf<T>::W;
+  vec<T> dvacc[CC];
+  for (int c = 0; c < CC; ++c) dvacc[c] = vec<T>{};
+  for (int64_t j = 0; j < Bp; j += W) {
+    const vec<T> a = ld(at + j);
+    vec<T> da = first ? vec<T>{} : ld(dz + j);
+    for (int c = 0; c < CC; ++c) {
+      const vec<T> g = ld(G + (c0 + c) * Bp + j);
+      dvacc[c] += a * g;
+      da += splat(v[c0 + c]) * g;
+    }
+    if (last && use_relu) da = a > 0 ? da : vec<T>{};
+    st(dz + j, da);
+  }
+  for (int c = 0; c < CC; ++c) dv[c0 + c] = hsum<T>(dvacc[c]);
+}
+
+// Unit h's backward from the gradient G (k x Bp) of its network's outputs: dv (k) and dz (Bp).
+template <class T>
+void unit_backward(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, T* dv, bool use_relu) {
+  for (int64_t c0 = 0; c0 < k; c0 += kClassGroup) {
+    const bool first = c0 == 0, last = c0 + kClassGroup >= k;
+    switch (std::min(kClassGroup, k - c0)) {
+#define PYIREG_CASE(n) \
+  case n: unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); break;
+      PYIREG_CLASS_CASES(PYIREG_CASE)
+#undef PYIREG_CASE
+      default: break;
+    }
+  }
+}
+
+}  // namespace PYIREG_ISA
+}  // namespace pyireg

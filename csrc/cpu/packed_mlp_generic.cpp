@@ -1,3 +1,0 @@
-// The packed-network kernels for the baseline instruction set of the target (portable fallback).
-#define PYIREG_ISA generic
-#include "packed_mlp_impl.h"

@@ -1,0 +1,200 @@
+// The engine of one packed model (engine.h): argument and size checks, the lock, workspaces from
+// the pool, then the kernels of the active SIMD target.
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/rescale.h"
+
+namespace pyireg {
+
+namespace {
+std::string str(int64_t v) { return std::to_string(v); }
+}  // namespace
+
+template <class T>
+Engine<T>::Engine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
+                  int64_t chunk_units, int64_t group_units)
+    : act_(act), loss_(loss) {
+  validate_offsets(offsets, N);
+  if (d < 1) throw std::invalid_argument("d: expected a positive number of input features, got " + str(d));
+  if (k < 1) throw std::invalid_argument("k: expected a positive number of outputs, got " + str(k));
+  const int64_t S = offsets[N];
+  const int64_t w = checked_mul3(S, checked_add(d, k, "weights"), sizeof(T), "weights");
+  check_fits(w, "a model of " + str(S) + " hidden units x (" + str(d) + " + " + str(k) + ") weights");
+  plan_ = make_plan(offsets, N, d, k, chunk_units, group_units);
+}
+
+template <class T>
+int64_t Engine<T>::weights_bytes() const {
+  return checked_mul3(plan_.S, plan_.d + plan_.k, sizeof(T), "weights");
+}
+
+template <class T>
+int64_t Engine<T>::forward_bytes(int64_t B) const {
+  const Plan& p = plan_;
+  const int64_t Bp = round_up(B, simd_width<T>());
+  const char* w = "forward scratch";
+  int64_t e = checked_mul(p.d, Bp, w);
+  e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
+  e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);
+  e = checked_add(e, checked_mul3(num_threads(), p.chunk_units, Bp, w), w);
+  return checked_mul(e, sizeof(T), w);
+}
+
+template <class T>
+int64_t Engine<T>::pass_bytes(int64_t B, bool input_grad) const {
+  const Plan& p = plan_;
+  const int64_t Bp = round_up(B, simd_width<T>()), dp = round_up(p.d, simd_width<T>());
+  const char* w = "training scratch";
+  int64_t e = checked_mul(p.d, Bp, w);                                      // XT
+  e = checked_add(e, checked_mul(B, dp, w), w);                             // Xp
+  e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);             // AT
+  e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
+  e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);                     // outs
+  const int64_t cu = p.chunk_units;
+  const int64_t per_thread =
+      checked_add(checked_add(checked_mul(cu, Bp, w), checked_mul(cu, dp, w), w), cu * (p.k + 2 * kMaxRuleCoefs), w);
+  e = checked_add(e, checked_mul(num_threads(), per_thread, w), w);
+  if (input_grad) {
+    e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);           // dZ
+    e = checked_add(e, checked_mul(p.d, Bp, w), w);                         // dXT
+  }
+  return checked_mul(e, sizeof(T), w);
+}
+
+template <class T>
+int64_t Engine<T>::evaluate_bytes(int64_t B, int64_t block) const {
+  return forward_bytes(std::min(B, block));
+}
+
+template <class T>
+void Engine<T>::check_batch(int64_t B) const {
+  if (B < 1) throw std::invalid_argument("X: expected at least one sample, got an empty batch");
+}
+
+template <class T>
+void Engine<T>::check_targets(const Targets<T>& t, int64_t B) const {
+  if (t.loss != loss_)
+    throw std::invalid_argument(std::string("targets: expected ") +
+                                (loss_ == Loss::cross_entropy ? "class labels (the model's loss is cross_entropy)"
+                                                              : "real-valued targets (the model's loss is squared)"));
+  if (t.loss == Loss::cross_entropy) {
+    if (!t.labels) throw std::invalid_argument("y: expected class labels");
+    for (int64_t b = 0; b < B; ++b)
+      if (t.labels[b] < 0 || t.labels[b] >= plan_.k)
+        throw std::invalid_argument("y: expected labels in [0, " + str(plan_.k) + "), got " + str(t.labels[b]) +
+                                    " at index " + str(b));
+  } else if (!t.values) {
+    throw std::invalid_argument("y: expected real-valued targets of shape (B, k)");
+  }
+}
+
+template <class T>
+void Engine<T>::check_rule(const UpdateRule<T>& r) const {
+  if (!r.state_U || !r.state_V || !r.lr || !r.momentum || !r.weight_decay)
+    throw std::invalid_argument("rule: expected state buffers and per-network hyper-parameters");
+  for (int64_t n = 0; n < plan_.N; ++n) {
+    if (!(std::isfinite(r.lr[n]) && r.lr[n] >= 0))
+      throw std::invalid_argument("lr: expected finite values >= 0, got " + std::to_string(r.lr[n]) + " for network " + str(n));
+    if (!(r.momentum[n] >= 0 && r.momentum[n] < 1))
+      throw std::invalid_argument("momentum: expected values in [0, 1), got " + std::to_string(r.momentum[n]) +
+                                  " for network " + str(n));
+    if (!(std::isfinite(r.weight_decay[n]) && r.weight_decay[n] >= 0))
+      throw std::invalid_argument("weight_decay: expected finite values >= 0, got " + std::to_string(r.weight_decay[n]) +
+                                  " for network " + str(n));
+  }
+}
+
+template <class T>
+void Engine<T>::forward(const T* U, const T* V, const T* X, int64_t B, T* out) const {
+  check_batch(B);
+  check_fits(forward_bytes(B), "the forward scratch for a batch of " + str(B));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().forward(*ws, ctx(), U, V, X, B, out);
+}
+
+template <class T>
+void Engine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX) const {
+  check_batch(B);
+  check_fits(pass_bytes(B, gX != nullptr), "the backward scratch for a batch of " + str(B));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().backward(*ws, ctx(), U, V, X, B, dOut, gU, gV, gX);
+}
+
+template <class T>
+void Engine<T>::loss_and_grad(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, double* loss,
+                              T* gU, T* gV) const {
+  check_batch(B);
+  check_targets(t, B);
+  check_fits(pass_bytes(B, false), "the training scratch for a batch of " + str(B));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().loss_and_grad(*ws, ctx(), U, V, X, B, t, loss, gU, gV);
+}
+
+template <class T>
+void Engine<T>::step(T* U, T* V, const T* X, int64_t B, const Targets<T>& t, const UpdateRule<T>& r, double* loss) {
+  check_batch(B);
+  check_targets(t, B);
+  check_rule(r);
+  check_fits(pass_bytes(B, false), "the training scratch for a batch of " + str(B));
+  std::unique_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().step(*ws, ctx(), U, V, X, B, t, r, loss);
+}
+
+template <class T>
+void Engine<T>::apply_update(T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r) {
+  check_rule(r);
+  std::unique_lock<std::shared_mutex> lock(lock_);
+  active_kernels<T>().apply_update(ctx(), U, V, gU, gV, r);
+}
+
+template <class T>
+void Engine<T>::evaluate(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, int64_t block,
+                         double* loss, int64_t* errors) const {
+  check_batch(B);
+  if (block < 1) throw std::invalid_argument("batch_size: expected a positive integer, got " + str(block));
+  check_targets(t, B);
+  check_fits(evaluate_bytes(B, block), "the evaluation scratch for blocks of " + str(std::min(B, block)));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().evaluate(*ws, ctx(), U, V, X, B, t, block, loss, errors);
+}
+
+template <class T>
+int64_t Engine<T>::balance(T* U, T* V) {
+  std::unique_lock<std::shared_mutex> lock(lock_);
+  return pyireg::balance(U, V, plan_.S, plan_.d, plan_.k, num_threads());
+}
+
+template <class T>
+int64_t Engine<T>::normalize_units(T* U, T* V) {
+  std::unique_lock<std::shared_mutex> lock(lock_);
+  return pyireg::normalize_units(U, V, plan_.S, plan_.d, plan_.k, num_threads());
+}
+
+template <class T>
+void Engine<T>::measures(const T* U, const T* V, double* const out[6]) const {
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  pyireg::measures(U, V, plan_.offsets.data(), plan_.N, plan_.d, plan_.k, out[0], out[1], out[2], out[3], out[4],
+                   out[5], num_threads());
+}
+
+template <class T>
+void Engine<T>::unit_balance(const T* U, const T* V, double* out) const {
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  pyireg::unit_balance(U, V, plan_.S, plan_.d, plan_.k, out, num_threads());
+}
+
+template class Engine<float>;
+template class Engine<double>;
+
+}  // namespace pyireg

@@ -1,0 +1,84 @@
+// The engine of one packed model: its layout (offsets, d, k, activation, loss), its plan, a pool
+// of scratch workspaces and a lock. The weights stay with the caller (numpy arrays or torch
+// tensors); every operation takes them as raw pointers.
+//
+// Thread safety: read-only operations (forward, backward, loss_and_grad, evaluate, measures,
+// unit_balance) hold the lock shared and may run at the same time, each on a workspace of its
+// own from the pool; operations that write the weights (step, apply_update, balance,
+// normalize_units) hold it exclusively. Concurrent calls on one engine therefore behave as some
+// serial order of the same calls.
+//
+// Sizes: every operation checks, with overflow-checked arithmetic, that its scratch fits the
+// memory limit (sizes.h) before anything is allocated, and throws MemoryLimitError if not.
+#pragma once
+
+#include <cstdint>
+#include <shared_mutex>
+
+#include "engine/ops.h"
+#include "engine/plan.h"
+#include "engine/sizes.h"
+#include "engine/workspace.h"
+
+namespace pyireg {
+
+template <class T>
+class Engine {
+ public:
+  // Validates every argument (std::invalid_argument) and checks that the model's weights and
+  // plan fit the memory limit (MemoryLimitError) before building the plan.
+  Engine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
+         int64_t chunk_units = 192, int64_t group_units = 8192);
+
+  const Plan& plan() const { return plan_; }
+  Activation activation() const { return act_; }
+  Loss loss() const { return loss_; }
+  int64_t N() const { return plan_.N; }
+  int64_t S() const { return plan_.S; }
+  int64_t d() const { return plan_.d; }
+  int64_t k() const { return plan_.k; }
+
+  // Bytes of U and V together (S x (d + k) elements).
+  int64_t weights_bytes() const;
+  // Scratch bytes of each operation for a batch of B samples (outputs not included).
+  int64_t forward_bytes(int64_t B) const;
+  int64_t pass_bytes(int64_t B, bool input_grad) const;
+  int64_t evaluate_bytes(int64_t B, int64_t block) const;
+
+  void forward(const T* U, const T* V, const T* X, int64_t B, T* out) const;
+  void backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX) const;
+  void loss_and_grad(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, double* loss, T* gU,
+                     T* gV) const;
+  void step(T* U, T* V, const T* X, int64_t B, const Targets<T>& t, const UpdateRule<T>& r, double* loss);
+  void apply_update(T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r);
+  void evaluate(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, int64_t block, double* loss,
+                int64_t* errors) const;
+
+  // Theorem 1 rescalings and per-network measures (cpu/rescale.h).
+  int64_t balance(T* U, T* V);
+  int64_t normalize_units(T* U, T* V);
+  // out: 6 arrays of N (l2_penalty, group_l1, path_l1, path_l2, norm_U, norm_V)
+  void measures(const T* U, const T* V, double* const out[6]) const;
+  void unit_balance(const T* U, const T* V, double* out) const;
+
+  int64_t workspace_bytes() const { return pool_.bytes(); }
+  int64_t workspace_allocations() const { return pool_.allocations(); }
+  int64_t workspaces() const { return pool_.size(); }
+
+ private:
+  Ctx ctx() const { return Ctx{&plan_, act_, num_threads()}; }
+  void check_batch(int64_t B) const;
+  void check_targets(const Targets<T>& t, int64_t B) const;
+  void check_rule(const UpdateRule<T>& r) const;
+
+  Plan plan_;
+  Activation act_;
+  Loss loss_;
+  mutable std::shared_mutex lock_;
+  mutable WorkspacePool<T> pool_;
+};
+
+extern template class Engine<float>;
+extern template class Engine<double>;
+
+}  // namespace pyireg

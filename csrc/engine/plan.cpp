@@ -1,0 +1,102 @@
+// Builds the Plan of a packed model: fixed chunks of hidden units, cut further at network
+// boundaries into runs, the per-network list of runs used to reduce partial outputs, and the
+// groups of whole networks a training step streams through.
+#include "engine/plan.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "engine/sizes.h"
+
+namespace pyireg {
+
+int64_t Plan::bytes() const {
+  return static_cast<int64_t>(sizeof(int64_t) * (offsets.capacity() + chunk_begin.capacity() + chunk_run_ptr.capacity() +
+                                                 net_run_ptr.capacity() + net_runs.capacity() +
+                                                 group_chunk_ptr.capacity() + group_net_ptr.capacity()) +
+                              sizeof(Run) * runs.capacity());
+}
+
+int64_t plan_bytes_bound(const int64_t* offsets, int64_t N, int64_t chunk_units) {
+  // runs <= sum_n ceil(H_n / chunk) <= N + S / chunk; chunks, groups <= runs
+  const int64_t S = offsets[N];
+  const int64_t runs = checked_add(N, S / chunk_units + 1, "plan");
+  const int64_t per_run = static_cast<int64_t>(sizeof(Run) + 5 * sizeof(int64_t));
+  return checked_add(checked_mul(runs, per_run, "plan"), checked_mul(N + 1, 3 * sizeof(int64_t), "plan"), "plan");
+}
+
+void validate_offsets(const int64_t* offsets, int64_t N) {
+  if (N < 1) throw std::invalid_argument("offsets: expected at least two entries (one network)");
+  if (offsets[0] != 0) throw std::invalid_argument("offsets: expected offsets[0] == 0");
+  for (int64_t n = 0; n < N; ++n)
+    if (offsets[n + 1] <= offsets[n])
+      throw std::invalid_argument("offsets: expected strictly increasing offsets (every width >= 1)");
+}
+
+Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units,
+               int64_t group_units) {
+  validate_offsets(offsets, N);
+  if (d < 1) throw std::invalid_argument("d: expected a positive number of input features");
+  if (k < 1) throw std::invalid_argument("k: expected a positive number of outputs");
+  if (chunk_units < 1 || chunk_units > kMaxChunkUnits)
+    throw std::invalid_argument("chunk_units: expected an integer in [1, " + std::to_string(kMaxChunkUnits) + "], got " +
+                                std::to_string(chunk_units));
+  if (group_units < 1 || group_units > kMaxGroupUnits)
+    throw std::invalid_argument("group_units: expected an integer in [1, 2^40], got " + std::to_string(group_units));
+  check_fits(plan_bytes_bound(offsets, N, chunk_units), "the plan of " + std::to_string(N) + " networks");
+  Plan p;
+  p.N = N;
+  p.d = d;
+  p.k = k;
+  p.chunk_units = chunk_units;
+  p.offsets.assign(offsets, offsets + N + 1);
+  p.S = p.offsets[N];
+  // Whole pieces of chunk_units units (counted from each network's first unit) are packed
+  // greedily into chunks of at most chunk_units units.
+  std::vector<int64_t> runs_of_net(N, 0);
+  p.chunk_begin.assign(1, 0);
+  p.chunk_run_ptr.assign(1, 0);
+  int64_t in_chunk = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t a = p.offsets[n]; a < p.offsets[n + 1]; a += chunk_units) {
+      const int64_t b = std::min(p.offsets[n + 1], a + chunk_units);
+      if (in_chunk + (b - a) > chunk_units) {
+        p.chunk_begin.push_back(a);
+        p.chunk_run_ptr.push_back(static_cast<int64_t>(p.runs.size()));
+        in_chunk = 0;
+      }
+      p.runs.push_back(Run{a, b, n, -1});
+      ++runs_of_net[n];
+      in_chunk += b - a;
+    }
+  }
+  p.chunk_begin.push_back(p.S);
+  p.chunk_run_ptr.push_back(static_cast<int64_t>(p.runs.size()));
+  p.net_run_ptr.assign(N + 1, 0);
+  for (int64_t n = 0; n < N; ++n) p.net_run_ptr[n + 1] = p.net_run_ptr[n] + runs_of_net[n];
+  p.net_runs.assign(p.runs.size(), 0);
+  std::vector<int64_t> fill(p.net_run_ptr.begin(), p.net_run_ptr.end() - 1);
+  for (int64_t r = 0; r < static_cast<int64_t>(p.runs.size()); ++r) {
+    Run& run = p.runs[r];
+    p.net_runs[fill[run.net]++] = r;
+    if (runs_of_net[run.net] > 1) run.slot = p.nslots++;
+  }
+  // Groups: close one once it holds group_units units and the next chunk starts a network.
+  p.group_chunk_ptr.assign(1, 0);
+  p.group_net_ptr.assign(1, 0);
+  const int64_t nch = p.nchunks();
+  for (int64_t c = 1; c <= nch; ++c) {
+    const int64_t g0 = p.chunk_begin[p.group_chunk_ptr.back()];
+    const bool last = c == nch;
+    const bool starts_net = !last && p.runs[p.chunk_run_ptr[c]].begin == p.offsets[p.runs[p.chunk_run_ptr[c]].net];
+    if (last || (starts_net && p.chunk_begin[c] - g0 >= group_units)) {
+      p.group_chunk_ptr.push_back(c);
+      p.group_net_ptr.push_back(last ? N : p.runs[p.chunk_run_ptr[c]].net);
+      p.max_group_units = std::max(p.max_group_units, p.chunk_begin[c] - g0);
+    }
+  }
+  return p;
+}
+
+}  // namespace pyireg

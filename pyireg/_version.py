@@ -1,0 +1,2 @@
+"""The one version string of pyireg (pyproject.toml reads it from here)."""
+__version__ = "0.2.0"

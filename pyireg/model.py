@@ -89,6 +89,8 @@ class PackedMLP:
         self.activation = activation
         self.loss = loss
         self.dtype = as_dtype(dtype)
+        if sum(self.widths) >= 2 ** 63:
+            raise MemoryError(f"widths: {sum(self.widths)} hidden units in all; the size does not fit in 64 bits")
         self.offsets = np.zeros(len(self.widths) + 1, dtype=np.int64)
         np.cumsum(self.widths, out=self.offsets[1:])
         # checks that the weights fit the memory limit before they are allocated

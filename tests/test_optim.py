@@ -128,3 +128,74 @@ def test_no_allocation_inside_a_warmed_up_training_step():
     # keeping every unit's activations (S x batch) would be
     assert eng.num_groups > 1
     assert size < model.num_units * 100 * 4
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("simd", simd_targets())
+def test_fused_step_equals_loss_and_grad_then_apply_update_bit_for_bit(simd, dtype, loss):
+    """The fused step (update in the dU product's epilogue) against the unfused oracle."""
+    _core.set_simd(simd)
+    widths, d, k, B = list(range(1, 30)) + [700], 37, 3, 23
+    fused = pyireg.PackedMLP(widths, d, k, loss=loss, dtype=dtype, seed=2)
+    unfused = fused.copy()
+    rng = np.random.default_rng(0)
+    n = len(widths)
+    hyper = dict(lr=rng.uniform(0.01, 0.2, n), momentum=rng.uniform(0, 0.95, n), weight_decay=rng.uniform(0, 1e-2, n))
+    o1, o2 = pyireg.MomentumSGD(fused, **hyper), pyireg.MomentumSGD(unfused, **hyper)
+    for _ in range(5):
+        X = rng.standard_normal((B, d)).astype(dtype)
+        y = rng.integers(0, k, B) if loss == "cross_entropy" else rng.standard_normal((B, k)).astype(dtype)
+        l1 = o1.step(X, y)
+        l2, gU, gV = unfused.loss_and_grad(X, y)
+        o2.apply_update(gU, gV)
+        np.testing.assert_array_equal(l1, l2)
+    for a, b in ((fused.U, unfused.U), (fused.V, unfused.V), (o1.bufU, o2.bufU), (o1.bufV, o2.bufV)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name,value,exc,match", [
+    ("lr", 1e39, ValueError, "lr: expected finite values in float32"),
+    ("lr", 1j, TypeError, "lr: expected real numbers .* complex"),
+    ("lr", True, TypeError, "lr: expected a real number"),
+    ("lr", -0.1, ValueError, "lr: expected non-negative values"),
+    ("momentum", 1.5, ValueError, r"momentum: expected values < 1.0"),
+    ("momentum", 1.0, ValueError, r"momentum: expected values < 1.0"),
+    ("momentum", -0.1, ValueError, "momentum: expected non-negative values"),
+    ("weight_decay", 1e39, ValueError, "weight_decay: expected finite values in float32"),
+    ("weight_decay", np.nan, ValueError, "weight_decay: expected finite values"),
+])
+def test_hyperparameters_are_checked_in_the_model_dtype(name, value, exc, match):
+    model = pyireg.PackedMLP([2, 3], 4, 3)
+    with pytest.raises(exc, match=match):
+        pyireg.MomentumSGD(model, **{"lr": 0.1, name: value})
+    opt = pyireg.MomentumSGD(model, 0.1)
+    with pytest.raises(exc, match=match):
+        setattr(opt, name, value)
+    # float64 models take values that float32 cannot hold
+    if value == 1e39 and name != "momentum":
+        pyireg.MomentumSGD(pyireg.PackedMLP([2], 4, 3, dtype="float64"), **{"lr": 0.1, name: value})
+
+
+def test_native_step_refuses_bad_hyperparameters_through_the_private_engine():
+    model = pyireg.PackedMLP([2, 3], 4, 3)
+    opt = pyireg.MomentumSGD(model, 0.1)
+    X = np.zeros((5, 4), np.float32)
+    y = np.zeros(5, np.int32)
+    rule, bU, bV, lr, mom, wd = opt._hyper()
+    for bad_mom in (np.array([0.5, 1.0], np.float32), np.array([np.nan, 0], np.float32)):
+        with pytest.raises(ValueError, match="momentum: expected values in"):
+            model._engine.step(model.U, model.V, X, y, None, rule, bU, bV, lr, bad_mom, wd)
+    with pytest.raises(ValueError, match="lr: expected finite values"):
+        model._engine.step(model.U, model.V, X, y, None, rule, bU, bV, np.array([np.inf, 0], np.float32), mom, wd)
+    with pytest.raises(ValueError, match="rule: expected 'momentum_sgd'"):
+        model._engine.step(model.U, model.V, X, y, None, "adam", bU, bV, lr, mom, wd)
+
+
+def test_optimizer_stays_bound_to_its_model():
+    a = pyireg.PackedMLP([2, 3], 4, 3, seed=0)
+    b = pyireg.PackedMLP([2, 3], 4, 3, seed=1)
+    opt = pyireg.MomentumSGD(a, 0.1, 0.9)
+    with pytest.raises(AttributeError, match="model: an optimizer stays bound to the model it was built for"):
+        opt.model = b
+    assert opt.model is a

@@ -24,12 +24,17 @@ struct StoreEpilogue {
   void operator()(int64_t i, int64_t j, vec<T> acc) const { st(C + i * ldc + j, RELU ? relu<T>(acc) : acc); }
 };
 
-// C[i, j] += tile: accumulating products (the input gradient, summed over groups of units).
+// C[i, j] += tile, C in double: a product summed over blocks of its inner dimension (the input
+// gradient, over chunks of units), each block summed in registers, the blocks in double.
 template <class T>
-struct AddEpilogue {
-  T* C;
+struct AddDoubleEpilogue {
+  double* C;
   int64_t ldc;
-  void operator()(int64_t i, int64_t j, vec<T> acc) const { st(C + i * ldc + j, ld(C + i * ldc + j) + acc); }
+  void operator()(int64_t i, int64_t j, vec<T> acc) const {
+    constexpr int W = VecOf<T>::W;
+    double* c = C + i * ldc + j;
+    for (int e = 0; e < W; ++e) c[e] += static_cast<double>(acc[e]);
+  }
 };
 
 // The tile is the gradient of rows of the weights W (row stride ld, `valid` real columns, the

@@ -162,18 +162,24 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
   }
 }
 
-// dXT (d x Bp) += U[group]^T dZ[group]: the input gradient of group g's units, parallel over
-// blocks of input features (each element's sum runs over the units in order: deterministic).
+// dXT (d x Bp, double) += U[group]^T dZ[group]: the input gradient of group g's units, chunk by
+// chunk (each chunk's sum in registers, the chunks added in double, as accurate as a per-network
+// product), parallel over blocks of input features; every element's sum runs over the chunks
+// in order, so the result does not depend on the thread count.
 template <class T>
-void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& ps, int64_t g, T* dXT) {
+void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& ps, int64_t g, double* dXT) {
   const Plan& p = *cx.plan;
   const int64_t d = p.d;
-  const int64_t u0 = p.chunk_begin[p.group_chunk_ptr[g]], u1 = p.chunk_begin[p.group_chunk_ptr[g + 1]];
+  const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
+  const int64_t unit0 = p.chunk_begin[c0];
   constexpr int64_t rows = 6;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
   for (int64_t i0 = 0; i0 < d; i0 += rows)
-    gemm<T, true>(std::min(rows, d - i0), ps.Bp, u1 - u0, U + u0 * d + i0, d, dZ_group, ps.Bp,
-                  AddEpilogue<T>{dXT + i0 * ps.Bp, ps.Bp});
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
+      gemm<T, true>(std::min(rows, d - i0), ps.Bp, h1 - h0, U + h0 * d + i0, d, dZ_group + (h0 - unit0) * ps.Bp,
+                    ps.Bp, AddDoubleEpilogue<T>{dXT + i0 * ps.Bp, ps.Bp});
+    }
 }
 
 // Scratch for a training pass (grown once, then reused).
@@ -264,8 +270,8 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
       for (int64_t b = B; b < ps.Bp; ++b) L[c * ps.Bp + b] = T(0);
     }
   }
-  T* dXT = gX ? ws.dXT.data() : nullptr;
-  if (dXT) std::fill(dXT, dXT + d * ps.Bp, T(0));
+  double* dXT = gX ? ws.dXT.data() : nullptr;
+  if (dXT) std::fill(dXT, dXT + d * ps.Bp, 0.0);
   T* Uw = const_cast<T*>(U);  // read only: no rule is applied
   T* Vw = const_cast<T*>(V);
   for (int64_t g = 0; g < p.ngroups(); ++g) {
@@ -278,7 +284,7 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   }
   if (gX)
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t f = 0; f < d; ++f) gX[b * d + f] = dXT[f * ps.Bp + b];
+      for (int64_t f = 0; f < d; ++f) gX[b * d + f] = static_cast<T>(dXT[f * ps.Bp + b]);
 }
 
 template <class T>

@@ -62,9 +62,10 @@ int64_t Engine<T>::pass_bytes(int64_t B, bool input_grad) const {
   e = checked_add(e, checked_mul(num_threads(), per_thread, w), w);
   if (input_grad) {
     e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);           // dZ
-    e = checked_add(e, checked_mul(p.d, Bp, w), w);                         // dXT
   }
-  return checked_mul(e, sizeof(T), w);
+  e = checked_mul(e, sizeof(T), w);
+  if (input_grad) e = checked_add(e, checked_mul3(p.d, Bp, sizeof(double), w), w);  // dXT, in double
+  return e;
 }
 
 template <class T>

@@ -14,17 +14,19 @@ namespace pyireg {
 
 template <class T>
 struct Workspace {
-  std::vector<T> XT, Xp, AT, dZ, slots, outs, dXT, thread_scratch;
+  std::vector<T> XT, Xp, AT, dZ, slots, outs, thread_scratch;
+  std::vector<double> dXT;  // the input gradient, accumulated in double across chunks of units
   std::atomic<int64_t> allocations{0};  // how many times a buffer had to grow
   std::atomic<int64_t> bytes{0};        // bytes held
 
   // Make v hold at least n elements (growing only; counted).
-  void grow(std::vector<T>& v, size_t n) {
+  template <class E>
+  void grow(std::vector<E>& v, size_t n) {
     if (v.size() >= n) return;
     const size_t before = v.capacity();
     v.resize(n);
     ++allocations;
-    bytes += static_cast<int64_t>((v.capacity() - before) * sizeof(T));
+    bytes += static_cast<int64_t>((v.capacity() - before) * sizeof(E));
   }
 };
 

@@ -1,0 +1,90 @@
+"""PackedMLP as an object: pickling, copies, shared weights, dtypes, and the input conversion
+rule (any real dtype, lists, pandas and torch inputs become the model's dtype once)."""
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import pyireg
+
+from helpers import make_data
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+def test_pickle_round_trip(loss):
+    model = pyireg.PackedMLP([3, 1, 40], 7, 4, activation="linear", loss=loss, dtype="float64", seed=5)
+    back = pickle.loads(pickle.dumps(model))
+    assert (back.widths, back.activation, back.loss, back.dtype) == (model.widths, "linear", loss, np.float64)
+    np.testing.assert_array_equal(back.U, model.U)
+    np.testing.assert_array_equal(back.V, model.V)
+    X, _ = make_data(9, 7, 4, dtype=np.float64)
+    np.testing.assert_array_equal(back.forward(X), model.forward(X))
+    back.U[0, 0] += 1                       # an independent copy
+    assert back.U[0, 0] != model.U[0, 0]
+
+
+def test_copy_and_from_weights_share_or_copy_as_asked():
+    model = pyireg.PackedMLP([2, 5], 3, 2, seed=0)
+    c = model.copy()
+    c.V[...] = 0
+    assert model.V.any()
+    U, V = model.U.copy(), model.V.copy()
+    shared = pyireg.PackedMLP.from_weights([2, 5], U, V, copy=False)
+    assert shared.U is U and shared.V is V
+    X, _ = make_data(4, 3, 2)
+    before = shared.forward(X)
+    V *= 2
+    np.testing.assert_allclose(shared.forward(X), 2 * before, rtol=1e-6)
+    with pytest.raises(ValueError, match="U: with copy=False, expected a writeable C-contiguous float32 array"):
+        pyireg.PackedMLP.from_weights([2, 5], np.asfortranarray(U), V, copy=False)
+    with pytest.raises(ValueError, match=r"U: expected shape \(6, 3\)"):
+        pyireg.PackedMLP.from_weights([2, 4], U, V[:6])
+
+
+def test_assigning_U_copies_into_the_same_memory():
+    model = pyireg.PackedMLP([2, 5], 3, 2, seed=0)
+    opt = pyireg.MomentumSGD(model, 0.1)
+    U = model.U
+    model.U = np.ones((7, 3))              # float64 in, converted
+    assert model.U is U and (U == 1).all()
+    model.U *= 2                            # in-place operators keep working
+    assert (model.U == 2).all() and opt.model.U is U
+    with pytest.raises(ValueError, match=r"U: expected shape \(7, 3\)"):
+        model.U = np.ones((6, 3))
+
+
+@pytest.mark.parametrize("dtype", ["float64", np.float64, np.dtype("float64"), torch.float64])
+def test_dtype_accepts_strings_numpy_and_torch_dtypes(dtype):
+    assert pyireg.PackedMLP([2], 3, 2, dtype=dtype).dtype == np.float64
+    with pytest.raises(ValueError, match="dtype: expected 'float32' or 'float64'"):
+        pyireg.PackedMLP([2], 3, 2, dtype="float16")
+
+
+def test_inputs_of_any_real_kind_are_converted_once_to_the_model_dtype():
+    model = pyireg.PackedMLP([4, 30], 6, 3, seed=1)
+    X64, y = make_data(10, 6, 3, dtype=np.float64)
+    X32 = X64.astype(np.float32)
+    want = model.loss_and_grad(X32, y)
+    for X in (X64, X64.tolist(), pd.DataFrame(X64), torch.tensor(X64, requires_grad=True)):
+        for yy in (y, y.tolist(), pd.Series(y), torch.tensor(y)):
+            for a, b in zip(model.loss_and_grad(X, yy), want):
+                np.testing.assert_array_equal(a, b)
+    Xi = np.arange(60).reshape(10, 6) % 5
+    np.testing.assert_array_equal(model.forward(Xi), model.forward(Xi.astype(np.float32)))
+    with pytest.raises(TypeError, match="y: expected integer class labels, got dtype float64"):
+        model.loss_and_grad(X32, y.astype(float))
+    with pytest.raises(ValueError, match="init_std: expected finite values in float32"):
+        pyireg.PackedMLP([2], 3, 2, init_std=1e39)
+    pyireg.PackedMLP([2], 3, 2, init_std=1e39, dtype="float64")
+
+
+def test_init_is_drawn_in_blocks_with_the_numbers_of_one_draw():
+    """The blocked initialization gives exactly rng.standard_normal((H, d)) * std per layer."""
+    model = pyireg.PackedMLP([3, 20000], 130, 2, seed=[4, 5], init_std=(0.25, 2.0))
+    rng = np.random.default_rng(5)
+    U1 = (rng.standard_normal((20000, 130)) * 0.25).astype(np.float32)
+    V1 = (rng.standard_normal((20000, 2)) * 2.0).astype(np.float32)
+    np.testing.assert_array_equal(model.network(1)[0], U1)
+    np.testing.assert_array_equal(model.network(1)[1], V1)

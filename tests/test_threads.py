@@ -1,0 +1,151 @@
+"""One model used from many Python threads at once: operations that read the weights run
+concurrently, operations that write them run alone, and every result equals some serial order
+of the same calls. Also the process-wide thread count."""
+import threading
+
+import numpy as np
+import pytest
+
+import pyireg
+from pyireg import _core
+
+from helpers import make_data
+
+
+def _run(workers):
+    errors = []
+
+    def wrap(f):
+        def run():
+            try:
+                f()
+            except BaseException as e:   # noqa: BLE001  (reported to the test thread)
+                errors.append(e)
+        return run
+
+    threads = [threading.Thread(target=wrap(f)) for f in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+def test_readers_see_a_state_of_the_serial_trajectory_while_a_writer_trains():
+    widths, d, k, steps = [1, 7, 64, 300], 20, 5, 120
+    X, y = make_data(50, d, k, seed=1)
+    Xe, ye = make_data(700, d, k, seed=2)
+    # the serial trajectory: forward outputs and evaluation at every state
+    ref = pyireg.PackedMLP(widths, d, k, seed=3)
+    ropt = pyireg.MomentumSGD(ref, 0.05, 0.9)
+    states_fwd, states_eval = [ref.forward(Xe[:40])], [ref.evaluate(Xe, ye)[1]]
+    for _ in range(steps):
+        ropt.step(X, y)
+        states_fwd.append(ref.forward(Xe[:40]))
+        states_eval.append(ref.evaluate(Xe, ye)[1])
+    fwd_keys = {a.tobytes(): i for i, a in enumerate(states_fwd)}
+    eval_keys = {a.tobytes(): i for i, a in enumerate(states_eval)}
+
+    model = pyireg.PackedMLP(widths, d, k, seed=3)
+    opt = pyireg.MomentumSGD(model, 0.05, 0.9)
+    seen = {"forward 1": [], "forward 2": [], "evaluate": []}
+    done = threading.Event()
+
+    def writer():
+        for _ in range(steps):
+            opt.step(X, y)
+        done.set()
+
+    def forward_reader(name):
+        def run():
+            while not done.is_set():
+                seen[name].append(fwd_keys.get(model.forward(Xe[:40]).tobytes(), -1))
+        return run
+
+    def evaluate_reader():
+        while not done.is_set():
+            seen["evaluate"].append(eval_keys.get(model.evaluate(Xe, ye, batch_size=128)[1].tobytes(), -1))
+
+    def other_reader():
+        while not done.is_set():
+            model.measures()
+            model.loss_and_grad(X, y)
+            model.backward(X, np.ones((len(widths), len(X), k), np.float32))
+
+    _run([writer, forward_reader("forward 1"), forward_reader("forward 2"), evaluate_reader, other_reader])
+    np.testing.assert_array_equal(model.U, ref.U)
+    np.testing.assert_array_equal(model.V, ref.V)
+    for name, idx in seen.items():
+        assert idx, f"no {name} call ran"
+        assert min(idx) >= 0, f"a {name} result matched no state of the serial trajectory"
+        assert idx == sorted(idx), f"{name}: results of one thread went back in time"
+    assert model._engine.workspaces >= 2      # concurrent readers each had a workspace
+
+
+def test_concurrent_writers_equal_the_serial_run():
+    """Two threads stepping the same optimizer with the same batch: any serial order of 2n
+    identical steps gives the same weights, so a race would show as a difference."""
+    widths, d, k, n = list(range(1, 40)) + [500], 30, 4, 60
+    X, y = make_data(40, d, k, seed=5)
+    ref = pyireg.PackedMLP(widths, d, k, seed=6)
+    ropt = pyireg.MomentumSGD(ref, 0.02, 0.5, 1e-3)
+    for _ in range(2 * n):
+        ropt.step(X, y)
+    model = pyireg.PackedMLP(widths, d, k, seed=6)
+    opt = pyireg.MomentumSGD(model, 0.02, 0.5, 1e-3)
+
+    def writer():
+        for _ in range(n):
+            opt.step(X, y)
+
+    def rescaler():     # balance changes no network's function; it must wait for the writers
+        for _ in range(n):
+            model.measures()
+
+    _run([writer, writer, rescaler])
+    np.testing.assert_array_equal(model.U, ref.U)
+    np.testing.assert_array_equal(model.V, ref.V)
+
+
+def test_many_threads_many_rounds_of_mixed_reads_are_exact():
+    model = pyireg.PackedMLP([3, 50, 1000], 16, 6, seed=7)
+    X, y = make_data(33, 16, 6, seed=8)
+    want_f = model.forward(X)
+    want_l = model.loss_and_grad(X, y)
+    want_e = model.evaluate(X, y, batch_size=8)
+    want_b = model.backward(X, want_f)
+
+    def reader(i):
+        def run():
+            for r in range(150):
+                op = (i + r) % 4
+                if op == 0:
+                    np.testing.assert_array_equal(model.forward(X), want_f)
+                elif op == 1:
+                    for a, b in zip(model.loss_and_grad(X, y), want_l):
+                        np.testing.assert_array_equal(a, b)
+                elif op == 2:
+                    for a, b in zip(model.evaluate(X, y, batch_size=8), want_e):
+                        np.testing.assert_array_equal(a, b)
+                else:
+                    for a, b in zip(model.backward(X, want_f), want_b):
+                        np.testing.assert_array_equal(a, b)
+        return run
+
+    _run([reader(i) for i in range(6)])
+
+
+def test_thread_count_is_process_wide_and_checked():
+    hi = pyireg.max_num_threads()
+    assert hi >= 1
+    for bad in (0, -1, hi + 1, 100000, 2 ** 40):
+        with pytest.raises(ValueError, match=r"num_threads: expected an integer in \[1, "):
+            pyireg.set_num_threads(bad)
+    pyireg.set_num_threads(1)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(_core.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [1]          # set in one thread, seen in another

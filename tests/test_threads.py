@@ -34,9 +34,9 @@ def _run(workers):
 
 
 def test_readers_see_a_state_of_the_serial_trajectory_while_a_writer_trains():
-    widths, d, k, steps = [1, 7, 64, 300], 20, 5, 120
+    widths, d, k, steps = [1, 7, 64, 300], 20, 5, 60
     X, y = make_data(50, d, k, seed=1)
-    Xe, ye = make_data(700, d, k, seed=2)
+    Xe, ye = make_data(300, d, k, seed=2)
     # the serial trajectory: forward outputs and evaluation at every state
     ref = pyireg.PackedMLP(widths, d, k, seed=3)
     ropt = pyireg.MomentumSGD(ref, 0.05, 0.9)

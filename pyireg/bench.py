@@ -4,10 +4,10 @@ Every number in a report is measured in the same run: the machine's float32 matr
 peak (torch.mm on 2048^3, best of 10, measured before and after the workloads, the higher one
 kept), each implementation's time for the same workload, and the ratios. Implementations are
 timed in alternating rounds and each keeps its best, so that drift of a shared host hits them
-alike. Useful work per sample (ARCHITECTURE.md): training 4Hd + 6Hk FLOPs, evaluation
-2H(d + k); padding is never counted. An implementation that would take longer than
-``max_seconds`` is timed once, on the first steps of the epoch, and extrapolated; the report
-says how many steps were timed.
+alike. Useful work per sample: training 4Hd + 6Hk FLOPs (forward 2Hd + 2Hk; backward 2Hd for
+U's gradient and 4Hk for V's and the activations'), evaluation 2H(d + k); padding is never
+counted. An implementation that would take longer than ``max_seconds`` is timed once, on the
+first steps of the epoch, and extrapolated; the report says how many steps were timed.
 
 The PyTorch rows form a ladder of what a skilled user would write for a width sweep:
 
@@ -493,12 +493,11 @@ def _child_main(payload: dict) -> None:
     if what == "compile":
         # compile the packed index_add step for this workload's shapes (fills the inductor cache)
         model = PackedMLP(payload["widths"], D, K, seed=0)
-        X, y = _data(2 * BATCH)
+        X, y = _data(BATCH)
         tr = TorchPacked(model, "index_add", compiled=True)
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y).long()
         t = time.perf_counter()
-        for b in range(2):
-            tr.step(Xt[b * BATCH:(b + 1) * BATCH], yt[b * BATCH:(b + 1) * BATCH])
+        tr.step(Xt[:BATCH], yt[:BATCH])        # compiles the forward and the backward
         result = dict(seconds=time.perf_counter() - t)
     elif what == "tune":
         model = PackedMLP(payload["widths"], D, K, seed=0)
@@ -520,7 +519,7 @@ def _child_payload(**kw):
 def compile_probe(widths, budget: float = COMPILE_BUDGET):
     """Compile the packed index_add step for these widths in a fresh process, within ``budget``
     seconds for the whole process (start and imports included). Returns (seconds of the compile
-    and its first two steps, None) or (None, reason). The compiled code lands in inductor's
+    and its first step, None) or (None, reason). The compiled code lands in inductor's
     cache, from which this process then loads it."""
     result, sec, err = _run_child(_child_payload(what="compile", widths=list(widths)), budget)
     if err:
@@ -864,6 +863,8 @@ def run_scaling(repeats=SCALING_REPEATS, samples=SCALING_SAMPLES, fixed_repeats=
                        gflops=useful_flops(mix * R, BATCH, "train") / res["step_seconds"] / 1e9,
                        loss_check=ratio, config=cfg, **res)
             out.append(row)
+            if impl != "pyireg native":
+                out[-2]["speedup_vs_torch"] = row["step_seconds"] / out[-2]["step_seconds"]
             log(f"  {sweep:7s} {row['networks']:7,d} networks {row['units']:10,d} units {n:7,d} samples  {impl:24s} "
                 f"{res['step_seconds'] * 1e3:9.1f} ms/step  peak {res['peak_mb']:9.1f} MB "
                 f"(weights+momentum+data {res['ideal_mb']:.1f} MB)")
@@ -895,8 +896,8 @@ def format_scaling(report: dict) -> str:
     lines = [f"width mix: {len(report['mix'])} networks of widths {report['mix'][0]}..{report['mix'][-1]}, repeated; "
              f"batch {BATCH}, d = {D}, k = {K}", f"memory: {report['memory_method']}", "",
              "| sweep | networks | units | samples | implementation | ms per step (best) | epoch s | useful GFLOP/s | "
-             "peak MB | weights+momentum+data MB | peak / that | notes |",
-             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "vs torch | peak MB | weights+momentum+data MB | peak / that | notes |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["rows"]:
         cfg = r.get("config")
         note = f"{cfg['count']} buckets ({cfg['layout']}), padding {100 * cfg['padding']:.1f}%" if cfg else ""
@@ -904,6 +905,7 @@ def format_scaling(report: dict) -> str:
             note += "; peak includes setup"
         lines.append(f"| {r['sweep']} | {r['networks']:,} | {r['units']:,} | {r['samples']:,} | {r['implementation']} | "
                      f"{r['step_seconds'] * 1e3:.1f} | {r['epoch_seconds']:.3f} | {r['gflops']:.1f} | "
+                     f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | "
                      f"{r['peak_mb']:.0f} | {r['ideal_mb']:.0f} | {r['peak_mb'] / r['ideal_mb']:.2f}x | {note} |")
     return "\n".join(lines)
 

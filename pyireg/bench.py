@@ -866,8 +866,8 @@ def run_scaling(repeats=SCALING_REPEATS, samples=SCALING_SAMPLES, fixed_repeats=
             if impl != "pyireg native":
                 out[-2]["speedup_vs_torch"] = row["step_seconds"] / out[-2]["step_seconds"]
             log(f"  {sweep:7s} {row['networks']:7,d} networks {row['units']:10,d} units {n:7,d} samples  {impl:24s} "
-                f"{res['step_seconds'] * 1e3:9.1f} ms/step  peak {res['peak_mb']:9.1f} MB "
-                f"(weights+momentum+data {res['ideal_mb']:.1f} MB)")
+                f"{res['step_seconds'] * 1e3:9.1f} ms/step  peak {res['peak_mb']:9.1f} MiB "
+                f"(weights+momentum+data {res['ideal_mb']:.1f} MiB)")
     return {"mix": mix, "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(), "rows": out}
 
 
@@ -896,7 +896,7 @@ def format_scaling(report: dict) -> str:
     lines = [f"width mix: {len(report['mix'])} networks of widths {report['mix'][0]}..{report['mix'][-1]}, repeated; "
              f"batch {BATCH}, d = {D}, k = {K}", f"memory: {report['memory_method']}", "",
              "| sweep | networks | units | samples | implementation | ms per step (best) | epoch s | useful GFLOP/s | "
-             "vs torch | peak MB | weights+momentum+data MB | peak / that | notes |",
+             "vs torch | peak MiB | weights+momentum+data MiB | peak / that | notes |",
              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["rows"]:
         cfg = r.get("config")

@@ -131,5 +131,5 @@ def test_scaling_tiny():
     for r in rows:
         assert r["step_seconds"] > 0 and r["peak_mb"] >= 0 and r["loss_check"] <= 1.0
     assert rows[1]["config"]["count"] == 2
-    assert "peak MB" in bench.format_scaling(report)
+    assert "peak MiB" in bench.format_scaling(report)
     json.dumps(report, allow_nan=False)

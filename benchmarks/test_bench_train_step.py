@@ -1,11 +1,16 @@
-"""pytest-benchmark: one training step and one evaluation, native vs PyTorch in the same group,
-each asserting that the two agree. Run: pytest benchmarks --benchmark-only
-(the full table with ratios to the matmul peak comes from `pyireg bench`)."""
+"""pytest-benchmark: one training step and one evaluation, native against the PyTorch ladder of
+`pyireg bench` (the loop over widths, width buckets with a tuned bucket count, the packed
+formulation by index_add and by embedding_bag, eager, and index_add under torch.compile), in
+the same group. Every formulation starts from the same weights, and its first two steps' losses
+must meet the tolerance rule of pyireg.testing against the float64 reference twin before it is
+timed. Run: pytest benchmarks --benchmark-only (the full table with ratios to the matmul peak
+comes from `pyireg bench`)."""
 import numpy as np
 import pytest
 import torch
 
 import pyireg
+from pyireg import bench
 from pyireg import reference as R
 
 WIDTHS = {"dense256": list(range(1, 257)), "pow2": [2 ** i for i in range(13)]}
@@ -18,15 +23,18 @@ def _setup(widths):
     return pyireg.PackedMLP(widths, 100, 10, seed=0), X, y
 
 
+def _checked(name, step, model, X, y):
+    """Two steps of ``step`` (the losses before each) meet the rule; then it may be timed."""
+    ref = bench.reference_losses(model, X, y, steps=2)
+    bench.loss_check(name, [np.asarray(step(), dtype=np.float32) for _ in range(2)], ref)
+
+
 @pytest.mark.parametrize("workload", sorted(WIDTHS))
 def test_step_native(benchmark, workload):
     benchmark.group = f"train step {workload}"
     model, X, y = _setup(WIDTHS[workload])
-    mods = model.to_torch()
-    opt = pyireg.MomentumSGD(model, lr=0.1, momentum=0.5)
-    loss = opt.step(X, y)
-    ref = R.loss_and_grad(mods, X, y)[0]
-    np.testing.assert_allclose(loss, ref, rtol=1e-4)
+    opt = pyireg.MomentumSGD(model.copy(), lr=bench.LR, momentum=bench.MOMENTUM)
+    _checked("pyireg native", lambda: opt.step(X, y), model, X, y)
     benchmark(opt.step, X, y)
 
 
@@ -35,11 +43,47 @@ def test_step_torch_loop(benchmark, workload):
     benchmark.group = f"train step {workload}"
     model, X, y = _setup(WIDTHS[workload])
     mods = model.to_torch()
-    opt = R.make_sgd(mods, 0.1, 0.5, 0.0)
+    opt = R.make_sgd(mods, bench.LR, bench.MOMENTUM, 0.0)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    loss = R.step(mods, opt, Xt, yt)
-    np.testing.assert_allclose(loss, pyireg.MomentumSGD(model, 0.1, 0.5).step(X, y), rtol=1e-4)
+    _checked("torch loop", lambda: R.step(mods, opt, Xt, yt), model, X, y)
     benchmark(R.step, mods, opt, Xt, yt)
+
+
+def _torch_row(benchmark, workload, make):
+    benchmark.group = f"train step {workload}"
+    model, X, y = _setup(WIDTHS[workload])
+    trainer = make(model, X, y)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    _checked(type(trainer).__name__, lambda: trainer.step(Xt, yt).numpy(), model, X, y)
+    benchmark(trainer.step, Xt, yt)
+
+
+@pytest.mark.parametrize("workload", sorted(WIDTHS))
+def test_step_torch_buckets(benchmark, workload):
+    """Bucket count and layout tuned on one step each (more data would tune it better; the
+    table of `pyireg bench` tunes on its workload's first steps)."""
+    def make(model, X, y):
+        cfg = bench.tune_buckets(model, np.tile(X, (2, 1)), np.tile(y, 2), steps=1)
+        benchmark.extra_info.update(buckets=cfg["count"], layout=cfg["layout"], padding=cfg["padding"])
+        return bench.TorchBuckets(model, bench.bucket_plan(model.widths, cfg["count"]), cfg["layout"])
+    _torch_row(benchmark, workload, make)
+
+
+@pytest.mark.parametrize("workload", sorted(WIDTHS))
+@pytest.mark.parametrize("second", ["index_add", "embedding_bag"])
+def test_step_torch_packed(benchmark, workload, second):
+    _torch_row(benchmark, workload, lambda model, X, y: bench.TorchPacked(model, second))
+
+
+@pytest.mark.parametrize("workload", sorted(WIDTHS))
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_step_torch_packed_compiled(benchmark, workload):
+    """Skipped, with the reason, when torch.compile does not finish within the budget."""
+    seconds, why = bench.compile_probe(WIDTHS[workload], bench.COMPILE_BUDGET)
+    if why:
+        pytest.skip(why)
+    benchmark.extra_info.update(compile_seconds=seconds)
+    _torch_row(benchmark, workload, lambda model, X, y: bench.TorchPacked(model, "index_add", compiled=True))
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,28 @@ def cmd_bench(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    report = bench.run(args.workload, max_seconds=args.max_seconds, rounds=args.rounds)
-    print()
-    print(bench.format_table(report))
+    if args.scaling:
+        report = {"scaling": bench.run_scaling(
+            repeats=args.scaling_repeats, samples=args.scaling_samples, fixed_repeats=args.scaling_fixed_repeats,
+            steps=args.scaling_steps, torch_impl=bench.IMPL_KEYS[args.scaling_torch],
+            bucket_counts=args.bucket_counts, tune_steps=args.tune_steps)}
+        print()
+        print(bench.format_scaling(report["scaling"]))
+    else:
+        workloads = []
+        for w in args.workload:
+            if w == "custom":
+                if not args.widths:
+                    raise SystemExit("pyireg bench: --workload custom needs --widths")
+                workloads.append(("custom", bench.custom_workload(args.widths, args.samples)))
+            else:
+                workloads.append(w)
+        impls = [bench.IMPL_KEYS[k] for k in args.implementations] if args.implementations else None
+        report = bench.run(workloads, max_seconds=args.max_seconds, rounds=args.rounds, implementations=impls,
+                           bucket_counts=args.bucket_counts, tune_steps=args.tune_steps,
+                           compile_budget=args.compile_budget)
+        print()
+        print(bench.format_table(report))
     if args.json:
         bench.save(report, args.json)
         print(f"\nsaved {args.json}")
@@ -147,11 +166,38 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark the native core against PyTorch formulations",
                        description="Time width-sweep training and evaluation, native vs PyTorch, with useful "
                                    "GFLOP/s and ratios to the matmul peak measured in the same run.")
-    b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval"], default=["dense", "pow2", "eval"])
+    b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval", "custom"], default=["dense", "pow2", "eval"],
+                   help="custom: training on --widths and --samples")
+    b.add_argument("--widths", type=_widths, default=None, help="widths of the custom workload: '1,2,4', '1:64' or 'pow2:4096'")
+    b.add_argument("--samples", type=int, default=1000, help="samples of the custom workload (a multiple of 100)")
+    b.add_argument("--implementations", nargs="+", metavar="NAME",
+                   choices=["native-1thread", "loop", "buckets", "packed-index-add", "packed-embedding-bag",
+                            "packed-compiled"],
+                   help="rows to run besides pyireg native (default: all): native-1thread, loop, buckets, "
+                        "packed-index-add, packed-embedding-bag, packed-compiled")
     b.add_argument("--max-seconds", type=float, default=30.0,
                    help="time budget per implementation; slower ones are timed on the first steps and extrapolated")
     b.add_argument("--rounds", type=int, default=3,
                    help="alternating timing rounds; each implementation keeps its best (default 3)")
+    b.add_argument("--bucket-counts", type=_ints, default=[8, 16, 32, 64, 128, 256],
+                   help="bucket counts tried for the torch width buckets (default 8,16,32,64,128,256)")
+    b.add_argument("--tune-steps", type=int, default=2,
+                   help="steps timed per bucket count and layout when tuning (after one warm-up step; default 2)")
+    b.add_argument("--compile-budget", type=float, default=120.0,
+                   help="seconds torch.compile may take (in a fresh process) before its row is skipped (default 120)")
+    b.add_argument("--scaling", action="store_true",
+                   help="instead of the workloads: time per step and peak memory against units and against samples, "
+                        "pyireg native and --scaling-torch, one fresh process per point")
+    b.add_argument("--scaling-repeats", type=_ints, default=[1, 4, 16, 64, 256, 1024],
+                   help="repeats of the width mix 1..64 (2,080 units each) for the units sweep (default 1,4,16,64,256,1024)")
+    b.add_argument("--scaling-samples", type=_ints, default=[1000, 4000, 16000, 64000, 256000],
+                   help="samples of the samples sweep (default 1000,4000,16000,64000,256000)")
+    b.add_argument("--scaling-fixed-repeats", type=int, default=64,
+                   help="repeats of the width mix in the samples sweep (default 64: 133,120 units)")
+    b.add_argument("--scaling-steps", type=int, default=5, help="steps timed per point, the best kept (default 5)")
+    b.add_argument("--scaling-torch", default="buckets",
+                   choices=["loop", "buckets", "packed-index-add", "packed-embedding-bag", "packed-compiled"],
+                   help="the torch row of the scaling sweep (default buckets, the strongest torch row of the ladder)")
     b.add_argument("--threads", type=int, default=0, help="threads for pyireg and torch (default: all)")
     b.add_argument("--json", help="save the report to this JSON file")
     b.set_defaults(func=cmd_bench)

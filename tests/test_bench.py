@@ -1,0 +1,135 @@
+"""The benchmark's PyTorch formulations compute what pyireg computes (tiny workloads; no timing
+is asserted anywhere)."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pyireg import PackedMLP, MomentumSGD, bench
+from pyireg import reference as R
+from pyireg.testing import assert_tolerance
+
+from helpers import make_data
+
+
+def _padded_units(widths, groups):
+    w = np.asarray(widths)
+    return sum(len(g) * int(w[g].max()) for g in groups)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bucket_plan_pads_the_fewest_units(seed):
+    rng = np.random.default_rng(seed)
+    widths = rng.integers(1, 40, rng.integers(3, 12)).tolist()
+    distinct = sorted(set(widths))
+    for count in range(1, len(distinct) + 2):
+        groups = bench.bucket_plan(widths, count)
+        assert sorted(np.concatenate(groups).tolist()) == list(range(len(widths)))
+        assert len(groups) == min(count, len(distinct))
+        w = np.asarray(widths)
+        for a, b in zip(groups, groups[1:]):
+            assert w[a].max() < w[b].min()        # consecutive widths; one width in one bucket
+        # brute force over every way to cut the distinct widths into that many buckets
+        best = min(
+            sum(sum(widths.count(x) for x in distinct[i:j]) * distinct[j - 1]
+                for i, j in zip((0,) + cuts, cuts + (len(distinct),)))
+            for cuts in itertools.combinations(range(1, len(distinct)), min(count, len(distinct)) - 1))
+        assert _padded_units(widths, groups) == best
+
+
+def test_bucket_plan_dense_padding():
+    widths = list(range(1, 1025))
+    groups = bench.bucket_plan(widths, 64)
+    assert len(groups) == 64
+    assert bench.padding_fraction(widths, groups) == pytest.approx(64 * 120 / sum(widths))
+
+
+def _trainers():
+    return {
+        "loop": lambda m, hp: bench.TorchLoop(m, *hp),
+        "buckets, GEMM per bucket": lambda m, hp: bench.TorchBuckets(m, bench.bucket_plan(m.widths, 3),
+                                                                     "GEMM per bucket", *hp),
+        "buckets, one GEMM": lambda m, hp: bench.TorchBuckets(m, bench.bucket_plan(m.widths, 3), "one GEMM", *hp),
+        "packed, index_add": lambda m, hp: bench.TorchPacked(m, "index_add", False, *hp),
+        "packed, embedding_bag": lambda m, hp: bench.TorchPacked(m, "embedding_bag", False, *hp),
+    }
+
+
+@pytest.mark.parametrize("name, per_network", [(n, p) for n in sorted(_trainers()) for p in (False, True)
+                                                if not (n == "loop" and p)])
+def test_torch_formulations_follow_the_reference(name, per_network):
+    """Three steps, per-network hyper-parameters and weight decay included (not for the loop,
+    whose one parameter group takes scalars): the losses of every step meet the tolerance rule
+    against the float64 twin, as pyireg's do."""
+    widths = [3, 1, 7, 7, 2, 12, 5, 3]
+    N = len(widths)
+    if per_network:
+        hp = (np.linspace(0.05, 0.2, N), np.linspace(0.0, 0.9, N), np.array([0, 1e-3, 1e-2, 0, 0.1, 1e-4, 0, 1e-3]))
+    else:
+        hp = (0.1, 0.5, 0.0)
+    model = PackedMLP(widths, 20, 4, seed=3)
+    trainer = _trainers()[name](model, hp)
+    X, y = make_data(16, 20, 4, seed=1)
+    refs = {}
+    for dt in (torch.float32, torch.float64):
+        mods = R.modules_from_packed(model.U, model.V, model.offsets, dtype=dt)
+        opt = R.make_sgd(mods, *hp)
+        refs[dt] = [R.step(mods, opt, X, y) for _ in range(3)]
+    native = MomentumSGD(model.copy(), *hp)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for s in range(3):
+        got = trainer.step(Xt, yt).numpy()
+        ref32 = np.asarray(refs[torch.float32][s], np.float32)
+        assert_tolerance(got, ref32, refs[torch.float64][s], f"{name}, step {s + 1}")
+        assert_tolerance(native.step(X, y), ref32, refs[torch.float64][s], f"pyireg, step {s + 1}")
+    if hasattr(trainer, "padding_is_zero"):
+        assert trainer.padding > 0
+        assert trainer.padding_is_zero()
+
+
+def test_loss_check_catches_a_wrong_step():
+    model = PackedMLP([2, 5, 9], bench.D, bench.K, seed=0)
+    X, y = bench._data(200)
+    ref = bench.reference_losses(model, X, y)
+    losses = bench.native_train(model, X, y, 0.0)[3]
+    assert bench.loss_check("native", losses, ref) <= 1.0
+    with pytest.raises(AssertionError, match="step 2"):
+        bench.loss_check("perturbed", [losses[0], losses[1] * (1 + 1e-4)], ref)
+
+
+def test_run_tiny_ladder():
+    """The whole ladder on a tiny workload: every row passes the loss check; a compile that
+    cannot finish within its budget is reported as skipped, not timed."""
+    spec = bench.custom_workload([1, 2, 3, 5, 8, 8, 13], 200)
+    report = bench.run([("tiny", spec)], max_seconds=0.05, rounds=1, log=lambda *_: None, peak_n=64,
+                       bucket_counts=(2, 4), tune_steps=1, compile_budget=0.01)
+    rows = {r["implementation"]: r for r in report["rows"]}
+    assert set(rows) == set(bench.TRAIN_IMPLS)
+    compiled = rows.pop(bench.COMPILED)
+    assert compiled["seconds"] is None and compiled["note"].startswith("skipped")
+    for r in rows.values():
+        assert r["seconds"] > 0 and r["loss_check"] <= 1.0 and r["pct_of_peak"] > 0
+    torch_rows = [r for n, r in rows.items() if not n.startswith("pyireg")]
+    assert max(r["speedup_vs_best_torch"] for r in torch_rows) == pytest.approx(1.0)
+    cfg = rows[bench.BUCKETS]["config"]
+    assert cfg["count"] in (2, 4) and cfg["layout"] in bench.BUCKET_LAYOUTS and len(cfg["trials"]) == 4
+    assert "skipped" in bench.format_table(report)
+    json.dumps(report, allow_nan=False)
+
+
+@pytest.mark.slow
+def test_scaling_tiny():
+    """A point of each sweep, each in a fresh process, with the loss check."""
+    report = bench.run_scaling(repeats=(2,), samples=(200,), fixed_repeats=2, steps=1, bucket_counts=(2,),
+                               tune_steps=1, mix=[1, 2, 3, 4], log=lambda *_: None)
+    rows = report["rows"]
+    assert [(r["sweep"], r["units"], r["samples"], r["implementation"]) for r in rows] == [
+        ("units", 20, 1000, "pyireg native"), ("units", 20, 1000, bench.BUCKETS),
+        ("samples", 20, 200, "pyireg native"), ("samples", 20, 200, bench.BUCKETS)]
+    for r in rows:
+        assert r["step_seconds"] > 0 and r["peak_mb"] >= 0 and r["loss_check"] <= 1.0
+    assert rows[1]["config"]["count"] == 2
+    assert "peak MiB" in bench.format_scaling(report)
+    json.dumps(report, allow_nan=False)

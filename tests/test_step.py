@@ -1,4 +1,6 @@
-"""MomentumSGD against torch.optim.SGD: 50-step trajectories with per-network hyper-parameters."""
+"""step and apply_update: MomentumSGD against torch.optim.SGD (50-step trajectories with
+per-network hyper-parameters), the fused step against the unfused oracle, and the checks of
+hyper-parameters."""
 import numpy as np
 import pytest
 import torch

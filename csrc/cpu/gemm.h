@@ -89,9 +89,36 @@ inline void gemm_cols(int64_t ncols, int64_t K, const T* A, int64_t lda, const T
 
 // epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of W and Bm's rows
 // are padded to it. Rows are taken MR = 6 at a time (6 x 16 accumulators for float).
-template <class T, bool TA = false, class Epi>
+// Loop order: rows outer (default) walks all column panels of one 6-row block before the next,
+// so an epilogue that updates weights finishes each row in one burst; COLS_OUTER walks all row
+// blocks of one 16-column panel of Bm before the next, keeping that panel in L1 (the forward
+// product: Bm is the whole batch, larger than L1). Each tile is computed the same way in either
+// order, so the results are bit-identical.
+template <class T, int MR, int NV, bool TA, class Epi>
+inline void row_blocks(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j,
+                       const Epi& epi) {
+  auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
+  int64_t i = 0;
+  for (; i + MR <= M; i += MR) micro<T, MR, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+  switch (M - i) {
+    case 1: micro<T, 1, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 2: micro<T, 2, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 3: micro<T, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 4: micro<T, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 5: micro<T, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    default: break;
+  }
+}
+
+template <class T, bool TA = false, bool COLS_OUTER = false, class Epi>
 void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi) {
-  constexpr int MR = 6;
+  constexpr int MR = 6, W = VecOf<T>::W;
+  if (COLS_OUTER) {
+    int64_t j = 0;
+    for (; j + 2 * W <= ncols; j += 2 * W) row_blocks<T, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    if (j < ncols) row_blocks<T, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    return;
+  }
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
   for (; i + MR <= M; i += MR) gemm_cols<T, MR, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);

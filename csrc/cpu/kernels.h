@@ -45,9 +45,9 @@ void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t 
     const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
     T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + thread_id() * scratch_stride;
     if (use_relu)
-      gemm<T>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, true>{at, Bp});
+      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, true>{at, Bp});
     else
-      gemm<T>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, false>{at, Bp});
+      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, false>{at, Bp});
     if (!outs) continue;
     for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
       const Run& run = p.runs[r];

@@ -8,6 +8,10 @@ import fcntl
 import importlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +181,59 @@ def test_full_disk_on_each_write_of_a_checkpoint_and_history(tiny, tmp_path):
             return hook
         _resume_through(tiny, out, ref, factory, "all", f"ENOSPC on write {n + 1} ({ops[i][1]})")
         assert state["done"]
+
+
+_CHILD = r"""
+import sys
+import numpy as np
+from pyireg.cli import main
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.exit(main(["sweep", "--data", sys.argv[1], "--n-val", "20", "--n-test", "20", "--widths", "1,3,8",
+               "--reps", "3", "--epochs", "4", "--batch-size", "20", "--out", sys.argv[2], "--resume",
+               "--quiet"]))
+"""
+
+
+def test_random_sigkill_and_sigterm_then_resume(tiny, tmp_path):
+    rng = np.random.default_rng(1234)
+    X = rng.normal(size=(80, 6))
+    y = (X[:, 0] > 0).astype(int)
+    npz = tmp_path / "data.npz"
+    np.savez(npz, X=X, y=y)
+    ds = D.load_file(npz, n_val=20, n_test=20)
+    t0 = time.perf_counter()
+    ref = sweep(ds, [1, 3, 8], seeds=[0, 1, 2], epochs=4, batch_size=20, progress=False,
+                out=tmp_path / "ref").history.drop(columns=VOLATILE)
+    span = max(0.3, time.perf_counter() - t0)
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    out = tmp_path / "cut"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    kills, exits, rows = 0, [], []
+    for attempt in range(40):
+        p = subprocess.Popen([sys.executable, str(script), str(npz), str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        if kills < 8:
+            time.sleep(rng.uniform(0.0, 1.5 * span))
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL if kills % 2 == 0 else signal.SIGTERM)
+                kills += 1
+        rc = p.wait(timeout=120)
+        err = p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()
+        exits.append(rc)
+        assert "Traceback" not in err, err
+        rows.append(_assert_prefix(out, ref, f"after kill {kills}"))
+        if rc == 0:
+            break
+        assert rc in (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGTERM), (rc, err)
+    assert rc == 0 and kills >= 4, (kills, exits)
+    assert len(set(rows[:-1])) > 1, rows                 # the kills landed at different points of the sweep
+    pd.testing.assert_frame_equal(load_results(out).history.drop(columns=VOLATILE), ref)
+    assert _leftovers(out) == [] and list((out / "checkpoints").iterdir()) == []
+    print(f"\n{kills} random kills (exit codes {exits}); rows committed after each run {rows} of {len(ref)}")
 
 
 # ----------------------------------------------------------------------------- refusals

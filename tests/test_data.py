@@ -338,7 +338,6 @@ def test_from_arrays_refuses_bad_input_naming_the_argument(X, y, kw, exc, match)
 
 def test_from_arrays_example_in_its_docstring_runs():
     import doctest
-    res = doctest.run_docstring_examples  # noqa: F841  (the runner below reports failures)
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     tests = finder.find(D.from_arrays, "from_arrays", globs={})
     assert tests and tests[0].examples

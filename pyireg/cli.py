@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="save the report to this JSON file (its folder is checked before the run)")
     b.set_defaults(func=cmd_bench)
 
-    def common(q):
+    def common(q, reps_default="1"):
         q.add_argument("--threads", type=_positive, default=None, metavar="N", help="native threads (default: all cores)")
         q.add_argument("--quiet", action="store_true", help="no progress output")
         q.add_argument("--resume", action="store_true",
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "or every epoch's")
         reps = q.add_mutually_exclusive_group()
         reps.add_argument("--reps", type=_positive, default=None, metavar="N",
-                          help="number of repetitions, with seeds 0..N-1")
+                          help=f"number of repetitions, with seeds 0..N-1 (default: {reps_default})")
         reps.add_argument("--seeds", type=_seeds, default=None, metavar="LIST",
                           help="the seeds of the repetitions, e.g. 0,1,2 (one repetition per seed; "
                                "'--seeds 5' is the one repetition of seed 5)")
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-noise", type=_fraction, default=None, metavar="FRACTION",
                    help="figure2 only: the label noise of its bottom row (default: 0.05)")
     r.add_argument("--out", metavar="DIR", help="output directory (default: results/FIGURE-DATASET)")
-    common(r)
+    common(r, reps_default="1 for figure1, 5 for figure2")
     r.set_defaults(func=cmd_reproduce)
 
     t = mk("theorem1", help="verify Theorem 1: weight decay (4) vs unit norm + group-l1 (5)",

@@ -243,10 +243,12 @@ class _SweepDir:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             raise SweepStateError(f"out: another process is working on the sweep in {self.out} (its .lock is "
                                   "held); wait for it to finish or stop it first") from None
+        except OSError:              # a file system without locks (some network mounts): go on unlocked
+            pass
         self._lock_fd = fd
 
     def unlock(self) -> None:

@@ -9,6 +9,7 @@ finished is labelled so, in the title and in the table.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +205,7 @@ def results_figure(source):
         top = max(float(np.nanmax(m + sd)) for _, m, sd in curves.values())
         left.set_ylim(0, min(1.0, top * 1.05) if top > 0 else 1.0)
         left.set_ylabel("error" + (f" (weight decay {base:g})" if base else ""))
-        lines = describe(res, key, ls)
+        lines = [textwrap.fill(line, 78) for line in describe(res, key, ls)]    # within the panel's width
         left.set_title("\n".join(lines), fontsize=9, loc="left",
                        color="firebrick" if progress_note(res) else "black")
         test_cols = [c for c in _LINES if c != "train_error_final"]

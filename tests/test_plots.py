@@ -54,7 +54,7 @@ def test_figure2_panels_hold_the_summaries(figure2):
 
 def test_titles_come_from_the_data_and_settings(figure2):
     axes = results_figure(figure2).get_axes()
-    titles = [axes[i].get_title(loc="left") for i in (0, 2, 4)]
+    titles = [" ".join(axes[i].get_title(loc="left").split()) for i in (0, 2, 4)]    # long titles are wrapped
     assert all(t.startswith("mnist5k: ") for t in titles)
     assert "original labels" in titles[0] and "weight decay from {0, 0.001}" in titles[0]
     assert "censored labels (H0 = 4 teacher" in titles[1] and "label noise" not in titles[1]
@@ -106,8 +106,20 @@ def test_incomplete_sweeps_are_labelled(tmp_path):
     with pytest.raises(Stop):
         sweep((X, (X[:, 0] > 0).astype(int)), [2, 8], seeds=[0, 1, 2], epochs=3, batch_size=30,
               out=tmp_path / "s", progress=False, on_epoch=stop)
-    title = results_figure(tmp_path / "s").get_axes()[0].get_title(loc="left")
+    title = " ".join(results_figure(tmp_path / "s").get_axes()[0].get_title(loc="left").split())
     assert "INCOMPLETE: 1 of 3 repetitions finished, seed 1 at epoch 1 of 3" in title
     assert "INCOMPLETE" in results_table(tmp_path / "s")
     assert main(["plot", str(tmp_path / "s"), "--output", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").exists()
+
+
+def test_reproduce_figure1_and_its_figure(tmp_path):
+    out = tmp_path / "f1"
+    assert main(["reproduce", "figure1", "--widths", "2,16", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    h = load_results(out / "original").history
+    assert sorted(h.width.unique()) == [2, 16] and h.epoch.max() == 2 and h.repetition.unique().tolist() == [0]
+    assert not (out / "censored").exists()
+    fig = results_figure(out)
+    assert len(fig.get_axes()) == 2 and all(_lines(ax) for ax in fig.get_axes())
+    assert fig._suptitle.get_text().startswith("Figure 1")
+    assert (out / "figure1.png").read_bytes()[:4] == b"\x89PNG"

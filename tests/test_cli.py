@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 
 import pyireg
+from pyireg import _core
 from pyireg import data as D
 from pyireg.cli import main
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one native thread avoids waiting at parallel barriers on a busy machine (the
+    conftest fixture restores the setting); results do not depend on the thread count."""
+    _core.set_num_threads(1)
+
 
 SMALL = ["--n-train", "200", "--n-val", "100", "--n-test", "100", "--epochs", "2", "--quiet"]
 

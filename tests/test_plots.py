@@ -5,17 +5,30 @@ DataFrame or a dict of them."""
 import numpy as np
 import pytest
 
+from pyireg import _core
 from pyireg import data as D
 from pyireg.cli import main
 from pyireg.experiments import load_results, summarize, sweep
 from pyireg.plots import plot_results, results_figure, results_table, zoom_limits
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one native thread avoids waiting at parallel barriers on a busy machine (the
+    conftest fixture restores the setting); results do not depend on the thread count."""
+    _core.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def figure2(tmp_path_factory):
     out = tmp_path_factory.mktemp("fig") / "f2"
-    assert main(["reproduce", "figure2", "--widths", "2,8,32", "--epochs", "2", "--seeds", "0,1",
-                 "--weight-decay", "0,1e-3", "--label-noise", "0.1", "--out", str(out), "--quiet"]) == 0
+    threads = _core.get_num_threads()
+    try:
+        assert main(["reproduce", "figure2", "--widths", "2,8,32", "--epochs", "2", "--seeds", "0,1",
+                     "--weight-decay", "0,1e-3", "--label-noise", "0.1", "--out", str(out), "--quiet",
+                     "--threads", "1"]) == 0
+    finally:
+        _core.set_num_threads(threads)
     return out
 
 

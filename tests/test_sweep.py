@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 
 import pyireg
+from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import load_results, summarize, sweep
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one native thread avoids waiting at parallel barriers on a busy machine (the
+    conftest fixture restores the setting); results do not depend on the thread count."""
+    _core.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -279,6 +279,9 @@ class _SweepDir:
 
     def open(self, resume: bool) -> tuple:
         """Start or resume: returns (config, history DataFrame or None, epochs done per seed)."""
+        if self.config_path.exists() and not resume:         # before anything is touched
+            raise FileExistsError(f"out: {self.out} already holds a sweep; pass resume=True (--resume) to continue "
+                                  "it, or choose another directory")
         self.remove_temporaries()
         if not self.config_path.exists():
             others = self.ours()
@@ -290,9 +293,6 @@ class _SweepDir:
             self.disk.mkdir(self.ckdir)
             self.disk.write_atomic(self.config_path, lambda f: f.write(_json_bytes(self.config)))
             return self.config, None, {}
-        if not resume:
-            raise FileExistsError(f"out: {self.out} already holds a sweep; pass resume=True (--resume) to continue "
-                                  "it, or choose another directory")
         saved = _read_config(self.config_path)
         _compare_configs(saved, self.config, self.out)
         self.config = dict(self.config, sweep_id=saved["sweep_id"], tag=saved.get("tag", ""),
@@ -575,12 +575,19 @@ def available_memory() -> int | None:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 found.append(int(line.split()[1]) * 1024)
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit, usage, stat, cache in (
+            ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+             "inactive_file"),
+            ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+             "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file")):
         with contextlib.suppress(OSError, ValueError):
             lim = Path(limit).read_text().strip()
             if lim != "max" and int(lim) < 2 ** 60:
-                found.append(int(lim) - int(Path(usage).read_text().strip()))
+                used = int(Path(usage).read_text().strip())
+                with contextlib.suppress(OSError, ValueError):   # page cache the kernel can drop is free
+                    fields = dict(line.split() for line in Path(stat).read_text().splitlines() if " " in line)
+                    used -= int(fields.get(cache, 0))
+                found.append(int(lim) - used)
     if not found and hasattr(os, "sysconf"):
         with contextlib.suppress(ValueError, OSError):
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))

@@ -634,7 +634,7 @@ def check_memory(estimate: dict, max_memory=None) -> None:
     limit = available_memory() if max_memory is None else max_memory
     if limit is None or estimate["total"] <= limit:
         return
-    parts = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in estimate.items() if k not in ("total", "hidden_units"))
+    parts = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in estimate.items() if k not in ("total", "hidden_units") and v)
     raise MemoryError(f"widths: this sweep needs about {_fmt_bytes(estimate['total'])} ({estimate['hidden_units']:,} "
                       f"hidden units in all: {parts}) but {_fmt_bytes(limit)} "
                       f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; use fewer or "

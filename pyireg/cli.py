@@ -3,6 +3,7 @@ native core."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
@@ -527,6 +528,10 @@ def main(argv=None) -> int:
         print(f"\npyireg {args.command}: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}: every "
               "finished epoch is saved; rerun the same command with --resume to continue", file=sys.stderr)
         return 128 + signal.SIGTERM if isinstance(e, _Terminated) else 130
+    except BrokenPipeError:                      # output piped into head, less, ...: stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except ordinary as e:
         if args.traceback:
             raise

@@ -462,13 +462,18 @@ def _commit_epoch(d: _SweepDir, seed: int, epoch: int, arrays: dict, history, do
     meta = dict(table.schema.metadata or {})
     meta[b"pyireg"] = json.dumps(d.history_meta(done)).encode()
     table = table.replace_schema_metadata(meta)
+    # serialized in memory first (it is small next to the weights): an interrupt during the file
+    # write then never leaves a half-closed Parquet writer behind
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    parquet = memoryview(buf.getvalue())
     tmp = d.history_path.with_name(d.history_path.name + ".tmp")
     renaming = False
     try:
         if keep:
             d.disk.write(staged, lambda f: np.savez(f, **arrays))
             d.disk.sync_dir(d.ckdir)
-        d.disk.write(tmp, lambda f: pq.write_table(table, f))
+        d.disk.write(tmp, lambda f: f.write(parquet))
         renaming = True
         d.disk.replace(tmp, d.history_path)                 # the commit: one atomic rename
     except (Exception, KeyboardInterrupt):

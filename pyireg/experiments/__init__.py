@@ -1,4 +1,6 @@
 """Orchestration: width sweeps, the paper's figures, results tables."""
-from .sweep import SweepResult, load_results, summarize, sweep
+from .sweep import (ChanceWarning, SweepResult, SweepStateError, estimate_memory, load_results, summarize,
+                    sweep)
 
-__all__ = ["sweep", "SweepResult", "summarize", "load_results"]
+__all__ = ["sweep", "SweepResult", "summarize", "load_results", "estimate_memory", "ChanceWarning",
+           "SweepStateError"]

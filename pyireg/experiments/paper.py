@@ -7,69 +7,71 @@ from pathlib import Path
 
 from .. import data as D
 from ..schedule import PaperSchedule
-from .sweep import sweep
+from .sweep import _Disk, check_output, sweep
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
 
 FIGURE1 = dict(widths=[2 ** i for i in range(0, 12)], epochs=60, seeds=(0,))
 FIGURE2 = dict(widths=[2 ** i for i in range(0, 12)], epochs=60, seeds=(0, 1, 2, 3, 4),
                weight_decays=(0.0, 1e-5, 1e-4, 1e-3, 1e-2), noise=0.05)
+ROWS = {"figure1": ("original",), "figure2": ("original", "censored", "censored_noise")}
+
+
+def check_outputs(out, figure: str, resume: bool = False) -> None:
+    """Check every sweep directory of a figure before the first one starts (a later one that
+    already holds a sweep would otherwise fail after hours of work)."""
+    for row in ROWS[figure]:
+        check_output(Path(out) / row, resume)
 
 
 def reproduce_figure1(out, *, dataset="mnist5k", data_dir=None, widths=None, epochs=None, seeds=None,
-                      progress=True, resume=False):
+                      progress=True, resume=False, resample_split=False, checkpoints="resume"):
     """Figure 1: training error and test error (final and early-stopped) against the width, no
     explicit regularization. On mnist / cifar10 the paper's 50,000 (40,000) / 10,000 / 10,000
     split; on the embedded data sets their default splits."""
     out = Path(out)
+    check_outputs(out, "figure1", resume)
     ds = D.load(dataset, data_dir=data_dir)
     t0 = time.perf_counter()
     res = sweep(ds, widths or FIGURE1["widths"], seeds=seeds or FIGURE1["seeds"], epochs=epochs or FIGURE1["epochs"],
-                schedule=PaperSchedule(), out=out / "original", progress=progress, resume=resume, tag="figure1")
+                schedule=PaperSchedule(), out=out / "original", progress=progress, resume=resume, tag="figure1",
+                resample_split=resample_split, checkpoints=checkpoints)
     _write_meta(out, "figure1", dataset, time.perf_counter() - t0)
     return {"original": res}
 
 
 def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epochs=None, seeds=None,
-                      weight_decays=None, noise=None, progress=True, resume=False):
+                      weight_decays=None, noise=None, progress=True, resume=False, resample_split=False,
+                      checkpoints="resume"):
     """Figure 2, on 2,000 training and 2,000 validation images: (top) the original labels with
     and without weight decay (chosen by validation error); (middle) censored labels from an
-    H0-unit teacher trained on train+validation+test; (bottom) censored labels with 5% of the
-    training labels changed at random (a different draw per repetition). 5 repetitions."""
+    H0-unit teacher trained on train+validation+test; (bottom) censored labels with ``noise``
+    (5%) of the training labels changed at random, a different draw per repetition (as
+    ``sweep(label_noise=...)`` draws it). 5 repetitions; ``resample_split`` draws the
+    2,000/2,000 split again for each repetition (the paper's "random repetitions" may mean
+    either)."""
     out = Path(out)
     widths = widths or FIGURE2["widths"]
     epochs = epochs or FIGURE2["epochs"]
     seeds = seeds or FIGURE2["seeds"]
     weight_decays = weight_decays or FIGURE2["weight_decays"]
     noise = FIGURE2["noise"] if noise is None else noise
+    check_outputs(out, "figure2", resume)
     t0 = time.perf_counter()
     n_test = 1000 if dataset in ("mnist5k", "mnist1d") else None
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=n_test)
-    results = {}
-    results["original"] = sweep(ds, widths, seeds=seeds, weight_decays=weight_decays, epochs=epochs,
-                                out=out / "original", progress=progress, resume=resume, tag="original")
+    kw = dict(seeds=seeds, epochs=epochs, progress=progress, resume=resume, resample_split=resample_split,
+              checkpoints=checkpoints)
+    results = {"original": sweep(ds, widths, weight_decays=weight_decays, out=out / "original", tag="original", **kw)}
     cens = D.censor(ds, H0.get(dataset, 4), epochs=epochs, seed=0)
-    results["censored"] = sweep(cens, widths, seeds=seeds, epochs=epochs, out=out / "censored",
-                                progress=progress, resume=resume, tag="censored")
-    # label noise differs per repetition: one sweep per repetition seed
-    parts = []
-    for s in seeds:
-        noisy = D.label_noise(cens, noise, seed=1000 + s)
-        parts.append(sweep(noisy, widths, seeds=[s], epochs=epochs, out=out / f"censored_noise/rep{s}",
-                           progress=progress, resume=resume, tag=f"censored+noise rep {s}"))
-    import pandas as pd
-    from .sweep import SweepResult
-    hist = pd.concat([p.history for p in parts], ignore_index=True)
-    (out / "censored_noise").mkdir(parents=True, exist_ok=True)
-    hist.to_parquet(out / "censored_noise" / "history.parquet", index=False)
-    (out / "censored_noise" / "config.json").write_text(json.dumps(dict(parts[0].config, seeds=list(seeds)), indent=2))
-    results["censored_noise"] = SweepResult(hist, parts[0].config, out / "censored_noise")
-    _write_meta(out, "figure2", dataset, time.perf_counter() - t0,
-                censor=cens.info["censor"], noise=noise)
+    results["censored"] = sweep(cens, widths, out=out / "censored", tag="censored", **kw)
+    results["censored_noise"] = sweep(cens, widths, label_noise=noise, out=out / "censored_noise",
+                                      tag="censored+noise", **kw)
+    _write_meta(out, "figure2", dataset, time.perf_counter() - t0, censor=cens.info["censor"], noise=noise)
     return results
 
 
 def _write_meta(out: Path, figure, dataset, seconds, **extra):
     out.mkdir(parents=True, exist_ok=True)
     meta = {"figure": figure, "dataset": dataset, "seconds": round(seconds, 1), **extra}
-    (out / "figure.json").write_text(json.dumps(meta, indent=2))
+    _Disk().write_atomic(out / "figure.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))

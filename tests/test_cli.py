@@ -1,0 +1,213 @@
+"""The command line: one-line errors that say what to do, defaults in --help, --version,
+python -m pyireg, repetitions and seeds, range checks, output paths checked before long runs,
+your own data with --data, progress lines off a terminal."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pyireg
+from pyireg import _core
+from pyireg import data as D
+from pyireg.cli import main
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one native thread avoids waiting at parallel barriers on a busy machine (the
+    conftest fixture restores the setting); results do not depend on the thread count."""
+    _core.set_num_threads(1)
+
+
+SMALL = ["--n-train", "200", "--n-val", "100", "--n-test", "100", "--epochs", "2", "--quiet"]
+
+
+def _one_line_error(capsys, argv, rc=2):
+    assert main(argv) == rc
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def _parse_error(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--help" in err, err
+    return err
+
+
+def test_version_and_python_m_pyireg(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"pyireg {pyireg.__version__}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-m", "pyireg", "--version"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == f"pyireg {pyireg.__version__}"
+    r = subprocess.run([sys.executable, "-m", "pyireg", "sweep", "--out", "x", "--momentum", "1.5"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--momentum: expected a number in [0, 1), got 1.5" in r.stderr
+
+
+def test_help_shows_the_defaults_and_one_epoch_default(capsys):
+    helps = {}
+    for cmd in ("sweep", "reproduce", "bench", "theorem1", "convex"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        helps[cmd] = " ".join(capsys.readouterr().out.split())
+    for cmd in ("sweep", "reproduce"):
+        assert "--epochs EPOCHS epochs of training, as in the paper (default: 60)" in helps[cmd]
+        assert "--keep-checkpoints {resume,final,all}" in helps[cmd] and "(default: resume)" in helps[cmd]
+    s = helps["sweep"]
+    for text in ("(default: pow2:1024)", "(default: 0.1)", "(default: 0.99)", "(default: 0.5)", "(default: 0.02)",
+                 "(default: 0.9)", "(default: 100)", "(default: mnist5k)", "(default: float32)"):
+        assert text in s, text
+    assert "(default: 3)" in helps["bench"] and "(default: 2000)" in helps["theorem1"]
+    import inspect
+    assert inspect.signature(pyireg.sweep).parameters["epochs"].default == 60
+    assert "(default: None)" not in " ".join(helps.values())
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["sweep", "--out", "x", "--momentum", "1.5"], r"--momentum: expected a number in \[0, 1\), got 1.5"),
+    (["sweep", "--out", "x", "--momentum-max", "1"], r"--momentum-max: expected a number in \[0, 1\)"),
+    (["sweep", "--out", "x", "--threads", "0"], "--threads: expected an integer >= 1, got 0"),
+    (["sweep", "--out", "x", "--censor", "0"], "--censor: expected an integer >= 1, got 0"),
+    (["sweep", "--out", "x", "--label-noise", "1"], r"--label-noise: expected a number in \[0, 1\), got 1"),
+    (["sweep", "--out", "x", "--lr", "0"], r"--lr: expected a number > 0, got 0"),
+    (["sweep", "--out", "x", "--lr-decay", "1.5"], r"--lr-decay: expected a number in \(0, 1\]"),
+    (["sweep", "--out", "x", "--widths", "pow2:1000"], "pow2:1000: 1000 is not a power of two; the sweep would stop "
+                                                        "at 512 \\(write pow2:512 or pow2:1024\\)"),
+    (["sweep", "--out", "x", "--widths", "8:2"], "8:2: expected FIRST:LAST with 1 <= FIRST <= LAST"),
+    (["sweep", "--out", "x", "--widths", "a,b"], "expected widths like"),
+    (["sweep", "--out", "x", "--widths", "0,4"], "expected positive widths"),
+    (["sweep", "--out", "x", "--reps", "0"], "--reps: expected an integer >= 1"),
+    (["sweep", "--out", "x", "--seeds", "1,1"], "--seeds: expected distinct seeds"),
+    (["sweep", "--out", "x", "--seeds", "-1"], "--seeds: expected an integer >= 0"),
+    (["sweep", "--out", "x", "--reps", "3", "--seeds", "0,1"], "not allowed with argument"),
+    (["sweep", "--out", "x", "--weight-decay=0,-1e-3"], "--weight-decay: expected a number >= 0, got -1e-3"),
+    (["sweep", "--out", "x", "--dataset", "mnist5k", "--data", "f.npz"], "not allowed with argument"),
+    (["bench", "--max-seconds", "0"], r"--max-seconds: expected a number > 0"),
+    (["sweep"], "the following arguments are required: --out"),
+])
+def test_range_options_are_validated_in_one_line(capsys, argv, match):
+    import re
+    assert re.search(match, _parse_error(capsys, argv))
+
+
+def test_ordinary_errors_are_one_line_saying_what_to_do(capsys, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    err = _one_line_error(capsys, ["sweep", "--out", str(blocker / "sub"), *SMALL])
+    assert "out: cannot create" in err and "is a file, not a directory" in err
+    err = _one_line_error(capsys, ["sweep", "--out", str(tmp_path / "m"), "--widths", "1:100000", *SMALL])
+    assert "widths: this sweep needs about" in err and "TiB" in err and not (tmp_path / "m").exists()
+    monkeypatch.setitem(sys.modules, "sklearn", None)                 # scikit-learn not installed
+    monkeypatch.delitem(sys.modules, "sklearn.datasets", raising=False)
+    err = _one_line_error(capsys, ["sweep", "--dataset", "digits", "--out", str(tmp_path / "d"), *SMALL])
+    assert "needs the Python package 'scikit-learn'" in err and 'pip install "pyireg[experiments]"' in err
+    err = _one_line_error(capsys, ["sweep", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"),
+                                   "--out", str(tmp_path / "x"), "--quiet"])
+    assert "not a directory" in err
+    err = _one_line_error(capsys, ["sweep", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "y")])
+    assert "missing.csv: no such file" in err
+
+
+def test_read_only_output_folder(capsys, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*a, **k):                      # as on a read-only mount (root ignores chmod, so simulated)
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    err = _one_line_error(capsys, ["sweep", "--out", str(tmp_path / "s"), *SMALL])
+    assert f"out: cannot write in {tmp_path} (Read-only file system); choose another directory" in err
+    assert not (tmp_path / "s").exists()
+    err = _one_line_error(capsys, ["plot", str(tmp_path), "--output", str(tmp_path / "p.png")])
+    assert "--output: cannot write in" in err
+
+
+def test_output_paths_are_checked_before_long_runs(capsys, tmp_path, monkeypatch):
+    from pyireg import bench
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("the benchmark ran before --json was checked"))
+    err = _one_line_error(capsys, ["bench", "--json", str(tmp_path / "no-such-folder" / "b.json")])
+    assert "--json: the folder" in err and "does not exist" in err
+    err = _one_line_error(capsys, ["bench", "--json", str(tmp_path)])
+    assert "is a directory" in err
+    out = tmp_path / "s"
+    assert main(["sweep", "--widths", "2", "--out", str(out), *SMALL]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(D, "censor", lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
+    err = _one_line_error(capsys, ["sweep", "--widths", "2", "--censor", "4", "--out", str(out), *SMALL])
+    assert "already holds a sweep; pass resume=True (--resume)" in err
+    monkeypatch.setattr("pyireg.experiments.paper.reproduce_figure2", lambda *a, **k: pytest.fail("ran"))
+    fig = tmp_path / "fig"
+    (fig / "censored").mkdir(parents=True)
+    (fig / "censored" / "config.json").write_text("{}")
+    err = _one_line_error(capsys, ["reproduce", "figure2", "--out", str(fig), "--quiet"])
+    assert "censored already holds a sweep" in err
+
+
+def test_reps_and_seeds(capsys, tmp_path):
+    assert main(["sweep", "--widths", "2", "--reps", "3", "--out", str(tmp_path / "r"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "3 repetitions (seeds 0,1,2)" in out
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["seeds"] == [0, 1, 2]
+    assert main(["sweep", "--widths", "2", "--seeds", "5", "--out", str(tmp_path / "s"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "1 repetition (seed 5; for 5 repetitions use --reps 5)" in out
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["seeds"] == [5]
+
+
+def test_reproduce_figure1_refuses_figure2_options(capsys, tmp_path):
+    for opt in (["--weight-decay", "0,1e-3"], ["--label-noise", "0.1"]):
+        err = _one_line_error(capsys, ["reproduce", "figure1", *opt, "--out", str(tmp_path / "f1"), "--quiet"])
+        assert f"{opt[0]}: figure1 is the paper's Figure 1" in err
+    assert not (tmp_path / "f1").exists()
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv", "parquet"])
+def test_sweep_with_your_own_data_file(capsys, tmp_path, kind):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    y = np.array(["low", "mid", "high"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    path = tmp_path / f"mine.{kind}"
+    if kind == "npz":
+        np.savez(path, X=X, y=y)
+        extra = []
+    else:
+        df = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(species=y)
+        df.to_csv(path, index=False) if kind == "csv" else df.to_parquet(path)
+        extra = ["--label-column", "species"]
+    out = tmp_path / "out"
+    assert main(["sweep", "--data", str(path), *extra, "--widths", "2,8", "--epochs", "2", "--batch-size", "30",
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep mine (90 train / 30 validation / 30 test, d=4, k=3)" in printed and "| 8 |" in printed
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["dataset"]["classes"] == ["high", "low", "mid"] and cfg["dataset"]["name"] == "mine"
+    again = pyireg.sweep(D.load_file(path, label_column="species" if extra else "label"), [2, 8], epochs=2,
+                         batch_size=30, progress=False)
+    cols = [c for c in again.history.columns if c != "train_seconds"]
+    pd.testing.assert_frame_equal(pyireg.load_results(out).history[cols], again.history[cols])
+
+
+def test_progress_lines_off_a_terminal_show_validation_error(capsys, tmp_path):
+    assert main(["sweep", "--widths", "2,8", "--reps", "2", "--n-train", "200", "--n-val", "100", "--n-test", "100",
+                 "--epochs", "2", "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("best val error") == 2 and "test" not in err
+
+
+def test_warnings_are_one_line(capsys, tmp_path):
+    imgs, labels = D.core._mnist5k()
+    pick = np.random.default_rng(0).permutation(len(labels))[:400]
+    np.savez(tmp_path / "raw.npz", X=D.downsample(imgs[pick], 10), y=labels[pick])
+    assert main(["sweep", "--data", str(tmp_path / "raw.npz"), "--no-standardize", "--widths", "1,4", "--epochs",
+                 "2", "--out", str(tmp_path / "w"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pyireg: warning:") and "not standardized" in err and len(err.splitlines()) == 1

@@ -419,7 +419,7 @@ class TorchPacked(_TorchTrainer):
         import torch
         if self.second == "index_add":
             return self.fn(self.U, self.V, self.net, self.N, xb, yb)
-        B, k = len(xb), self.V.shape[1]
+        B = len(xb)
         A = torch.relu(xb @ self.U.T)                                  # B x S
         idx, offs = self._bag(B)
         logits = torch.nn.functional.embedding_bag(idx, self.V, offs, mode="sum",

@@ -1,12 +1,10 @@
 """Theorem 1 (rescaling, measures, objectives 4 and 5), convex neural nets, balance in sweeps."""
 import numpy as np
 import pytest
-import torch
 
 import pyireg
 from pyireg import convex as C, data as D, reference as R, theory as T
 from pyireg.experiments import sweep
-from pyireg.testing import assert_tolerance
 
 from helpers import make_data
 

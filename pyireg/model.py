@@ -45,10 +45,12 @@ class PackedMLP:
         1/sqrt(fan_in) per layer: std 1/sqrt(d) for U and 1/sqrt(H_n) for network n's V
         (the scale of torch's default uniform init, as a Gaussian). A single value or
         per-network array applies to both layers; a pair sets the layers separately.
-    seed : int or array of shape (N,)
+    seed : int, array of shape (N,), or sequence of N ``np.random.SeedSequence``
         An int seeds all networks through independent child streams
-        (``np.random.SeedSequence(seed).spawn(N)``); an array gives network n the generator
-        ``np.random.default_rng(seed[n])``, so a network can be rebuilt alone.
+        (``np.random.SeedSequence(seed).spawn(N)``); an integer array gives network n the
+        generator ``np.random.default_rng(seed[n])``, so a network can be rebuilt alone; a
+        sequence of seed sequences gives network n ``default_rng(seed[n])`` (so networks n..m of
+        a sweep seeded with s are rebuilt exactly by ``seed=SeedSequence(s).spawn(N)[n:m]``).
     dtype : "float32" or "float64" (a string, numpy dtype or torch dtype)
         float32 is the fast path; float64 exists for checking.
 
@@ -359,7 +361,11 @@ def _check_widths(widths) -> list[int]:
 def _network_rngs(seed, n: int):
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
+    if isinstance(seed, (list, tuple)) and seed and all(isinstance(s, np.random.SeedSequence) for s in seed):
+        if len(seed) != n:
+            raise ValueError(f"seed: expected {n} seed sequences (one per network), got {len(seed)}")
+        return [np.random.default_rng(s) for s in seed]
     seeds = np.asarray(seed)
     if seeds.shape != (n,) or not np.issubdtype(seeds.dtype, np.integer):
-        raise ValueError(f"seed: expected an int or an integer array of shape ({n},), got {seed!r}")
+        raise ValueError(f"seed: expected an int, an integer array of shape ({n},) or {n} seed sequences, got {seed!r}")
     return [np.random.default_rng(int(s)) for s in seeds]

@@ -88,3 +88,14 @@ def test_init_is_drawn_in_blocks_with_the_numbers_of_one_draw():
     V1 = (rng.standard_normal((20000, 2)) * 2.0).astype(np.float32)
     np.testing.assert_array_equal(model.network(1)[0], U1)
     np.testing.assert_array_equal(model.network(1)[1], V1)
+
+
+def test_seed_sequences_rebuild_part_of_a_packed_model():
+    full = pyireg.PackedMLP([3, 9, 4, 7], 5, 2, seed=11)
+    children = np.random.SeedSequence(11).spawn(4)
+    part = pyireg.PackedMLP([9, 4], 5, 2, seed=children[1:3])
+    s = slice(full.offsets[1], full.offsets[3])
+    np.testing.assert_array_equal(part.U, full.U[s])
+    np.testing.assert_array_equal(part.V, full.V[s])
+    with pytest.raises(ValueError, match="seed: expected 2 seed sequences"):
+        pyireg.PackedMLP([9, 4], 5, 2, seed=children[:3])

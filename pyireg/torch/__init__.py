@@ -11,6 +11,8 @@ if not hasattr(_torch.library, "custom_op") or not hasattr(_torch.library, "regi
 
 from ._ops import (clear_engine_cache, engine_cache_info, packed_apply_update, packed_backward, packed_forward,
                    packed_loss, packed_step, set_engine_cache_size)
+from .module import PackedMLP
+from .optim import PackedSGD
 
-__all__ = ["packed_forward", "packed_backward", "packed_loss", "packed_step",
+__all__ = ["PackedMLP", "PackedSGD", "packed_forward", "packed_backward", "packed_loss", "packed_step",
            "packed_apply_update", "engine_cache_info", "set_engine_cache_size", "clear_engine_cache"]

@@ -279,6 +279,30 @@ def test_engine_cache_is_bounded_and_shared():
         pt.set_engine_cache_size(0)
 
 
+def test_gradient_memory_is_reused_only_when_free():
+    """Large gradients come from a pool: a training loop that drops its gradients (zero_grad)
+    gets the same memory back each step; a gradient still referred to, or a view of it, is
+    never handed out again."""
+    pt.clear_engine_cache()
+    m = pt.PackedMLP([700, 700], 200, 3, dtype=torch.float64)        # gU is 2.2 MB
+    X, y = torch.randn(8, 200, dtype=torch.float64), torch.randint(0, 3, (8,))
+    m.losses(X, y).sum().backward()
+    first = m.U.grad.data_ptr()
+    m.U.grad = None
+    m.losses(X, y).sum().backward()
+    assert m.U.grad.data_ptr() == first                        # reused
+    kept = m.U.grad[10:20]                                     # a view keeps the memory in use
+    value = kept.clone()
+    m.U.grad = None
+    m(X).sum().backward()
+    assert m.U.grad.data_ptr() != first
+    assert torch.equal(kept, value)                            # not overwritten
+    assert pt.engine_cache_info()["gradient_pool_bytes"] >= 2 * m.U.numel() * 8
+    del kept
+    pt.clear_engine_cache()
+    assert pt.engine_cache_info()["gradient_pool_bytes"] == 0
+
+
 def test_cached_engine_used_from_threads():
     """Engines are shared by every caller of a layout; the engine's lock lets concurrent reads
     and the results equal serial ones."""

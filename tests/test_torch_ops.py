@@ -137,6 +137,17 @@ def test_ops_equal_the_numpy_api_float32():
     assert np.array_equal(gU.numpy(), ref_gU) and np.array_equal(gV.numpy(), ref_gV)
 
 
+def test_loss_without_gradients_is_the_same_loss():
+    """Under no_grad (or with nothing requiring a gradient) only the loss is computed (the
+    engine's evaluate): the same numbers as the fused loss-and-gradient pass."""
+    _, U, V, X, off, y = _setup(dtype=torch.float32, B=300)
+    fused = pt.packed_loss(U, V, X.detach(), y, off)
+    with torch.no_grad():
+        alone = pt.packed_loss(U, V, X, y, off)
+    assert fused.requires_grad and not alone.requires_grad
+    assert torch.equal(fused.detach(), alone)
+
+
 def test_loss_gradient_scales_each_network():
     _, U, V, X, off, y = _setup()
     scale = torch.tensor([0.5, -2.0, 0.0, 3.0], dtype=U.dtype)
@@ -328,7 +339,8 @@ def test_bad_inputs_name_the_argument():
         (lambda: pt.packed_forward(U, V, X, off, "tanh"), ValueError, "activation: expected 'relu' or 'linear'"),
         (lambda: pt.packed_forward(U, V, X, off, loss="hinge"), ValueError, "loss: expected 'cross_entropy'"),
         (lambda: pt.packed_forward(U, V, X, torch.tensor([0, 5, 4, 11])), ValueError, "offsets: expected strictly"),
-        (lambda: pt.packed_forward(U, V, X, torch.tensor([0, 5, 12])), ValueError, "U: expected a float64 array of shape"),
+        (lambda: pt.packed_forward(U, V, X, torch.tensor([0, 5, 12])), ValueError,
+         "U: expected a float64 array of shape"),
         (lambda: pt.packed_loss(U, V, X, y.float(), off), TypeError, "y: expected integer class labels"),
         (lambda: pt.packed_loss(U, V, X, y + 10, off), ValueError, r"y: expected labels in \[0, 3\)"),
         (lambda: pt.packed_loss(U, V, X, y[:2], off), ValueError, r"y: expected shape \(4,\)"),

@@ -3,7 +3,6 @@ and off), learning-rate schedulers, state dicts, mixed parameter groups, a layer
 hyper-parameters."""
 import copy
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,6 +152,23 @@ def test_state_dict_round_trip_continues_identically():
     for step in range(3, 6):
         X, y = _batch(step, torch.float32)
         assert torch.equal(m.train_step(X, y, opt), m2.train_step(X, y, opt2))
+    assert torch.equal(m.U, m2.U) and torch.equal(m.V, m2.V)
+
+
+def test_pickled_with_its_module_continues_identically():
+    import pickle
+    m, _ = _pair(seed=6, dtype=torch.float32)
+    opt = pt.PackedSGD(m, lr=torch.tensor([0.1, 0.3, 0.05, 0.2]), momentum=0.5)
+    m.train_step(*_batch(0, torch.float32), opt)
+    m2, opt2 = pickle.loads(pickle.dumps((m, opt)))
+    assert m2.U is opt2.param_groups[0]["params"][0]
+    for step in range(1, 3):
+        X, y = _batch(step, torch.float32)
+        assert torch.equal(m.train_step(X, y, opt), m2.train_step(X, y, opt2))
+        for mod, o in ((m, opt), (m2, opt2)):
+            o.zero_grad()
+            mod.losses(X, y).sum().backward()
+            o.step()
     assert torch.equal(m.U, m2.U) and torch.equal(m.V, m2.V)
 
 

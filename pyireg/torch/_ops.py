@@ -5,8 +5,9 @@ tensor ``offsets`` (N + 1) marking where each network's units begin, the activat
 loss. Strings and a tensor are arguments torch.compile handles without graph breaks; the layout
 selects a native engine (its plan of chunks and its scratch pool) from a bounded cache
 (``engine_cache_info``). The real kernels run on CPU tensors and pass numpy views of them to the
-engine: no copies of the weights, gradients, state or outputs (the batch is copied only when it
-is not C-contiguous). Every operator has a fake (meta) kernel for tracing; the differentiable
+engine: no copies of the weights, gradients, state or outputs (an input is copied only when it
+is not C-contiguous; the tensors updated in place must be). Large gradients come from a pool
+reused once nothing refers to them (``_GradientPool``). Every operator has a fake (meta) kernel for tracing; the differentiable
 ones (``packed_forward``, ``packed_loss``) have autograd formulas; the in-place ones
 (``packed_step``, ``packed_apply_update``) declare what they mutate.
 
@@ -24,6 +25,9 @@ ones (``packed_forward``, ``packed_loss``) have autograd formulas; the in-place 
 The ``loss`` argument of the operators that do not compute a loss does not change their
 result; it only picks the same cached engine as the loss operators, so that one module's
 operations share one engine (and its reader/writer lock).
+
+The checked entry points below (``packed_forward`` ...) are what the module calls; in plain
+eager mode they run the kernels without the dispatcher (see ``_eager``), with the same results.
 
 Losses are returned in the weights' dtype (torch's convention); the engine accumulates them in
 float64. Values are not checked for NaN or inf here (as in torch, they propagate); shapes,

@@ -1,6 +1,5 @@
 """pyireg.torch.PackedSGD: torch.optim.SGD per network, run by the native update rule."""
 import dataclasses
-import math
 import numbers
 from typing import Optional
 
@@ -100,6 +99,12 @@ class PackedSGD(torch.optim.Optimizer):
         self._hyper_cache = {}
         self._scratch = WeakIdKeyDictionary()     # stand-in buffers of steps with momentum 0 everywhere
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        # torch.optim.Optimizer pickles its defaults, state and groups only
+        super().__setstate__(state)
+        self._hyper_cache = {}
+        self._scratch = WeakIdKeyDictionary()
 
     @staticmethod
     def _normalize(group: dict, where: str) -> dict:

@@ -78,6 +78,13 @@ def test_forward_equals_the_numpy_model_any_leading_shape_and_dtype():
     assert not Xs.is_contiguous() and torch.equal(m(Xs), m(Xs.contiguous()))
 
 
+def test_meta_module_gives_shapes():
+    m = pt.PackedMLP(WIDTHS, 12, 4).to("meta")
+    out = m(torch.empty(7, 12, device="meta"))
+    assert out.device.type == "meta" and out.shape == (5, 7, 4)
+    assert m.losses(torch.empty(7, 12, device="meta"), torch.zeros(7, dtype=torch.long, device="meta")).shape == (5,)
+
+
 def test_bad_inputs():
     m = pt.PackedMLP(WIDTHS, 12, 4)
     X, y = _data()
@@ -311,6 +318,11 @@ def test_state_dict_pickle_deepcopy_double():
         opt = pt.PackedSGD([other.U, other.V], lr=torch.linspace(0.1, 0.5, 5))   # recognized as packed
         other(X).sum().backward()
         opt.step()
+
+    assigned = pt.PackedMLP(WIDTHS, 12, 4, activation="linear")
+    assigned.load_state_dict(loaded, assign=True)               # new parameter objects, still recognized
+    assert assigned.U.data_ptr() != fresh.U.data_ptr() and torch.equal(assigned(X), m(X))
+    pt.PackedSGD(assigned, lr=torch.linspace(0.1, 0.5, 5))
 
     d = copy.deepcopy(m).double()
     assert d.dtype == torch.float64 and d.offsets.dtype == torch.int64

@@ -543,7 +543,8 @@ def _(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activ
 # small model's training step. In plain eager mode the entry points below call the kernels
 # directly (through an autograd.Function where a gradient is needed): the same kernels, the same
 # results. Tracing (torch.compile, export, make_fx), dispatch and function modes, functorch
-# transforms and tensor subclasses see the registered operators.
+# transforms, tensor subclasses and tensors off the CPU (meta: the fake kernels) see the
+# registered operators.
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
@@ -556,7 +557,7 @@ def _eager(*tensors) -> bool:
             return False
     except AttributeError:          # another torch: take the registered operators
         return False
-    return all(t is None or type(t) in _PLAIN for t in tensors)
+    return all(t is None or (type(t) in _PLAIN and t.device.type == "cpu") for t in tensors)
 
 
 def _bump(*tensors) -> None:

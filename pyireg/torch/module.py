@@ -211,6 +211,11 @@ class PackedMLP(nn.Module):
                              f"{sum(saved)} units) than this one ({len(mine['widths'])} networks, "
                              f"{sum(mine['widths'])} units); they first differ at network {first}")
 
+    def __setattr__(self, name, value) -> None:
+        super().__setattr__(name, value)
+        if name in ("U", "V") and "_parameters" in self.__dict__:
+            self._register()      # a new parameter object (load_state_dict(assign=True), or by hand)
+
     def __setstate__(self, state) -> None:
         super().__setstate__(state)
         self._register()

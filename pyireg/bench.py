@@ -28,6 +28,12 @@ The PyTorch rows form a ladder of what a skilled user would write for a width sw
   (inductor, static shapes). Compilation is first done in a fresh process under a time budget;
   past the budget the row is reported as skipped, not timed.
 
+Three rows train with pyireg from PyTorch (``pyireg.torch``, issue 10): the ``PackedMLP`` module in a
+torch training loop, through autograd (the forward op, torch's cross-entropy, backward,
+``PackedSGD``), through the fused loss op (``module.losses``, backward, ``PackedSGD``), and through
+the fused step (``module.train_step``). Their notes give their time over pyireg native's in the
+same run, against the issue's targets (1.3 for the autograd paths, 1.05 for the fused one).
+
 Every row starts from the same weights, and the run fails unless the losses of its first two
 steps (both on the first batch: the second checks the gradient and the update) meet the
 tolerance rule of ``pyireg.testing`` against the float64 reference twin, like pyireg's own.
@@ -599,6 +605,50 @@ def torch_packed_compiled_train(model, X, y, max_seconds, ctx):
                   f"{ctx['compile_budget']:.0f} s), loaded from the cache here; not counted")
 
 
+class ModuleTrainer(_TorchTrainer):
+    """A torch training loop around ``pyireg.torch.PackedMLP`` (built on the model's own arrays,
+    no copy) and ``pyireg.torch.PackedSGD``, as a PyTorch user would write it:
+
+    * ``"autograd"``: ``out = module(X)`` (the forward op), the per-network mean of
+      ``F.cross_entropy`` in torch, one backward over the summed losses (the backward op), then
+      ``optimizer.step()`` (the native update on the gradients);
+    * ``"losses"``: ``module.losses(X, y)`` (loss and gradients in one native pass), backward
+      over the summed losses (which only passes the gradients on), ``optimizer.step()``;
+    * ``"fused"``: ``module.train_step(X, y, optimizer)``, the fused native step."""
+
+    def __init__(self, model: PackedMLP, path: str = "autograd", lr=LR, momentum=MOMENTUM,
+                 weight_decay=WEIGHT_DECAY):
+        from .torch import PackedMLP as TorchPackedMLP, PackedSGD
+        if path not in MODULE_PATHS:
+            raise ValueError(f"path: expected one of {MODULE_PATHS}, got {path!r}")
+        self.path = path
+        self.module = TorchPackedMLP.from_numpy(model)
+        self.opt = PackedSGD(self.module, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def losses(self, xb, yb):
+        import torch
+        if self.path == "losses":
+            return self.module.losses(xb, yb)
+        out = self.module(xb)
+        N, B, k = out.shape
+        return torch.nn.functional.cross_entropy(out.reshape(-1, k), yb.repeat(N), reduction="none").view(N, B).mean(1)
+
+    def step(self, xb, yb):
+        if self.path == "fused":
+            return self.module.train_step(xb, yb, self.opt)
+        return super().step(xb, yb)
+
+
+MODULE_PATHS = ("autograd", "losses", "fused")
+
+
+def _module_train(path):
+    def train(model, X, y, max_seconds, ctx=None):
+        return (*_torch_train(ModuleTrainer(model, path), X, y, max_seconds), "")
+    train.__name__ = f"module_{path}_train"
+    return train
+
+
 def native_eval(model, X, y, max_seconds, ctx=None):
     first = {}
 
@@ -624,7 +674,14 @@ def torch_loop_eval(model, X, y, max_seconds, ctx=None):
 
 BUCKETS = "torch width buckets"
 COMPILED = "torch packed (GEMM + index_add), torch.compile"
+MODULE_AUTOGRAD = "pyireg.torch module: forward, F.cross_entropy, backward, PackedSGD"
+MODULE_LOSSES = "pyireg.torch module: losses(), backward, PackedSGD"
+MODULE_FUSED = "pyireg.torch module: train_step (fused)"
+# the targets of the torch rows (issue 10), as ratios of times to pyireg native in the same run
+MODULE_TARGETS = {MODULE_AUTOGRAD: 1.3, MODULE_LOSSES: 1.3, MODULE_FUSED: 1.05}
 TRAIN_IMPLS = {"pyireg native": native_train, "pyireg native, 1 thread": native_train_1thread,
+               MODULE_FUSED: _module_train("fused"), MODULE_LOSSES: _module_train("losses"),
+               MODULE_AUTOGRAD: _module_train("autograd"),
                "torch loop over widths": torch_loop_train,
                BUCKETS: torch_buckets_train,
                "torch packed (GEMM + index_add)": torch_packed_train,
@@ -633,6 +690,7 @@ TRAIN_IMPLS = {"pyireg native": native_train, "pyireg native, 1 thread": native_
 EVAL_IMPLS = {"pyireg native": native_eval, "torch loop over widths": torch_loop_eval}
 # short names for the command line
 IMPL_KEYS = {"native": "pyireg native", "native-1thread": "pyireg native, 1 thread",
+             "module-fused": MODULE_FUSED, "module-losses": MODULE_LOSSES, "module-autograd": MODULE_AUTOGRAD,
              "loop": "torch loop over widths", "buckets": BUCKETS,
              "packed-index-add": "torch packed (GEMM + index_add)",
              "packed-embedding-bag": "torch packed (GEMM + embedding_bag)", "packed-compiled": COMPILED}
@@ -719,6 +777,11 @@ def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implemen
         if one:
             native = next(r for r in timed if r.implementation == "pyireg native")
             one[0].note = f"2 threads are {one[0].seconds / native.seconds:.2f}x faster than 1"
+        native = next((r for r in timed if r.implementation == "pyireg native"), None)
+        for r in timed:
+            if native is not None and r.implementation in MODULE_TARGETS:
+                r.note = (f"{r.seconds / native.seconds:.2f}x the time of pyireg native (target <= "
+                          f"{MODULE_TARGETS[r.implementation]})")
         for r in timed:
             r.speedup_vs_best_torch = best_torch / r.seconds if best_torch else None
     # the peak is measured before and after the workloads; the higher one is the reference

@@ -359,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--widths", type=_widths, default=None, help="widths of the custom workload: '1,2,4', '1:64' or 'pow2:4096'")
     b.add_argument("--samples", type=_positive, default=1000, help="samples of the custom workload (a multiple of 100)")
     b.add_argument("--implementations", nargs="+", metavar="NAME",
-                   choices=["native-1thread", "loop", "buckets", "packed-index-add", "packed-embedding-bag",
-                            "packed-compiled"],
-                   help="rows to run besides pyireg native (default: all): native-1thread, loop, buckets, "
+                   choices=["native-1thread", "module-fused", "module-losses", "module-autograd", "loop", "buckets",
+                            "packed-index-add", "packed-embedding-bag", "packed-compiled"],
+                   help="rows to run besides pyireg native (default: all): native-1thread, module-fused, "
+                        "module-losses, module-autograd (pyireg.torch from a torch training loop), loop, buckets, "
                         "packed-index-add, packed-embedding-bag, packed-compiled")
     b.add_argument("--max-seconds", type=_number(0.0, lo_in=False), default=30.0,
                    help="time budget per implementation; slower ones are timed on the first steps and extrapolated")

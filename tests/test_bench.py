@@ -54,6 +54,9 @@ def _trainers():
         "buckets, one GEMM": lambda m, hp: bench.TorchBuckets(m, bench.bucket_plan(m.widths, 3), "one GEMM", *hp),
         "packed, index_add": lambda m, hp: bench.TorchPacked(m, "index_add", False, *hp),
         "packed, embedding_bag": lambda m, hp: bench.TorchPacked(m, "embedding_bag", False, *hp),
+        "module, autograd": lambda m, hp: bench.ModuleTrainer(m, "autograd", *hp),
+        "module, losses": lambda m, hp: bench.ModuleTrainer(m, "losses", *hp),
+        "module, fused": lambda m, hp: bench.ModuleTrainer(m, "fused", *hp),
     }
 
 
@@ -111,6 +114,8 @@ def test_run_tiny_ladder():
     assert compiled["seconds"] is None and compiled["note"].startswith("skipped")
     for r in rows.values():
         assert r["seconds"] > 0 and r["loss_check"] <= 1.0 and r["pct_of_peak"] > 0
+    for name, target in bench.MODULE_TARGETS.items():
+        assert rows[name]["note"].endswith(f"the time of pyireg native (target <= {target})")
     torch_rows = [r for n, r in rows.items() if not n.startswith("pyireg")]
     assert max(r["speedup_vs_best_torch"] for r in torch_rows) == pytest.approx(1.0)
     cfg = rows[bench.BUCKETS]["config"]

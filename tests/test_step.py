@@ -201,3 +201,27 @@ def test_optimizer_stays_bound_to_its_model():
     with pytest.raises(AttributeError, match="model: an optimizer stays bound to the model it was built for"):
         opt.model = b
     assert opt.model is a
+
+
+def test_momentum_zero_keeps_the_buffer_as_torch_does():
+    """torch.optim.SGD with momentum 0 neither reads nor writes its buffer: a buffer holding inf
+    does not turn the weights into NaN, and momentum returning later continues from the kept
+    buffer (or from the first gradient if there never was one)."""
+    widths, d, k, B = [3, 20], 6, 3, 9
+    model = pyireg.PackedMLP(widths, d, k, seed=0, dtype="float64")
+    m64 = R.modules_from_packed(model.U, model.V, model.offsets, dtype=torch.float64)
+    mom = np.array([0.0, 0.9])
+    opt = pyireg.MomentumSGD(model, 0.05, mom)
+    ref = R.make_sgd(m64, 0.05, mom, 0.0)
+    rng = np.random.default_rng(1)
+    opt.bufU[:3] = np.inf                       # network 0's buffer is never read while momentum is 0
+    for step in range(12):
+        if step == 6:                           # momentum returns for network 0
+            opt.bufU[:3] = 0
+            opt.momentum = [0.5, 0.9]
+            R.set_hyper(ref, momentum=[0.5, 0.9])
+        X, y = rng.standard_normal((B, d)), rng.integers(0, k, B)
+        np.testing.assert_allclose(opt.step(X, y), R.step(m64, ref, X, y), rtol=1e-12)
+    U, V = R.packed_weights(m64)
+    np.testing.assert_allclose(model.U, U, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(model.V, V, rtol=1e-11, atol=1e-14)

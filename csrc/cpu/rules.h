@@ -23,13 +23,23 @@ namespace PYIREG_ISA {
 
 // torch.optim.SGD(momentum=m, dampening=0, nesterov=False, weight_decay=wd) on n weights:
 //   g = grad + wd * w;  buf = m * buf + g;  w -= lr * buf   (buf starts at zero, so the first
-// step gives buf = g exactly, as torch's clone of the first gradient does). Explicitly
-// vectorized: the rows never alias, which the compiler cannot know.
+// step gives buf = g exactly, as torch's clone of the first gradient does). With m = 0 torch
+// keeps no buffer: w -= lr * g, and the buffer is left as it is (a later step with m > 0 then
+// continues from it, as torch's kept buffer does; one that never had m > 0 is still zero, which
+// gives torch's clone). Explicitly vectorized: the rows never alias, which the compiler cannot know.
 template <class T>
 inline void sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m, T wd) {
   constexpr int W = VecOf<T>::W;
   const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd);
   int64_t i = 0;
+  if (m == T(0)) {
+    for (; i + W <= n; i += W) {
+      const vec<T> wi = ld(w + i);
+      st(w + i, wi - vlr * (ld(g + i) + vwd * wi));
+    }
+    for (; i < n; ++i) w[i] -= lr * (g[i] + wd * w[i]);
+    return;
+  }
   for (; i + W <= n; i += W) {
     const vec<T> wi = ld(w + i);
     const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi);

@@ -117,7 +117,7 @@ void Engine<T>::forward(const T* U, const T* V, const T* X, int64_t B, T* out) c
   check_fits(forward_bytes(B), "the forward scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().forward(*ws, ctx(), U, V, X, B, out);
+  active_kernels<T>().forward(*ws, ctx(batch_work(B)), U, V, X, B, out);
 }
 
 template <class T>
@@ -126,7 +126,7 @@ void Engine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const T*
   check_fits(pass_bytes(B, gX != nullptr), "the backward scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().backward(*ws, ctx(), U, V, X, B, dOut, gU, gV, gX);
+  active_kernels<T>().backward(*ws, ctx(batch_work(B)), U, V, X, B, dOut, gU, gV, gX);
 }
 
 template <class T>
@@ -137,7 +137,7 @@ void Engine<T>::loss_and_grad(const T* U, const T* V, const T* X, int64_t B, con
   check_fits(pass_bytes(B, false), "the training scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().loss_and_grad(*ws, ctx(), U, V, X, B, t, loss, gU, gV);
+  active_kernels<T>().loss_and_grad(*ws, ctx(batch_work(B)), U, V, X, B, t, loss, gU, gV);
 }
 
 template <class T>
@@ -148,14 +148,14 @@ void Engine<T>::step(T* U, T* V, const T* X, int64_t B, const Targets<T>& t, con
   check_fits(pass_bytes(B, false), "the training scratch for a batch of " + str(B));
   std::unique_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().step(*ws, ctx(), U, V, X, B, t, r, loss);
+  active_kernels<T>().step(*ws, ctx(batch_work(B)), U, V, X, B, t, r, loss);
 }
 
 template <class T>
 void Engine<T>::apply_update(T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r) {
   check_rule(r);
   std::unique_lock<std::shared_mutex> lock(lock_);
-  active_kernels<T>().apply_update(ctx(), U, V, gU, gV, r);
+  active_kernels<T>().apply_update(ctx(batch_work(1)), U, V, gU, gV, r);
 }
 
 template <class T>
@@ -167,32 +167,32 @@ void Engine<T>::evaluate(const T* U, const T* V, const T* X, int64_t B, const Ta
   check_fits(evaluate_bytes(B, block), "the evaluation scratch for blocks of " + str(std::min(B, block)));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().evaluate(*ws, ctx(), U, V, X, B, t, block, loss, errors);
+  active_kernels<T>().evaluate(*ws, ctx(batch_work(B)), U, V, X, B, t, block, loss, errors);
 }
 
 template <class T>
 int64_t Engine<T>::balance(T* U, T* V) {
   std::unique_lock<std::shared_mutex> lock(lock_);
-  return pyireg::balance(U, V, plan_.S, plan_.d, plan_.k, num_threads());
+  return pyireg::balance(U, V, plan_.S, plan_.d, plan_.k, threads_for(batch_work(1)));
 }
 
 template <class T>
 int64_t Engine<T>::normalize_units(T* U, T* V) {
   std::unique_lock<std::shared_mutex> lock(lock_);
-  return pyireg::normalize_units(U, V, plan_.S, plan_.d, plan_.k, num_threads());
+  return pyireg::normalize_units(U, V, plan_.S, plan_.d, plan_.k, threads_for(batch_work(1)));
 }
 
 template <class T>
 void Engine<T>::measures(const T* U, const T* V, double* const out[6]) const {
   std::shared_lock<std::shared_mutex> lock(lock_);
   pyireg::measures(U, V, plan_.offsets.data(), plan_.N, plan_.d, plan_.k, out[0], out[1], out[2], out[3], out[4],
-                   out[5], num_threads());
+                   out[5], threads_for(batch_work(1)));
 }
 
 template <class T>
 void Engine<T>::unit_balance(const T* U, const T* V, double* out) const {
   std::shared_lock<std::shared_mutex> lock(lock_);
-  pyireg::unit_balance(U, V, plan_.S, plan_.d, plan_.k, out, num_threads());
+  pyireg::unit_balance(U, V, plan_.S, plan_.d, plan_.k, out, threads_for(batch_work(1)));
 }
 
 template class Engine<float>;

@@ -12,6 +12,7 @@
 // memory limit (sizes.h) before anything is allocated, and throws MemoryLimitError if not.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <shared_mutex>
 
@@ -66,7 +67,18 @@ class Engine {
   int64_t workspaces() const { return pool_.size(); }
 
  private:
-  Ctx ctx() const { return Ctx{&plan_, act_, num_threads()}; }
+  // The context of a call whose work scales with `work` (S x B x (d + k) multiply-adds for an
+  // operation on a batch of B): calls below kSerialWork run on one
+  // thread (starting a thread team costs more than it saves there, far more on a loaded machine,
+  // and results do not depend on the thread count).
+  static constexpr int64_t kSerialWork = int64_t(1) << 22;
+  Ctx ctx(int64_t work) const { return Ctx{&plan_, act_, work < kSerialWork ? 1 : num_threads()}; }
+  int threads_for(int64_t work) const { return work < kSerialWork ? 1 : num_threads(); }
+  int64_t batch_work(int64_t B) const {  // S x B x (d + k), saturating
+    int64_t a, b;
+    if (__builtin_mul_overflow(plan_.S, B, &a) || __builtin_mul_overflow(a, plan_.d + plan_.k, &b)) return INT64_MAX;
+    return b;
+  }
   void check_batch(int64_t B) const;
   void check_targets(const Targets<T>& t, int64_t B) const;
   void check_rule(const UpdateRule<T>& r) const;

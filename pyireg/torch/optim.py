@@ -208,34 +208,20 @@ class PackedSGD(torch.optim.Optimizer):
             buf = st["momentum_buffer"] = buf.to(p.dtype).contiguous()
         return buf
 
-    def _native_buffers(self, module: PackedMLP, params, zero: Optional[Tensor]):
-        """(buffers to hand to the native rule, a function to call after it).
-
-        torch.optim.SGD neither reads nor writes a parameter's buffer in a step with momentum 0
-        (a buffer made earlier waits, unchanged, for momentum to return), while the native rule
-        always sets buf = momentum * buf + g. So the buffer rows of networks whose momentum is 0
-        are zeroed for the step (momentum * buf must not be 0 * inf) and put back afterwards;
-        with momentum 0 everywhere, a zeroed scratch stands in and no buffer is made."""
-        if zero is None:
-            return [self._buffer(p) for p in params], None
-        if bool(zero.all()):
-            bufs = []
-            for p in params:
-                scratch = self._scratch.get(p)
-                if scratch is None or scratch.shape != p.shape or scratch.dtype != p.dtype:
-                    scratch = self._scratch[p] = torch.empty_like(p, memory_format=torch.contiguous_format)
-                bufs.append(scratch.zero_())
-            return bufs, None
-        bufs = [self._buffer(p) for p in params]
-        rows = torch.repeat_interleave(zero, module.offsets.diff(), output_size=params[0].shape[0])
-        saved = [b[rows] for b in bufs]
-        for b in bufs:
-            b[rows] = 0
-
-        def restore():
-            for b, s in zip(bufs, saved):
-                b[rows] = s
-        return bufs, restore
+    def _native_buffers(self, params, zero: Optional[Tensor]):
+        """The buffers to hand to the native rule. Like torch.optim.SGD, the rule neither reads
+        nor writes the buffer of a network whose momentum is 0 (a buffer made earlier waits,
+        unchanged, for momentum to return); with momentum 0 everywhere torch makes no buffer, so
+        a scratch stands in and none is made."""
+        if zero is None or not bool(zero.all()):
+            return [self._buffer(p) for p in params]
+        bufs = []
+        for p in params:
+            scratch = self._scratch.get(p)
+            if scratch is None or scratch.shape != p.shape or scratch.dtype != p.dtype:
+                scratch = self._scratch[p] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            bufs.append(scratch)
+        return bufs
 
     # ------------------------------------------------------------------ steps
     @torch.no_grad()
@@ -268,11 +254,9 @@ class PackedSGD(torch.optim.Optimizer):
         lr, momentum, wd, zero = self._per_network(group, index, module)
         params = [p for _, p in present]
         if len(present) == 2:
-            bufs, restore = self._native_buffers(module, params, zero)
+            bufs = self._native_buffers(params, zero)
             _ops.packed_apply_update(U, V, U.grad, V.grad, module.offsets, bufs[0], bufs[1], lr, momentum, wd,
                                      activation=module.activation, loss=module.loss)
-            if restore is not None:
-                restore()
             return
         # one layer only (the other frozen, or in another group): torch.optim.SGD's arithmetic
         # in torch, each unit's coefficients taken from its network
@@ -327,9 +311,6 @@ class PackedSGD(torch.optim.Optimizer):
         else:
             raise ValueError("optimizer: expected a PackedSGD holding the module's U and V in one parameter group")
         lr, momentum, wd, zero = self._per_network(group, index, module)
-        bufs, restore = self._native_buffers(module, (U, V), zero)
-        losses = _ops.packed_step(U, V, batch.X, batch.y, module.offsets, bufs[0], bufs[1], lr, momentum, wd,
-                                  weights=batch.weights, activation=module.activation, loss=module.loss)
-        if restore is not None:
-            restore()
-        return losses
+        bufs = self._native_buffers((U, V), zero)
+        return _ops.packed_step(U, V, batch.X, batch.y, module.offsets, bufs[0], bufs[1], lr, momentum, wd,
+                                weights=batch.weights, activation=module.activation, loss=module.loss)

@@ -7,6 +7,13 @@ import pytest
 import pyireg
 from pyireg.experiments import trace_norm as TN
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are a few hundred microseconds of work per step: one native thread, since
+    waking a second costs more than it saves on a busy machine (conftest restores the count)."""
+    pyireg.set_num_threads(1)
+
 # float64 sums of a few dozen products: relative rounding well below 1e-12
 EXACT64 = 1e-12
 

@@ -98,18 +98,25 @@ def nuclear_norm(M) -> float:
     return float(np.linalg.svd(np.asarray(M, dtype=np.float64), compute_uv=False).sum())
 
 
-def min_nuclear_norm_completion(problem: CompletionProblem, *, eps=1e-9, max_iters=200000):
-    """min ||X||_tr subject to X = M on the observed entries, by cvxpy with SCS (accuracy eps).
-    Returns (X, ||X||_tr)."""
+def min_nuclear_norm_completion(problem: CompletionProblem, *, solver="SCS", eps=1e-9, max_iters=100000):
+    """min ||X||_tr subject to X = M on the observed entries, by cvxpy. ``solver``: "SCS" (a
+    first-order conic solver, accuracy ``eps``, at most ``max_iters`` iterations; fast on the
+    n = 50 problems here, slow on some small degenerate ones) or "CLARABEL" (interior point,
+    accurate to about 1e-8, its time grows quickly with n). Returns (X, ||X||_tr)."""
     try:
         import cvxpy as cp
     except ImportError as e:   # pragma: no cover - depends on the environment
         raise ImportError("min_nuclear_norm_completion needs cvxpy: pip install 'pyireg[convex]'") from e
     X = cp.Variable(problem.M.shape)
     prob = cp.Problem(cp.Minimize(cp.normNuc(X)), [cp.multiply(problem.mask, X) == problem.target])
-    prob.solve(solver="SCS", eps_abs=eps, eps_rel=eps, max_iters=max_iters)
+    if solver == "SCS":
+        prob.solve(solver="SCS", eps_abs=eps, eps_rel=eps, max_iters=max_iters)
+    elif solver == "CLARABEL":
+        prob.solve(solver="CLARABEL")
+    else:
+        raise ValueError(f"solver: expected 'SCS' or 'CLARABEL', got {solver!r}")
     if prob.status not in ("optimal", "optimal_inaccurate"):
-        raise RuntimeError(f"SCS did not solve the nuclear-norm completion: status {prob.status}")
+        raise RuntimeError(f"{solver} did not solve the nuclear-norm completion: status {prob.status}")
     return np.asarray(X.value), nuclear_norm(X.value)
 
 
@@ -135,7 +142,7 @@ def compare(problem: CompletionProblem, model: PackedMLP, grid, loss, convex):
 
 
 def demo(out, *, n=50, rank=5, observed_factors=(3, 6), init_scales=(1e-1, 3e-2, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6),
-         widths=None, iters=10000, lr=0.4, seed=0, threads=1, **_) -> DemoResult:
+         widths=None, iters=10000, lr=0.4, seed=0, threads=1, solver="SCS") -> DemoResult:
     """For each number of observed entries (a multiple of n * rank): gradient descent from every
     init scale x width (one packed model) against the minimum nuclear-norm completion."""
     import pandas as pd
@@ -144,7 +151,7 @@ def demo(out, *, n=50, rank=5, observed_factors=(3, 6), init_scales=(1e-1, 3e-2,
     rows, convex_err = [], {}
     for f in observed_factors:
         problem = make_problem(n, rank, int(round(f * n * rank)), seed=seed)
-        convex = min_nuclear_norm_completion(problem)
+        convex = min_nuclear_norm_completion(problem, solver=solver)
         with num_threads(threads):
             model, grid, loss = fit_by_gradient_descent(problem, widths, init_scales, lr=lr, iters=iters, seed=seed)
         part = compare(problem, model, grid, loss, convex)
@@ -158,21 +165,25 @@ def demo(out, *, n=50, rank=5, observed_factors=(3, 6), init_scales=(1e-1, 3e-2,
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = ["--", "-", ":", "-."]
+    floor = 1e-8      # about the convex solver's accuracy: smaller values are drawn at the floor
     for j, f in enumerate(observed_factors):
         t = table[table["observed / (n r)"] == f]
         for c, w in enumerate(widths):
             tw = t[t["H"] == w]
             kw = dict(color=f"C{c}", ls=styles[j % 4], marker="o", ms=3)
-            axes[0].loglog(tw["init_scale"], tw["nuclear / minimum"] - 1, label=f"{f:g} n r observed, H={w}", **kw)
-            axes[1].loglog(tw["init_scale"], tw["error"], **kw)
-        axes[1].axhline(max(convex_err[f], 1e-12), color="k", ls=styles[j % 4], lw=1,
+            axes[0].loglog(tw["init_scale"], np.maximum(np.abs(tw["nuclear / minimum"] - 1), floor),
+                           label=f"{f:g} n r observed, H={w}", **kw)
+            axes[1].loglog(tw["init_scale"], np.maximum(tw["error"], floor), **kw)
+        axes[1].axhline(max(convex_err[f], floor), color="k", ls=styles[j % 4], lw=1,
                         label=f"min nuclear norm (convex), {f:g} n r observed")
+    for ax in axes:
+        ax.set_ylim(bottom=floor / 2)
     axes[0].set_xlabel("initialization scale (std of every weight)")
-    axes[0].set_ylabel("nuclear norm / minimum - 1")
+    axes[0].set_ylabel(f"|nuclear norm / minimum - 1|  (floor {floor:g})")
     axes[0].set_title(f"GD on U, V: n={n}, rank {rank}")
     axes[0].legend(fontsize=6, ncol=2)
     axes[1].set_xlabel("initialization scale (std of every weight)")
-    axes[1].set_ylabel("||completion - M||_F / ||M||_F")
+    axes[1].set_ylabel(f"||completion - M||_F / ||M||_F  (floor {floor:g})")
     axes[1].set_title("error to the true matrix")
     axes[1].legend(fontsize=7)
     for ax in axes:

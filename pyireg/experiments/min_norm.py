@@ -91,8 +91,8 @@ def gradient_descent(X, y, thetas0, *, lr=None, momentum=0.0, ridge=0.0, iters=2
     return model.U.astype(np.float64), (dist if targets else None)
 
 
-def demo(out, *, n=20, p=100, iters=3000, lams=(1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6), seed=42, threads=1,
-         **_) -> DemoResult:
+def demo(out, *, n=20, p=100, iters=3000, lams=(1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6), seed=42,
+         threads=1) -> DemoResult:
     """GD from 0, with and without momentum, and from three random theta_0; ridge paths."""
     import pandas as pd
     t0 = time.perf_counter()

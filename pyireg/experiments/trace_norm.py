@@ -153,17 +153,19 @@ def stationarity(model: PackedMLP, X, Y, lam) -> np.ndarray:
 
 
 def train_weight_decay(model: PackedMLP, X, Y, lam, *, lr=0.05, momentum=0.9, max_iters=50000, tol=1e-12,
-                       check_every=200, record_every=None):
+                       check_every=200, record_at=()):
     """Full-batch gradient descent with momentum and weight decay lam (a scalar or one value
     per network) until every network's ``stationarity`` is below tol or max_iters steps.
-    With ``record_every``, also records (iteration, l2_penalty, group_l1, trace_norm) along the
-    way. Returns (iterations run, final stationarity, records)."""
+    At the iterations in ``record_at`` (and at the end, if any are given), records
+    (iteration, l2_penalty, group_l1, trace_norm). Returns (iterations run, final
+    stationarity, records)."""
     opt = MomentumSGD(model, lr, momentum, lam)
+    record_at = set(int(i) for i in record_at)
     records = []
     it = 0
     res = stationarity(model, X, Y, lam)
     while it < max_iters and not np.all(res <= tol):
-        if record_every and it % record_every == 0:
+        if it in record_at:
             m = model.measures()
             records.append((it, m["l2_penalty"], m["group_l1"], trace_norm(model)))
         opt.step(X, Y)
@@ -171,7 +173,7 @@ def train_weight_decay(model: PackedMLP, X, Y, lam, *, lr=0.05, momentum=0.9, ma
         if it % check_every == 0:
             res = stationarity(model, X, Y, lam)
     res = stationarity(model, X, Y, lam)
-    if record_every:
+    if record_at:
         m = model.measures()
         records.append((it, m["l2_penalty"], m["group_l1"], trace_norm(model)))
     return it, res, records
@@ -187,7 +189,7 @@ def regression_problem(n=200, d=12, k=8, rank=3, noise=0.5, seed=0):
 
 # ----------------------------------------------------------------------------- the demonstration
 def demo(out, *, widths=(1, 2, 3, 4, 6, 8, 16), lams=(0.03, 0.3, 1.0), n=200, d=12, k=8, rank=3, noise=0.5,
-         max_iters=30000, seed=0, threads=1, **_) -> DemoResult:
+         max_iters=30000, seed=0, threads=1) -> DemoResult:
     """Linear networks of several widths trained with weight decay lambda (one packed model),
     against the convex trace-norm-regularized regression; plus the SVD factorization."""
     import pandas as pd
@@ -198,8 +200,9 @@ def demo(out, *, widths=(1, 2, 3, 4, 6, 8, 16), lams=(0.03, 0.3, 1.0), n=200, d=
     lam_n = np.array([g[0] for g in grid])
     model = PackedMLP([g[1] for g in grid], d, k, activation="linear", loss="squared", seed=seed, dtype="float64")
     with num_threads(threads):
-        iters, res, records = train_weight_decay(model, X, Y, lam_n, max_iters=max_iters,
-                                                 record_every=max(1, max_iters // 300))
+        iters, res, records = train_weight_decay(
+            model, X, Y, lam_n, max_iters=max_iters,
+            record_at=np.unique(np.geomspace(1, max_iters, 200).astype(int)))
         loss = model.evaluate(X, Y)[1]
     convex = {lam: solve_trace_norm_regression(X, Y, lam) for lam in lams}
     meas, tr = model.measures(), trace_norm(model)
@@ -246,11 +249,12 @@ def demo(out, *, widths=(1, 2, 3, 4, 6, 8, 16), lams=(0.03, 0.3, 1.0), n=200, d=
     trs = np.array([r[3] for r in records])
     shown = [i for i, (lam, w) in enumerate(grid) if lam == lams[len(lams) // 2] and w in (widths[0], widths[-1])]
     for c, i in enumerate(shown):
-        ax.loglog(its[1:], np.maximum(l2[1:, i] / trs[1:, i] - 1, floor), "-", color=f"C{c}",
+        ax.loglog(its, np.maximum(l2[:, i] / trs[:, i] - 1, floor), "-", color=f"C{c}",
                   label=f"H={grid[i][1]}: l2_penalty / trace norm - 1")
-        ax.loglog(its[1:], np.maximum(g1[1:, i] / trs[1:, i] - 1, floor), "--", color=f"C{c}",
+        ax.loglog(its, np.maximum(g1[:, i] / trs[:, i] - 1, floor), "--", color=f"C{c}",
                   label=f"H={grid[i][1]}: group_l1 / trace norm - 1")
     ax.set_xlabel("iteration (full batch, momentum 0.9)")
+    ax.set_ylabel(f"ratio - 1 (floor {floor:g})")
     ax.set_title(f"penalties meet the trace norm at a stationary point (λ={lams[len(lams) // 2]:g})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -76,3 +76,16 @@ def test_stop_epoch_freezes_a_network_and_a_blown_up_run_is_marked_failed():
     assert list(fe["failed"]) == [False, False, True]
     with pytest.raises(ValueError, match="stop_epoch: expected 3 non-negative epoch counts"):
         knobs.train(ds, [6, 6, 6], lr=0.1, epochs=1, stop_epoch=[1, 2])
+
+
+def test_settings_compared_at_one_width_start_from_the_same_draws():
+    grid = [(s, lr, w) for s in (0, 1) for lr in (0.1, 0.3) for w in (8, 32)]
+    seeds = knobs._paired_seeds(grid, 0, 2)
+    key = {}
+    for g, sd in zip(grid, seeds):
+        key.setdefault((g[0], g[2]), set()).add(int(sd))
+    assert all(len(v) == 1 for v in key.values())               # lr does not change the draws
+    assert len({next(iter(v)) for v in key.values()}) == 4      # repetition and width do
+    # an init scale multiplies the same directions
+    m = pyireg.PackedMLP([8, 8], 100, 10, init_std=np.array([0.1, 0.3]), seed=np.array([seeds[0], seeds[0]]))
+    np.testing.assert_allclose(m.network(1)[0], 3 * m.network(0)[0], rtol=1e-6)

@@ -107,6 +107,17 @@ def final_and_early(history, keys):
                                       "movement", "l2_penalty", "failed"]]
 
 
+def _paired_seeds(grid, seed_at, width_at):
+    """One generator seed per network of ``grid`` (tuples holding a repetition seed at
+    ``seed_at`` and a width at ``width_at``, or None when all widths are equal) that depends on
+    the repetition and the width only: the settings compared at one width start from the same
+    random draws (init scales multiply the same directions), so their differences are not
+    differences between initializations."""
+    widths = sorted({g[width_at] for g in grid}) if width_at is not None else [None]
+    return np.array([1000 * int(g[seed_at]) + widths.index(g[width_at] if width_at is not None else None)
+                     for g in grid])
+
+
 def _mean_by(df, by, cols):
     g = df.groupby(by, sort=True)[cols]
     out = g.mean()
@@ -129,7 +140,7 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
     grid = [(s, lr, w) for s in seeds for lr in lrs for w in widths]
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=np.array([g[1] for g in grid]), momentum=0.0,
-                    batch_size=batch_size, epochs=epochs, seed=np.array([1000 * g[0] + i for i, g in enumerate(grid)]),
+                    batch_size=batch_size, epochs=epochs, seed=_paired_seeds(grid, 0, 2),
                     columns={"seed": np.array([g[0] for g in grid])})
     res = final_and_early(run.history, ["seed", "lr", "H"])
     table = _mean_by(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
@@ -193,7 +204,7 @@ def init_scale_demo(out, *, widths=(32, 256, 2048), scales=(0.1, 0.3, 1.0, 2.0, 
     std_v = np.array([a / np.sqrt(w) for _, a, w in grid])
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=lr, momentum=momentum, batch_size=batch_size, epochs=epochs,
-                    init_std=(std_u, std_v), seed=np.array([1000 * g[0] + i for i, g in enumerate(grid)]),
+                    init_std=(std_u, std_v), seed=_paired_seeds(grid, 0, 2),
                     columns={"seed": np.array([g[0] for g in grid]), "init_scale": np.array([g[1] for g in grid])})
     res = final_and_early(run.history, ["seed", "init_scale", "H"])
     table = _mean_by(res, ["H", "init_scale"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
@@ -262,7 +273,7 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
             stop = np.array([budget[r] for _, r in grid])
             run = train(ds, [width] * len(grid), lr=np.array([r * B for _, r in grid]), momentum=0.0, batch_size=B,
                         epochs=int(stop.max()), stop_epoch=stop,
-                        seed=np.array([1000 * s + i for i, (s, _) in enumerate(grid)]),
+                        seed=_paired_seeds(grid, 0, None),
                         columns={"seed": np.array([s for s, _ in grid]), "ratio": np.array([r for _, r in grid]),
                                  "batch_size": np.full(len(grid), B), "epochs": stop})
             parts.append(final_and_early(run.history, ["seed", "batch_size", "ratio", "lr", "epochs", "H"]))
@@ -326,7 +337,7 @@ def early_stopping_demo(out, *, widths=(4, 16, 64, 256, 1024), noise_levels=(0.0
             ds = load_digits(dataset, n_train, n_val, n_test, label_noise=q)
             grid = [(s, w) for s in seeds for w in widths]
             run = train(ds, [w for _, w in grid], lr=sched.lr0, batch_size=batch_size, epochs=epochs,
-                        schedule=sched, seed=np.array([1000 * s + i for i, (s, _) in enumerate(grid)]),
+                        schedule=sched, seed=_paired_seeds(grid, 0, 1),
                         columns={"seed": np.array([s for s, _ in grid]), "label_noise": np.full(len(grid), q)})
             parts.append(final_and_early(run.history, ["seed", "label_noise", "H"]))
             curves[q] = run.history

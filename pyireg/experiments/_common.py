@@ -1,0 +1,84 @@
+"""What the demonstrations share: a thread-count context, figures and tables written to a
+directory, and the Frobenius norms of a network's weights."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from .. import _core
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Run a block with ``n`` native threads (``None``: leave the setting alone), then restore
+    the previous count. The linear demonstrations use one thread: a step of their small models
+    is a few hundred microseconds of work, less than what splitting it across threads costs on
+    a busy machine."""
+    if n is None:
+        yield
+        return
+    old = _core.get_num_threads()
+    _core.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        _core.set_num_threads(old)
+
+
+@dataclasses.dataclass
+class DemoResult:
+    """What a demonstration produced: its table (a DataFrame), the figure written, and the key
+    numbers as sentences (printed by the command and quoted in the README)."""
+    name: str
+    table: "pd.DataFrame"   # noqa: F821
+    figure: Path
+    summary: list
+    seconds: float = float("nan")
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (the demos never open a window)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def markdown_table(df, floatfmt="{:.4g}") -> str:
+    """A DataFrame as a Markdown table (without needing the tabulate package)."""
+    cols = [str(c) for c in df.columns]
+
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return floatfmt.format(v) if np.isfinite(v) else str(v)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def network_sq_norms(model) -> np.ndarray:
+    """Per network ||U_n||_F^2 + ||V_n||_F^2 (float64)."""
+    m = model.measures()
+    return np.asarray(m["norm_U"], np.float64) ** 2 + np.asarray(m["norm_V"], np.float64) ** 2
+
+
+def distance_per_network(model, U0, V0) -> np.ndarray:
+    """Per network ||(U_n, V_n) - (U0_n, V0_n)||_F (float64), summed in unit order."""
+    dU = ((model.U.astype(np.float64) - U0) ** 2).sum(1)
+    dV = ((model.V.astype(np.float64) - V0) ** 2).sum(1)
+    return np.sqrt(np.add.reduceat(dU + dV, model.offsets[:-1]))

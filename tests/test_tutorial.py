@@ -1,0 +1,91 @@
+"""Every demonstration command runs (at a tiny size) and writes its figure and table; the
+ReLU training loop records what the demonstrations read."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import pyireg
+from pyireg.experiments import knobs, tutorial
+
+
+@pytest.mark.parametrize("name", list(tutorial.DEMOS))
+def test_demo_command_writes_a_figure_and_a_table(name, tmp_path, capsys):
+    if name == "matrix-completion":
+        pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
+    assert tutorial.main([name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    png, csv = tmp_path / f"{name}.png", tmp_path / f"{name}.csv"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(csv)
+    assert len(table) > 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| ") and f"wrote {png}" in printed
+
+
+def test_quick_min_norm_demo_still_finds_the_pseudo_inverse(tmp_path):
+    res = tutorial.run("min-norm", tmp_path, quick=True, threads=1)
+    gd = res.table[res.table["run"].str.startswith("GD")]
+    dist = gd["||θ - X⁺y|| / ||X⁺y||"].to_numpy()
+    own = gd["||θ - (θ0 + X⁺(y - Xθ0))|| / ||·||"].to_numpy()
+    assert np.all(dist[:2] < 1e-6) and np.all(dist[2:] > 0.1) and np.all(own < 1e-6)
+
+
+def test_unknown_demo_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="name: expected one of min-norm"):
+        tutorial.run("lazy", tmp_path)
+    with pytest.raises(SystemExit):
+        tutorial.main(["lazy"])
+
+
+def test_training_loop_records_every_network_and_epoch():
+    ds = knobs.load_digits("mnist5k", n_train=120, n_val=60, n_test=60)
+    run = knobs.train(ds, [3, 10], lr=np.array([0.05, 0.0]), batch_size=40, epochs=3, seed=np.array([1, 2]))
+    h = run.history
+    assert len(h) == 2 * 4 and set(h["epoch"]) == {0, 1, 2, 3}
+    # lr 0 leaves the second network where it started: no movement, same errors every epoch
+    still = h[h["net"] == 1]
+    assert np.all(still["movement"] == 0) and still["test_error"].nunique() == 1
+    moved = h[h["net"] == 0]
+    assert moved["movement"].iloc[0] == 0 and np.all(np.diff(moved["movement"]) > 0)
+    # the recorded test error is the model's own evaluation
+    err, _ = run.model.evaluate(ds.X_test, ds.y_test)
+    np.testing.assert_array_equal(h[h["epoch"] == 3].sort_values("net")["test_error"].to_numpy(), err)
+    # early stopping reads the epoch of least validation error after the initialization
+    fe = knobs.final_and_early(h, ["H"])
+    for j in range(2):
+        hj = h[(h["net"] == j) & (h["epoch"] > 0)]
+        assert fe.loc[j, "epoch_es"] == hj.loc[hj["val_error"].idxmin(), "epoch"]
+
+
+def test_training_loop_refuses_a_batch_larger_than_the_data():
+    ds = knobs.load_digits("mnist5k", n_train=50, n_val=20, n_test=20)
+    with pytest.raises(ValueError, match="batch_size: expected 1..50"):
+        knobs.train(ds, [2], lr=0.1, batch_size=51, epochs=1)
+
+
+def test_stop_epoch_freezes_a_network_and_a_blown_up_run_is_marked_failed():
+    ds = knobs.load_digits("mnist5k", n_train=120, n_val=60, n_test=60)
+    run = knobs.train(ds, [6, 6, 6], lr=np.array([0.05, 0.05, 50.0]), batch_size=40, epochs=3,
+                      stop_epoch=np.array([3, 1, 3]), seed=np.array([1, 1, 2]))
+    h = run.history
+    first, second = h[h["net"] == 0], h[h["net"] == 1]
+    # same seed, same data: identical until network 1 stops, then it keeps its epoch-1 weights
+    first, second = first[first["epoch"] > 0], second[second["epoch"] > 0]
+    assert first["movement"].iloc[0] == second["movement"].iloc[0]
+    assert second["movement"].nunique() == 1 and first["movement"].nunique() == 3
+    fe = knobs.final_and_early(h, ["H"])
+    assert list(fe["failed"]) == [False, False, True]
+    with pytest.raises(ValueError, match="stop_epoch: expected 3 non-negative epoch counts"):
+        knobs.train(ds, [6, 6, 6], lr=0.1, epochs=1, stop_epoch=[1, 2])
+
+
+def test_settings_compared_at_one_width_start_from_the_same_draws():
+    grid = [(s, lr, w) for s in (0, 1) for lr in (0.1, 0.3) for w in (8, 32)]
+    seeds = knobs._paired_seeds(grid, 0, 2)
+    key = {}
+    for g, sd in zip(grid, seeds):
+        key.setdefault((g[0], g[2]), set()).add(int(sd))
+    assert all(len(v) == 1 for v in key.values())               # lr does not change the draws
+    assert len({next(iter(v)) for v in key.values()}) == 4      # repetition and width do
+    # an init scale multiplies the same directions
+    m = pyireg.PackedMLP([8, 8], 100, 10, init_std=np.array([0.1, 0.3]), seed=np.array([seeds[0], seeds[0]]))
+    np.testing.assert_allclose(m.network(1)[0], 3 * m.network(0)[0], rtol=1e-6)

@@ -300,6 +300,11 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .experiments import tutorial
+    return tutorial.main(args.argv)
+
+
 def cmd_plot(args) -> int:
     from .plots import plot_results, results_table
     if args.output:
@@ -518,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("results", help="a sweep or figure directory")
     pl.add_argument("--output", help="PNG path (default: inside RESULTS)")
     pl.set_defaults(func=cmd_plot)
+
+    dm = mk("demo", add_help=False, help="the implicit biases of gradient descent: min-norm, trace-norm, "
+                                        "matrix-completion, init-scale, learning-rate, batch-size, early-stopping",
+            description="One demonstration of the tutorial or of Section 3 of the paper; "
+                        "'pyireg demo --help' lists the options.")
+    dm.add_argument("argv", nargs=argparse.REMAINDER, help="NAME [--out DIR] [--quick] [--threads N] [--set KEY=VALUE]")
+    dm.set_defaults(func=cmd_demo)
     return p
 
 
@@ -553,7 +565,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command != "demo":       # the demo parser reads its own options (pyireg demo --help)
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.argv = unknown + args.argv
     from .experiments.sweep import SweepStateError
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError)
     from .experiments.sweep import ChanceWarning

@@ -211,3 +211,12 @@ def test_warnings_are_one_line(capsys, tmp_path):
                  "2", "--out", str(tmp_path / "w"), "--quiet"]) == 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("pyireg: warning:") and "not standardized" in err and len(err.splitlines()) == 1
+
+
+def test_demo_command_runs_a_quick_demonstration(tmp_path, capsys):
+    from pyireg import cli
+    assert cli.main(["demo", "min-norm", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "min-norm.png").exists() and (tmp_path / "min-norm.csv").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--help"])
+    assert e.value.code == 0 and "early-stopping" in capsys.readouterr().out

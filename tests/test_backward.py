@@ -105,3 +105,20 @@ def test_backward_checks_its_arguments():
         model.backward(X, np.zeros((2, 4, 3)))
     with pytest.raises(ValueError, match="grad_out: contains NaN or inf"):
         model.backward(X, np.full((2, 5, 3), np.nan))
+
+
+@pytest.mark.parametrize("simd", simd_targets())
+def test_backward_from_kept_activations_equals_recomputing_them(simd):
+    _core.set_simd(simd)
+    model = pyireg.PackedMLP([5, 700, 1, 9000, 31], 23, 6, seed=8)
+    X, _ = make_data(37, 23, 6, seed=9)
+    G = _upstream(model, 37, 10)
+    eng = model._engine
+    act = np.empty((model.num_units, eng.activation_columns(37)), np.float32)
+    np.testing.assert_array_equal(eng.forward(model.U, model.V, X, act), model.forward(X))
+    kept = [np.empty_like(model.U), np.empty_like(model.V), np.empty_like(X)]
+    eng.backward(model.U, model.V, X, G, *kept, act=act)
+    for a, b in zip(kept, model.backward(X, G)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"act: expected a float32 array of shape \(9737, 40\)"):
+        eng.backward(model.U, model.V, X, G, kept[0], act=act[:, :8])

@@ -44,21 +44,23 @@ class PyEngine {
   Engine<T>& engine() { return *e_; }
   const Engine<T>& engine() const { return *e_; }
 
-  py::array_t<T> forward(const py::array& U, const py::array& V, const py::array& X) const {
+  py::array_t<T> forward(const py::array& U, const py::array& V, const py::array& X, const py::object& act) const {
     const auto [u, v] = weights(U, V, false);
     const T* x = batch(X);
     const int64_t B = X.shape(0);
+    T* a = act.is_none() ? nullptr
+                         : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, true);
     check_fits(checked_mul3(checked_mul(e_->N(), B, "outputs"), e_->k(), sizeof(T), "outputs"),
                "the outputs of " + std::to_string(e_->N()) + " networks on " + std::to_string(B) + " samples");
     py::array_t<T> out({e_->N(), B, e_->k()});
     T* o = out.mutable_data();
     py::gil_scoped_release nogil;
-    e_->forward(u, v, x, B, o);
+    e_->forward(u, v, x, B, o, a);
     return out;
   }
 
   void backward(const py::array& U, const py::array& V, const py::array& X, const py::array& grad_out,
-                const py::object& gU, const py::object& gV, const py::object& gX) const {
+                const py::object& gU, const py::object& gV, const py::object& gX, const py::object& act) const {
     const auto [u, v] = weights(U, V, false);
     const T* x = batch(X);
     const int64_t B = X.shape(0);
@@ -66,8 +68,10 @@ class PyEngine {
     T* pu = gU.is_none() ? nullptr : checked<T>(gU.cast<py::array>(), "gU", {e_->S(), e_->d()}, true);
     T* pv = gV.is_none() ? nullptr : checked<T>(gV.cast<py::array>(), "gV", {e_->S(), e_->k()}, true);
     T* px = gX.is_none() ? nullptr : checked<T>(gX.cast<py::array>(), "gX", {B, e_->d()}, true);
+    const T* pa = act.is_none() ? nullptr
+                                : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
     py::gil_scoped_release nogil;
-    e_->backward(u, v, x, B, go, pu, pv, px);
+    e_->backward(u, v, x, B, go, pu, pv, px, pa);
   }
 
   py::array_t<double> loss_and_grad(const py::array& U, const py::array& V, const py::array& X, const py::array& y,
@@ -240,9 +244,12 @@ void bind_engine(py::module_& m, const char* name) {
                              "Scratch workspaces in the pool (one per call that ran concurrently with others).")
       .def("pass_bytes", [](const E& e, int64_t B, bool input_grad) { return e.engine().pass_bytes(B, input_grad); },
            py::arg("B"), py::arg("input_grad") = false, "Scratch bytes of a training pass on B samples.")
-      .def("forward", &E::forward, py::arg("U"), py::arg("V"), py::arg("X"))
+      .def_static("activation_columns", &Engine<T>::activation_columns, py::arg("B"),
+                  "Columns of the activations forward keeps (act): B rounded up to the SIMD width.")
+      .def("forward", &E::forward, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("act") = py::none())
       .def("backward", &E::backward, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("grad_out"),
-           py::arg("gU") = py::none(), py::arg("gV") = py::none(), py::arg("gX") = py::none())
+           py::arg("gU") = py::none(), py::arg("gV") = py::none(), py::arg("gX") = py::none(),
+           py::arg("act") = py::none())
       .def("loss_and_grad", &E::loss_and_grad, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"),
            py::arg("weights"), py::arg("gU"), py::arg("gV"))
       .def("step", &E::step, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),

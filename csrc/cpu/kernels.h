@@ -103,20 +103,20 @@ struct GradSink {
   T* gV;  // S x k, or null
 };
 
-// Backward of the chunks of group g from the output gradients in ws.outs. With a rule, the dU
+// Backward of the chunks of group g from the output gradients in ws.outs and the activations AT
+// (row h of unit h at AT + h * Bp: the group's in ws.AT, or all of them kept by forward). With a rule, the dU
 // product applies the rule to U's rows in its epilogue and the rule is then applied to V's rows;
 // without one, the gradients are stored in `sink`. When dZ_group is set, dZ of every unit of
 // the group is kept there (for the input gradient).
 template <class T, class R>
 void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps, int64_t g, const R* rule,
-                    GradSink<T> sink, bool need_dU, T* dZ_group) {
+                    GradSink<T> sink, bool need_dU, T* dZ_group, const T* AT) {
   const Plan& p = *cx.plan;
   const int64_t cu = p.chunk_units, k = p.k, d = p.d, Bp = ps.Bp, dp = ps.dp;
   const int64_t stride = backward_thread_scratch(p, Bp, dp);
   const bool use_relu = cx.act == Activation::relu;
   const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
   const int64_t unit0 = p.chunk_begin[c0];
-  const T* AT = ws.AT.data() - unit0 * Bp;  // indexed by global unit below
   const T* G = ws.outs.data();
   const T* Xp = ws.Xp.data();
   T* scratch = ws.thread_scratch.data();
@@ -182,6 +182,12 @@ void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& 
     }
 }
 
+// The activations of group g in ws.AT, indexed by global unit (row h at the result + h * Bp).
+template <class T>
+const T* group_activations(const Workspace<T>& ws, const Plan& p, const Pass& ps, int64_t g) {
+  return ws.AT.data() - p.chunk_begin[p.group_chunk_ptr[g]] * ps.Bp;
+}
+
 // Scratch for a training pass (grown once, then reused).
 template <class T>
 void reserve_pass(Workspace<T>& ws, const Ctx& cx, const Pass& ps, bool input_grad) {
@@ -213,7 +219,8 @@ void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t 
   reserve_pass(ws, cx, ps, false);
   for (int64_t g = 0; g < p.ngroups(); ++g) {
     forward_loss_group(ws, cx, U, V, t, ps, g, loss);
-    backward_group(ws, cx, U, V, ps, g, rule, sink, rule != nullptr || sink.gU != nullptr, static_cast<T*>(nullptr));
+    backward_group(ws, cx, U, V, ps, g, rule, sink, rule != nullptr || sink.gU != nullptr, static_cast<T*>(nullptr),
+                   group_activations(ws, p, ps, g));
   }
 }
 
@@ -228,7 +235,7 @@ void with_rule(const UpdateRule<T>& r, F&& f) {
 
 // ---------------------------------------------------------------- entry points
 template <class T>
-void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, T* out) {
+void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, T* out, T* act) {
   const Plan& p = *cx.plan;
   constexpr int W = VecOf<T>::W;
   const int64_t Bp = round_up(B, W);
@@ -236,9 +243,9 @@ void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X
   ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bp));
   ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * Bp));
   const int64_t stride = p.chunk_units * Bp;
-  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
-  forward_chunks(cx, U, V, ws.XT.data(), Bp, static_cast<T*>(nullptr), 0, ws.slots.data(), ws.outs.data(),
-                 ws.thread_scratch.data(), stride, 0, p.nchunks());
+  if (!act) ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
+  forward_chunks(cx, U, V, ws.XT.data(), Bp, act, 0, ws.slots.data(), ws.outs.data(), ws.thread_scratch.data(),
+                 stride, 0, p.nchunks());
   T* outs = ws.outs.data();
   const T* slots = ws.slots.data();
 #pragma omp parallel for schedule(static) num_threads(cx.threads)
@@ -253,7 +260,7 @@ void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X
 
 template <class T>
 void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU,
-              T* gV, T* gX) {
+              T* gV, T* gX, const T* act) {
   const Plan& p = *cx.plan;
   const int64_t d = p.d, k = p.k;
   const Pass ps = make_pass<T>(p, B);
@@ -276,10 +283,11 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   T* Vw = const_cast<T*>(V);
   for (int64_t g = 0; g < p.ngroups(); ++g) {
     const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
-    forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], static_cast<T*>(nullptr),
-                   static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
+    if (!act)
+      forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], static_cast<T*>(nullptr),
+                     static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
     backward_group(ws, cx, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
-                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr));
+                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr), act ? act : group_activations(ws, p, ps, g));
     if (dXT) input_grad_group(cx, U, ws.dZ.data(), ps, g, dXT);
   }
   if (gX)

@@ -112,21 +112,22 @@ void Engine<T>::check_rule(const UpdateRule<T>& r) const {
 }
 
 template <class T>
-void Engine<T>::forward(const T* U, const T* V, const T* X, int64_t B, T* out) const {
+void Engine<T>::forward(const T* U, const T* V, const T* X, int64_t B, T* out, T* act) const {
   check_batch(B);
   check_fits(forward_bytes(B), "the forward scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().forward(*ws, ctx(batch_work(B)), U, V, X, B, out);
+  active_kernels<T>().forward(*ws, ctx(batch_work(B)), U, V, X, B, out, act);
 }
 
 template <class T>
-void Engine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX) const {
+void Engine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX,
+                         const T* act) const {
   check_batch(B);
   check_fits(pass_bytes(B, gX != nullptr), "the backward scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().backward(*ws, ctx(batch_work(B)), U, V, X, B, dOut, gU, gV, gX);
+  active_kernels<T>().backward(*ws, ctx(batch_work(B)), U, V, X, B, dOut, gU, gV, gX, act);
 }
 
 template <class T>

@@ -46,8 +46,13 @@ class Engine {
   int64_t pass_bytes(int64_t B, bool input_grad) const;
   int64_t evaluate_bytes(int64_t B, int64_t block) const;
 
-  void forward(const T* U, const T* V, const T* X, int64_t B, T* out) const;
-  void backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX) const;
+  // With act (S x activation_columns(B)), forward keeps the hidden activations there and
+  // backward takes them instead of computing the first layer again (the autograd path).
+  void forward(const T* U, const T* V, const T* X, int64_t B, T* out, T* act = nullptr) const;
+  void backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX,
+                const T* act = nullptr) const;
+  // Columns of the kept activations (S x activation_columns(B)): B rounded up to the SIMD width.
+  static int64_t activation_columns(int64_t B) { return round_up(B, simd_width<T>()); }
   void loss_and_grad(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, double* loss, T* gU,
                      T* gV) const;
   void step(T* U, T* V, const T* X, int64_t B, const Targets<T>& t, const UpdateRule<T>& r, double* loss);

@@ -49,12 +49,14 @@ struct UpdateRule {
 
 template <class T>
 struct Kernels {
-  // out (N x B x k) = the networks' outputs on X.
-  void (*forward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, T* out);
+  // out (N x B x k) = the networks' outputs on X; with act (S x Bp, Bp = B rounded up to
+  // simd_width), the hidden activations are kept there for a later backward.
+  void (*forward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, T* out, T* act);
   // Gradients of sum_n <dOut[n], out[n]> with respect to U, V and X (any of gU, gV, gX may be
-  // null; gX is summed over networks).
+  // null; gX is summed over networks). With act (from forward on the same weights and batch),
+  // the first layer is not computed again.
   void (*backward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* dOut,
-                   T* gU, T* gV, T* gX);
+                   T* gU, T* gV, T* gX, const T* act);
   // Per-network mean loss (N) and its gradients with respect to U and V.
   void (*loss_and_grad)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B,
                         const Targets<T>&, double* loss, T* gU, T* gV);

@@ -298,15 +298,20 @@ def _nonnegative(weights: Optional[Tensor]) -> None:
 # --------------------------------------------------------------------------- kernels
 # The computations themselves, on real CPU tensors. The registered operators call them, and so
 # does the eager fast path (``_eager``).
-def _k_forward(U, V, X, offsets, activation, loss):
+def _k_forward(U, V, X, offsets, activation, loss, keep=False):
+    """The outputs; with ``keep``, (outputs, the hidden activations for _k_backward's ``act``)."""
     _real(("U", U), ("V", V), ("X", X), ("offsets", offsets))
     N, B = offsets.shape[0] - 1, X.shape[0]
     if B == 0:
-        return U.new_empty((N, 0, V.shape[1]))
-    return torch.from_numpy(_engine(U, V, offsets, activation, loss).forward(_view(U), _view(V), _view(X)))
+        out = U.new_empty((N, 0, V.shape[1]))
+        return (out, None) if keep else out
+    engine = _engine(U, V, offsets, activation, loss)
+    act = torch.empty((U.shape[0], engine.activation_columns(B)), dtype=U.dtype) if keep else None
+    out = torch.from_numpy(engine.forward(_view(U), _view(V), _view(X), None if act is None else act.numpy()))
+    return (out, act) if keep else out
 
 
-def _k_backward(grad_out, U, V, X, offsets, activation, loss, need_U, need_V, need_X):
+def _k_backward(grad_out, U, V, X, offsets, activation, loss, need_U, need_V, need_X, act=None):
     _real(("grad_out", grad_out), ("U", U), ("V", V), ("X", X), ("offsets", offsets))
     gU = _POOL.empty(U.shape, U.dtype) if need_U else U.new_empty((0,))
     gV = _POOL.empty(V.shape, V.dtype) if need_V else V.new_empty((0,))
@@ -316,7 +321,7 @@ def _k_backward(grad_out, U, V, X, offsets, activation, loss, need_U, need_V, ne
         return gU, gV, gX
     _engine(U, V, offsets, activation, loss).backward(
         _view(U), _view(V), _view(X), _view(grad_out), gU.numpy() if need_U else None,
-        gV.numpy() if need_V else None, gX.numpy() if need_X else None)
+        gV.numpy() if need_V else None, gX.numpy() if need_X else None, None if act is None else act.numpy())
     return gU, gV, gX
 
 
@@ -567,17 +572,22 @@ def _bump(*tensors) -> None:
 
 
 class _Forward(torch.autograd.Function):
+    """The eager autograd path. It keeps the hidden activations (S x B, the memory a plain torch
+    MLP's autograd keeps too), so that backward does not compute the first layer again."""
     @staticmethod
     def forward(ctx, U, V, X, offsets, activation, loss):
+        out, act = _k_forward(U, V, X, offsets, activation, loss, keep=True)
         ctx.save_for_backward(U, V, X, offsets)
         ctx.layout = (activation, loss)
-        return _k_forward(U, V, X, offsets, activation, loss)
+        ctx.act = act
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
         U, V, X, offsets = ctx.saved_tensors
         nU, nV, nX = ctx.needs_input_grad[:3]
-        gU, gV, gX = _k_backward(grad_out.contiguous(), U, V, X, offsets, *ctx.layout, nU, nV, nX)
+        act, ctx.act = ctx.act, None          # used once (retain_graph: recomputed after that)
+        gU, gV, gX = _k_backward(grad_out.contiguous(), U, V, X, offsets, *ctx.layout, nU, nV, nX, act)
         grads = _first_order("packed_forward", (gU if nU else None, gV if nV else None, gX if nX else None),
                              (U, V, X, grad_out))
         return (*grads, None, None, None)

@@ -270,3 +270,13 @@ def test_unit_moments_equal_numpy_and_do_not_depend_on_blocks_or_threads():
     z2b, a2b = model._engine.unit_moments(init.U, X, 64)
     np.testing.assert_array_equal(z2, z2b)
     np.testing.assert_array_equal(a2, a2b)
+
+
+def test_perturbed_copies_in_rounds_equal_one_packed_model(monkeypatch):
+    model, _, X, y = _model(widths=[3, 20, 64])
+    one = (M.pac_bayes(model, X, y, samples=3), M.sharpness_expected(model, X, y, samples=3))
+    # at most two copies of the model per packed evaluation
+    monkeypatch.setattr(M, "COPIES_BYTES", 2 * model.num_units * (13 + 5) * 4)
+    rounds = (M.pac_bayes(model, X, y, samples=3), M.sharpness_expected(model, X, y, samples=3))
+    for a, b in zip(one, rounds):
+        np.testing.assert_array_equal(a, b)

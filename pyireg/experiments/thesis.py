@@ -327,10 +327,12 @@ COST_SETS = {
 }
 
 
-def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, seed=0, progress=True):
+def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, seed=0, perturbed=True,
+                  progress=True):
     """What recording measures every epoch would cost a sweep: the seconds of one epoch of the
     sweep's work (20 steps of 100 samples, then train / val / test evaluation) and of each set
-    of measures (``COST_SETS``) on the same model, best of ``epochs`` rounds each. Returns a
+    of measures (``COST_SETS``) on the same model, best of ``epochs`` rounds each (the perturbed
+    ones, end-of-training measures, timed once; skipped without ``perturbed``). Returns a
     DataFrame with the ratio of each to the epoch."""
     import pandas as pd
     from ..measures import INIT, WEIGHT
@@ -353,13 +355,17 @@ def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, se
         best_train, best_epoch = min(best_train, t1 - t0), min(best_epoch, t2 - t0)
     rows = [{"what": "epoch: 20 training steps", "seconds": best_train},
             {"what": "epoch: training + train/val/test evaluation (the sweep's epoch)", "seconds": best_epoch}]
+    _log(progress, f"  epoch: {best_train:.3f} s training, {best_epoch:.3f} s with evaluation")
     for label, names in COST_SETS.items():
         if names == "weights":
             names = list(WEIGHT)
         elif names == "init":
             names = list(WEIGHT + INIT)
+        is_perturbed = isinstance(names, list) and set(names) <= set(PERTURBED)
+        if is_perturbed and not perturbed:
+            continue
         best = float("inf")
-        for _ in range(epochs):
+        for _ in range(1 if is_perturbed else epochs):
             t0 = time.perf_counter()
             compute(model, names, X=ds.X_train, y=ds.y_train, init=init)
             best = min(best, time.perf_counter() - t0)
@@ -385,13 +391,15 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cheap", action="store_true", help="cost: skip the sharpness and PAC-Bayes timings")
     a = p.parse_args(argv)
     widths = [int(w) for w in a.widths.split(",")] if a.widths else None
     out = a.out or f"results/thesis-{a.experiment}"
     common = dict(dataset=a.dataset, data_dir=a.data_dir, widths=widths, epochs=a.epochs, seed=a.seed,
                   figure=a.figure, progress=not a.quiet)
     if a.experiment == "cost":
-        df = measures_cost(dataset=a.dataset, data_dir=a.data_dir, widths=widths, seed=a.seed, progress=not a.quiet)
+        df = measures_cost(dataset=a.dataset, data_dir=a.data_dir, widths=widths, seed=a.seed, perturbed=not a.cheap,
+                           progress=not a.quiet)
         print(df.to_string(index=False))
         return 0
     if a.experiment == "measures":

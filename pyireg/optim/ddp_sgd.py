@@ -42,7 +42,7 @@ class DDPSGD(Optimizer):
 
     Cost: each ``step`` first runs ``ddp_scale`` (one first-layer product and one product of
     the activation mask with X * X, shaped like the step's dU product), then the fused step;
-    about 1.5-2x a MomentumSGD step. The two calls are not one atomic operation: do not run
+    measured 1.36x a MomentumSGD step (widths 1, 2, 4, ..., 2048, d = 100, batch 100). The two calls are not one atomic operation: do not run
     writers on the same model from other threads meanwhile.
 
     No momentum (the paper's DDP-SGD has none; the rule's state holds the scaling ``kU``,

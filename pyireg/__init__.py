@@ -8,15 +8,16 @@ dependencies (pandas, matplotlib, scikit-learn, ...) are only needed by what use
 """
 import importlib as _importlib
 
-from . import _core
+from . import _core, measures
 from ._core import build_config, get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads
 from ._version import __version__
 from .experiments import load_results, summarize, sweep
 from .model import PackedMLP
-from .optim import MomentumSGD, Optimizer
+from .optim import DDPSGD, MomentumSGD, Optimizer, PathSGD
 from .schedule import PaperSchedule
 
-__all__ = ["PackedMLP", "MomentumSGD", "Optimizer", "PaperSchedule", "sweep", "summarize", "load_results",
+__all__ = ["PackedMLP", "MomentumSGD", "PathSGD", "DDPSGD", "Optimizer", "PaperSchedule", "sweep", "summarize",
+           "load_results", "measures",
            "build_config", "get_num_threads", "max_num_threads", "set_num_threads", "memory_limit",
            "set_memory_limit", "__version__", "_core"]
 

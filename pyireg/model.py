@@ -263,14 +263,22 @@ class PackedMLP:
         is set to zero and u_h stays zero. Returns the number of such units."""
         return int(self._engine.normalize_units(self._U, self._V))
 
-    def measures(self) -> dict:
-        """Per-network norm measures, arrays of shape (N,) (float64):
+    def measures(self, names=None, X=None, y=None, init=None, **options) -> dict:
+        """Per-network complexity measures, ``{name: array of shape (N,)}`` (float64), a table
+        ready for ``pandas.DataFrame``; the registry and every formula with its source are in
+        ``pyireg.measures`` (this is ``pyireg.measures.compute(self, names, X, y, init)``).
+
+        Without arguments, the native weight measures (no copy of the weights is made):
         ``l2_penalty`` = 1/2 sum_h (||u_h||^2 + ||v_h||^2), ``group_l1`` = sum_h ||u_h|| ||v_h||,
         ``path_l1`` = sum over input-hidden-output paths of |U[h,i] V[h,j]|
         = sum_h ||u_h||_1 ||v_h||_1, ``path_l2`` = sqrt(sum_h ||u_h||^2 ||v_h||^2),
-        ``norm_U`` = ||U_n||_F, ``norm_V`` = ||V_n||_F (no copy of the weights is made).
-        Always l2_penalty >= group_l1, with equality after ``balance()``."""
-        return self._engine.measures(self._U, self._V)
+        ``norm_U`` = ||U_n||_F, ``norm_V`` = ||V_n||_F. Always l2_penalty >= group_l1, with
+        equality after ``balance()``. ``names="all"`` gives every measure the inputs allow:
+        ``X``, ``y`` (the training set) add the margin-based ones, ``init`` (the initial model
+        or (U0, V0)) the distances from initialization; sharpness and PAC-Bayes are computed
+        only when named."""
+        from .measures import compute
+        return compute(self, names, X=X, y=y, init=init, **options)
 
     def unit_balance(self) -> np.ndarray:
         """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on

@@ -2,7 +2,11 @@
 one ``nn.Sequential`` per network, ``F.cross_entropy`` or the squared loss written with torch
 ops, autograd and ``torch.optim.SGD``. One function per engine operation, with the same name:
 forward, backward, loss_and_grad, step, evaluate, balance, normalize_units, measures,
-unit_balance.
+unit_balance. The complexity measures of ``pyireg.measures`` have first-principles twins
+(path norms summed over explicit paths, margins from a plain forward, spectral norms by SVD,
+the DDP measure node by node, perturbed copies evaluated one by one), and the optimizers
+Path-SGD and DDP-SGD hand-written twins on autograd's gradients (``PathSGDTwin``,
+``DDPSGDTwin``; DDP's scaling also from autograd's Hessian, ``ddp_kappa_autograd``).
 
 Used by the tests and benchmarks to check the fast path; never used by it.
 """
@@ -163,3 +167,204 @@ def measures(U, V, offsets):
 def unit_balance(U, V):
     U, V, nu, nv = _norms(U, V)
     return (nu ** 2 - nv ** 2).numpy()
+
+
+# ----------------------------------------------------------------------------- complexity measures
+def _segments(U, V, offsets, dtype=torch.float64):
+    U, V = torch.as_tensor(np.asarray(U)).to(dtype), torch.as_tensor(np.asarray(V)).to(dtype)
+    return [(U[offsets[n]:offsets[n + 1]], V[offsets[n]:offsets[n + 1]]) for n in range(len(offsets) - 1)]
+
+
+def path_norm(U, V, offsets, p, dtype=torch.float64) -> np.ndarray:
+    """phi_p per network by summing over every explicit input -> hidden -> output path:
+    (sum_{h,i,j} |U[h,i] V[h,j]|^p)^(1/p); p = inf: the largest path weight."""
+    out = []
+    for u, v in _segments(U, V, offsets, dtype):
+        paths = (u[:, :, None] * v[:, None, :]).abs()          # H x d x k, one entry per path
+        out.append(paths.max().item() if p == float("inf") else paths.pow(p).sum().pow(1.0 / p).item())
+    return np.array(out)
+
+
+def spectral(U, V, offsets, dtype=torch.float64) -> dict:
+    """Per network by SVD: ||U_n||_2, ||V_n||_2, ||V_n^T U_n||_2 and the nuclear norm of V_n^T U_n."""
+    out = {k: [] for k in ("spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm")}
+    for u, v in _segments(U, V, offsets, dtype):
+        out["spectral_U"].append(torch.linalg.svdvals(u)[0].item())
+        out["spectral_V"].append(torch.linalg.svdvals(v)[0].item())
+        s = torch.linalg.svdvals(v.T @ u)
+        out["spectral_end_to_end"].append(s[0].item())
+        out["trace_norm"].append(s.sum().item())
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def margins(modules, X, y) -> np.ndarray:
+    """Per-sample margins out[y_i] - max_{j != y_i} out[j] from a plain forward: (N, m)."""
+    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    out = forward(modules, X)                                    # N x m x k
+    true = out.gather(2, y[None, :, None].expand(out.shape[0], -1, 1)).squeeze(2)
+    other = out.scatter(2, y[None, :, None].expand(out.shape[0], -1, 1), float("-inf")).amax(2)
+    return (true - other).double().numpy()
+
+
+def ddp_path(modules, X, alpha) -> np.ndarray:
+    """sqrt(gamma_net) per network, node by node: gamma = 1 at the inputs,
+    gamma_v^2 = alpha sum_u gamma_u^2 w_uv^2 + (1 - alpha) E[(sum_u w_uv h_u)^2]."""
+    out = []
+    with torch.no_grad():
+        for m in modules:
+            X_ = torch.as_tensor(np.asarray(X)).to(m[0].weight.dtype)
+            W1, W2 = m[0].weight, m[2].weight                   # H x d, k x H
+            Z = X_ @ W1.T
+            g_hidden = alpha * (W1 ** 2).sum(1) + (1 - alpha) * (Z ** 2).mean(0)          # H
+            A = m[1](Z)
+            g_out = alpha * (W2 ** 2 * g_hidden[None, :]).sum(1) + (1 - alpha) * ((A @ W2.T) ** 2).mean(0)
+            out.append(g_out.sum().sqrt().item())
+    return np.array(out)
+
+
+def gamma_net(W1, W2, X, alpha, activation="relu"):
+    """The DDP measure gamma_net of one network (a differentiable torch expression)."""
+    Z = X @ W1.T
+    A = torch.relu(Z) if activation == "relu" else Z
+    g_hidden = alpha * (W1 ** 2).sum(1) + (1 - alpha) * (Z ** 2).mean(0)
+    return (alpha * (W2 ** 2 * g_hidden[None, :]).sum(1) + (1 - alpha) * ((A @ W2.T) ** 2).mean(0)).sum()
+
+
+def ddp_kappa_autograd(u, v, X, alpha, activation="relu"):
+    """kappa_e = 1/2 d^2 gamma_net / dw_e^2 of every weight of one network, from autograd's
+    Hessian (float64; for small networks): (kappa_U (H x d), kappa_V (H x k))."""
+    u = torch.as_tensor(np.asarray(u), dtype=torch.float64)
+    v = torch.as_tensor(np.asarray(v), dtype=torch.float64)
+    X = torch.as_tensor(np.asarray(X), dtype=torch.float64)
+    H, d = u.shape
+    k = v.shape[1]
+
+    def f(theta):
+        return gamma_net(theta[:H * d].reshape(H, d), theta[H * d:].reshape(H, k).T, X, alpha, activation)
+
+    hess = torch.autograd.functional.hessian(f, torch.cat([u.reshape(-1), v.reshape(-1)]))
+    diag = 0.5 * torch.diagonal(hess)
+    return diag[:H * d].reshape(H, d).numpy(), diag[H * d:].reshape(H, k).numpy()
+
+
+def ddp_kappa(U, V, X, alpha, activation="relu", dtype=torch.float64):
+    """The closed form of kappa for a packed model (per-unit alpha array of length S), in torch."""
+    U, V = torch.as_tensor(np.asarray(U)).to(dtype), torch.as_tensor(np.asarray(V)).to(dtype)
+    X = torch.as_tensor(np.asarray(X)).to(dtype)
+    a = torch.as_tensor(np.asarray(alpha)).to(dtype)[:, None]
+    Z = X @ U.T                                                   # B x S
+    act = torch.relu(Z) if activation == "relu" else Z
+    mask = (Z > 0).to(dtype) if activation == "relu" else torch.ones_like(Z)
+    M = (X ** 2).mean(0)[None, :]                                 # 1 x d
+    Q = mask.T @ (X ** 2) / X.shape[0]                            # S x d
+    kU = (V ** 2).sum(1, keepdim=True) * (a * a + a * (1 - a) * M + (1 - a) * Q)
+    kV = a * a * (U ** 2).sum(1, keepdim=True) + a * (1 - a) * (Z ** 2).mean(0)[:, None] \
+        + (1 - a) * (act ** 2).mean(0)[:, None]
+    return kU.numpy(), kV.expand(-1, V.shape[1]).numpy()
+
+
+def overparam_bound(U, V, U0, offsets, X, y, percentile=5.0, delta=0.01, activation="relu"):
+    """The over-parametrization bound (pyireg.measures) composed from plain torch quantities."""
+    import math
+    Xt = torch.as_tensor(np.asarray(X), dtype=torch.float64)
+    mods = modules_from_packed(np.asarray(U, np.float64), np.asarray(V, np.float64), offsets, activation,
+                               dtype=torch.float64)
+    gam = np.percentile(margins(mods, Xt.numpy(), y), percentile, axis=1)
+    m, c = Xt.shape[0], np.asarray(V).shape[1]
+    out = []
+    for n, ((u, v), (u0, _)) in enumerate(zip(_segments(U, V, offsets), _segments(U0, V, offsets))):
+        pre = Xt @ u0.T
+        post = (torch.relu(pre) if activation == "relu" else pre).norm().item() / math.sqrt(m)
+        R = (3 * math.sqrt(2) * (math.sqrt(2 * c) + 1) * (v.norm().item() + 1)
+             * (post + (u - u0).norm().item() * Xt.norm().item() / math.sqrt(m) + 1) / gam[n])
+        cap = (R + 3 * math.sqrt(5 * u.shape[0] + math.log(max(1.0, gam[n] * math.sqrt(m)) / delta))) ** 2
+        out.append(math.sqrt(cap / m) if gam[n] > 0 else float("nan"))
+    return np.array(out)
+
+
+def perturbed_losses(U, V, offsets, nuU, nuV, X, y, activation="relu", dtype=torch.float64):
+    """Mean loss and error of every perturbed copy (copy c: weights + rows c*S.. of nu) of every
+    network by plain torch: arrays (copies, N)."""
+    S = np.asarray(U).shape[0]
+    count = nuU.shape[0] // S
+    losses, errs = [], []
+    for c in range(count):
+        Uc = np.asarray(U, np.float64) + nuU[c * S:(c + 1) * S]
+        Vc = np.asarray(V, np.float64) + nuV[c * S:(c + 1) * S]
+        if dtype == torch.float32:
+            Uc, Vc = Uc.astype(np.float32), Vc.astype(np.float32)
+        mods = modules_from_packed(Uc, Vc, offsets, activation, dtype=dtype)
+        e, l = evaluate(mods, np.asarray(X), y)
+        losses.append(l)
+        errs.append(e)
+    return np.array(errs), np.array(losses)
+
+
+# ----------------------------------------------------------------------------- Path-SGD, DDP-SGD
+def _inverse(kappa):
+    return torch.where(kappa > 0, 1.0 / torch.where(kappa > 0, kappa, torch.ones_like(kappa)),
+                       torch.zeros_like(kappa))
+
+
+class PathSGDTwin:
+    """Path-SGD written by hand on autograd's gradients, per network (per-network lr, momentum,
+    weight decay): kappa_U(h) = ||v_h||^2, kappa_V(h) = ||u_h||^2 from the weights before the step;
+    g = (grad + wd w) / kappa (0 where kappa = 0); buf = m buf + g; w -= lr buf."""
+
+    def __init__(self, modules, lr, momentum=0.0, weight_decay=0.0):
+        n = len(modules)
+        self.modules = modules
+        self.lr, self.momentum, self.wd = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
+                                           for v in (lr, momentum, weight_decay))
+        self.buf = [[torch.zeros_like(m[0].weight), torch.zeros_like(m[2].weight)] for m in modules]
+
+    def step(self, X, y, loss="cross_entropy"):
+        X, y = torch.as_tensor(X), _targets(y, loss)
+        losses = []
+        for n, m in enumerate(self.modules):
+            m.zero_grad(set_to_none=True)
+            l = _loss(m(X.to(m[0].weight.dtype)), y, loss)
+            l.backward()
+            losses.append(l.item())
+            W1, W2 = m[0].weight, m[2].weight                      # H x d, k x H
+            with torch.no_grad():
+                q1 = _inverse((W2 ** 2).sum(0))[:, None]           # 1 / ||v_h||^2, per row of W1
+                q2 = _inverse((W1 ** 2).sum(1))[None, :]           # 1 / ||u_h||^2, per column of W2
+                dt = W1.dtype
+                lr, mo, wd = (torch.tensor(float(a[n]), dtype=dt) for a in (self.lr, self.momentum, self.wd))
+                g1 = (W1.grad + wd * W1) * q1
+                g2 = (W2.grad + wd * W2) * q2
+                self.buf[n][0] = mo * self.buf[n][0] + g1
+                self.buf[n][1] = mo * self.buf[n][1] + g2
+                W1 -= lr * self.buf[n][0]
+                W2 -= lr * self.buf[n][1]
+        return np.array(losses)
+
+
+class DDPSGDTwin:
+    """DDP-SGD by hand: kappa from the batch and the weights before the step (``ddp_kappa``), then
+    w -= lr (grad + wd w) / kappa per network."""
+
+    def __init__(self, modules, lr, alpha, weight_decay=0.0):
+        n = len(modules)
+        self.modules = modules
+        self.lr, self.alpha, self.wd = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
+                                        for v in (lr, alpha, weight_decay))
+
+    def step(self, X, y, loss="cross_entropy"):
+        Xt, yt = torch.as_tensor(X), _targets(y, loss)
+        losses = []
+        for n, m in enumerate(self.modules):
+            W1, W2 = m[0].weight, m[2].weight
+            act = "relu" if isinstance(m[1], torch.nn.ReLU) else "linear"
+            kU, kV = ddp_kappa(W1.detach(), W2.detach().T, Xt, np.full(W1.shape[0], self.alpha[n]), act, W1.dtype)
+            m.zero_grad(set_to_none=True)
+            l = _loss(m(Xt.to(W1.dtype)), yt, loss)
+            l.backward()
+            losses.append(l.item())
+            with torch.no_grad():
+                dt = W1.dtype
+                lr, wd = torch.tensor(float(self.lr[n]), dtype=dt), torch.tensor(float(self.wd[n]), dtype=dt)
+                W1 -= lr * (W1.grad + wd * W1) * _inverse(torch.as_tensor(kU))
+                W2 -= lr * (W2.grad + wd * W2) * _inverse(torch.as_tensor(kV)).T
+        return np.array(losses)

@@ -1,14 +1,17 @@
 // Binding of the engine (engine/engine.h): checks every array's dtype, shape, contiguity and
 // writeability, releases the GIL and calls. One name per operation: forward, backward,
-// loss_and_grad, step, apply_update, evaluate, balance, normalize_units, measures, unit_balance.
+// loss_and_grad, step, apply_update, evaluate, balance, normalize_units, measures, unit_balance,
+// unit_stats, unit_moments, ddp_scale.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <limits>
 #include <string>
 
 #include "bindings/check.h"
+#include "cpu/measures.h"
 #include "engine/engine.h"
 
 namespace py = pybind11;
@@ -31,7 +34,9 @@ Loss parse_loss(const std::string& s) {
 
 Rule parse_rule(const std::string& s) {
   if (s == "momentum_sgd") return Rule::momentum_sgd;
-  throw py::value_error("rule: expected 'momentum_sgd', got '" + s + "'");
+  if (s == "path_sgd") return Rule::path_sgd;
+  if (s == "ddp_sgd") return Rule::ddp_sgd;
+  throw py::value_error("rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd', got '" + s + "'");
 }
 
 template <class T>
@@ -165,6 +170,50 @@ class PyEngine {
     return d;
   }
 
+  py::array_t<double> unit_stats(const py::array& U, const py::array& V, const py::object& U0, const py::object& V0,
+                                 const py::object& p) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* u0 = U0.is_none() ? nullptr : checked<T>(U0.cast<py::array>(), "U0", {e_->S(), e_->d()}, false);
+    const T* v0 = V0.is_none() ? nullptr : checked<T>(V0.cast<py::array>(), "V0", {e_->S(), e_->k()}, false);
+    if ((u0 == nullptr) != (v0 == nullptr)) throw py::value_error("U0, V0: expected both initial layers or neither");
+    double pv = 0;
+    if (!p.is_none()) {
+      pv = p.cast<double>();
+      if (!(pv > 0 && std::isfinite(pv))) throw py::value_error("p: expected a finite p > 0, got " + std::to_string(pv));
+    }
+    check_fits(checked_mul3(e_->S(), kUnitStats, sizeof(double), "unit statistics"),
+               "the unit statistics of " + std::to_string(e_->S()) + " units");
+    py::array_t<double> out({e_->S(), static_cast<int64_t>(kUnitStats)});
+    double* o = out.mutable_data();
+    py::gil_scoped_release nogil;
+    e_->unit_stats(u, v, u0, v0, pv, o);
+    return out;
+  }
+
+  py::tuple unit_moments(const py::array& U, const py::array& X, int64_t batch_size) const {
+    const T* u = checked<T>(U, "U", {e_->S(), e_->d()}, false);
+    const T* x = batch(X);
+    py::array_t<double> z2(e_->S()), a2(e_->S());
+    double* pz = z2.mutable_data();
+    double* pa = a2.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      e_->unit_moments(u, x, X.shape(0), batch_size, pz, pa);
+    }
+    return py::make_tuple(z2, a2);
+  }
+
+  void ddp_scale(const py::array& U, const py::array& V, const py::array& X, const py::array& alpha,
+                 const py::array& kU, const py::array& kV) const {
+    const auto [u, v] = weights(U, V, false);
+    const T* x = batch(X);
+    const T* a = checked<T>(alpha, "alpha", {e_->N()}, false);
+    T* pu = checked<T>(kU, "kU", {e_->S(), e_->d()}, true);
+    T* pv = checked<T>(kV, "kV", {e_->S(), e_->k()}, true);
+    py::gil_scoped_release nogil;
+    e_->ddp_scale(u, v, x, X.shape(0), a, pu, pv);
+  }
+
   py::array_t<double> unit_balance(const py::array& U, const py::array& V) const {
     const auto [u, v] = weights(U, V, false);
     py::array_t<double> out(e_->S());
@@ -263,7 +312,15 @@ void bind_engine(py::module_& m, const char* name) {
       .def("balance", &E::balance, py::arg("U"), py::arg("V"))
       .def("normalize_units", &E::normalize_units, py::arg("U"), py::arg("V"))
       .def("measures", &E::measures, py::arg("U"), py::arg("V"))
-      .def("unit_balance", &E::unit_balance, py::arg("U"), py::arg("V"));
+      .def("unit_balance", &E::unit_balance, py::arg("U"), py::arg("V"))
+      .def("unit_stats", &E::unit_stats, py::arg("U"), py::arg("V"), py::arg("U0") = py::none(),
+           py::arg("V0") = py::none(), py::arg("p") = py::none(),
+           "Per-unit weight statistics (S, 10), float64: ||u||^2, ||v||^2, ||u||_1, ||v||_1, ||u||_p^p, "
+           "||v||_p^p, ||u||_inf, ||v||_inf, ||u - u0||^2, ||v - v0||^2 (NaN where p or U0/V0 is not given).")
+      .def("unit_moments", &E::unit_moments, py::arg("U"), py::arg("X"), py::arg("batch_size") = 256,
+           "Per-unit sums over the samples of X of z^2 and act(z)^2, z = U X^T (U: the model's or one shaped like it).")
+      .def("ddp_scale", &E::ddp_scale, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("alpha"), py::arg("kU"),
+           py::arg("kV"), "The DDP-SGD scaling 1/kappa of every weight from the batch X, into kU and kV.");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "cpu/gemm.h"
@@ -230,6 +231,8 @@ template <class T, class F>
 void with_rule(const UpdateRule<T>& r, F&& f) {
   switch (r.rule) {
     case Rule::momentum_sgd: f(MomentumSgdRule<T>{r}); break;
+    case Rule::path_sgd: f(PathSgdRule<T>{r}); break;
+    case Rule::ddp_sgd: f(DdpSgdRule<T>{r}); break;
   }
 }
 
@@ -360,11 +363,165 @@ void evaluate(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   }
 }
 
+// ---------------------------------------------------------------- data statistics
+// Pre-activations z = U[chunk c] X^T of chunk c's units into z (rows of Bp).
+template <class T>
+void chunk_preact(const Plan& p, const T* U, const T* XT, int64_t Bp, int64_t c, T* z) {
+  const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
+  gemm<T>(h1 - h0, Bp, p.d, U + h0 * p.d, p.d, XT, Bp, StoreEpilogue<T, false>{z, Bp});
+}
+
+// Sums over the samples of one unit's pre-activations z (nb of them): z^2 and act(z)^2, in double.
+// Vectorized in double lanes (4 samples a vector, two vectors of partial sums each), the lanes
+// added in a fixed order at the end, so the sums do not depend on the thread; the relu is a
+// select, not a branch (the sign of z is a coin flip at initialization).
+template <class T>
+inline vec<double> load4d(const T* p) {
+  if constexpr (std::is_same<T, double>::value) {
+    return ld(p);
+  } else {
+    typedef float f4 __attribute__((vector_size(16)));
+    f4 f;
+    std::memcpy(&f, p, sizeof f);
+    return __builtin_convertvector(f, vec<double>);
+  }
+}
+
+template <class T>
+inline void unit_sums(const T* z, int64_t nb, bool use_relu, double* s2, double* a2) {
+  const vec<double> zero{}, lo = use_relu ? zero : splat(-std::numeric_limits<double>::infinity());
+  vec<double> s0{}, s1{}, a0{}, a1{};
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    const vec<double> v0 = load4d(z + b), v1 = load4d(z + b + 4);
+    const vec<double> r0 = v0 > lo ? v0 : zero, r1 = v1 > lo ? v1 : zero;
+    s0 += v0 * v0;
+    s1 += v1 * v1;
+    a0 += r0 * r0;
+    a1 += r1 * r1;
+  }
+  double s = 0, a = 0;
+  for (int l = 0; l < 4; ++l) {
+    s += s0[l] + s1[l];
+    a += a0[l] + a1[l];
+  }
+  for (; b < nb; ++b) {
+    const double v = z[b];
+    const double r = v > lo[0] ? v : 0.0;
+    s += v * v;
+    a += r * r;
+  }
+  *s2 = s;
+  *a2 = a;
+}
+
+template <class T>
+void unit_moments(Workspace<T>& ws, const Ctx& cx, const T* U, const T* X, int64_t B, int64_t block, double* z2,
+                  double* a2) {
+  const Plan& p = *cx.plan;
+  constexpr int W = VecOf<T>::W;
+  std::fill(z2, z2 + p.S, 0.0);
+  std::fill(a2, a2 + p.S, 0.0);
+  const int64_t blk = std::max<int64_t>(1, block);
+  const int64_t Bpmax = round_up(std::min(blk, B), W);
+  const int64_t stride = p.chunk_units * Bpmax;
+  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
+  const bool use_relu = cx.act == Activation::relu;
+  for (int64_t b0 = 0; b0 < B; b0 += blk) {
+    const int64_t nb = std::min(blk, B - b0);
+    const int64_t Bp = round_up(nb, W);
+    pack_batch(ws, X + b0 * p.d, nb, p.d, Bp, 0, false);
+    const T* XT = ws.XT.data();
+    T* scratch = ws.thread_scratch.data();
+    // each unit is summed by one thread, block after block: the sums do not depend on the
+    // thread count
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+    for (int64_t c = 0; c < p.nchunks(); ++c) {
+      T* z = scratch + thread_id() * stride;
+      chunk_preact(p, U, XT, Bp, c, z);
+      for (int64_t h = p.chunk_begin[c]; h < p.chunk_begin[c + 1]; ++h) {
+        double s, a;
+        unit_sums(z + (h - p.chunk_begin[c]) * Bp, nb, use_relu, &s, &a);
+        z2[h] += s;
+        a2[h] += a;
+      }
+    }
+  }
+}
+
+// The DDP-SGD scaling, from the batch X (B samples) and the weights before the step. With
+// a = alpha of unit h's network, M_i = mean_b x_bi^2, z = U X^T, and on the batch
+// E z_h^2, E act(z_h)^2 and Q_hi = mean_b act'(z_hb) x_bi^2 (act' = 1{z > 0} for relu, 1 for
+// linear):
+//   kappa(U[h, i]) = ||v_h||^2 (a^2 + a (1 - a) M_i + (1 - a) Q_hi)
+//   kappa(V[h, j]) = a^2 ||u_h||^2 + a (1 - a) E z_h^2 + (1 - a) E act(z_h)^2
+// (pyireg/optim/ddp_sgd.py derives them), stored as kU = 1/kappa(U), kV = 1/kappa(V) with
+// inverse_kappa's zero policy. The norms are rules.h's sq_norm, so at a = 1 the scaling has
+// exactly Path-SGD's bits. Q is one product of the activation mask with X*X, shaped like the
+// dU product of the training step.
+template <class T>
+void ddp_scale(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU,
+               T* kV) {
+  const Plan& p = *cx.plan;
+  const int64_t d = p.d, k = p.k, cu = p.chunk_units;
+  const Pass ps = make_pass<T>(p, B);
+  const int64_t Bp = ps.Bp, dp = ps.dp;
+  pack_batch(ws, X, B, d, Bp, dp, true);
+  T* X2 = ws.Xp.data();  // the batch squared, the B operand of the mask product
+  for (int64_t e = 0; e < B * dp; ++e) X2[e] = X2[e] * X2[e];
+  ws.grow(ws.dXT, static_cast<size_t>(d));
+  double* M = ws.dXT.data();
+  for (int64_t i = 0; i < d; ++i) {
+    double s = 0;
+    for (int64_t b = 0; b < B; ++b) s += static_cast<double>(X[b * d + i]) * static_cast<double>(X[b * d + i]);
+    M[i] = s / static_cast<double>(B);
+  }
+  const int64_t stride = cu * Bp + cu * dp;
+  ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
+  T* scratch = ws.thread_scratch.data();
+  const T* XT = ws.XT.data();
+  const bool use_relu = cx.act == Activation::relu;
+  const double inv_B = 1.0 / static_cast<double>(B);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
+  for (int64_t c = 0; c < p.nchunks(); ++c) {
+    const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
+    T* z = scratch + thread_id() * stride;
+    T* Q = z + cu * Bp;
+    chunk_preact(p, U, XT, Bp, c, z);
+    for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+      const Run& run = p.runs[r];
+      const double a = static_cast<double>(alpha[run.net]);
+      for (int64_t h = run.begin; h < run.end; ++h) {
+        T* zr = z + (h - h0) * Bp;
+        double s2, a2;
+        unit_sums(zr, B, use_relu, &s2, &a2);
+        const T kv = inverse_kappa<T>(a * a * sq_norm(U + h * d, d) + a * (1 - a) * (s2 * inv_B) +
+                                      (1 - a) * (a2 * inv_B));
+        for (int64_t j = 0; j < k; ++j) kV[h * k + j] = kv;
+        // the row becomes its activation mask (the padding columns stay zero)
+        for (int64_t b = 0; b < B; ++b) zr[b] = (!use_relu || zr[b] > 0) ? T(1) : T(0);
+      }
+    }
+    gemm<T>(h1 - h0, dp, B, z, Bp, X2, dp, StoreEpilogue<T, false>{Q, dp});
+    for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
+      const Run& run = p.runs[r];
+      const double a = static_cast<double>(alpha[run.net]);
+      for (int64_t h = run.begin; h < run.end; ++h) {
+        const double v2 = sq_norm(V + h * k, k);
+        const T* q = Q + (h - h0) * dp;
+        for (int64_t i = 0; i < d; ++i)
+          kU[h * d + i] = inverse_kappa<T>(v2 * (a * a + a * (1 - a) * M[i] + (1 - a) * (q[i] * inv_B)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
 const Kernels<T>& kernels() {
-  static const Kernels<T> table{&forward<T>, &backward<T>, &loss_and_grad<T>, &step<T>, &apply_update<T>, &evaluate<T>};
+  static const Kernels<T> table{&forward<T>,  &backward<T>, &loss_and_grad<T>, &step<T>,
+                                &apply_update<T>, &evaluate<T>, &unit_moments<T>, &ddp_scale<T>};
   return table;
 }
 template const Kernels<float>& kernels<float>();

@@ -11,6 +11,8 @@
 // change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
 #pragma once
 
+#include <limits>
+
 #include "engine/ops.h"
 #include "cpu/simd.h"
 
@@ -66,6 +68,110 @@ struct MomentumSgdRule {
     cu[2] = cv[2] = r.weight_decay[net];
   }
   static void apply(int64_t len, T* w, T* s, const T* g, const T* c) { sgd_rows(len, w, s, g, c[0], c[1], c[2]); }
+};
+
+// ---------------------------------------------------------------- Path-SGD and DDP-SGD
+// Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
+// prepare, apply_update's prepare, the DDP scaling) gets the same bits for the same row.
+template <class T>
+inline double sq_norm(const T* r, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  return s;
+}
+
+// 1 / kappa, the per-weight scaling of Path-SGD and DDP-SGD, in the model's dtype. The zero-row
+// policy: where kappa = 0 the scaling is 0 (no gradient step). For Path-SGD kappa(u_h) =
+// ||v_h||^2 = 0 means v_h = 0, and then the gradient of u_h is exactly 0 as well (and likewise
+// for v_h when u_h = 0): the quotient is 0 / 0, and the unit, which computes the zero function,
+// is left where it is. The same 0 is used where 1/kappa overflows the dtype (kappa below about
+// 3e-39 in float32, 6e-309 in float64), a unit that is numerically dead, and where kappa is
+// NaN (a diverged network, which stays marked by its NaN loss).
+template <class T>
+inline T inverse_kappa(double kappa) {
+  if (!(kappa > 0)) return T(0);
+  const double q = 1.0 / kappa;
+  return q <= static_cast<double>(std::numeric_limits<T>::max()) ? static_cast<T>(q) : T(0);
+}
+
+// The Path-SGD row update: torch.optim.SGD's momentum recursion on the preconditioned gradient
+// of the weight-decayed loss,
+//   g = (grad + wd * w) * q;  buf = m * buf + g;  w -= lr * buf      (q = 1 / kappa of the row)
+// (with q = 1 this is sgd_rows, but computed with one more rounding, so it is kept separate).
+template <class T>
+inline void path_sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m,
+                          T wd, T q) {
+  constexpr int W = VecOf<T>::W;
+  const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd), vq = splat(q);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const vec<T> wi = ld(w + i);
+    const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi) * vq;
+    st(buf + i, bi);
+    st(w + i, wi - vlr * bi);
+  }
+  for (; i < n; ++i) {
+    const T gi = (g[i] + wd * w[i]) * q;
+    const T bi = m * buf[i] + gi;
+    buf[i] = bi;
+    w[i] -= lr * bi;
+  }
+}
+
+// Path-SGD (Neyshabur, Salakhutdinov & Srebro 2015) for y = sum_h v_h act(<u_h, x>): the
+// steepest-descent step of the loss under the diagonal quadratic approximation of the squared
+// l2 path norm phi_2^2 = sum_h ||u_h||^2 ||v_h||^2, whose half-curvature along one weight is
+//   kappa(U[h, i]) = 1/2 d^2 phi_2^2 / dU[h, i]^2 = ||v_h||^2   (the same for every i),
+//   kappa(V[h, j]) = ||u_h||^2                                   (the same for every j),
+// taken from the weights before the step (prepare runs before any row of the unit is updated).
+// The step of the fused training pass and of apply_update is path_sgd_rows with q = 1 / kappa
+// (inverse_kappa: 0 where kappa = 0). See pyireg/optim/path_sgd.py for the derivation and the
+// invariance under u_h -> c u_h, v_h -> v_h / c.
+template <class T>
+struct PathSgdRule {
+  static constexpr int kCoefs = 4;  // lr, momentum, weight decay of the unit's network; 1 / kappa
+  const UpdateRule<T>& r;
+  T* state_U() const { return r.state_U; }  // momentum buffers of the preconditioned gradient
+  T* state_V() const { return r.state_V; }
+  void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
+    cu[0] = cv[0] = r.lr[net];
+    cu[1] = cv[1] = r.momentum[net];
+    cu[2] = cv[2] = r.weight_decay[net];
+    cu[3] = inverse_kappa<T>(sq_norm(v, k));
+    cv[3] = inverse_kappa<T>(sq_norm(u, d));
+  }
+  static void apply(int64_t len, T* w, T* s, const T* g, const T* c) {
+    path_sgd_rows(len, w, s, g, c[0], c[1], c[2], c[3]);
+  }
+};
+
+// DDP-SGD (Neyshabur, Tomioka, Salakhutdinov & Srebro 2016): w -= lr * (grad + wd * w) * q with
+// a per-weight q = 1 / kappa that depends on the data, computed before the step from the batch
+// and the weights by the engine's ddp_scale (kernels.h) and held in the rule's state arrays
+// (state_U: S x d, state_V: S x k; read only here). No momentum: the state holds the scaling.
+// At alpha = 1 the scaling is Path-SGD's and this update is path_sgd_rows with m = 0 (the same
+// bits: m * buf + g is g exactly).
+template <class T>
+struct DdpSgdRule {
+  static constexpr int kCoefs = 2;  // lr, weight decay of the unit's network
+  const UpdateRule<T>& r;
+  T* state_U() const { return r.state_U; }  // 1 / kappa of every weight of U
+  T* state_V() const { return r.state_V; }  // 1 / kappa of every weight of V
+  void prepare(int64_t net, const T*, const T*, int64_t, int64_t, T* cu, T* cv) const {
+    cu[0] = cv[0] = r.lr[net];
+    cu[1] = cv[1] = r.weight_decay[net];
+  }
+  static void apply(int64_t n, T* __restrict__ w, T* __restrict__ s, const T* __restrict__ g, const T* c) {
+    constexpr int W = VecOf<T>::W;
+    const T lr = c[0], wd = c[1];
+    const vec<T> vlr = splat(lr), vwd = splat(wd);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      const vec<T> wi = ld(w + i);
+      st(w + i, wi - vlr * ((ld(g + i) + vwd * wi) * ld(s + i)));
+    }
+    for (; i < n; ++i) w[i] -= lr * ((g[i] + wd * w[i]) * s[i]);
+  }
 };
 
 }  // namespace PYIREG_ISA

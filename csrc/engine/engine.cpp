@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/measures.h"
 #include "cpu/rescale.h"
 
 namespace pyireg {
@@ -100,6 +101,9 @@ void Engine<T>::check_rule(const UpdateRule<T>& r) const {
   if (!r.state_U || !r.state_V || !r.lr || !r.momentum || !r.weight_decay)
     throw std::invalid_argument("rule: expected state buffers and per-network hyper-parameters");
   for (int64_t n = 0; n < plan_.N; ++n) {
+    if (r.rule == Rule::ddp_sgd && r.momentum[n] != 0)
+      throw std::invalid_argument("momentum: the ddp_sgd rule has no momentum (its state holds the scaling); "
+                                  "expected 0, got " + std::to_string(r.momentum[n]) + " for network " + str(n));
     if (!(std::isfinite(r.lr[n]) && r.lr[n] >= 0))
       throw std::invalid_argument("lr: expected finite values >= 0, got " + std::to_string(r.lr[n]) + " for network " + str(n));
     if (!(r.momentum[n] >= 0 && r.momentum[n] < 1))
@@ -194,6 +198,39 @@ template <class T>
 void Engine<T>::unit_balance(const T* U, const T* V, double* out) const {
   std::shared_lock<std::shared_mutex> lock(lock_);
   pyireg::unit_balance(U, V, plan_.S, plan_.d, plan_.k, out, threads_for(batch_work(1)));
+}
+
+template <class T>
+void Engine<T>::unit_stats(const T* U, const T* V, const T* U0, const T* V0, double p, double* out) const {
+  if (!(p <= 0 || std::isfinite(p))) throw std::invalid_argument("p: expected a finite p > 0");
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  pyireg::unit_stats(U, V, U0, V0, plan_.S, plan_.d, plan_.k, p, out, num_threads());
+}
+
+template <class T>
+void Engine<T>::unit_moments(const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2) const {
+  check_batch(B);
+  if (block < 1) throw std::invalid_argument("batch_size: expected a positive integer, got " + str(block));
+  const int64_t blk = std::min(B, block), Bp = round_up(blk, simd_width<T>());
+  const char* w = "moments scratch";
+  const int64_t e = checked_add(checked_mul(plan_.d, Bp, w), checked_mul3(num_threads(), plan_.chunk_units, Bp, w), w);
+  check_fits(checked_mul(e, sizeof(T), w), "the scratch of unit_moments for blocks of " + str(blk));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().unit_moments(*ws, ctx(), U, X, B, block, z2, a2);
+}
+
+template <class T>
+void Engine<T>::ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV) const {
+  check_batch(B);
+  for (int64_t n = 0; n < plan_.N; ++n)
+    if (!(alpha[n] >= 0 && alpha[n] <= 1))
+      throw std::invalid_argument("alpha: expected values in [0, 1], got " + std::to_string(alpha[n]) +
+                                  " for network " + str(n));
+  check_fits(pass_bytes(B, false), "the DDP scaling scratch for a batch of " + str(B));
+  std::shared_lock<std::shared_mutex> lock(lock_);
+  auto ws = pool_.take();
+  active_kernels<T>().ddp_scale(*ws, ctx(), U, V, X, B, alpha, kU, kV);
 }
 
 template class Engine<float>;

@@ -3,7 +3,7 @@
 // tensors); every operation takes them as raw pointers.
 //
 // Thread safety: read-only operations (forward, backward, loss_and_grad, evaluate, measures,
-// unit_balance) hold the lock shared and may run at the same time, each on a workspace of its
+// unit_balance, unit_stats, unit_moments, ddp_scale) hold the lock shared and may run at the same time, each on a workspace of its
 // own from the pool; operations that write the weights (step, apply_update, balance,
 // normalize_units) hold it exclusively. Concurrent calls on one engine therefore behave as some
 // serial order of the same calls.
@@ -66,6 +66,13 @@ class Engine {
   // out: 6 arrays of N (l2_penalty, group_l1, path_l1, path_l2, norm_U, norm_V)
   void measures(const T* U, const T* V, double* const out[6]) const;
   void unit_balance(const T* U, const T* V, double* out) const;
+  // Complexity measures (cpu/measures.h, kernels.h): per-unit weight statistics (out: S x
+  // kUnitStats; U0, V0 may be null, p <= 0 for none), per-unit data moments on X (z2, a2: S)
+  // of the model's U or of any array of its shape (the initial weights), and the DDP-SGD
+  // scaling of every weight from a batch (kU: S x d, kV: S x k; alpha: N, in [0, 1]).
+  void unit_stats(const T* U, const T* V, const T* U0, const T* V0, double p, double* out) const;
+  void unit_moments(const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2) const;
+  void ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV) const;
 
   int64_t workspace_bytes() const { return pool_.bytes(); }
   int64_t workspace_allocations() const { return pool_.allocations(); }

@@ -15,7 +15,7 @@ namespace pyireg {
 
 enum class Activation : int { relu = 0, linear = 1 };
 enum class Loss : int { cross_entropy = 0, squared = 1 };
-enum class Rule : int { momentum_sgd = 0 };
+enum class Rule : int { momentum_sgd = 0, path_sgd = 1, ddp_sgd = 2 };
 
 struct Ctx {
   const Plan* plan = nullptr;
@@ -36,7 +36,9 @@ struct Targets {
 };
 
 // An update rule and its arguments: per-weight state shaped like U and V, and per-network
-// hyper-parameters (length N).
+// hyper-parameters (length N). momentum_sgd and path_sgd keep momentum buffers in the state;
+// ddp_sgd reads its per-weight scaling from it (computed by Kernels::ddp_scale) and has no
+// momentum (the engine requires momentum = 0 for it).
 template <class T>
 struct UpdateRule {
   Rule rule = Rule::momentum_sgd;
@@ -68,6 +70,14 @@ struct Kernels {
   // Summed loss (N) and wrong predictions (N, cross-entropy only) over B samples in blocks.
   void (*evaluate)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B,
                    const Targets<T>&, int64_t block, double* loss, int64_t* errors);
+  // Per unit h (S), summed over the B samples of X in blocks of `block`, in double:
+  // z2[h] = sum_b z_hb^2 and a2[h] = sum_b act(z_hb)^2, z = U X^T (any U of the model's shape).
+  void (*unit_moments)(Workspace<T>&, const Ctx&, const T* U, const T* X, int64_t B, int64_t block,
+                       double* z2, double* a2);
+  // The DDP-SGD scaling 1 / kappa of every weight (kU: S x d, kV: S x k) from the batch X (B
+  // samples), the weights and the per-network alpha (N); see kernels.h.
+  void (*ddp_scale)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* alpha,
+                    T* kU, T* kV);
 };
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

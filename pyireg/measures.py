@@ -1,0 +1,521 @@
+"""Complexity measures of every network of a PackedMLP, the registry of Neyshabur's thesis
+("Implicit Regularization in Deep Learning", 2017) and the papers it collects.
+
+``compute(model, names, X=None, y=None, init=None)`` returns a dict ``{name: (N,) float64
+array}`` (a per-network table: ``pandas.DataFrame(compute(...))``); ``PackedMLP.measures`` is the
+same call. Per-unit statistics come from the native core in one pass over the weights
+(``unit_stats``: ||u_h||_2^2, ||v_h||_2^2, l1, lp^p and l-inf norms of every row, and the
+squared distances to the initial rows; ``unit_moments``: per-unit sums of z^2 and act(z)^2,
+z = <u_h, x>, over a data set) and are composed per network here. Notation: network n has H
+units, U_n (H x d) with rows u_h, V_n (H x k) with rows v_h, y(x) = V_n^T act(U_n x); m samples
+(X, y); gamma = the margin below.
+
+Weight measures (no data)
+    l2_penalty      1/2 (||U_n||_F^2 + ||V_n||_F^2)                         (the weight-decay term)
+    group_l1        sum_h ||u_h|| ||v_h||   = min over Theorem-1 rescalings of l2_penalty
+    norm_U, norm_V  ||U_n||_F, ||V_n||_F
+    fro_product     ||U_n||_F ||V_n||_F      ("Exploring generalization", NIPS 2017, l2 norm measure)
+    path_l1, path_l2, path_l<p>, path_linf
+                    the lp path norm phi_p = (sum over paths i -> h -> j of |U[h,i] V[h,j]|^p)^(1/p)
+                    = (sum_h ||u_h||_p^p ||v_h||_p^p)^(1/p); path_linf = max_h ||u_h||_inf ||v_h||_inf
+                    (Neyshabur, Tomioka & Srebro, COLT 2015). Any p > 0: e.g. "path_l3", "path_l1.5".
+    spectral_U, spectral_V, spectral_product
+                    ||U_n||_2, ||V_n||_2 (largest singular values) and their product
+    spectral_end_to_end, trace_norm
+                    ||V_n^T U_n||_2 and the nuclear norm ||V_n^T U_n||_* of the end-to-end matrix:
+                    the function itself for the linear activation, where the trace norm is the
+                    least group_l1 over all factorizations (matrix factorization's regularizer);
+                    for relu only a property of the weights.
+
+Initialization (``init``: the model at initialization, or a pair (U0, V0))
+    dist_U, dist_V  ||U_n - U0_n||_F, ||V_n - V0_n||_F
+                    (distance from initialization, Nagarajan & Kolter 2017; "Exploring", NBLS 2019)
+
+Data (``X``, ``y``: class labels; cross-entropy models)
+    margin          the 5th percentile over the samples of gamma_i = y(x_i)[y_i] - max_{j != y_i} y(x_i)[j]
+                    ("Exploring", Sec. 2; numpy's linear interpolation; option ``percentile``).
+                    Take X, y = the training set, as the paper does.
+    fro_margin, path_l1_margin, path_l2_margin, spectral_margin
+                    ||U||_F ||V||_F / gamma, phi_1 / gamma, phi_2 / gamma, ||U||_2 ||V||_2 / gamma.
+                    NaN where gamma <= 0.
+    ddp_path        sqrt(gamma_net) of data-dependent path normalization (Neyshabur, Tomioka,
+                    Salakhutdinov & Srebro, ICLR 2016) on X:
+                    gamma_net = a^2 phi_2^2 + a (1 - a) sum_h E[z_h^2] ||v_h||^2 + (1 - a) E||y(x)||^2,
+                    a = option ``ddp_alpha`` (default 0.5); a = 1 gives path_l2. See DDPSGD.
+    overparam_bound (needs init too) the generalization bound for two-layer ReLU nets of Neyshabur,
+                    Li, Bhojanapalli, LeCun & Srebro, "Towards understanding the role of
+                    over-parametrization" (ICLR 2019), as its authors computed it (explicit
+                    constants, delta = 0.01), with c = k classes:
+                      R = 3 sqrt(2) (sqrt(2c) + 1) (||V||_F + 1) (||[U0 X]_+||_F / sqrt(m)
+                          + ||U - U0||_F ||X||_F / sqrt(m) + 1) / gamma
+                      capacity = (R + 3 sqrt(5 H + ln(max(1, gamma sqrt(m)) / delta)))^2
+                      overparam_bound = sqrt(capacity / m)   (the bound on test error - train ramp loss)
+                    The paper's Theorem 2 is O~(sqrt(c) ||V||_F (||U - U0||_F ||X||_F + ||U0 X||_F)
+                    / (gamma m) + sqrt(h / m)); the constants, the +1 terms (from the union
+                    bound over the norm grid) and the post-activation ||[U0 X]_+||_F are those of
+                    the authors' code. Where the two differ we follow the code: it is what the
+                    paper's plots show, and the paper's exact constants could not be checked here.
+                    For the linear activation [U0 X]_+ is replaced by U0 X (our choice: the proof
+                    uses only that the activation is 1-Lipschitz).
+
+Sharpness and PAC-Bayes (only when named: they evaluate many perturbed copies)
+    sharpness_expected
+                    E_nu[L(w + nu)] - L(w), L = mean training loss (the model's loss), nu_i ~
+                    N(0, sigma_i^2) with the relative scale sigma_i = alpha (10 |w_i| + 1) over
+                    every weight of U and V ("Exploring", Sec. 3, expected sharpness), estimated
+                    from ``samples`` draws (default 8); option ``alpha`` (default 5e-4).
+    sharpness_worst (max_{|nu_i| <= alpha (|w_i| + 1)} L(w + nu) - L(w)) / (1 + L(w)) (Keskar et
+                    al. 2017, as used in "Exploring"), the max found by ``ascent_steps`` (default
+                    10) steps of projected sign-gradient ascent from nu = 0, step alpha (|w_i| + 1) / 4,
+                    on the full (X, y) (the max includes nu = 0, so the value is >= 0). Keskar et
+                    al. used 10 L-BFGS-B iterations; sign ascent in the box is our choice: one
+                    packed gradient per step serves every network at once.
+    pac_bayes       an estimate of McAllester's PAC-Bayes bound on the 0-1 error of the
+                    perturbed network ("Exploring", Sec. 3): with the prior N(0, sigma^2) and
+                    posterior N(w, sigma^2), KL = sum_i w_i^2 / (2 sigma_i^2),
+                      min over alpha in ``pac_alphas`` of  E_nu[err(w + nu)]
+                          + 4 sqrt((KL + ln(2 m G / delta)) / m)
+                    (G = the grid size, a union bound over it; delta = 0.01), E_nu from
+                    ``samples`` draws of sigma_i = alpha (10 |w_i| + 1). The 0-1 loss keeps the
+                    bound valid (bounded loss); the relative sigma makes the prior depend on w,
+                    as in the paper, which ignores that. It is an estimate, not a certificate.
+
+Every perturbed copy of every network is evaluated at once by one packed model (all
+networks x samples copies; in rounds of at most ``COPIES_BYTES`` of weights), so the cost is
+that of evaluating a model ``samples`` (x the grid) times larger.
+
+Spectral norms: per network, the largest eigenvalue of the smaller Gram matrix (U_n^T U_n,
+d x d, when H >= d, else U_n U_n^T), in float64, by LAPACK's symmetric eigensolver, batched over
+networks of equal width. Cost H d min(H, d) + min(H, d)^3 per network. Measured on the 2-core
+development machine for one Gaussian H x 100 matrix (a random initialization, the hard case
+for iterative methods): H = 4096: Gram 21 ms, full SVD 133 ms, power iteration 37 ms for 100
+iterations with a relative error of 7e-3 (1,000 iterations: 157 ms, 4e-10); H = 512: 3.4 ms,
+23 ms, 4.8 ms (error 4e-3). Power iteration converges at the rate sigma_2 / sigma_1, and at a
+random initialization the top singular values crowd at the Marchenko-Pastur edge; the Gram
+route is exact to rounding (sigma_1 to about 5e-16 relative here; only the small singular
+values lose precision by squaring) and the fastest. The end-to-end matrix V_n^T U_n (k x d) is
+formed in float64 and its singular values taken directly.
+"""
+from __future__ import annotations
+
+import math
+import re
+import numpy as np
+
+from ._validate import as_float_array, as_labels, positive_int
+
+# column indices of the native unit_stats table (csrc/cpu/measures.h)
+_U2, _V2, _U1, _V1, _UP, _VP, _UMAX, _VMAX, _DU2, _DV2 = range(10)
+
+NATIVE = ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")
+WEIGHT = NATIVE + ("fro_product", "path_linf", "spectral_U", "spectral_V", "spectral_product",
+                   "spectral_end_to_end", "trace_norm")
+INIT = ("dist_U", "dist_V")
+DATA = ("margin", "fro_margin", "path_l1_margin", "path_l2_margin", "spectral_margin", "ddp_path")
+INIT_DATA = ("overparam_bound",)
+PERTURBED = ("sharpness_expected", "sharpness_worst", "pac_bayes")
+#: Names ``names="all"`` may return (the perturbed ones only when named).
+ALL = WEIGHT + INIT + DATA + INIT_DATA
+#: What ``names=None`` returns: the native weight measures (cheap, always available).
+DEFAULT = NATIVE
+_PATH = re.compile(r"^path_l(\d+(\.\d+)?)$")
+
+DEFAULTS = dict(percentile=5.0, alpha=5e-4, samples=8, ascent_steps=10,
+                pac_alphas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), ddp_alpha=0.5, delta=0.01, seed=0,
+                batch_size=512)
+
+
+def needs(name: str) -> set:
+    """What a measure needs besides the weights: a subset of {"init", "data"}."""
+    if name in WEIGHT or _PATH.match(name):
+        return set()
+    if name in INIT:
+        return {"init"}
+    if name in DATA or name in PERTURBED:
+        return {"data"}
+    if name in INIT_DATA:
+        return {"init", "data"}
+    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(ALL + PERTURBED)} "
+                     "or path_l<p> (p > 0)")
+
+
+def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
+    """Per-network complexity measures: ``{name: array of shape (N,)}`` (float64).
+
+    ``names``: None (the native weight measures, ``DEFAULT``), "all" (every measure of ``ALL``
+    the given inputs allow), or an iterable of names (module docstring; ``path_l<p>`` for any
+    p > 0). ``X`` (m, d) and ``y`` (m,) class labels: the data of the margin-based measures,
+    normally the training set. ``init``: the model at initialization (a PackedMLP of the same
+    widths, or a pair (U0, V0)). Options (``DEFAULTS``): percentile, alpha (sharpness scale),
+    samples, ascent_steps, pac_alphas, ddp_alpha, delta, seed (of the perturbations),
+    batch_size (samples per native block).
+    """
+    from .model import PackedMLP
+    if not isinstance(model, PackedMLP):
+        raise TypeError(f"model: expected a PackedMLP, got {type(model).__name__}")
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"options: unknown option(s) {', '.join(sorted(unknown))}; expected any of "
+                        f"{', '.join(DEFAULTS)}")
+    opt = dict(DEFAULTS, **options)
+    have_data = X is not None
+    if (X is None) != (y is None):
+        raise ValueError("X, y: expected both the samples and their labels, or neither")
+    if names is None:
+        names = list(DEFAULT)
+    elif isinstance(names, str):
+        if names != "all":
+            raise ValueError(f"names: expected None, 'all' or a list of measure names, got the string {names!r}")
+        names = names_available(init=init is not None, data=have_data)
+    else:
+        names = list(names)
+    for n in names:
+        need = needs(n)
+        if "data" in need and not have_data:
+            raise ValueError(f"X: the measure {n!r} needs data; pass X and y (normally the training set)")
+        if "init" in need and init is None:
+            raise ValueError(f"init: the measure {n!r} needs the initial weights; pass init=(U0, V0) or the initial model")
+    ctx = _Context(model, X, y, init, opt)
+    return {n: ctx.get(n) for n in names}
+
+
+class _Context:
+    """The shared intermediate results of one compute() call, each computed at most once."""
+
+    def __init__(self, model, X, y, init, opt):
+        self.m = model
+        self.opt = opt
+        self.cache: dict = {}
+        self.starts = model.offsets[:-1]
+        if X is not None:
+            self.X = model._X(X)
+            if model.loss != "cross_entropy":
+                self.y = None          # margins and errors need class labels; checked where used
+                self.y_raw = y
+            else:
+                self.y = as_labels(y, "y", self.X.shape[0], model.out_features)
+        if init is not None:
+            self.U0, self.V0 = _init_weights(model, init)
+
+    # ---------------------------------------------------------------- per-unit, per-network sums
+    def _sum(self, a):
+        return np.add.reduceat(a, self.starts)
+
+    def _max(self, a):
+        return np.maximum.reduceat(a, self.starts)
+
+    def stats(self, p=None):
+        key = ("stats", p)
+        if key not in self.cache:
+            init = hasattr(self, "U0")
+            self.cache[key] = self.m._engine.unit_stats(self.m.U, self.m.V, self.U0 if init else None,
+                                                        self.V0 if init else None, p)
+        return self.cache[key]
+
+    def native(self):
+        if "native" not in self.cache:
+            self.cache["native"] = self.m._engine.measures(self.m.U, self.m.V)
+        return self.cache["native"]
+
+    def spectral(self):
+        if "spectral" not in self.cache:
+            self.cache["spectral"] = spectral_norms(self.m)
+        return self.cache["spectral"]
+
+    def forward_stats(self):
+        """Per-network margins (N, m) and the mean of ||y(x)||^2 over X (N,), one blocked forward."""
+        if "forward" not in self.cache:
+            self.cache["forward"] = _forward_stats(self.m, self.X, getattr(self, "y", None),
+                                                   positive_int(self.opt["batch_size"], "batch_size"))
+        return self.cache["forward"]
+
+    def margin(self):
+        margins, _ = self.forward_stats()
+        if margins is None:
+            raise ValueError("y: margins need class labels (a cross-entropy model)")
+        return np.percentile(margins, float(self.opt["percentile"]), axis=1)
+
+    def normalized(self, value):
+        g = self.get("margin")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(g > 0, value / np.where(g > 0, g, 1.0), np.nan)
+
+    # ---------------------------------------------------------------- the registry
+    def get(self, name):
+        if name in self.cache:
+            return self.cache[name]
+        v = self._compute(name)
+        self.cache[name] = np.asarray(v, dtype=np.float64)
+        return self.cache[name]
+
+    def _compute(self, name):
+        m, o = self.m, self.opt
+        if name in NATIVE:
+            return self.native()[name]
+        mt = _PATH.match(name)
+        if mt:
+            p = float(mt.group(1))
+            if not p > 0:
+                raise ValueError(f"names: {name!r}: expected p > 0")
+            if p == 1 or p == 2:
+                return self.native()[name if name in NATIVE else f"path_l{int(p)}"]
+            s = self.stats(p)
+            return self._sum(s[:, _UP] * s[:, _VP]) ** (1.0 / p)
+        if name == "path_linf":
+            s = self.stats()
+            return self._max(s[:, _UMAX] * s[:, _VMAX])
+        if name == "fro_product":
+            return self.get("norm_U") * self.get("norm_V")
+        if name in ("spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm"):
+            return self.spectral()[name]
+        if name == "spectral_product":
+            return self.get("spectral_U") * self.get("spectral_V")
+        if name in ("dist_U", "dist_V"):
+            s = self.stats()
+            return np.sqrt(self._sum(s[:, _DU2 if name == "dist_U" else _DV2]))
+        if name == "margin":
+            return self.margin()
+        if name == "fro_margin":
+            return self.normalized(self.get("fro_product"))
+        if name == "path_l1_margin":
+            return self.normalized(self.get("path_l1"))
+        if name == "path_l2_margin":
+            return self.normalized(self.get("path_l2"))
+        if name == "spectral_margin":
+            return self.normalized(self.get("spectral_product"))
+        if name == "ddp_path":
+            a = float(o["ddp_alpha"])
+            if not 0 <= a <= 1:
+                raise ValueError(f"ddp_alpha: expected a value in [0, 1], got {a!r}")
+            n_samples = self.X.shape[0]
+            z2, _ = m._engine.unit_moments(m.U, self.X, positive_int(o["batch_size"], "batch_size"))
+            s = self.stats()
+            _, out2 = self.forward_stats()
+            g = (a * a * self.get("path_l2") ** 2 + a * (1 - a) * self._sum(z2 / n_samples * s[:, _V2])
+                 + (1 - a) * out2)
+            return np.sqrt(g)
+        if name == "overparam_bound":
+            return self._overparam()
+        if name == "sharpness_expected":
+            return sharpness_expected(m, self.X, self._labels(), alpha=o["alpha"], samples=o["samples"],
+                                      seed=o["seed"], batch_size=o["batch_size"])
+        if name == "sharpness_worst":
+            return sharpness_worst(m, self.X, self._labels(), alpha=o["alpha"], steps=o["ascent_steps"],
+                                   batch_size=o["batch_size"])
+        if name == "pac_bayes":
+            return pac_bayes(m, self.X, self._labels(), alphas=o["pac_alphas"], samples=o["samples"],
+                             delta=o["delta"], seed=o["seed"], batch_size=o["batch_size"])
+        raise AssertionError(name)
+
+    def _labels(self):
+        if self.y is None:
+            return self.y_raw
+        return self.y
+
+    def _overparam(self):
+        m, o = self.m, self.opt
+        gamma = self.get("margin")
+        n_samples = self.X.shape[0]
+        c = m.out_features
+        _, a2_0 = m._engine.unit_moments(self.U0, self.X, positive_int(o["batch_size"], "batch_size"))
+        init_term = np.sqrt(self._sum(a2_0)) / math.sqrt(n_samples)          # ||[U0 X]_+||_F / sqrt(m)
+        data_l2 = float(np.sum(np.square(self.X, dtype=np.float64))) / n_samples  # ||X||_F^2 / m
+        delta = float(o["delta"])
+        H = np.asarray(m.widths, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            R = (3 * math.sqrt(2) * (math.sqrt(2 * c) + 1) * (self.get("norm_V") + 1)
+                 * (init_term + self.get("dist_U") * math.sqrt(data_l2) + 1) / gamma)
+            cap = (R + 3 * np.sqrt(5 * H + np.log(np.maximum(1.0, gamma * math.sqrt(n_samples)) / delta))) ** 2
+        return np.where(gamma > 0, np.sqrt(cap / n_samples), np.nan)
+
+
+def _init_weights(model, init):
+    from .model import PackedMLP
+    if isinstance(init, PackedMLP):
+        if list(init.widths) != list(model.widths) or init.in_features != model.in_features \
+                or init.out_features != model.out_features:
+            raise ValueError("init: expected a model with the same widths, in_features and out_features")
+        U0, V0 = init.U, init.V
+    else:
+        try:
+            U0, V0 = init
+        except (TypeError, ValueError):
+            raise TypeError("init: expected the initial PackedMLP or a pair (U0, V0)") from None
+    U0 = as_float_array(U0, "init U0", model.dtype, 2, model.U.shape)
+    V0 = as_float_array(V0, "init V0", model.dtype, 2, model.V.shape)
+    return np.ascontiguousarray(U0), np.ascontiguousarray(V0)
+
+
+def _forward_stats(model, X, y, block):
+    """Per-sample margins (N, m) (None without labels) and mean_i ||y(x_i)||^2 (N,), in float64,
+    from the model's outputs on blocks of X."""
+    N, n = model.num_networks, X.shape[0]
+    margins = None if y is None else np.empty((N, n))
+    out2 = np.zeros(N)
+    for b0 in range(0, n, block):
+        out = model.forward(X[b0:b0 + block]).astype(np.float64)       # (N, b, k)
+        out2 += np.einsum("nbk,nbk->n", out, out)
+        if margins is not None:
+            yb = y[b0:b0 + block]
+            idx = np.arange(len(yb))
+            true = out[:, idx, yb]
+            out[:, idx, yb] = -np.inf
+            margins[:, b0:b0 + len(yb)] = true - out.max(axis=2)
+    return margins, out2 / n
+
+
+def margins(model, X, y, batch_size: int = 512) -> np.ndarray:
+    """Per-network, per-sample margins y(x_i)[y_i] - max_{j != y_i} y(x_i)[j]: shape (N, m)."""
+    X = model._X(X)
+    y = as_labels(y, "y", X.shape[0], model.out_features)
+    return _forward_stats(model, X, y, positive_int(batch_size, "batch_size"))[0]
+
+
+def spectral_norms(model) -> dict:
+    """Per network: ``spectral_U`` = ||U_n||_2, ``spectral_V`` = ||V_n||_2, and of the end-to-end
+    matrix V_n^T U_n (k x d) ``spectral_end_to_end`` (its largest singular value) and
+    ``trace_norm`` (the sum of its singular values). Gram matrices in float64 (module docstring)."""
+    N, off = model.num_networks, model.offsets
+    out = {k: np.empty(N) for k in ("spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm")}
+    widths = np.asarray(model.widths)
+    for H in np.unique(widths):
+        nets = np.flatnonzero(widths == H)
+        for name, W in (("spectral_U", model.U), ("spectral_V", model.V)):
+            grams = np.empty((len(nets),) + ((W.shape[1],) * 2 if H >= W.shape[1] else (H, H)))
+            for i, n in enumerate(nets):
+                A = W[off[n]:off[n + 1]].astype(np.float64)
+                grams[i] = A.T @ A if H >= W.shape[1] else A @ A.T
+            top = np.linalg.eigvalsh(grams)[:, -1]
+            out[name][nets] = np.sqrt(np.maximum(top, 0.0))
+        ends = np.empty((len(nets), model.out_features, model.in_features))
+        for i, n in enumerate(nets):
+            s = slice(off[n], off[n + 1])
+            ends[i] = model.V[s].astype(np.float64).T @ model.U[s].astype(np.float64)
+        sv = np.linalg.svd(ends, compute_uv=False)
+        out["spectral_end_to_end"][nets] = sv[:, 0]
+        out["trace_norm"][nets] = sv.sum(axis=1)
+    return out
+
+
+# ----------------------------------------------------------------------------- perturbations
+def _noise(model, alphas, samples: int, seed: int):
+    """Yields (copy, nuU, nuV) for every alpha (outer) and sample (inner): nu = sigma * eps with
+    sigma_i = alpha (10 |w_i| + 1), eps ~ N(0, 1) over all of U and V, in float64."""
+    rng = np.random.default_rng(seed)
+    sU = 10 * np.abs(model.U.astype(np.float64)) + 1
+    sV = 10 * np.abs(model.V.astype(np.float64)) + 1
+    for a_i, a in enumerate(np.asarray(alphas, dtype=np.float64)):
+        for s in range(samples):
+            yield a_i * samples + s, a * sU * rng.standard_normal(sU.shape), a * sV * rng.standard_normal(sV.shape)
+
+
+def relative_noise(model, alphas, samples: int, seed: int = 0):
+    """The perturbations of the expected sharpness and the PAC-Bayes estimate, stacked:
+    (nuU, nuV) of shape (len(alphas) * samples * S, d or k), float64; copy c (alpha-major, then
+    sample) is rows c * S .. (c + 1) * S."""
+    parts = list(_noise(model, alphas, samples, seed))
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+#: Most bytes of weights one packed model of perturbed copies may hold (more copies are
+#: evaluated in several rounds).
+COPIES_BYTES = 1 << 29
+
+
+def _perturbed_eval(model, X, y, alphas, samples, seed, batch_size):
+    """Error and mean loss (copies, N) of every perturbed copy of every network, evaluated by
+    packed models of as many copies as fit ``COPIES_BYTES`` (copy c of network n is network
+    c' * N + n of its round's model)."""
+    from .model import PackedMLP
+    count, S = len(alphas) * samples, model.num_units
+    per_copy = S * (model.in_features + model.out_features) * model.dtype.itemsize
+    rounds = max(1, min(count, COPIES_BYTES // max(1, per_copy)))
+    U64, V64 = model.U.astype(np.float64), model.V.astype(np.float64)
+    err = np.empty((count, model.num_networks))
+    loss = np.empty((count, model.num_networks))
+    noise = _noise(model, alphas, samples, seed)
+    for c0 in range(0, count, rounds):
+        nc = min(rounds, count - c0)
+        U = np.empty((nc * S, model.in_features), dtype=model.dtype)
+        V = np.empty((nc * S, model.out_features), dtype=model.dtype)
+        for i in range(nc):
+            _, nuU, nuV = next(noise)
+            U[i * S:(i + 1) * S] = U64 + nuU
+            V[i * S:(i + 1) * S] = V64 + nuV
+        big = PackedMLP.from_weights(list(model.widths) * nc, U, V, activation=model.activation, loss=model.loss,
+                                     dtype=model.dtype, copy=False)
+        e, l = big.evaluate(X, y, batch_size=batch_size)
+        err[c0:c0 + nc] = e.reshape(nc, model.num_networks)
+        loss[c0:c0 + nc] = l.reshape(nc, model.num_networks)
+    return err, loss
+
+
+def sharpness_expected(model, X, y, *, alpha=5e-4, samples=8, seed=0, batch_size=512) -> np.ndarray:
+    """E_nu[L(w + nu)] - L(w) per network (module docstring), ``samples`` draws, every copy of
+    every network evaluated by one packed model."""
+    samples = positive_int(samples, "samples")
+    if not alpha > 0:
+        raise ValueError(f"alpha: expected a positive perturbation scale, got {alpha!r}")
+    _, base = model.evaluate(X, y, batch_size=batch_size)
+    _, loss = _perturbed_eval(model, X, y, [alpha], samples, seed, batch_size)
+    return loss.mean(axis=0) - base
+
+
+def sharpness_worst(model, X, y, *, alpha=5e-4, steps=10, batch_size=512) -> np.ndarray:
+    """(max over the box |nu_i| <= alpha (|w_i| + 1) of L(w + nu) - L(w)) / (1 + L(w)) per network,
+    the max found by projected sign-gradient ascent (module docstring). Gradients of every
+    network at once, on the whole (X, y)."""
+    steps = positive_int(steps, "steps")
+    if not alpha > 0:
+        raise ValueError(f"alpha: expected a positive perturbation scale, got {alpha!r}")
+    U0, V0 = model.U.astype(np.float64), model.V.astype(np.float64)
+    rU, rV = alpha * (np.abs(U0) + 1), alpha * (np.abs(V0) + 1)
+    _, base = model.evaluate(X, y, batch_size=batch_size)
+    work = model.copy()
+    nuU, nuV = np.zeros_like(U0), np.zeros_like(V0)
+    best = base.copy()
+    for _ in range(steps):
+        loss, gU, gV = work.loss_and_grad(X, y)
+        best = np.fmax(best, loss)
+        nuU = np.clip(nuU + 0.25 * rU * np.sign(gU), -rU, rU)
+        nuV = np.clip(nuV + 0.25 * rV * np.sign(gV), -rV, rV)
+        work.U[...] = U0 + nuU
+        work.V[...] = V0 + nuV
+    _, last = work.evaluate(X, y, batch_size=batch_size)
+    best = np.fmax(best, last)
+    return (best - base) / (1 + base)
+
+
+def pac_bayes(model, X, y, *, alphas=DEFAULTS["pac_alphas"], samples=8, delta=0.01, seed=0,
+              batch_size=512) -> np.ndarray:
+    """min over alpha of E_nu[err(w + nu)] + 4 sqrt((KL + ln(2 m G / delta)) / m) per network
+    (module docstring); every alpha's and sample's copies in one packed model."""
+    samples = positive_int(samples, "samples")
+    alphas = np.asarray(list(alphas), dtype=np.float64)
+    if alphas.ndim != 1 or alphas.size == 0 or not np.all(alphas > 0):
+        raise ValueError(f"pac_alphas: expected a non-empty list of positive scales, got {alphas!r}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta: expected a confidence parameter in (0, 1), got {delta!r}")
+    X = model._X(X)
+    n = X.shape[0]
+    err, _ = _perturbed_eval(model, X, y, alphas, samples, seed, batch_size)
+    err = err.reshape(len(alphas), samples, model.num_networks).mean(axis=1)
+    # KL(N(w, sigma^2) || N(0, sigma^2)) = sum_i w_i^2 / (2 sigma_i^2), per network
+    U, V = model.U.astype(np.float64), model.V.astype(np.float64)
+    ratio = (np.sum((U / (10 * np.abs(U) + 1)) ** 2, axis=1) + np.sum((V / (10 * np.abs(V) + 1)) ** 2, axis=1))
+    base = np.add.reduceat(ratio, model.offsets[:-1]) / 2                  # KL * alpha^2
+    kl = base[None, :] / alphas[:, None] ** 2
+    bound = err + 4 * np.sqrt((kl + math.log(2 * n * len(alphas) / delta)) / n)
+    return bound.min(axis=0)
+
+
+def names_available(init: bool = False, data: bool = False) -> list:
+    """The names ``names='all'`` gives for the inputs at hand."""
+    have = ({"init"} if init else set()) | ({"data"} if data else set())
+    return [n for n in ALL if needs(n) <= have]
+
+
+__all__ = ["compute", "needs", "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
+           "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
+           "PERTURBED", "NATIVE"]
+

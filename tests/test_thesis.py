@@ -1,0 +1,41 @@
+"""The thesis experiments (pyireg.experiments.thesis) end to end on tiny configurations: each
+writes its table and figure; Path-SGD's results do not depend on the unbalanced
+initialization, SGD's do."""
+import json
+
+import numpy as np
+import pandas as pd
+
+from pyireg.experiments import thesis as T
+
+
+def test_measures_experiment_writes_table_summary_and_figure(tmp_path):
+    table, summary = T.reproduce_measures(tmp_path, widths=[2, 32], epochs=3, random_epochs=3, samples=2,
+                                          seeds=(0,), progress=False)
+    assert (tmp_path / "measures.png").stat().st_size > 10_000
+    saved = pd.read_csv(tmp_path / "measures.csv")
+    assert list(saved.labels) == ["true", "true", "random", "random"]
+    for name, _ in T.SHOWN:
+        assert name in saved.columns
+    assert set(summary.measure) == {n for n, _ in T.SHOWN}
+    # random labels are harder: the training error is higher at every width after the same epochs
+    t, r = table[table.labels == "true"], table[table.labels == "random"]
+    assert np.all(r.train_error.to_numpy() > t.train_error.to_numpy())
+    assert json.loads((tmp_path / "run.json").read_text())["experiment"] == "measures"
+
+
+def test_pathsgd_experiment_is_invariant_to_the_unbalanced_initialization(tmp_path):
+    res, gap, _ = T.reproduce_pathsgd(tmp_path, widths=[4, 64], epochs=2, lrs=(0.1,), seeds=(0,), progress=False)
+    assert (tmp_path / "pathsgd.png").stat().st_size > 10_000
+    assert len(res) == 2 * 2 * 2
+    # the same functions along the whole trajectory: at most a prediction or two flips by rounding
+    assert gap["path_sgd"]["max"] <= 0.002
+    assert gap["sgd"]["max"] > 0.02
+    p = res[res.method == "path_sgd"].set_index(["init", "width"])
+    np.testing.assert_allclose(p.loc["standard"].test_final, p.loc["unbalanced"].test_final, atol=0.002)
+
+
+def test_main_runs_the_cost_table(capsys):
+    assert T.main(["cost", "--widths", "2,8", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "fraction_of_sweep_epoch" in out and "sharpness_worst" in out

@@ -204,7 +204,7 @@ template <class T>
 void Engine<T>::unit_stats(const T* U, const T* V, const T* U0, const T* V0, double p, double* out) const {
   if (!(p <= 0 || std::isfinite(p))) throw std::invalid_argument("p: expected a finite p > 0");
   std::shared_lock<std::shared_mutex> lock(lock_);
-  pyireg::unit_stats(U, V, U0, V0, plan_.S, plan_.d, plan_.k, p, out, num_threads());
+  pyireg::unit_stats(U, V, U0, V0, plan_.S, plan_.d, plan_.k, p, out, threads_for(batch_work(1)));
 }
 
 template <class T>
@@ -217,7 +217,7 @@ void Engine<T>::unit_moments(const T* U, const T* X, int64_t B, int64_t block, d
   check_fits(checked_mul(e, sizeof(T), w), "the scratch of unit_moments for blocks of " + str(blk));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().unit_moments(*ws, ctx(), U, X, B, block, z2, a2);
+  active_kernels<T>().unit_moments(*ws, ctx(batch_work(B)), U, X, B, block, z2, a2);
 }
 
 template <class T>
@@ -230,7 +230,7 @@ void Engine<T>::ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T
   check_fits(pass_bytes(B, false), "the DDP scaling scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();
-  active_kernels<T>().ddp_scale(*ws, ctx(), U, V, X, B, alpha, kU, kV);
+  active_kernels<T>().ddp_scale(*ws, ctx(batch_work(B)), U, V, X, B, alpha, kU, kV);
 }
 
 template class Engine<float>;

@@ -10,10 +10,6 @@
 #include "engine/ops.h"
 #include "cpu/simd.h"
 
-#ifndef PYIREG_ISA
-#error "define PYIREG_ISA (the SIMD target's namespace) before including this header"
-#endif
-
 namespace pyireg {
 namespace PYIREG_ISA {
 

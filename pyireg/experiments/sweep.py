@@ -193,6 +193,10 @@ class _Disk:
         self.at("remove", path)
         os.unlink(path)
 
+    def rmdir(self, path: Path) -> None:
+        self.at("remove", path)
+        os.rmdir(path)
+
     def mkdir(self, path: Path) -> None:
         if not path.is_dir():
             self.at("mkdir", path)
@@ -264,9 +268,11 @@ class _SweepDir:
     # -- start
     def ours(self) -> list[Path]:
         """Files of a sweep in the directory (not temporaries)."""
-        found = [p for p in (self.config_path, self.history_path) if p.exists()]
+        found = [p for p in (self.config_path, self.history_path, self.out / "packs.json") if p.exists()]
         if self.ckdir.is_dir():
             found += sorted(p for p in self.ckdir.iterdir() if _CKPT_RE.match(p.name))
+        if (self.out / "packs").is_dir():
+            found += sorted((self.out / "packs").glob("pack-*.parquet"))
         return found
 
     def remove_temporaries(self) -> None:
@@ -456,24 +462,27 @@ def _check_history(hist, done, cfg, path) -> None:
                 raise bad(f"the rows of seed {s} are not epochs 1..{E} of networks 0..{N - 1} of this grid")
 
 
+def _parquet_bytes(frame, meta: dict) -> memoryview:
+    """``frame`` as a Parquet file in memory, with ``meta`` (JSON) under the metadata key pyireg."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"pyireg": json.dumps(meta).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return memoryview(buf.getvalue())
+
+
 def _commit_epoch(d: _SweepDir, seed: int, epoch: int, arrays: dict, history, done: dict) -> None:
     """Commit epoch ``epoch`` of repetition ``seed``: stage the checkpoint, publish the history
     (with ``done[seed] == epoch``) by one rename, then finish the checkpoint and prune the ones
     resume no longer needs. Every file operation goes through ``d.disk`` (see _FAULT_HOOK)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     epochs = d.config["epochs"]
     keep = _needed(d.policy, epoch, epoch, epochs)
     staged = d.ckpt(seed, epoch, staged=True)
-    table = pa.Table.from_pandas(history, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"pyireg"] = json.dumps(d.history_meta(done)).encode()
-    table = table.replace_schema_metadata(meta)
     # serialized in memory first (it is small next to the weights): an interrupt during the file
     # write then never leaves a half-closed Parquet writer behind
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf)
-    parquet = memoryview(buf.getvalue())
+    parquet = _parquet_bytes(history, d.history_meta(done))
     tmp = d.history_path.with_name(d.history_path.name + ".tmp")
     renaming = False
     try:
@@ -1081,6 +1090,11 @@ def load_results(path) -> SweepResult:
     (``SweepResult.complete`` says). Errors name the file."""
     path = Path(path)
     if not (path / "history.parquet").exists():
+        if (path / "packs.json").exists():
+            done = len(list((path / "packs").glob("pack-*.parquet"))) if (path / "packs").is_dir() else 0
+            raise FileNotFoundError(f"path: no history.parquet in {path} yet: this sweep trains in packs and writes "
+                                    f"it when every pack is finished ({done} finished so far, in packs/); resume "
+                                    "it to finish")
         raise FileNotFoundError(f"path: no history.parquet in {path} (not a sweep directory, or no epoch finished yet)")
     hist, meta = _read_history(path / "history.parquet")
     config = {}

@@ -279,11 +279,18 @@ def cmd_sweep(args) -> int:
         ds = D.censor(ds, args.censor, epochs=args.epochs)
         print(f"censored labels from an H0={args.censor} teacher: {ds.info['censor']['changed']} changed", flush=True)
     t0 = time.perf_counter()
-    res = sweep(ds, args.widths, seeds=seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
-                epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
-                init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
-                out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                tag=name, max_memory=args.max_memory, executor=executor)
+    try:
+        res = sweep(ds, args.widths, seeds=seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
+                    epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
+                    init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
+                    out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
+                    tag=name, max_memory=args.max_memory, executor=executor)
+    except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
+        for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
+                         ("pack_units", "--pack-units")):
+            if executor is not None and str(e).startswith(arg + ":"):
+                raise type(e)(opt + str(e)[len(arg):]) from None
+        raise
     print(f"{len(res.history)} rows in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'history.parquet'}")
     from .plots import results_table
     print(results_table(res))
@@ -588,8 +595,10 @@ def main(argv=None) -> int:
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)
     from .experiments.sweep import ChanceWarning
     old_term = signal.getsignal(signal.SIGTERM)
+    terminated = []                              # remembered: Ray turns the exception into KeyboardInterrupt
 
     def on_term(signum, frame):
+        terminated.append(signum)
         raise _Terminated
 
     in_main = __import__("threading").current_thread() is __import__("threading").main_thread()
@@ -601,10 +610,11 @@ def main(argv=None) -> int:
             warnings.showwarning = _show_warning
             return args.func(args)
     except KeyboardInterrupt as e:
-        print(f"\npyireg {args.command}: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}: every "
-              f"finished {'pack' if getattr(args, 'ray', False) else 'epoch'} is saved; rerun the same command with "
-              "--resume to continue", file=sys.stderr)
-        return 128 + signal.SIGTERM if isinstance(e, _Terminated) else 130
+        term = isinstance(e, _Terminated) or bool(terminated)
+        print(f"\npyireg {args.command}: {'terminated' if term else 'interrupted'}: every finished "
+              f"{'pack' if getattr(args, 'ray', False) else 'epoch'} is saved; rerun the same command with --resume "
+              "to continue", file=sys.stderr)
+        return 128 + signal.SIGTERM if term else 130
     except BrokenPipeError:                      # output piped into head, less, ...: stop quietly
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -18,6 +18,6 @@ def ray_address():
     """A local Ray of 2 CPUs, started once per test session (about 10 s); the address of its head.
     Sweeps with executor "ray" use this process's connection; subprocesses join it by address."""
     ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "pyireg[ray]")')
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")   # never a running one
     yield ctx.address_info["address"]
     ray.shutdown()

@@ -406,7 +406,8 @@ def test_command_line_ray(ray_address, tmp_path, capsys):
     assert main(base + ["--out", str(tmp_path / "ray"), "--ray", "--resume", "--quiet"]) == 0    # finished: nothing to do
     for argv, match in ((["--address", "auto"], "--address: only with --ray"),
                         (["--workers", "2"], "--workers: only with --ray"),
-                        (["--ray", "--address", "auto"], "address: this process is already connected")):
+                        (["--ray", "--address", "auto"], "--address: this process is already connected"),
+                        (["--ray", "--threads", "3"], "--threads: expected at most 2 (the most CPUs of a node")):
         assert main(base + ["--out", str(tmp_path / "x"), "--quiet"] + argv) == 2
         line = capsys.readouterr().err.strip()
         assert match in line and len(line.splitlines()) == 1, line

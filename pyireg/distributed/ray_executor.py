@@ -10,8 +10,11 @@ by a complete attempt, so nothing is lost or counted twice. A task that raises i
 from __future__ import annotations
 
 import collections
+import contextlib
 import numbers
 import os
+import signal
+import threading
 from pathlib import Path
 
 from .packs import _check_pack_units
@@ -118,6 +121,31 @@ class RayExecutor:
             raise ImportError('executor: running packs on Ray needs the Python package \'ray\': '
                               'pip install "pyireg[ray]"', name="ray") from None
         address = self.address or os.environ.get("RAY_ADDRESS") or None
+        with self._keep_sigterm():
+            where, embedded = self._init(ray, address)
+        try:
+            self._info = self._size(ray, where, embedded)
+        except BaseException:
+            self._users = 1
+            self.stop()
+            raise
+        self._users = 1
+        return self._info
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _keep_sigterm():
+        """ray.init makes SIGTERM exit the process at once; the program running the sweep keeps
+        its own handler (the command line stops cleanly and says how to resume)."""
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            yield
+        finally:
+            if main and old is not None:
+                signal.signal(signal.SIGTERM, old)
+
+    def _init(self, ray, address):
         embedded = False
         if ray.is_initialized():
             if self.address is not None:
@@ -134,21 +162,14 @@ class RayExecutor:
             ray.init(address="local", num_cpus=max(cpus, workers * threads), include_dashboard=False,
                      runtime_env=self.runtime_env, logging_level="warning")
             where, self._owned, embedded = "on an embedded local Ray", True, True
-        try:
-            self._info = self._size(ray, where, embedded)
-        except BaseException:
-            self._users = 1
-            self.stop()
-            raise
-        self._users = 1
-        return self._info
+        return where, embedded
 
     def _size(self, ray, where, embedded) -> dict:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         node_cpus = max((int(n.get("Resources", {}).get("CPU", 0)) for n in nodes), default=0)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if cpus < 1:
-            raise ValueError(f"address: the Ray cluster {where[3:]} offers no CPUs to run packs on")
+            raise ValueError(f"address: no CPUs to run packs on, {where}")
         threads = self.threads_per_worker or (max(1, min(node_cpus, cpus // self.workers)) if self.workers else 1)
         if threads > node_cpus:
             raise ValueError(f"threads_per_worker: expected at most {node_cpus} (the most CPUs of a node of the "

@@ -287,7 +287,7 @@ def cmd_sweep(args) -> int:
                     tag=name, max_memory=args.max_memory, executor=executor)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
-                         ("pack_units", "--pack-units")):
+                         ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
             if executor is not None and str(e).startswith(arg + ":"):
                 raise type(e)(opt + str(e)[len(arg):]) from None
         raise
@@ -496,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train the packs as Ray tasks: on an embedded local Ray sized to this machine (started "
                            "and stopped here), or the cluster at --address or $RAY_ADDRESS; needs pyireg[ray]")
     dist.add_argument("--address", default=None, metavar="ADDRESS",
-                      help="a running Ray cluster: its head's HOST:6379, 'auto', or ray://HOST:10001; --out must then "
-                           "be a directory every node reaches at the same path (NFS or another shared file system)")
+                      help="a running Ray cluster: its head's HOST:6379, or 'auto' on a node of it; --out must then be "
+                           "a directory every node (and this machine) reaches at the same path (NFS or another shared "
+                           "file system)")
     dist.add_argument("--workers", type=_positive, default=None, metavar="N",
                       help="packs trained at once (default: the cluster's CPUs / --threads)")
     dist.add_argument("--pack-units", type=_positive, default=None, metavar="UNITS",

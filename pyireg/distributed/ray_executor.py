@@ -61,9 +61,9 @@ class RayExecutor:
 
     address : None: the cluster named by $RAY_ADDRESS if set, else an embedded local Ray sized
         to this machine, started by the sweep and stopped at its end. A string: a running
-        cluster ("auto", the head's "host:6379", or "ray://host:10001"); this process joins it
-        as a driver and leaves at the end. A process already connected (``ray.init`` called
-        before) is used as it is.
+        cluster ("auto", or its head's "host:6379"); this process joins it as a driver and leaves
+        at the end. The driver must see the sweep directory too (run it on a node of the
+        cluster). A process already connected (``ray.init`` called before) is used as it is.
     workers : packs trained at once (default: the cluster's CPUs / threads_per_worker).
     threads_per_worker : native threads per pack (default: 1, or the CPUs / ``workers`` when
         ``workers`` is given, so that ``workers=1`` trains one pack on every core).
@@ -83,8 +83,7 @@ class RayExecutor:
                  threads_per_worker: int | None = None, pack_units: int | None = None, max_retries: int = 3,
                  runtime_env: dict | None = None, _task_hook=None):
         if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ValueError(f"address: expected a Ray address such as 'auto', 'host:6379' or 'ray://host:10001', "
-                             f"got {address!r}")
+            raise ValueError(f"address: expected a Ray address such as 'auto' or 'host:6379', got {address!r}")
         self.address = address
         self.workers = _positive(workers, "workers")
         self.threads_per_worker = _positive(threads_per_worker, "threads_per_worker")

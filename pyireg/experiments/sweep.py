@@ -37,6 +37,9 @@ over) when a file is missing, corrupt or belongs to another sweep. ``resume=True
 finishes with exactly the numbers of an uninterrupted run (every column but the wall-clock
 ``train_seconds``): the data order of epoch e of repetition r depends on (r, e) only, and the
 kernels are deterministic.
+
+A sweep with an executor (``executor="ray"``, ...) trains in packs instead and commits pack by
+pack (``packs.json``, ``packs/``); :mod:`pyireg.distributed.runner` describes its files.
 """
 from __future__ import annotations
 

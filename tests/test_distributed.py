@@ -416,3 +416,44 @@ def test_command_line_ray(ray_address, tmp_path, capsys):
         line = capsys.readouterr().err.strip()
         assert match in line and len(line.splitlines()) == 1, line
     assert not (tmp_path / "x").exists()
+
+
+_EMBEDDED = r"""
+import os
+import sys
+import numpy as np
+import ray
+from pyireg import data as D
+from pyireg.distributed import RayExecutor
+from pyireg.distributed.ray_executor import machine_cpus
+from pyireg.experiments import sweep
+
+os.environ.pop("RAY_ADDRESS", None)
+os.nice(3)                                # the workers must run at this priority, not Ray's 15 below it
+rng = np.random.default_rng(0)
+X = rng.normal(size=(120, 6))
+ds = D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5), n_val=20, n_test=20)
+kw = dict(widths=[1, 3, 8, 20], seeds=[0, 2], weight_decays=[0.0, 1e-3], epochs=2, batch_size=20)
+with RayExecutor(pack_units=20) as ex:
+    nice = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    res = sweep(ds, executor=ex, **kw)
+    again = sweep(ds, executor=ex, progress=False, **kw)          # the same embedded Ray for both
+assert not ray.is_initialized()           # stopped by the executor that started it
+local = sweep(ds, progress=False, **kw)
+cols = [c for c in local.history.columns if c != "train_seconds"]
+assert res.history[cols].equals(local.history[cols]) and again.history[cols].equals(local.history[cols])
+print(f"nice {nice} cpus {machine_cpus()}")
+"""
+
+
+def test_an_embedded_ray_is_sized_to_the_machine_started_and_stopped(tmp_path):
+    pytest.importorskip("ray", reason='Ray is not installed (pip install "pyireg[ray]")')
+    script = tmp_path / "embedded.py"
+    script.write_text(_EMBEDDED)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+                       cwd=Path(R.__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-3000:]
+    cpus = int(r.stdout.split()[-1])
+    assert f"nice {os.nice(0) + 3} cpus" in r.stdout
+    assert f"8 packs, on an embedded local Ray ({cpus} CPUs on 1 node): {cpus} workers x 1 thread" in r.stderr

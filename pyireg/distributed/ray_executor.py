@@ -158,8 +158,10 @@ class RayExecutor:
             cpus = machine_cpus()
             threads = self.threads_per_worker or (max(1, cpus // self.workers) if self.workers else 1)
             workers = self.workers or max(1, cpus // threads)
+            # Ray adds 15 to its workers' niceness; on a machine shared with other work that would run
+            # the packs far below the priority the sweep was started with (the raylet inherits it)
             ray.init(address="local", num_cpus=max(cpus, workers * threads), include_dashboard=False,
-                     runtime_env=self.runtime_env, logging_level="warning")
+                     runtime_env=self.runtime_env, logging_level="warning", _system_config={"worker_niceness": 0})
             where, self._owned, embedded = "on an embedded local Ray", True, True
         return where, embedded
 

@@ -18,6 +18,7 @@ def ray_address():
     """A local Ray of 2 CPUs, started once per test session (about 10 s); the address of its head.
     Sweeps with executor "ray" use this process's connection; subprocesses join it by address."""
     ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "pyireg[ray]")')
-    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")   # never a running one
+    # address "local": always a new instance, never a cluster someone started on this machine
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     yield ctx.address_info["address"]
     ray.shutdown()

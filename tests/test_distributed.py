@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -136,8 +135,8 @@ def test_a_sweep_in_packs_killed_at_every_file_operation_then_resumed(tiny, ref,
         _same(sweep(tiny, out=tmp_path / "ref", executor=ex, **KW).history, ref)
     finally:
         S._FAULT_HOOK = None
-    assert [name for op, name in ops if op == "rename"] == ["config.json", "packs.json"] + ["pack-0000%d.parquet" % i
-                                                                                           for i in (0, 1, 2, 3)] + ["history.parquet"]
+    packs = [f"pack-0000{i}.parquet" for i in range(4)]
+    assert [name for op, name in ops if op == "rename"] == ["config.json", "packs.json", *packs, "history.parquet"]
     _same(load_results(tmp_path / "ref").history, ref)
     for i in range(len(ops) + 1):
         out = tmp_path / f"k{i}"
@@ -201,7 +200,8 @@ def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     plan = json.loads((out / "packs.json.away").read_text())
     plan["packs"][0]["networks"] = plan["packs"][1]["networks"]
     (out / "packs.json").write_text(json.dumps(plan))
-    with pytest.raises(SweepStateError, match="packs.json is not a plan of this sweep's grid .network 0 of repetition 0 is in 0 packs"):
+    with pytest.raises(SweepStateError, match=r"packs.json is not a plan of this sweep's grid \(network 0 of "
+                                              "repetition 0 is in 0 packs"):
         sweep(tiny, out=out, executor=ex, resume=True, **KW)
     (out / "packs.json").write_text("{")
     with pytest.raises(SweepStateError, match="packs.json is empty or corrupt"):

@@ -822,8 +822,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
 
     spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
                      grid_lr_scales=tuple(g[2] for g in grid), epochs=epochs, batch_size=batch_size,
-                     drop_last=bool(drop_last), schedule=schedule, init_std=_init_pair(init_std, init_json), label_noise=float(label_noise),
-                     resample_split=bool(resample_split), eval_batch=eval_batch)
+                     drop_last=bool(drop_last), schedule=schedule, init_std=_init_pair(init_std, init_json),
+                     label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch)
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from ..distributed.runner import run_in_packs

@@ -2,9 +2,10 @@
 on a fused native core.
 
 ``import pyireg`` needs only numpy. The subpackages ``pyireg.data``, ``pyireg.theory``,
-``pyireg.convex``, ``pyireg.plots``, ``pyireg.experiments`` and ``pyireg.cli`` are imported on
-first use (``pyireg.data.load(...)`` works after ``import pyireg``), so their optional
-dependencies (pandas, matplotlib, scikit-learn, ...) are only needed by what uses them.
+``pyireg.convex``, ``pyireg.plots``, ``pyireg.experiments``, ``pyireg.distributed`` and
+``pyireg.cli`` are imported on first use (``pyireg.data.load(...)`` works after ``import
+pyireg``), so their optional dependencies (pandas, matplotlib, scikit-learn, ray, ...) are only
+needed by what uses them.
 """
 import importlib as _importlib
 
@@ -21,7 +22,8 @@ __all__ = ["PackedMLP", "MomentumSGD", "PathSGD", "DDPSGD", "Optimizer", "PaperS
            "build_config", "get_num_threads", "max_num_threads", "set_num_threads", "memory_limit",
            "set_memory_limit", "__version__", "_core"]
 
-_SUBMODULES = ("data", "theory", "convex", "plots", "experiments", "cli", "schedule", "bench", "testing", "reference")
+_SUBMODULES = ("data", "theory", "convex", "plots", "experiments", "distributed", "cli", "schedule", "bench", "testing",
+               "reference")
 
 
 def __getattr__(name):

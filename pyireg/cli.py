@@ -20,11 +20,12 @@ EPOCHS = 60                      # the paper's; the default of sweep and reprodu
 _PACKAGES = {"pandas": ("pandas", "experiments"), "pyarrow": ("pyarrow", "experiments"),
              "matplotlib": ("matplotlib", "experiments"), "tqdm": ("tqdm", "experiments"),
              "mlxtend": ("mlxtend", "experiments"), "sklearn": ("scikit-learn", "experiments"),
-             "mnist1d": ("mnist1d", "experiments"), "torch": ("torch", "torch")}
+             "mnist1d": ("mnist1d", "experiments"), "torch": ("torch", "torch"), "ray": ("ray", "ray")}
 
 _EPILOG = """examples:
   pyireg sweep --widths pow2:1024 --reps 3 --weight-decay 0,1e-4 --out results/mine
   pyireg sweep --data mydata.csv --label-column label --widths 1:64 --out results/own
+  pyireg sweep --widths pow2:4096 --reps 5 --ray --address HEAD:6379 --out /shared/results/big
   pyireg reproduce figure2 --resume
   pyireg plot results/mine
 """
@@ -240,6 +241,18 @@ def _load_data(args):
                   n_test=args.n_test, seed=args.split_seed, dtype=args.dtype)
 
 
+def _executor(args):
+    """The RayExecutor of --ray (--threads is then each worker's), or None for a local sweep."""
+    if not args.ray:
+        for opt in ("address", "workers", "pack_units"):
+            if getattr(args, opt) is not None:
+                raise ValueError(f"--{opt.replace('_', '-')}: only with --ray")
+        return None
+    from .distributed import RayExecutor
+    return RayExecutor(address=args.address, workers=args.workers, threads_per_worker=args.threads,
+                       pack_units=args.pack_units)
+
+
 def cmd_sweep(args) -> int:
     from . import data as D
     from .experiments.sweep import check_memory, check_output, estimate_memory, sweep
@@ -247,13 +260,16 @@ def cmd_sweep(args) -> int:
     seeds = _repetitions(args, [0])
     sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
     check_output(args.out, args.resume)
-    _threads(args)
+    executor = _executor(args)
+    if executor is None:
+        _threads(args)
     ds = _load_data(args)
     if args.batch_size > len(ds.y_train):
         raise ValueError(f"--batch-size: expected 1..{len(ds.y_train)} (the training set size), got {args.batch_size}")
     grid = len(args.weight_decay) * len(args.lr_scale)
-    check_memory(estimate_memory(args.widths, ds.num_features, ds.num_classes, networks_per_width=grid,
-                                 batch_size=args.batch_size, dtype=ds.dtype), args.max_memory)
+    if executor is None:                # in packs, the sweep checks each machine's packs
+        check_memory(estimate_memory(args.widths, ds.num_features, ds.num_classes, networks_per_width=grid,
+                                     batch_size=args.batch_size, dtype=ds.dtype), args.max_memory)
     name = ds.info.get("name", "data")
     print(f"sweep {name} ({len(ds.y_train)} train / {len(ds.y_val)} validation / {len(ds.y_test)} test, "
           f"d={ds.num_features}, k={ds.num_classes}): {len(args.widths)} widths x {len(args.weight_decay)} weight "
@@ -263,11 +279,18 @@ def cmd_sweep(args) -> int:
         ds = D.censor(ds, args.censor, epochs=args.epochs)
         print(f"censored labels from an H0={args.censor} teacher: {ds.info['censor']['changed']} changed", flush=True)
     t0 = time.perf_counter()
-    res = sweep(ds, args.widths, seeds=seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
-                epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
-                init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
-                out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                tag=name, max_memory=args.max_memory)
+    try:
+        res = sweep(ds, args.widths, seeds=seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
+                    epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
+                    init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
+                    out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
+                    tag=name, max_memory=args.max_memory, executor=executor)
+    except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
+        for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
+                         ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
+            if executor is not None and str(e).startswith(arg + ":"):
+                raise type(e)(opt + str(e)[len(arg):]) from None
+        raise
     print(f"{len(res.history)} rows in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'history.parquet'}")
     from .plots import results_table
     print(results_table(res))
@@ -469,8 +492,23 @@ def build_parser() -> argparse.ArgumentParser:
     outg = s.add_argument_group("output")
     outg.add_argument("--out", required=True, metavar="DIR", help="output directory (checked before anything runs)")
     outg.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
-                      help="memory the sweep may use, e.g. 64G (default: what is available; 0: no check)")
+                      help="memory the sweep may use, e.g. 64G (default: what is available; 0: no check); with "
+                           "--ray, the packs trained at once on one machine")
     common(outg)
+    dist = s.add_argument_group("distributed (Ray)", "The grid is cut into packs of networks of similar cost, each "
+                                "trained by one Ray task; the history is the same, bit for bit, as without --ray. "
+                                "--threads is then each worker's; --resume skips the finished packs.")
+    dist.add_argument("--ray", action="store_true",
+                      help="train the packs as Ray tasks: on an embedded local Ray sized to this machine (started "
+                           "and stopped here), or the cluster at --address or $RAY_ADDRESS; needs pyireg[ray]")
+    dist.add_argument("--address", default=None, metavar="ADDRESS",
+                      help="a running Ray cluster: its head's HOST:6379, or 'auto' on a node of it; --out must then be "
+                           "a directory every node (and this machine) reaches at the same path (NFS or another shared "
+                           "file system)")
+    dist.add_argument("--workers", type=_positive, default=None, metavar="N",
+                      help="packs trained at once (default: the cluster's CPUs / --threads)")
+    dist.add_argument("--pack-units", type=_positive, default=None, metavar="UNITS",
+                      help="hidden units per pack (default: about 4 packs per worker, at least 2048 units)")
     s.set_defaults(func=cmd_sweep)
 
     r = mk("reproduce", help="run Figure 1 or Figure 2 of the paper and plot it",
@@ -571,12 +609,15 @@ def main(argv=None) -> int:
         if args.command != "demo":       # the demo parser reads its own options (pyireg demo --help)
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.argv = unknown + args.argv
+    from .distributed.runner import PackError
     from .experiments.sweep import SweepStateError
-    ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError)
+    ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)
     from .experiments.sweep import ChanceWarning
     old_term = signal.getsignal(signal.SIGTERM)
+    terminated = []                              # remembered: Ray turns the exception into KeyboardInterrupt
 
     def on_term(signum, frame):
+        terminated.append(signum)
         raise _Terminated
 
     in_main = __import__("threading").current_thread() is __import__("threading").main_thread()
@@ -588,9 +629,11 @@ def main(argv=None) -> int:
             warnings.showwarning = _show_warning
             return args.func(args)
     except KeyboardInterrupt as e:
-        print(f"\npyireg {args.command}: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}: every "
-              "finished epoch is saved; rerun the same command with --resume to continue", file=sys.stderr)
-        return 128 + signal.SIGTERM if isinstance(e, _Terminated) else 130
+        term = isinstance(e, _Terminated) or bool(terminated)
+        print(f"\npyireg {args.command}: {'terminated' if term else 'interrupted'}: every finished "
+              f"{'pack' if getattr(args, 'ray', False) else 'epoch'} is saved; rerun the same command with --resume "
+              "to continue", file=sys.stderr)
+        return 128 + signal.SIGTERM if term else 130
     except BrokenPipeError:                      # output piped into head, less, ...: stop quietly
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -272,7 +272,7 @@ def test_import_pyireg_needs_only_numpy_and_exposes_the_subpackages():
         import sys
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in ('pandas', 'pyarrow', 'matplotlib', 'torch', 'sklearn', 'tqdm', 'mlxtend'):
+                if name.split('.')[0] in ('pandas', 'pyarrow', 'matplotlib', 'torch', 'sklearn', 'tqdm', 'mlxtend', 'ray'):
                     raise ImportError('blocked ' + name)
         sys.meta_path.insert(0, Block())
         import pyireg
@@ -289,11 +289,18 @@ def test_import_pyireg_needs_only_numpy_and_exposes_the_subpackages():
             pyireg.nothing
         except AttributeError as e:
             print(e)
+        ex = pyireg.distributed.RayExecutor(workers=2)        # made without Ray; needed when it starts
+        try:
+            ex.start()
+        except ImportError as e:
+            print('ray:', e)
+        assert 'ray' not in sys.modules
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert r.returncode == 0, r.stderr
     assert "digits needs blocked sklearn" in r.stdout and "has no attribute 'nothing'" in r.stdout
+    assert 'ray: executor: running packs on Ray needs the Python package \'ray\': pip install "pyireg[ray]"' in r.stdout
 
 
 def test_incomplete_sweep_is_known_as_such(tmp_path):

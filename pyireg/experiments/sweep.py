@@ -37,6 +37,9 @@ over) when a file is missing, corrupt or belongs to another sweep. ``resume=True
 finishes with exactly the numbers of an uninterrupted run (every column but the wall-clock
 ``train_seconds``): the data order of epoch e of repetition r depends on (r, e) only, and the
 kernels are deterministic.
+
+A sweep with an executor (``executor="ray"``, ...) trains in packs instead and commits pack by
+pack (``packs.json``, ``packs/``); :mod:`pyireg.distributed.runner` describes its files.
 """
 from __future__ import annotations
 
@@ -193,6 +196,10 @@ class _Disk:
         self.at("remove", path)
         os.unlink(path)
 
+    def rmdir(self, path: Path) -> None:
+        self.at("remove", path)
+        os.rmdir(path)
+
     def mkdir(self, path: Path) -> None:
         if not path.is_dir():
             self.at("mkdir", path)
@@ -264,9 +271,11 @@ class _SweepDir:
     # -- start
     def ours(self) -> list[Path]:
         """Files of a sweep in the directory (not temporaries)."""
-        found = [p for p in (self.config_path, self.history_path) if p.exists()]
+        found = [p for p in (self.config_path, self.history_path, self.out / "packs.json") if p.exists()]
         if self.ckdir.is_dir():
             found += sorted(p for p in self.ckdir.iterdir() if _CKPT_RE.match(p.name))
+        if (self.out / "packs").is_dir():
+            found += sorted((self.out / "packs").glob("pack-*.parquet"))
         return found
 
     def remove_temporaries(self) -> None:
@@ -298,8 +307,12 @@ class _SweepDir:
         self.config = dict(self.config, sweep_id=saved["sweep_id"], tag=saved.get("tag", ""),
                            written_by=saved.get("written_by"), dataset=saved["dataset"])
         self.disk.mkdir(self.ckdir)
-        hist, done = _reconcile(self)
+        hist, done = self.reconcile()
         return self.config, hist, done
+
+    def reconcile(self):
+        """Check the files against each other on resume (a sweep in packs has its own)."""
+        return _reconcile(self)
 
     # -- commit
     def history_meta(self, done) -> dict:
@@ -375,6 +388,9 @@ def _reconcile(d: _SweepDir):
                                   "in another directory")
         done = {int(k): int(v) for k, v in meta.get("epochs_done", {}).items()}
         _check_history(hist, done, cfg, d.history_path)
+    if (d.out / "packs.json").exists() and any(done.get(s, 0) < epochs for s in seeds):
+        raise SweepStateError(f"out: {d.out} holds a sweep trained in packs (packs.json), not repetition by "
+                              "repetition; resume it with an executor (executor='ray' or 'local'; --ray)")
     # checkpoints: the history says what is committed; a checkpoint may be one epoch ahead only
     # if it is still staged (an interrupted commit), never behind what resume needs
     files = sorted((p for p in d.ckdir.iterdir() if _CKPT_RE.match(p.name)), key=lambda p: p.name)
@@ -449,24 +465,27 @@ def _check_history(hist, done, cfg, path) -> None:
                 raise bad(f"the rows of seed {s} are not epochs 1..{E} of networks 0..{N - 1} of this grid")
 
 
+def _parquet_bytes(frame, meta: dict) -> memoryview:
+    """``frame`` as a Parquet file in memory, with ``meta`` (JSON) under the metadata key pyireg."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"pyireg": json.dumps(meta).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return memoryview(buf.getvalue())
+
+
 def _commit_epoch(d: _SweepDir, seed: int, epoch: int, arrays: dict, history, done: dict) -> None:
     """Commit epoch ``epoch`` of repetition ``seed``: stage the checkpoint, publish the history
     (with ``done[seed] == epoch``) by one rename, then finish the checkpoint and prune the ones
     resume no longer needs. Every file operation goes through ``d.disk`` (see _FAULT_HOOK)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     epochs = d.config["epochs"]
     keep = _needed(d.policy, epoch, epoch, epochs)
     staged = d.ckpt(seed, epoch, staged=True)
-    table = pa.Table.from_pandas(history, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"pyireg"] = json.dumps(d.history_meta(done)).encode()
-    table = table.replace_schema_metadata(meta)
     # serialized in memory first (it is small next to the weights): an interrupt during the file
     # write then never leaves a half-closed Parquet writer behind
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf)
-    parquet = memoryview(buf.getvalue())
+    parquet = _parquet_bytes(history, d.history_meta(done))
     tmp = d.history_path.with_name(d.history_path.name + ".tmp")
     renaming = False
     try:
@@ -710,7 +729,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           schedule: PaperSchedule | None = None, init_std=None, dtype=None, label_noise: float = 0.0,
           resample_split: bool = False, out=None, resume: bool = False, checkpoints: str = "resume",
           progress: bool = True, tag: str = "", eval_batch: int = 512, max_memory=None,
-          on_epoch: Callable[[int, int], None] | None = None) -> SweepResult:
+          on_epoch: Callable[[int, int], None] | None = None, executor=None) -> SweepResult:
     """Train every combination of width x weight decay x lr scale for ``epochs`` epochs of the
     paper's protocol, once per seed in ``seeds`` (a repetition: its own initialization and data
     order), and record every epoch.
@@ -741,6 +760,13 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     max_memory : bytes the sweep may use (default: the memory available; 0: no check); a sweep
         estimated to need more raises MemoryError before anything is allocated.
     on_epoch : called as on_epoch(repetition, epoch) after each committed epoch.
+    executor : None (default) trains each repetition's grid as one packed model in this
+        process, committing every epoch. Otherwise the grid is bin-packed into packs of networks
+        of similar cost, trained as separate packed models and merged into the same history
+        (bit-identical per network; see :mod:`pyireg.distributed`): "ray" (an embedded local Ray,
+        or the cluster at $RAY_ADDRESS), "local" (the packs one after another in this process),
+        or an executor object such as ``pyireg.distributed.RayExecutor(address=..., workers=...)``.
+        A sweep in packs resumes pack by pack; ``max_memory`` then bounds each machine's packs.
 
     Everything is checked before any file is written. Returns a SweepResult.
     """
@@ -769,13 +795,18 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError("resume: needs out, the directory of the sweep to continue")
     if on_epoch is not None and not callable(on_epoch):
         raise TypeError(f"on_epoch: expected a callable, got {type(on_epoch).__name__}")
+    if executor is not None and on_epoch is not None:
+        raise ValueError("on_epoch: not available with an executor (packs commit all their epochs at once); "
+                         "leave executor=None to be called after each epoch")
     ds = ds.astype(ds.dtype if dtype is None else D.as_dtype(dtype))
     grid = [(w, wd, ls) for wd in weight_decays for ls in lr_scales for w in widths]
     N = len(grid)
     init_json = _check_init_std(init_std, N)
-    est = estimate_memory(widths, ds.num_features, ds.num_classes, networks_per_width=len(weight_decays) * len(lr_scales),
-                          batch_size=batch_size, eval_batch=eval_batch, dtype=ds.dtype)
-    check_memory(est, max_memory)
+    if executor is None:           # with an executor, each pack is checked (pyireg.distributed)
+        est = estimate_memory(widths, ds.num_features, ds.num_classes,
+                              networks_per_width=len(weight_decays) * len(lr_scales), batch_size=batch_size,
+                              eval_batch=eval_batch, dtype=ds.dtype)
+        check_memory(est, max_memory)
     if out is not None:
         check_output(out, resume)
     from .. import __version__
@@ -789,13 +820,23 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "eval_batch": eval_batch, "tag": str(tag)}
     import pandas as pd                           # the experiments extra, needed from here on
 
-    net_width = np.array([g[0] for g in grid])
-    net_wd = np.array([g[1] for g in grid])
-    net_ls = np.array([g[2] for g in grid])
+    spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
+                     grid_lr_scales=tuple(g[2] for g in grid), epochs=epochs, batch_size=batch_size,
+                     drop_last=bool(drop_last), schedule=schedule, init_std=_init_pair(init_std, init_json),
+                     label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch)
+    desc = tag or ds.info.get("name", "sweep")
+    if executor is not None:
+        from ..distributed.runner import run_in_packs
+        result = run_in_packs(ds, spec, config, out=out, resume=resume, checkpoints=checkpoints,
+                              executor=executor, progress=progress, desc=desc, max_memory=max_memory)
+        _warn_at_chance(result, ds, schedule, lr_scales)
+        return result
+
+    net_width = np.asarray(spec.grid_widths)
     sd = _SweepDir(Path(out), config, checkpoints) if out is not None else None
     frames, done = [], {}
-    bar = _Progress(len(seeds) * epochs, progress, f"{tag or ds.info.get('name', 'sweep')}: {N} networks x "
-                    f"{len(seeds)} rep{'s' if len(seeds) > 1 else ''}")
+    bar = _Progress(len(seeds) * epochs, progress, f"{desc}: {N} networks x {len(seeds)} "
+                    f"rep{'s' if len(seeds) > 1 else ''}")
     try:
         if sd is not None:
             sd.lock()
@@ -807,41 +848,28 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             bar.skip(start)
             if start >= epochs:
                 continue
-            rds = rep_dataset(ds, rep, label_noise=label_noise, resample_split=resample_split)
-            model = PackedMLP(net_width.tolist(), ds.num_features, ds.num_classes, init_std=init_std,
-                              seed=int(rep), dtype=ds.dtype)
-            opt = MomentumSGD(model, schedule.lr(0) * net_ls, schedule.momentum(0), net_wd)
-            balance0 = model.unit_balance()                 # ||u_h||^2 - ||v_h||^2 at initialization
-            scale0 = 2 * model.measures()["l2_penalty"]     # sum_h ||u_h||^2 + ||v_h||^2 per network
-            if start > 0:
+
+            def restore(model, opt, rep=rep, start=start):
                 _load_checkpoint(sd.ckpt(rep, start), model, opt, rep, start, config["sweep_id"])
-            X, y = rds.X_train, rds.y_train
-            n = len(y)
-            stop = n - batch_size + 1 if drop_last else n
-            for epoch in range(start, epochs):
-                t0 = time.perf_counter()
-                opt.lr = schedule.lr(epoch) * net_ls
-                opt.momentum = schedule.momentum(epoch)
-                perm = np.random.default_rng([int(rep), epoch]).permutation(n)
-                for i in range(0, stop, batch_size):
-                    b = perm[i:i + batch_size]
-                    opt.step(X[b], y[b])
-                train_s = time.perf_counter() - t0
-                ev = {split: model.evaluate(Xs, ys, batch_size=eval_batch) for split, (Xs, ys) in rds.splits().items()}
-                frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, net_width, net_wd, net_ls,
-                                     ds.num_classes, train_s)
+
+            def after_epoch(epoch, frame, model, opt, ev, rep=rep):
+                nonlocal frames
                 frames.append(frame)
-                done[rep] = epoch + 1
+                done[rep] = epoch
                 if sd is not None:
                     history = pd.concat(frames, ignore_index=True)
                     frames = [history]
                     state = dict(U=model.U, V=model.V, bufU=opt.bufU, bufV=opt.bufV, diverged=opt.diverged,
-                                 epoch=np.int64(epoch + 1), seed=np.int64(rep), offsets=model.offsets,
+                                 epoch=np.int64(epoch), seed=np.int64(rep), offsets=model.offsets,
                                  steps=np.int64(opt.steps), sweep_id=np.str_(config["sweep_id"]))
-                    _commit_epoch(sd, rep, epoch + 1, state, history, done)
-                bar.epoch(rep, seeds.index(rep), len(seeds), epoch + 1, epochs, ev["val"][0], net_width)
+                    _commit_epoch(sd, rep, epoch, state, history, done)
+                bar.epoch(rep, seeds.index(rep), len(seeds), epoch, epochs, ev["val"][0], net_width)
                 if on_epoch is not None:
-                    on_epoch(int(rep), epoch + 1)
+                    on_epoch(int(rep), epoch)
+
+            # the whole grid of the repetition is one pack
+            train_networks(ds, spec, rep, range(N), start=start, restore=restore if start > 0 else None,
+                           after_epoch=after_epoch)
     finally:
         bar.close()
         if sd is not None:
@@ -850,6 +878,92 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     result = SweepResult(history, config, Path(out) if out is not None else None)
     _warn_at_chance(result, ds, schedule, lr_scales)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """What training any networks of a sweep needs besides the data: the grid (network n has
+    width ``grid_widths[n]``, ...) and the protocol. Small and picklable, so that it travels to
+    the workers of a distributed sweep."""
+    grid_widths: tuple
+    grid_weight_decays: tuple
+    grid_lr_scales: tuple
+    epochs: int
+    batch_size: int
+    drop_last: bool
+    schedule: PaperSchedule
+    init_std: object          # None, or a pair (std_u, std_v) of floats or lists of N floats (_init_pair)
+    label_noise: float
+    resample_split: bool
+    eval_batch: int
+
+    @property
+    def num_networks(self) -> int:
+        return len(self.grid_widths)
+
+
+def _init_pair(init_std, init_json):
+    """init_std as TrainSpec keeps it: None (the default per layer), or a pair (std_u, std_v) of
+    floats or lists of N floats. (The JSON form of the config cannot tell a pair from two
+    per-network values.)"""
+    if init_std is None:
+        return None
+    return tuple(init_json) if isinstance(init_std, tuple) else (init_json, init_json)
+
+
+def _subset_init_std(init_std, networks):
+    if init_std is None:
+        return None
+    return tuple(v if isinstance(v, float) else np.asarray(v, dtype=np.float64)[networks] for v in init_std)
+
+
+def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, restore=None, after_epoch=None):
+    """Train networks ``networks`` (indices into the grid, ascending) of repetition ``rep`` as one
+    packed model, from epoch ``start`` (``restore(model, opt)`` loads its state) to
+    ``spec.epochs``, calling ``after_epoch(epoch, frame, model, opt, ev)`` after each epoch with
+    its rows (one per network, in the order of ``networks``).
+
+    This is the one training loop of every sweep: the local sweep runs it on the whole grid of a
+    repetition, a distributed sweep on each pack. Network n gets the generator
+    ``SeedSequence(rep).spawn(N)[n]``, as if the whole grid were one model seeded ``rep``, and
+    the mini-batches of epoch e depend on (rep, e) only; since a network's arithmetic never
+    depends on its neighbours in the packed model, its rows are bit-identical however the grid
+    is cut into packs."""
+    net = np.asarray(networks, dtype=np.int64)
+    N = spec.num_networks
+    if net.ndim != 1 or len(net) == 0 or (np.diff(net) <= 0).any() or net[0] < 0 or net[-1] >= N:
+        raise ValueError(f"networks: expected ascending distinct indices into the grid of {N} networks, got "
+                         f"{net.tolist()[:8]}")
+    rds = rep_dataset(ds, rep, label_noise=spec.label_noise, resample_split=spec.resample_split)
+    width = np.asarray(spec.grid_widths, dtype=np.int64)[net]
+    wd = np.asarray(spec.grid_weight_decays, dtype=np.float64)[net]
+    ls = np.asarray(spec.grid_lr_scales, dtype=np.float64)[net]
+    children = np.random.SeedSequence(int(rep)).spawn(N)
+    model = PackedMLP(width.tolist(), ds.num_features, ds.num_classes, dtype=ds.dtype,
+                      init_std=_subset_init_std(spec.init_std, net), seed=[children[i] for i in net])
+    schedule = spec.schedule
+    opt = MomentumSGD(model, schedule.lr(0) * ls, schedule.momentum(0), wd)
+    balance0 = model.unit_balance()                 # ||u_h||^2 - ||v_h||^2 at initialization
+    scale0 = 2 * model.measures()["l2_penalty"]     # sum_h ||u_h||^2 + ||v_h||^2 per network
+    if restore is not None:
+        restore(model, opt)
+    X, y = rds.X_train, rds.y_train
+    n = len(y)
+    stop = n - spec.batch_size + 1 if spec.drop_last else n
+    for epoch in range(start, spec.epochs):
+        t0 = time.perf_counter()
+        opt.lr = schedule.lr(epoch) * ls
+        opt.momentum = schedule.momentum(epoch)
+        perm = np.random.default_rng([int(rep), epoch]).permutation(n)
+        for i in range(0, stop, spec.batch_size):
+            b = perm[i:i + spec.batch_size]
+            opt.step(X[b], y[b])
+        train_s = time.perf_counter() - t0
+        ev = {split: model.evaluate(Xs, ys, batch_size=spec.eval_batch) for split, (Xs, ys) in rds.splits().items()}
+        frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
+                             train_s, networks=net)
+        if after_epoch is not None:
+            after_epoch(epoch + 1, frame, model, opt, ev)
 
 
 def _empty_history():
@@ -863,16 +977,19 @@ _DTYPES = {**{c: "int64" for c in ("repetition", "network", "width", "epoch")},
            "diverged": "bool", "at_chance": "bool"}
 
 
-def _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd, net_ls, k, train_s):
-    """The rows of one epoch, one per network, built column-wise from per-network vectors: the
-    norms come from the native measures and the drift from one per-unit vector, so no copy of
-    the weights is made, whatever the width."""
+def _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd, net_ls, k, train_s,
+                 networks=None):
+    """The rows of one epoch, one per network (``networks``: their indices in the grid, default
+    0..N-1), built column-wise from per-network vectors: the norms come from the native measures
+    and the drift from one per-unit vector, so no copy of the weights is made, whatever the
+    width."""
     import pandas as pd
     N = model.num_networks
     drift = np.add.reduceat(np.abs(model.unit_balance() - balance0), model.offsets[:-1]) / scale0
     norms = model.measures()
     lnk = math.log(k)
-    cols = {"repetition": np.full(N, rep, np.int64), "network": np.arange(N, dtype=np.int64),
+    net = np.arange(N, dtype=np.int64) if networks is None else np.asarray(networks, dtype=np.int64)
+    cols = {"repetition": np.full(N, rep, np.int64), "network": net,
             "width": net_width.astype(np.int64), "weight_decay": net_wd.astype(np.float64),
             "lr_scale": net_ls.astype(np.float64), "epoch": np.full(N, epoch, np.int64),
             "lr": opt.lr.astype(np.float64), "momentum": opt.momentum.astype(np.float64)}
@@ -976,6 +1093,11 @@ def load_results(path) -> SweepResult:
     (``SweepResult.complete`` says). Errors name the file."""
     path = Path(path)
     if not (path / "history.parquet").exists():
+        if (path / "packs.json").exists():
+            done = len(list((path / "packs").glob("pack-*.parquet"))) if (path / "packs").is_dir() else 0
+            raise FileNotFoundError(f"path: no history.parquet in {path} yet: this sweep trains in packs and writes "
+                                    f"it when every pack is finished ({done} finished so far, in packs/); resume "
+                                    "it to finish")
         raise FileNotFoundError(f"path: no history.parquet in {path} (not a sweep directory, or no epoch finished yet)")
     hist, meta = _read_history(path / "history.parquet")
     config = {}

@@ -19,6 +19,8 @@ SHAPES = [
     ([64, 1, 64], 33, 100, 2),
     ([13, 1000], 100, 784, 10),
     ([200, 7, 385], 17, 11, 13),   # k > 12: several class groups
+    ([30, 300], 64, 19, 4),        # batch rows of 256 bytes: the transposed batch is stored with a wider stride
+    ([3, 7], 128, 5, 3),
 ]
 
 

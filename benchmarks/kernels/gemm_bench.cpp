@@ -53,13 +53,17 @@ void gemm_packA(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, co
 }
 
 int main(int argc, char** argv) {
-  const int64_t M = 192, d = 100, B = 100, W = 8;
+  const int64_t M = 192, d = 100, W = 8;
+  const int64_t B = argc > 3 ? std::atoi(argv[3]) : 100;
   const int64_t Bp = (B + W - 1) / W * W, dp = (d + W - 1) / W * W;
+  // row stride of the batch: with a 5th argument 1, one vector more when Bp floats are a multiple
+  // of 256 bytes (rows a power-of-two apart fall into the same few L1 sets)
+  const int64_t ldx = (argc > 4 && std::atoi(argv[4]) && (Bp * 4) % 256 == 0) ? Bp + W : Bp;
   const int chunks = argc > 1 ? std::atoi(argv[1]) : 200;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
   std::mt19937 g(0);
   std::normal_distribution<float> n01;
-  std::vector<T> U(chunks * M * d), XT(d * Bp), C(M * Bp), dZ(M * Bp), Xp(B * dp), dU(M * dp);
+  std::vector<T> U(chunks * M * d), XT(d * ldx), C(M * Bp), dZ(M * Bp), Xp(B * dp), dU(M * dp);
   for (auto& x : U) x = n01(g);
   for (auto& x : XT) x = n01(g);
   for (auto& x : dZ) x = n01(g);
@@ -76,9 +80,9 @@ int main(int argc, char** argv) {
         if (v < 3) {
           StoreEpilogue<T, true> e{C.data(), Bp};
           const T* A = U.data() + c * M * d;
-          if (v == 0) gemm<T>(M, Bp, d, A, d, XT.data(), Bp, e);
-          if (v == 1) gemm_panel_outer(M, Bp, d, A, d, XT.data(), Bp, e);
-          if (v == 2) gemm_packA(M, Bp, d, A, d, XT.data(), Bp, e, pack.data());
+          if (v == 0) gemm<T>(M, Bp, d, A, d, XT.data(), ldx, e);
+          if (v == 1) gemm_panel_outer(M, Bp, d, A, d, XT.data(), ldx, e);
+          if (v == 2) gemm_packA(M, Bp, d, A, d, XT.data(), ldx, e, pack.data());
         } else {
           StoreEpilogue<T, false> e{dU.data(), dp};
           if (v == 3) gemm<T>(M, dp, B, dZ.data(), Bp, Xp.data(), dp, e);

@@ -46,9 +46,9 @@ void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t 
     const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
     T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + thread_id() * scratch_stride;
     if (use_relu)
-      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, true>{at, Bp});
+      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, xt_stride<T>(Bp), StoreEpilogue<T, true>{at, Bp});
     else
-      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, Bp, StoreEpilogue<T, false>{at, Bp});
+      gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, xt_stride<T>(Bp), StoreEpilogue<T, false>{at, Bp});
     if (!outs) continue;
     for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
       const Run& run = p.runs[r];
@@ -368,7 +368,7 @@ void evaluate(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
 template <class T>
 void chunk_preact(const Plan& p, const T* U, const T* XT, int64_t Bp, int64_t c, T* z) {
   const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
-  gemm<T>(h1 - h0, Bp, p.d, U + h0 * p.d, p.d, XT, Bp, StoreEpilogue<T, false>{z, Bp});
+  gemm<T>(h1 - h0, Bp, p.d, U + h0 * p.d, p.d, XT, xt_stride<T>(Bp), StoreEpilogue<T, false>{z, Bp});
 }
 
 // Sums over the samples of one unit's pre-activations z (nb of them): z^2 and act(z)^2, in double.

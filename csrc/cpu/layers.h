@@ -15,14 +15,16 @@ namespace PYIREG_ISA {
 
 constexpr int64_t kClassGroup = 12;  // outputs handled per pass; keeps accumulators in registers
 
-// XT (d x Bp): the batch transposed and zero padded, the B operand of the first-layer GEMM.
+// XT (d x Bp, row stride xt_stride(Bp)): the batch transposed and zero padded, the B operand of
+// the first-layer GEMM.
 // Xp (B x dp): the batch zero padded, the B operand of the dU GEMM (only when need_Xp).
 template <class T>
 void pack_batch(Workspace<T>& ws, const T* X, int64_t B, int64_t d, int64_t Bp, int64_t dp, bool need_Xp) {
-  ws.grow(ws.XT, static_cast<size_t>(d * Bp));
+  const int64_t ldx = xt_stride<T>(Bp);
+  ws.grow(ws.XT, static_cast<size_t>(d * ldx));
   T* XT = ws.XT.data();
   for (int64_t f = 0; f < d; ++f) {
-    T* row = XT + f * Bp;
+    T* row = XT + f * ldx;
     for (int64_t b = 0; b < B; ++b) row[b] = X[b * d + f];
     for (int64_t b = B; b < Bp; ++b) row[b] = T(0);
   }

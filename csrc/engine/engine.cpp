@@ -40,7 +40,7 @@ int64_t Engine<T>::forward_bytes(int64_t B) const {
   const Plan& p = plan_;
   const int64_t Bp = round_up(B, simd_width<T>());
   const char* w = "forward scratch";
-  int64_t e = checked_mul(p.d, Bp, w);
+  int64_t e = checked_mul(p.d, xt_stride<T>(Bp), w);
   e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
   e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);
   e = checked_add(e, checked_mul3(num_threads(), p.chunk_units, Bp, w), w);
@@ -52,7 +52,7 @@ int64_t Engine<T>::pass_bytes(int64_t B, bool input_grad) const {
   const Plan& p = plan_;
   const int64_t Bp = round_up(B, simd_width<T>()), dp = round_up(p.d, simd_width<T>());
   const char* w = "training scratch";
-  int64_t e = checked_mul(p.d, Bp, w);                                      // XT
+  int64_t e = checked_mul(p.d, xt_stride<T>(Bp), w);                        // XT
   e = checked_add(e, checked_mul(B, dp, w), w);                             // Xp
   e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);             // AT
   e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
@@ -213,7 +213,7 @@ void Engine<T>::unit_moments(const T* U, const T* X, int64_t B, int64_t block, d
   if (block < 1) throw std::invalid_argument("batch_size: expected a positive integer, got " + str(block));
   const int64_t blk = std::min(B, block), Bp = round_up(blk, simd_width<T>());
   const char* w = "moments scratch";
-  const int64_t e = checked_add(checked_mul(plan_.d, Bp, w), checked_mul3(num_threads(), plan_.chunk_units, Bp, w), w);
+  const int64_t e = checked_add(checked_mul(plan_.d, xt_stride<T>(Bp), w), checked_mul3(num_threads(), plan_.chunk_units, Bp, w), w);
   check_fits(checked_mul(e, sizeof(T), w), "the scratch of unit_moments for blocks of " + str(blk));
   std::shared_lock<std::shared_mutex> lock(lock_);
   auto ws = pool_.take();

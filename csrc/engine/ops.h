@@ -84,6 +84,13 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Elements of T per SIMD vector (32 bytes on every target): batch and feature padding.
 template <class T> constexpr int64_t simd_width() { return 32 / sizeof(T); }
 
+// Row stride of the transposed batch XT (d x Bp, the B operand of the first-layer GEMM): one
+// vector more when a row is a multiple of 256 bytes, so that the rows of a 16-column panel do
+// not all fall into the same few L1 sets (measured in benchmarks/kernels/README.md).
+template <class T> constexpr int64_t xt_stride(int64_t Bp) {
+  return (Bp * static_cast<int64_t>(sizeof(T))) % 256 == 0 ? Bp + simd_width<T>() : Bp;
+}
+
 // Most coefficients per row an update rule may use.
 constexpr int kMaxRuleCoefs = 8;
 // Per-thread scratch (elements) of the backward: dZ^T (cu x Bp), dU (cu x dp), dV (cu x k) and

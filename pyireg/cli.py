@@ -118,6 +118,18 @@ def _widths(text: str):
     return ws
 
 
+def _measures(text):
+    """'all' or comma-separated measure names, checked against pyireg.measures."""
+    text = text.strip()
+    if text == "all":
+        return "all"
+    from .experiments.sweep import _measure_names
+    try:
+        return list(_measure_names([x.strip() for x in text.split(",") if x.strip()]))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("measures: ").removeprefix("names: ")) from None
+
+
 def _seeds(text):
     seeds = _list(_number(0, kind=int), "non-negative integers")(text)
     if len(set(seeds)) != len(seeds):
@@ -284,7 +296,7 @@ def cmd_sweep(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
                     init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                    tag=name, max_memory=args.max_memory, executor=executor)
+                    tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
@@ -509,13 +521,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="packs trained at once (default: the cluster's CPUs / --threads)")
     dist.add_argument("--pack-units", type=_positive, default=None, metavar="UNITS",
                       help="hidden units per pack (default: about 4 packs per worker, at least 2048 units)")
+    s.add_argument("--measures", type=_measures, default=None, metavar="LIST",
+                   help="complexity measures recorded every epoch as history columns: 'all' or names such as "
+                        "path_l2,spectral_product,margin (see pyireg.measures)")
     s.set_defaults(func=cmd_sweep)
 
-    r = mk("reproduce", help="run Figure 1 or Figure 2 of the paper and plot it",
+    r = mk("reproduce", help="run Figure 1 or 2 of the paper, or the thesis's measures / Path-SGD experiments",
            description="Figure 1: error vs width, no regularization, one repetition. Figure 2: 2,000 train / 2,000 "
                        "validation images; original labels with and without weight decay, censored labels, "
-                       "censored labels with 5% noise; 5 repetitions.")
-    r.add_argument("figure", choices=["figure1", "figure2"], help="which figure")
+                       "censored labels with 5% noise; 5 repetitions. measures, pathsgd: the thesis's "
+                       "experiments ('pyireg reproduce measures --help' lists their own options).")
+    r.add_argument("figure", choices=["figure1", "figure2", "measures", "pathsgd"], help="which experiment")
     r.add_argument("--dataset", choices=DATASETS, default="mnist5k",
                    help="mnist5k (embedded), digits, mnist1d, or mnist / cifar10 from --data-dir")
     r.add_argument("--widths", type=_widths, default="pow2:2048", metavar="LIST", help="'1,2,4', '1:1024' or 'pow2:4096'")
@@ -602,7 +618,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"{prog}: warning: {message}", file=sys.stderr)
 
 
+THESIS_EXPERIMENTS = ("measures", "pathsgd")
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) >= 2 and argv[0] == "reproduce" and argv[1] in THESIS_EXPERIMENTS:
+        from .experiments import thesis          # the thesis's experiments read their own options
+        return thesis.main(argv[1:])
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

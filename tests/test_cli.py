@@ -220,3 +220,13 @@ def test_demo_command_runs_a_quick_demonstration(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["demo", "--help"])
     assert e.value.code == 0 and "early-stopping" in capsys.readouterr().out
+
+
+def test_reproduce_hands_the_thesis_experiments_their_own_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "pathsgd", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "usage: pyireg reproduce" in out and "--seed" in out
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--out", "x", "--measures", "pac_bayes"])
+    assert e.value.code == 2 and "perturbs every network" in capsys.readouterr().err

@@ -318,3 +318,41 @@ def test_incomplete_sweep_is_known_as_such(tmp_path):
     assert not res.complete and res.epochs_done() == {0: 2, 1: 1}
     assert sweep((X, y), [2], seeds=[0, 1], epochs=2, batch_size=20, progress=False, out=tmp_path,
                  resume=True).complete
+
+
+def test_sweep_records_measures_every_epoch_in_process_and_in_packs(tmp_path):
+    """Measures chosen by the user become history columns, equal to pyireg.measures.compute on
+    the same model, and bit-identical when the grid is trained in packs."""
+    from pyireg import measures as M
+    from pyireg.distributed import LocalExecutor
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((300, 12)), rng.integers(0, 3, 300)
+    names = ["path_l2", "spectral_product", "margin", "path_l2_margin", "dist_U", "overparam_bound"]
+    kw = dict(widths=[2, 16, 64], seeds=[0], epochs=2, batch_size=50, progress=False, measures=names)
+    local = sweep((X, y), out=tmp_path / "local", **kw)
+    packs = sweep((X, y), out=tmp_path / "packs", executor=LocalExecutor(pack_units=20), **kw)
+    cols = ["repetition", "network", "epoch"] + names
+    a = local.history.sort_values(["repetition", "epoch", "network"])[cols].reset_index(drop=True)
+    b = packs.history.sort_values(["repetition", "epoch", "network"])[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert np.isfinite(a[["path_l2", "spectral_product", "margin", "dist_U"]].to_numpy()).all()
+    # normalized by the margin: defined where the margin is positive (NaN elsewhere)
+    for name in ("path_l2_margin", "overparam_bound"):
+        np.testing.assert_array_equal(np.isfinite(a[name]), a["margin"] > 0)
+    assert (a.loc[a.epoch == 1, "dist_U"] > 0).all()
+    # the last epoch's values are those of the final weights (retrained here outside the sweep)
+    from pyireg.experiments.sweep import TrainSpec, train_networks
+    from pyireg.schedule import PaperSchedule
+    ds = pyireg.data.from_arrays(X, y)
+    spec = TrainSpec(grid_widths=(2, 16, 64), grid_weight_decays=(0.0,) * 3, grid_lr_scales=(1.0,) * 3, epochs=2,
+                     batch_size=50, drop_last=False, schedule=PaperSchedule(), init_std=None, label_noise=0.0,
+                     resample_split=False, eval_batch=512, measures=tuple(names))
+    seen = {}
+    train_networks(ds, spec, 0, range(3), after_epoch=lambda e, frame, model, opt, ev: seen.update(
+        frame=frame, vals=M.compute(model, ["path_l2", "spectral_product"])))
+    np.testing.assert_array_equal(seen["frame"]["path_l2"], seen["vals"]["path_l2"])
+    np.testing.assert_array_equal(a.loc[a.epoch == 2, "path_l2"], seen["vals"]["path_l2"])
+    with pytest.raises(ValueError, match="measures: 'pac_bayes' perturbs every network"):
+        sweep((X, y), widths=[2], epochs=1, measures=["pac_bayes"], progress=False)
+    with pytest.raises(ValueError, match="unknown measure 'bogus'"):
+        sweep((X, y), widths=[2], epochs=1, measures=["bogus"], progress=False)

@@ -259,7 +259,7 @@ def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
         raise SweepStateError(f"out: {path} holds other networks than packs.json gives pack {pack.id}; {again}")
     frame = table.to_pandas()
     E, n = spec.epochs, len(pack.networks)
-    ok = list(frame.columns) == S.COLUMNS and len(frame) == E * n
+    ok = list(frame.columns) == S.COLUMNS + list(spec.measures) and len(frame) == E * n
     if ok:
         nets = np.asarray(pack.networks)
         ok = ((frame["repetition"].to_numpy() == pack.repetition).all()

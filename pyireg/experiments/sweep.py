@@ -440,7 +440,7 @@ def _check_history(hist, done, cfg, path) -> None:
     seeds, epochs, N = cfg["seeds"], cfg["epochs"], cfg["num_networks"]
     bad = lambda why: SweepStateError(f"out: {path} is inconsistent ({why}); restore the sweep's own history, "
                                       "or start in another directory")
-    missing = set(COLUMNS) - set(hist.columns)
+    missing = (set(COLUMNS) | set(cfg.get("measures", []))) - set(hist.columns)
     if missing:
         raise bad(f"columns {sorted(missing)} are missing")
     if set(done) - set(seeds) or set(hist["repetition"].unique().tolist()) - set(done):
@@ -729,7 +729,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           schedule: PaperSchedule | None = None, init_std=None, dtype=None, label_noise: float = 0.0,
           resample_split: bool = False, out=None, resume: bool = False, checkpoints: str = "resume",
           progress: bool = True, tag: str = "", eval_batch: int = 512, max_memory=None,
-          on_epoch: Callable[[int, int], None] | None = None, executor=None) -> SweepResult:
+          on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None) -> SweepResult:
     """Train every combination of width x weight decay x lr scale for ``epochs`` epochs of the
     paper's protocol, once per seed in ``seeds`` (a repetition: its own initialization and data
     order), and record every epoch.
@@ -767,6 +767,12 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         or the cluster at $RAY_ADDRESS), "local" (the packs one after another in this process),
         or an executor object such as ``pyireg.distributed.RayExecutor(address=..., workers=...)``.
         A sweep in packs resumes pack by pack; ``max_memory`` then bounds each machine's packs.
+    measures : complexity measures recorded for every network after every epoch, as columns of
+        the history named like the measures: None (none beyond the norms always recorded),
+        "all" (every measure of ``pyireg.measures.ALL``), or a list of names (see
+        :mod:`pyireg.measures`; measures of data use the training set, ``dist_U``/``dist_V``
+        the initialization). The perturbed ones (sharpness, PAC-Bayes) cost one to twenty
+        epochs each and are refused here: compute them on the final model.
 
     Everything is checked before any file is written. Returns a SweepResult.
     """
@@ -799,6 +805,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError("on_epoch: not available with an executor (packs commit all their epochs at once); "
                          "leave executor=None to be called after each epoch")
     ds = ds.astype(ds.dtype if dtype is None else D.as_dtype(dtype))
+    measure_names = _measure_names(measures)
     grid = [(w, wd, ls) for wd in weight_decays for ls in lr_scales for w in widths]
     N = len(grid)
     init_json = _check_init_std(init_std, N)
@@ -817,13 +824,14 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "epochs": epochs, "batch_size": batch_size, "drop_last": bool(drop_last),
               "schedule": dataclasses.asdict(schedule), "init_std": init_json, "dtype": ds.dtype,
               "label_noise": float(label_noise), "resample_split": bool(resample_split),
-              "eval_batch": eval_batch, "tag": str(tag)}
+              "eval_batch": eval_batch, "measures": list(measure_names), "tag": str(tag)}
     import pandas as pd                           # the experiments extra, needed from here on
 
     spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
                      grid_lr_scales=tuple(g[2] for g in grid), epochs=epochs, batch_size=batch_size,
                      drop_last=bool(drop_last), schedule=schedule, init_std=_init_pair(init_std, init_json),
-                     label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch)
+                     label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch,
+                     measures=measure_names)
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from ..distributed.runner import run_in_packs
@@ -896,6 +904,7 @@ class TrainSpec:
     label_noise: float
     resample_split: bool
     eval_batch: int
+    measures: tuple = ()      # complexity measures recorded every epoch (pyireg.measures names)
 
     @property
     def num_networks(self) -> int:
@@ -945,6 +954,7 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     opt = MomentumSGD(model, schedule.lr(0) * ls, schedule.momentum(0), wd)
     balance0 = model.unit_balance()                 # ||u_h||^2 - ||v_h||^2 at initialization
     scale0 = 2 * model.measures()["l2_penalty"]     # sum_h ||u_h||^2 + ||v_h||^2 per network
+    init = _measures_init(model, spec.measures)
     if restore is not None:
         restore(model, opt)
     X, y = rds.X_train, rds.y_train
@@ -962,8 +972,44 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
         ev = {split: model.evaluate(Xs, ys, batch_size=spec.eval_batch) for split, (Xs, ys) in rds.splits().items()}
         frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
                              train_s, networks=net)
+        if spec.measures:
+            from .. import measures as M
+            vals = M.compute(model, list(spec.measures), X=rds.X_train, y=rds.y_train, init=init)
+            for name in spec.measures:
+                frame[name] = np.asarray(vals[name], np.float64)
         if after_epoch is not None:
             after_epoch(epoch + 1, frame, model, opt, ev)
+
+
+def _measure_names(measures) -> tuple:
+    """The measures a sweep records every epoch, checked before anything runs."""
+    if measures is None:
+        return ()
+    from .. import measures as M
+    if isinstance(measures, str):
+        if measures != "all":
+            raise ValueError(f"measures: expected None, 'all' or a list of measure names, got {measures!r}")
+        return tuple(n for n in M.ALL if n not in COLUMNS)      # norm_U, norm_V are always recorded
+    names = list(measures)
+    for name in names:
+        if name in M.PERTURBED:
+            raise ValueError(f"measures: {name!r} perturbs every network many times (one to twenty epochs of "
+                             "work); compute it on the final model with pyireg.measures.compute")
+        M.needs(name)                     # raises for an unknown name
+        if name in COLUMNS:
+            raise ValueError(f"measures: {name!r} is already a column of the history (always recorded)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"measures: expected distinct names, got {names}")
+    return tuple(names)
+
+
+def _measures_init(model, names):
+    """A copy of the initial weights when a recorded measure needs them (distance from
+    initialization, the over-parametrization bound), else None."""
+    from .. import measures as M
+    if any("init" in M.needs(n) for n in names):
+        return model.U.copy(), model.V.copy()
+    return None
 
 
 def _empty_history():

@@ -412,8 +412,8 @@ def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, se
 
 
 # ============================================================================ entry
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pyireg.experiments.thesis",
+def main(argv=None, prog="pyireg reproduce") -> int:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Experiments of the thesis: complexity measures, Path-SGD")
     p.add_argument("experiment", choices=["measures", "pathsgd", "cost"],
                    help="cost: what recording measures every epoch costs a sweep")
@@ -426,9 +426,13 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=None,
                    help="one repetition with this seed (default: three, seeds 0, 1, 2)")
+    p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--cheap", action="store_true", help="cost: skip the sharpness and PAC-Bayes timings")
     a = p.parse_args(argv)
+    if a.threads is not None:
+        from .. import set_num_threads
+        set_num_threads(a.threads)
     widths = [int(w) for w in a.widths.split(",")] if a.widths else None
     out = a.out or f"results/thesis-{a.experiment}"
     common = dict(dataset=a.dataset, data_dir=a.data_dir, widths=widths, epochs=a.epochs, figure=a.figure,

@@ -296,7 +296,8 @@ def cmd_sweep(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
                     init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
-                    tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures)
+                    tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
+                    activation=args.activation, loss=args.loss)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
@@ -521,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="packs trained at once (default: the cluster's CPUs / --threads)")
     dist.add_argument("--pack-units", type=_positive, default=None, metavar="UNITS",
                       help="hidden units per pack (default: about 4 packs per worker, at least 2048 units)")
+    s.add_argument("--activation", choices=["relu", "linear"], default="relu",
+                   help="the hidden units' activation; linear: the matrix-factorization model of Section 3")
+    s.add_argument("--loss", choices=["cross_entropy", "squared"], default="cross_entropy",
+                   help="squared: 1/2 the squared distance of the outputs to the label's one-hot code")
     s.add_argument("--measures", type=_measures, default=None, metavar="LIST",
                    help="complexity measures recorded every epoch as history columns: 'all' or names such as "
                         "path_l2,spectral_product,margin (see pyireg.measures)")

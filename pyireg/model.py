@@ -217,14 +217,14 @@ class PackedMLP:
         Streams X in blocks of ``batch_size`` samples, so memory stays bounded by the model
         size times the block, whatever the number of samples. A sample whose loss is not
         finite (a diverged network) counts as an error. Returns ``(error, loss)``, both of
-        shape (N,) float64; the error rate is defined for cross-entropy only (NaN for the
-        squared loss)."""
+        shape (N,) float64. With the squared loss, a sample is an error when its largest output
+        is not at its largest target: the classification error for one-hot targets (for other
+        targets, read the loss)."""
         X, y, w = self._batch(X, y, weights)
         batch_size = positive_int(batch_size, "batch_size")
         errors, loss = self._engine.evaluate(self._U, self._V, X, y, w, batch_size)
         n = X.shape[0]
-        error = np.full(self.num_networks, np.nan) if errors is None else errors / n
-        return error, loss / n
+        return errors / n, loss / n
 
     def _X(self, X) -> np.ndarray:
         X = as_float_array(X, "X", self.dtype, 2, (None, self.in_features))

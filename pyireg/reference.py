@@ -107,14 +107,16 @@ def set_hyper(opt: torch.optim.SGD, lr=None, momentum=None, weight_decay=None) -
 
 
 def evaluate(modules, X, y, weights=None, loss="cross_entropy"):
-    """Per-network error rate (NaN for the squared loss) and mean loss over (X, y)."""
+    """Per-network error rate (squared loss: largest output not at the largest target) and mean
+    loss over (X, y)."""
     X, y = torch.as_tensor(X), _targets(y, loss)
     w = None if weights is None else torch.as_tensor(np.asarray(weights))
     err, losses = [], []
     with torch.no_grad():
         for m in modules:
             out = m(X.to(m[0].weight.dtype))
-            err.append((out.argmax(1) != y).double().mean().item() if loss == "cross_entropy" else float("nan"))
+            truth = y if loss == "cross_entropy" else y.argmax(1)
+            err.append((out.argmax(1) != truth).double().mean().item())
             losses.append(_loss(out, y, loss, w).item())
     return np.array(err), np.array(losses)
 

@@ -356,3 +356,34 @@ def test_sweep_records_measures_every_epoch_in_process_and_in_packs(tmp_path):
         sweep((X, y), widths=[2], epochs=1, measures=["pac_bayes"], progress=False)
     with pytest.raises(ValueError, match="unknown measure 'bogus'"):
         sweep((X, y), widths=[2], epochs=1, measures=["bogus"], progress=False)
+
+
+def test_linear_networks_with_the_squared_loss_in_a_sweep(tmp_path):
+    """sweep(activation="linear", loss="squared"): each network is the factorization W = U^T V
+    trained onto the labels' one-hot codes; its errors are those of the largest output, and its
+    trace norm can be recorded every epoch (it never exceeds the l2 penalty)."""
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((240, 10)), rng.integers(0, 4, 240)
+    res = sweep((X, y), widths=[1, 3, 8], epochs=3, batch_size=40, activation="linear", loss="squared",
+                weight_decays=[0.0, 1e-2], measures=["trace_norm", "l2_penalty", "group_l1"], progress=False,
+                out=tmp_path / "lin")
+    h = res.history
+    assert res.config["activation"] == "linear" and res.config["loss"] == "squared"
+    assert (h.trace_norm <= h.group_l1 * (1 + 1e-6)).all() and (h.group_l1 <= h.l2_penalty * (1 + 1e-6)).all()
+    assert not h.at_chance.any()                      # the chance level is a cross-entropy notion
+    # the recorded training error is the argmax error of the final linear maps on the training set
+    from pyireg.experiments.sweep import TrainSpec, train_networks
+    from pyireg.schedule import PaperSchedule
+    ds = pyireg.data.from_arrays(X, y)
+    spec = TrainSpec(grid_widths=(1, 3, 8) * 2, grid_weight_decays=(0.0,) * 3 + (1e-2,) * 3, grid_lr_scales=(1.0,) * 6,
+                     epochs=3, batch_size=40, drop_last=False, schedule=PaperSchedule(), init_std=None,
+                     label_noise=0.0, resample_split=False, eval_batch=512, activation="linear", loss="squared")
+    seen = {}
+    train_networks(ds, spec, 0, range(6), after_epoch=lambda e, frame, model, opt, ev: seen.update(model=model))
+    m = seen["model"]
+    maps = [m.network(n)[0].T.astype(np.float64) @ m.network(n)[1] for n in range(6)]      # d x k each
+    want = [(ds.X_train @ W).argmax(1) != ds.y_train for W in maps]
+    final = h[h.epoch == 3].sort_values("network")
+    np.testing.assert_allclose(final.train_error.to_numpy(), [w.mean() for w in want], atol=1.5 / len(ds.y_train))
+    with pytest.raises(ValueError, match="loss: expected one of cross_entropy, squared"):
+        sweep((X, y), widths=[2], loss="hinge", progress=False)

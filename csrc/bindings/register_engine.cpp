@@ -136,7 +136,6 @@ class PyEngine {
       py::gil_scoped_release nogil;
       e_->evaluate(u, v, x, X.shape(0), t, batch_size, pl, pe);
     }
-    if (e_->loss() != Loss::cross_entropy) return py::make_tuple(py::none(), loss);
     return py::make_tuple(errors, loss);
   }
 

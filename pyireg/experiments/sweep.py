@@ -729,7 +729,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           schedule: PaperSchedule | None = None, init_std=None, dtype=None, label_noise: float = 0.0,
           resample_split: bool = False, out=None, resume: bool = False, checkpoints: str = "resume",
           progress: bool = True, tag: str = "", eval_batch: int = 512, max_memory=None,
-          on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None) -> SweepResult:
+          on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None,
+          activation: str = "relu", loss: str = "cross_entropy") -> SweepResult:
     """Train every combination of width x weight decay x lr scale for ``epochs`` epochs of the
     paper's protocol, once per seed in ``seeds`` (a repetition: its own initialization and data
     order), and record every epoch.
@@ -767,6 +768,11 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         or the cluster at $RAY_ADDRESS), "local" (the packs one after another in this process),
         or an executor object such as ``pyireg.distributed.RayExecutor(address=..., workers=...)``.
         A sweep in packs resumes pack by pack; ``max_memory`` then bounds each machine's packs.
+    activation : "relu" (the paper's networks) or "linear" (the matrix-factorization model of
+        Section 3: each network computes X U_n^T V_n).
+    loss : "cross_entropy" (the paper's) or "squared": 1/2 the squared distance of the outputs to
+        the one-hot code of the label, averaged over the batch (regression onto class codes, the
+        usual loss of linear-network analyses). Errors are then those of the largest output.
     measures : complexity measures recorded for every network after every epoch, as columns of
         the history named like the measures: None (none beyond the norms always recorded),
         "all" (every measure of ``pyireg.measures.ALL``), or a list of names (see
@@ -806,6 +812,11 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                          "leave executor=None to be called after each epoch")
     ds = ds.astype(ds.dtype if dtype is None else D.as_dtype(dtype))
     measure_names = _measure_names(measures)
+    from ..model import ACTIVATIONS, LOSSES
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
     grid = [(w, wd, ls) for wd in weight_decays for ls in lr_scales for w in widths]
     N = len(grid)
     init_json = _check_init_std(init_std, N)
@@ -824,14 +835,15 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "epochs": epochs, "batch_size": batch_size, "drop_last": bool(drop_last),
               "schedule": dataclasses.asdict(schedule), "init_std": init_json, "dtype": ds.dtype,
               "label_noise": float(label_noise), "resample_split": bool(resample_split),
-              "eval_batch": eval_batch, "measures": list(measure_names), "tag": str(tag)}
+              "eval_batch": eval_batch, "measures": list(measure_names), "activation": activation, "loss": loss,
+              "tag": str(tag)}
     import pandas as pd                           # the experiments extra, needed from here on
 
     spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
                      grid_lr_scales=tuple(g[2] for g in grid), epochs=epochs, batch_size=batch_size,
                      drop_last=bool(drop_last), schedule=schedule, init_std=_init_pair(init_std, init_json),
                      label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch,
-                     measures=measure_names)
+                     measures=measure_names, activation=activation, loss=loss)
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from ..distributed.runner import run_in_packs
@@ -905,6 +917,8 @@ class TrainSpec:
     resample_split: bool
     eval_batch: int
     measures: tuple = ()      # complexity measures recorded every epoch (pyireg.measures names)
+    activation: str = "relu"
+    loss: str = "cross_entropy"   # squared: onto the one-hot code of the label
 
     @property
     def num_networks(self) -> int:
@@ -949,7 +963,10 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     ls = np.asarray(spec.grid_lr_scales, dtype=np.float64)[net]
     children = np.random.SeedSequence(int(rep)).spawn(N)
     model = PackedMLP(width.tolist(), ds.num_features, ds.num_classes, dtype=ds.dtype,
-                      init_std=_subset_init_std(spec.init_std, net), seed=[children[i] for i in net])
+                      init_std=_subset_init_std(spec.init_std, net), seed=[children[i] for i in net],
+                      activation=spec.activation, loss=spec.loss)
+    # the squared loss regresses onto the one-hot code of the label
+    targets = (lambda y: y) if spec.loss == "cross_entropy" else (lambda y: np.eye(ds.num_classes, dtype=ds.dtype)[y])
     schedule = spec.schedule
     opt = MomentumSGD(model, schedule.lr(0) * ls, schedule.momentum(0), wd)
     balance0 = model.unit_balance()                 # ||u_h||^2 - ||v_h||^2 at initialization
@@ -957,7 +974,7 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     init = _measures_init(model, spec.measures)
     if restore is not None:
         restore(model, opt)
-    X, y = rds.X_train, rds.y_train
+    X, y = rds.X_train, targets(rds.y_train)
     n = len(y)
     stop = n - spec.batch_size + 1 if spec.drop_last else n
     for epoch in range(start, spec.epochs):
@@ -969,9 +986,10 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
             b = perm[i:i + spec.batch_size]
             opt.step(X[b], y[b])
         train_s = time.perf_counter() - t0
-        ev = {split: model.evaluate(Xs, ys, batch_size=spec.eval_batch) for split, (Xs, ys) in rds.splits().items()}
+        ev = {split: model.evaluate(Xs, targets(ys), batch_size=spec.eval_batch)
+              for split, (Xs, ys) in rds.splits().items()}
         frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
-                             train_s, networks=net)
+                             train_s, networks=net, chance=spec.loss == "cross_entropy")
         if spec.measures:
             from .. import measures as M
             vals = M.compute(model, list(spec.measures), X=rds.X_train, y=rds.y_train, init=init)
@@ -1024,7 +1042,7 @@ _DTYPES = {**{c: "int64" for c in ("repetition", "network", "width", "epoch")},
 
 
 def _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd, net_ls, k, train_s,
-                 networks=None):
+                 networks=None, chance=True):
     """The rows of one epoch, one per network (``networks``: their indices in the grid, default
     0..N-1), built column-wise from per-network vectors: the norms come from the native measures
     and the drift from one per-unit vector, so no copy of the weights is made, whatever the
@@ -1044,7 +1062,7 @@ def _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd
         cols[f"{s}_loss"] = np.asarray(ev[s][1], np.float64)
     cols.update(norm_U=np.asarray(norms["norm_U"], np.float64), norm_V=np.asarray(norms["norm_V"], np.float64),
                 balance_drift=np.asarray(drift, np.float64), diverged=opt.diverged.copy(),
-                at_chance=np.abs(cols["train_loss"] - lnk) <= CHANCE_RTOL * lnk,
+                at_chance=(np.abs(cols["train_loss"] - lnk) <= CHANCE_RTOL * lnk) if chance else np.zeros(N, bool),
                 train_seconds=np.full(N, train_s, np.float64))
     return pd.DataFrame(cols, columns=COLUMNS)
 

@@ -325,14 +325,25 @@ def cmd_reproduce(args) -> int:
               seeds=_repetitions(args, paper.FIGURE1["seeds"] if args.figure == "figure1" else paper.FIGURE2["seeds"]),
               progress=not args.quiet, resume=args.resume, resample_split=args.resample_split,
               checkpoints=args.keep_checkpoints)
+    from . import _profile
+    _profile.reset()
+    _profile.enable(args.profile)
     t0 = time.perf_counter()
-    if args.figure == "figure1":
-        paper.reproduce_figure1(out, **kw)
-    else:
-        paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise, **kw)
-    png = plot_results(out)
-    print(f"{args.figure} on {args.dataset}: {time.perf_counter() - t0:.1f} s; figure {png}")
+    try:
+        if args.figure == "figure1":
+            paper.reproduce_figure1(out, **kw)
+        else:
+            paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise, **kw)
+        with _profile.section("figure"):
+            png = plot_results(out)
+    finally:
+        _profile.enable(False)
+    total = time.perf_counter() - t0
+    print(f"{args.figure} on {args.dataset}: {total:.1f} s; figure {png}")
     print(results_table(out))
+    if args.profile:
+        print()
+        print(_profile.report(total))
     return 0
 
 
@@ -546,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-noise", type=_fraction, default=None, metavar="FRACTION",
                    help="figure2 only: the label noise of its bottom row (default: 0.05)")
     r.add_argument("--out", metavar="DIR", help="output directory (default: results/FIGURE-DATASET)")
+    r.add_argument("--profile", action="store_true",
+                   help="print where the time went: the native training and evaluation kernels against the rest")
     common(r, reps_default="1 for figure1, 5 for figure2")
     r.set_defaults(func=cmd_reproduce)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _profile
 from ._validate import as_dtype, as_float_array, as_labels, per_network, positive_int, to_numpy
 
 ACTIVATIONS = ("relu", "linear")
@@ -222,7 +222,8 @@ class PackedMLP:
         targets, read the loss)."""
         X, y, w = self._batch(X, y, weights)
         batch_size = positive_int(batch_size, "batch_size")
-        errors, loss = self._engine.evaluate(self._U, self._V, X, y, w, batch_size)
+        with _profile.section("native evaluation"):
+            errors, loss = self._engine.evaluate(self._U, self._V, X, y, w, batch_size)
         n = X.shape[0]
         return errors / n, loss / n
 

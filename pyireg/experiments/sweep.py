@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from .. import _profile
 from .. import data as D
 from ..model import PackedMLP
 from ..optim import MomentumSGD
@@ -882,7 +883,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                     state = dict(U=model.U, V=model.V, bufU=opt.bufU, bufV=opt.bufV, diverged=opt.diverged,
                                  epoch=np.int64(epoch), seed=np.int64(rep), offsets=model.offsets,
                                  steps=np.int64(opt.steps), sweep_id=np.str_(config["sweep_id"]))
-                    _commit_epoch(sd, rep, epoch, state, history, done)
+                    with _profile.section("commit (history + checkpoint files)"):
+                        _commit_epoch(sd, rep, epoch, state, history, done)
                 bar.epoch(rep, seeds.index(rep), len(seeds), epoch, epochs, ev["val"][0], net_width)
                 if on_epoch is not None:
                     on_epoch(int(rep), epoch)
@@ -979,6 +981,7 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     stop = n - spec.batch_size + 1 if spec.drop_last else n
     for epoch in range(start, spec.epochs):
         t0 = time.perf_counter()
+        k0 = _profile.seconds("native training step")
         opt.lr = schedule.lr(epoch) * ls
         opt.momentum = schedule.momentum(epoch)
         perm = np.random.default_rng([int(rep), epoch]).permutation(n)
@@ -986,10 +989,13 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
             b = perm[i:i + spec.batch_size]
             opt.step(X[b], y[b])
         train_s = time.perf_counter() - t0
+        if _profile.enabled():
+            _profile.add("training loop around the steps", train_s - (_profile.seconds("native training step") - k0))
         ev = {split: model.evaluate(Xs, targets(ys), batch_size=spec.eval_batch)
               for split, (Xs, ys) in rds.splits().items()}
-        frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
-                             train_s, networks=net, chance=spec.loss == "cross_entropy")
+        with _profile.section("per-epoch bookkeeping (norms, drift, rows)"):
+            frame = _epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
+                                 train_s, networks=net, chance=spec.loss == "cross_entropy")
         if spec.measures:
             from .. import measures as M
             vals = M.compute(model, list(spec.measures), X=rds.X_train, y=rds.y_train, init=init)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _profile
 from .._validate import as_float_array, per_network
 from ..model import PackedMLP
 
@@ -59,7 +60,8 @@ class Optimizer:
         call; nothing is allocated after the first step of a batch size."""
         m = self._model
         X, y, w = m._batch(X, y, weights)
-        loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
+        with _profile.section("native training step"):
+            loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
         self.diverged |= ~np.isfinite(loss)
         self.steps += 1
         return loss

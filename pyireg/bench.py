@@ -472,12 +472,13 @@ def tune_buckets(model: PackedMLP, X, y, counts=BUCKET_COUNTS, layouts=BUCKET_LA
 def _run_child(payload: dict, timeout: Optional[float]):
     """Run ``_child_main(payload)`` in a fresh Python process (its own process group, killed
     whole past the timeout). Returns (result dict or None, seconds, error text or None)."""
-    code = "import sys, json; from pyireg.bench import _child_main; _child_main(json.loads(sys.argv[1]))"
+    # the payload goes through stdin: a sweep of 65,536 widths is too long for a command line
+    code = "import sys, json; from pyireg.bench import _child_main; _child_main(json.loads(sys.stdin.read()))"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(payload)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(json.dumps(payload), timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()

@@ -111,7 +111,8 @@ _CACHE = _EngineCache()
 
 
 class _GradientPool:
-    """Reused memory for the large gradients the operators return (gU, gV).
+    """Reused memory for the large gradients the operators return (gU, gV), and for the
+    activations the autograd path keeps between forward and backward.
 
     A fresh allocation of a few hundred MB costs a page fault per 4 KiB page when first written
     (measured here: a 210 MB gradient took 213 ms to allocate and fill, 32 ms to refill), as
@@ -306,7 +307,9 @@ def _k_forward(U, V, X, offsets, activation, loss, keep=False):
         out = U.new_empty((N, 0, V.shape[1]))
         return (out, None) if keep else out
     engine = _engine(U, V, offsets, activation, loss)
-    act = torch.empty((U.shape[0], engine.activation_columns(B)), dtype=U.dtype) if keep else None
+    # the kept activations (S x B, as large as U for a batch of d) come from the pool too: a
+    # fresh buffer every step would cost a page fault per page, like a fresh gradient
+    act = _POOL.empty((U.shape[0], engine.activation_columns(B)), U.dtype) if keep else None
     out = torch.from_numpy(engine.forward(_view(U), _view(V), _view(X), None if act is None else act.numpy()))
     return (out, act) if keep else out
 

@@ -455,7 +455,7 @@ void unit_moments(Workspace<T>& ws, const Ctx& cx, const T* U, const T* X, int64
 // linear):
 //   kappa(U[h, i]) = ||v_h||^2 (a^2 + a (1 - a) M_i + (1 - a) Q_hi)
 //   kappa(V[h, j]) = a^2 ||u_h||^2 + a (1 - a) E z_h^2 + (1 - a) E act(z_h)^2
-// (pyireg/optim/ddp_sgd.py derives them), stored as kU = 1/kappa(U), kV = 1/kappa(V) with
+// (src/pyireg/optim/ddp_sgd.py derives them), stored as kU = 1/kappa(U), kV = 1/kappa(V) with
 // inverse_kappa's zero policy. The norms are rules.h's sq_norm, so at a = 1 the scaling has
 // exactly Path-SGD's bits. Q is one product of the activation mask with X*X, shaped like the
 // dU product of the training step.

@@ -121,7 +121,7 @@ inline void path_sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, con
 //   kappa(V[h, j]) = ||u_h||^2                                   (the same for every j),
 // taken from the weights before the step (prepare runs before any row of the unit is updated).
 // The step of the fused training pass and of apply_update is path_sgd_rows with q = 1 / kappa
-// (inverse_kappa: 0 where kappa = 0). See pyireg/optim/path_sgd.py for the derivation and the
+// (inverse_kappa: 0 where kappa = 0). See src/pyireg/optim/path_sgd.py for the derivation and the
 // invariance under u_h -> c u_h, v_h -> v_h / c.
 template <class T>
 struct PathSgdRule {

@@ -52,6 +52,29 @@ struct RuleEpilogue {
   }
 };
 
+// The inner dimension is summed in blocks of kInnerBlock terms, each block in fresh registers
+// and added to the tile's running sum, so rounding error grows with about kInnerBlock + K /
+// kInnerBlock terms instead of K: one run over a 784-long product (the first layer on MNIST
+// pixels) erred 2.4x, over 3,000 terms 3.9x, as much as torch's float32 product. A product with
+// K <= kInnerBlock (d = 100, batch 100) is one block: the same bits as a single run.
+constexpr int64_t kInnerBlock = 128;
+
+template <class T, int MR, int NV, bool TA>
+inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb,
+                        vec<T> (&acc)[MR][NV]) {
+  constexpr int W = VecOf<T>::W;
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = vec<T>{};
+  for (int64_t kk = k0; kk < k1; ++kk) {
+    vec<T> b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = ld(Bm + kk * ldb + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const vec<T> a = splat(TA ? A[i + kk * lda] : A[i * lda + kk]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+}
+
 // The MR x (NV * W) tile of rows i0.. and columns j0.. of A (M x K) * Bm (K x ncols), where A
 // points at row i0 and Bm at column j0. TA: A is stored transposed (element (i, kk) at
 // A[i + kk * lda]) instead of row-major (A[i * lda + kk]).
@@ -60,15 +83,18 @@ inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, 
                   const Epi& epi) {
   constexpr int W = VecOf<T>::W;
   vec<T> acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = vec<T>{};
-  for (int64_t kk = 0; kk < K; ++kk) {
-    vec<T> b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = ld(Bm + kk * ldb + v * W);
-    for (int i = 0; i < MR; ++i) {
-      const vec<T> a = splat(TA ? A[i + kk * lda] : A[i * lda + kk]);
-      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+  micro_block<T, MR, NV, TA>(0, std::min(K, kInnerBlock), A, lda, Bm, ldb, acc);
+  if (K > kInnerBlock) {
+    vec<T> sum[MR][NV];
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) sum[i][v] = acc[i][v];
+    for (int64_t k0 = kInnerBlock; k0 < K; k0 += kInnerBlock) {
+      micro_block<T, MR, NV, TA>(k0, std::min(K, k0 + kInnerBlock), A, lda, Bm, ldb, acc);
+      for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < NV; ++v) sum[i][v] += acc[i][v];
     }
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = sum[i][v];
   }
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) epi(i0 + i, j0 + v * W, acc[i][v]);

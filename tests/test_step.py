@@ -56,7 +56,12 @@ def test_50_step_trajectory_per_network_hyperparameters(simd):
 
 @pytest.mark.parametrize("d,k,B", [(3, 2, 1), (784, 10, 7), (11, 13, 100)])
 def test_trajectory_awkward_shapes(d, k, B):
-    model, m32, m64, _ = _trajectory([1, 6, 37], d, k, B, 50, 0.05, 0.9, 1e-3, seed=3)
+    """50 steps at awkward shapes. The learning rate keeps the trajectories stable: at lr 0.05,
+    d = 784 and B = 7 the width-1 network's loss grows from 2.8 to 11 in 50 steps, and its
+    rounding differences grow so fast that the end state is a draw of luck for any float32
+    implementation (a plain numpy float32 twin exceeded the rule against torch in 4 seeds of 20
+    there, by up to 3.7x)."""
+    model, m32, m64, _ = _trajectory([1, 6, 37], d, k, B, 50, 0.02, 0.9, 1e-3, seed=3)
     U32, V32 = R.packed_weights(m32)
     U64, V64 = R.packed_weights(m64)
     assert_tolerance(model.U, U32, U64, "U")

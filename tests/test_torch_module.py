@@ -333,3 +333,24 @@ def test_state_dict_pickle_deepcopy_double():
     opt = pt.PackedSGD(d, lr=torch.linspace(0.1, 0.5, 5))     # the converted parameters are recognized
     d(X).sum().backward()
     opt.step()
+
+
+def test_inputs_on_another_device_or_not_finite_are_refused():
+    """A meta input to CPU weights would run no kernel at all, and NaN would spoil every
+    network's weights: both are refused, as the numpy API refuses them."""
+    p = pt.PackedMLP([1, 2, 4], 5, 3, seed=0)
+    opt = pt.PackedSGD(p, lr=0.1)
+    y = torch.randint(0, 3, (7,))
+    meta = torch.empty(7, 5, device="meta")
+    for call in (lambda: p(meta), lambda: p.losses(meta, y), lambda: p.train_step(meta, y, opt)):
+        with pytest.raises(ValueError, match=r"X: expected a tensor on the weights' device \(cpu\), got one on meta"):
+            call()
+    X = torch.randn(7, 5)
+    X[0, 0] = float("nan")
+    U0 = p.U.detach().clone()
+    for call in (lambda: p(X), lambda: p.train_step(X, y, opt)):
+        with pytest.raises(ValueError, match=r"X: contains NaN or inf \(after conversion to float32\)"):
+            call()
+    with pytest.raises(ValueError, match="X: contains NaN or inf"):
+        p(torch.full((7, 5), 1e39, dtype=torch.float64))
+    assert torch.equal(p.U, U0)

@@ -234,8 +234,15 @@ def check_layout(U: Tensor, V: Tensor, offsets: Tensor, activation: str, loss: s
         raise ValueError(f"loss: expected 'cross_entropy' or 'squared', got {loss!r}")
 
 
+def same_device(t: Tensor, name: str, U: Tensor) -> None:
+    """t on the weights' device (a meta input to CPU weights would run no kernel at all)."""
+    if t.device != U.device:
+        raise ValueError(f"{name}: expected a tensor on the weights' device ({U.device}), got one on {t.device}")
+
+
 def _batch(X: Tensor, U: Tensor) -> None:
     _float(X, "X", U.dtype)
+    same_device(X, "X", U)
     _shape(X, "X", (None, U.shape[1]))
 
 
@@ -243,6 +250,7 @@ def _targets(y: Tensor, weights: Optional[Tensor], B: int, U: Tensor, V: Tensor,
     if not isinstance(y, Tensor):
         raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
     check_device(y, "y")
+    same_device(y, "y", U)
     if loss == "cross_entropy":
         if y.dtype != torch.int32:
             raise TypeError(f"y: expected int32 class labels for the operator (the module converts), got {y.dtype}")

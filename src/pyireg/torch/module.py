@@ -147,7 +147,15 @@ class PackedMLP(nn.Module):
         if self.U.dtype not in _ops.FLOAT_DTYPES:
             raise TypeError(f"U: expected float32 or float64 parameters, got {self.U.dtype} (the native core has "
                             "no other precision)")
-        return X.to(self.U.dtype)
+        _ops.same_device(X, "X", self.U)
+        X = X.to(self.U.dtype)
+        # like the numpy API: NaN or inf (also after a float64 -> float32 conversion) would
+        # silently spoil every network's weights; checked in eager mode (a traced graph cannot
+        # branch on the data)
+        if _ops._eager(X) and not bool(torch.isfinite(X).all()):
+            raise ValueError("X: contains NaN or inf (after conversion to "
+                             f"{str(self.U.dtype).replace('torch.', '')})")
+        return X
 
     def forward(self, X: Tensor) -> Tensor:
         """Outputs of every network: X (*, d) -> (N, *, k)."""

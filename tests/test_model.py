@@ -99,3 +99,12 @@ def test_seed_sequences_rebuild_part_of_a_packed_model():
     np.testing.assert_array_equal(part.V, full.V[s])
     with pytest.raises(ValueError, match="seed: expected 2 seed sequences"):
         pyireg.PackedMLP([9, 4], 5, 2, seed=children[:3])
+
+
+def test_from_torch_keeps_the_dtype_and_bfloat16_is_named():
+    m = pyireg.PackedMLP([2, 3], 4, 2, dtype="float64", activation="linear", seed=0)
+    back = pyireg.PackedMLP.from_torch(m.to_torch(), loss="squared")
+    assert (back.dtype, back.activation, back.loss) == (np.float64, "linear", "squared")
+    np.testing.assert_array_equal(back.U, m.U)
+    with pytest.raises(TypeError, match=r"X: expected real numbers numpy can hold, got a torch torch.bfloat16"):
+        pyireg.PackedMLP([2], 4, 2).forward(torch.zeros(3, 4, dtype=torch.bfloat16))

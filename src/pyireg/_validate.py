@@ -33,7 +33,11 @@ def to_numpy(x, name: str) -> np.ndarray:
     if mod.startswith("torch"):
         if getattr(x, "device", None) is not None and x.device.type != "cpu":
             raise ValueError(f"{name}: expected a CPU tensor, got a tensor on {x.device} (move it with .cpu())")
-        x = x.detach().numpy()
+        try:
+            x = x.detach().numpy()
+        except TypeError:                     # bfloat16 and other dtypes numpy has not
+            raise TypeError(f"{name}: expected real numbers numpy can hold, got a torch {x.dtype} tensor; "
+                            f"convert it with .float()") from None
     elif hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):   # pandas
         x = x.to_numpy()
     try:

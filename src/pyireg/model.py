@@ -327,11 +327,14 @@ class PackedMLP:
         return modules_from_packed(self._U, self._V, self.offsets, self.activation)
 
     @classmethod
-    def from_torch(cls, modules, *, loss: str = "cross_entropy", dtype="float32") -> "PackedMLP":
-        """Pack a list of two-layer ``nn.Sequential`` networks (the form ``to_torch`` returns)."""
+    def from_torch(cls, modules, *, loss: str = "cross_entropy", dtype=None) -> "PackedMLP":
+        """Pack a list of two-layer ``nn.Sequential`` networks (the form ``to_torch`` returns).
+        The activation comes from the modules, the dtype too unless given (float32 or float64);
+        the loss is not part of a module: pass the one the model was trained with."""
         from .interop import packed_from_modules
         U, V, widths, activation = packed_from_modules(modules)
-        return cls.from_weights(widths, U, V, activation=activation, loss=loss, dtype=dtype)
+        return cls.from_weights(widths, U, V, activation=activation, loss=loss,
+                                dtype=dtype if dtype is not None else (U.dtype if U.dtype.kind == "f" else "float32"))
 
     def __repr__(self) -> str:
         w = self.widths

@@ -280,3 +280,17 @@ def test_perturbed_copies_in_rounds_equal_one_packed_model(monkeypatch):
     rounds = (M.pac_bayes(model, X, y, samples=3), M.sharpness_expected(model, X, y, samples=3))
     for a, b in zip(one, rounds):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_diverged_network_gets_nan_measures_and_the_others_are_unchanged():
+    m = pyireg.PackedMLP([3, 5, 8], 4, 2, seed=0)
+    X = np.random.default_rng(0).standard_normal((20, 4))
+    y = np.arange(20) % 2
+    init = (m.U.copy(), m.V.copy())
+    before = M.compute(m, "all", X=X, y=y, init=init)
+    m.U[3:8] = np.nan                                    # network 1 diverged
+    after = M.compute(m, "all", X=X, y=y, init=init)
+    for name in before:
+        if name not in ("norm_V", "spectral_V", "dist_V"):   # V of network 1 is still finite
+            assert np.isnan(after[name][1]), name
+        np.testing.assert_array_equal(after[name][[0, 2]], before[name][[0, 2]])

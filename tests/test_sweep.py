@@ -387,3 +387,17 @@ def test_linear_networks_with_the_squared_loss_in_a_sweep(tmp_path):
     np.testing.assert_allclose(final.train_error.to_numpy(), [w.mean() for w in want], atol=1.5 / len(ds.y_train))
     with pytest.raises(ValueError, match="loss: expected one of cross_entropy, squared"):
         sweep((X, y), widths=[2], loss="hinge", progress=False)
+
+
+def test_a_sweep_with_diverged_networks_warns_and_still_records_its_measures():
+    from pyireg.experiments.sweep import ChanceWarning
+    from pyireg.schedule import PaperSchedule
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((200, 8)), rng.integers(0, 3, 200)
+    with pytest.warns(ChanceWarning, match=r"networks \(widths .*\) diverged: a loss became NaN or inf"):
+        res = sweep((X, y), widths=[1, 4], epochs=2, batch_size=50, lr_scales=[1.0, 1e9], progress=False,
+                    schedule=PaperSchedule(lr0=1.0), measures=["spectral_product", "trace_norm"])
+    last = res.history[res.history.epoch == 2]
+    assert last.diverged.any() and not last.diverged.all()
+    assert np.isnan(last.loc[last.diverged, "spectral_product"]).all()
+    assert np.isfinite(last.loc[~last.diverged, "spectral_product"]).all()

@@ -374,7 +374,8 @@ def margins(model, X, y, batch_size: int = 512) -> np.ndarray:
 def spectral_norms(model) -> dict:
     """Per network: ``spectral_U`` = ||U_n||_2, ``spectral_V`` = ||V_n||_2, and of the end-to-end
     matrix V_n^T U_n (k x d) ``spectral_end_to_end`` (its largest singular value) and
-    ``trace_norm`` (the sum of its singular values). Gram matrices in float64 (module docstring)."""
+    ``trace_norm`` (the sum of its singular values). Gram matrices in float64 (module docstring).
+    A network with a NaN or inf weight (diverged) gets NaN, like the native measures."""
     N, off = model.num_networks, model.offsets
     out = {k: np.empty(N) for k in ("spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm")}
     widths = np.asarray(model.widths)
@@ -385,13 +386,19 @@ def spectral_norms(model) -> dict:
             for i, n in enumerate(nets):
                 A = W[off[n]:off[n + 1]].astype(np.float64)
                 grams[i] = A.T @ A if H >= W.shape[1] else A @ A.T
-            top = np.linalg.eigvalsh(grams)[:, -1]
+            ok = np.isfinite(grams).all(axis=(1, 2))
+            top = np.full(len(nets), np.nan)
+            if ok.any():
+                top[ok] = np.linalg.eigvalsh(grams[ok])[:, -1]
             out[name][nets] = np.sqrt(np.maximum(top, 0.0))
         ends = np.empty((len(nets), model.out_features, model.in_features))
         for i, n in enumerate(nets):
             s = slice(off[n], off[n + 1])
             ends[i] = model.V[s].astype(np.float64).T @ model.U[s].astype(np.float64)
-        sv = np.linalg.svd(ends, compute_uv=False)
+        ok = np.isfinite(ends).all(axis=(1, 2))
+        sv = np.full((len(nets), min(ends.shape[1:])), np.nan)
+        if ok.any():
+            sv[ok] = np.linalg.svd(ends[ok], compute_uv=False)
         out["spectral_end_to_end"][nets] = sv[:, 0]
         out["trace_norm"][nets] = sv.sum(axis=1)
     return out

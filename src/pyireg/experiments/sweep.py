@@ -97,7 +97,7 @@ class SweepStateError(RuntimeError):
 
 
 class ChanceWarning(UserWarning):
-    """Some networks ended a sweep at chance (training loss ln k, constant outputs)."""
+    """Some networks ended a sweep at chance (training loss ln k, constant outputs) or diverged."""
 
 
 @dataclasses.dataclass
@@ -1019,7 +1019,11 @@ def _measure_names(measures) -> tuple:
         if name in M.PERTURBED:
             raise ValueError(f"measures: {name!r} perturbs every network many times (one to twenty epochs of "
                              "work); compute it on the final model with pyireg.measures.compute")
-        M.needs(name)                     # raises for an unknown name
+        try:
+            M.needs(name)
+        except ValueError:
+            raise ValueError(f"measures: unknown measure {name!r}; expected 'all' or names of "
+                             f"{', '.join(M.ALL)} or path_l<p> (p > 0)") from None
         if name in COLUMNS:
             raise ValueError(f"measures: {name!r} is already a column of the history (always recorded)")
     if len(set(names)) != len(names):
@@ -1087,7 +1091,16 @@ def _chance_cause(ds, schedule, lr_scales, widths) -> str:
 
 
 def _warn_at_chance(result: SweepResult, ds, schedule, lr_scales) -> None:
+    """Warn about networks that ended at chance (with the likely cause) or diverged."""
     h = result.history
+    if len(h) and h["diverged"].any():
+        last = h[h["epoch"] == h.groupby("repetition")["epoch"].transform("max")]
+        bad = last[last["diverged"]]
+        if len(bad):
+            widths = sorted(bad["width"].unique().tolist())
+            shown = ", ".join(map(str, widths[:8])) + (", ..." if len(widths) > 8 else "")
+            warnings.warn(f"{len(bad)} of {len(last)} networks (widths {shown}) diverged: a loss became NaN or inf "
+                          "(column diverged); lower their learning rate (lr, lr_scales)", ChanceWarning, stacklevel=3)
     if len(h) == 0 or not h["at_chance"].any():
         return
     last = h[h["epoch"] == h.groupby("repetition")["epoch"].transform("max")]

@@ -230,3 +230,13 @@ def test_reproduce_hands_the_thesis_experiments_their_own_options(capsys):
     with pytest.raises(SystemExit) as e:
         main(["sweep", "--out", "x", "--measures", "pac_bayes"])
     assert e.value.code == 2 and "perturbs every network" in capsys.readouterr().err
+
+
+def test_thesis_experiments_take_global_options_and_report_errors_in_one_line(capsys):
+    assert main(["reproduce", "measures", "--dataset", "bogus", "--widths", "1", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyireg reproduce: error: name: expected one of mnist5k") and "Traceback" not in err
+    with pytest.raises(ValueError, match="name: expected one of mnist5k"):
+        main(["--traceback", "reproduce", "pathsgd", "--dataset", "bogus", "--widths", "1", "--epochs", "1"])
+    with pytest.raises(SystemExit):
+        main(["reproduce", "cost"])          # the cost study is not a reproduction

@@ -222,7 +222,7 @@ def cmd_bench(args) -> int:
         for w in args.workload:
             if w == "custom":
                 if not args.widths:
-                    raise SystemExit("pyireg bench: --workload custom needs --widths")
+                    raise ValueError("--widths: --workload custom needs its widths, e.g. --widths 1:64")
                 workloads.append(("custom", bench.custom_workload(args.widths, args.samples)))
             else:
                 workloads.append(w)
@@ -241,6 +241,9 @@ def cmd_bench(args) -> int:
 def _load_data(args):
     from . import data as D
     if args.data is not None:
+        if args.label_column is not None and str(args.data).lower().endswith(".npz"):
+            raise ValueError("--label-column: an .npz file holds its labels in the array y; the option is for "
+                             ".csv and .parquet files")
         return D.load_file(args.data, label_column=args.label_column or "label", test_path=args.test_data,
                            n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.split_seed,
                            standardize=not args.no_standardize, dtype=args.dtype)
@@ -444,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     def common(q, reps_default="1"):
-        q.add_argument("--threads", type=_positive, default=None, metavar="N", help="native threads (default: all cores)")
+        q.add_argument("--threads", type=_positive, default=None, metavar="N",
+                       help="native threads (default: all cores; with --ray, threads per worker, default 1)")
         q.add_argument("--quiet", action="store_true", help="no progress output")
         q.add_argument("--resume", action="store_true",
                        help="continue the run saved in the output directory (it must have the same settings)")
@@ -639,17 +643,35 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 THESIS_EXPERIMENTS = ("measures", "pathsgd")
 
 
+def _thesis_command(argv):
+    """For 'pyireg [--traceback] reproduce measures|pathsgd ...': (traceback?, the experiment's
+    own arguments); None otherwise. The thesis's experiments read their own options."""
+    i = 0
+    while i < len(argv) and argv[i] == "--traceback":
+        i += 1
+    if len(argv) >= i + 2 and argv[i] == "reproduce" and argv[i + 1] in THESIS_EXPERIMENTS:
+        return i > 0, argv[i + 1:]
+    return None
+
+
+def cmd_thesis(args) -> int:
+    from .experiments import thesis
+    return thesis.main(args.argv, experiments=THESIS_EXPERIMENTS)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) >= 2 and argv[0] == "reproduce" and argv[1] in THESIS_EXPERIMENTS:
-        from .experiments import thesis          # the thesis's experiments read their own options
-        return thesis.main(argv[1:])
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        if args.command != "demo":       # the demo parser reads its own options (pyireg demo --help)
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        args.argv = unknown + args.argv
+    thesis_argv = _thesis_command(argv)
+    if thesis_argv is not None:
+        args = argparse.Namespace(command="reproduce", traceback=thesis_argv[0], argv=thesis_argv[1],
+                                  func=cmd_thesis)
+    else:
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            if args.command != "demo":   # the demo parser reads its own options (pyireg demo --help)
+                parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            args.argv = unknown + args.argv
     from .distributed.runner import PackError
     from .experiments.sweep import SweepStateError
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)

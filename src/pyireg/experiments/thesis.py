@@ -412,18 +412,22 @@ def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, se
 
 
 # ============================================================================ entry
-def main(argv=None, prog="pyireg reproduce") -> int:
+def main(argv=None, prog="pyireg reproduce", experiments=("measures", "pathsgd", "cost")) -> int:
     p = argparse.ArgumentParser(prog=prog,
                                 description="Experiments of the thesis: complexity measures, Path-SGD")
-    p.add_argument("experiment", choices=["measures", "pathsgd", "cost"],
-                   help="cost: what recording measures every epoch costs a sweep")
+    p.add_argument("experiment", choices=list(experiments),
+                   help="measures: every measure against width, true and random labels; pathsgd: Path-SGD "
+                        "against SGD" + ("; cost: what recording measures every epoch costs a sweep"
+                                         if "cost" in experiments else ""))
     p.add_argument("--out", default=None, help="output folder (default results/thesis-<experiment>)")
     p.add_argument("--figure", default=None, help="figure path (default <out>/<experiment>.png)")
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--widths", default=None,
                    help="comma-separated widths (default 1,2,4,...,2048 for measures, ...,1024 for pathsgd)")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=60, help="epochs of the paper's schedule (true labels)")
+    p.add_argument("--random-epochs", type=int, default=None,
+                   help="measures: epochs on random labels (default 150, enough to fit them)")
     p.add_argument("--seed", type=int, default=None,
                    help="one repetition with this seed (default: three, seeds 0, 1, 2)")
     p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
@@ -443,7 +447,8 @@ def main(argv=None, prog="pyireg reproduce") -> int:
         print(df.to_string(index=False))
         return 0
     if a.experiment == "measures":
-        _, summary = reproduce_measures(out, seed=a.seed, **common)
+        extra = {} if a.random_epochs is None else {"random_epochs": a.random_epochs}
+        _, summary = reproduce_measures(out, seed=a.seed, **common, **extra)
         print(summary.to_string(index=False))
     else:
         res, inv, _ = reproduce_pathsgd(out, seed=a.seed, **common)

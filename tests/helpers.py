@@ -12,4 +12,4 @@ def make_data(B, d, k, seed=0, dtype=np.float32):
 
 
 def simd_targets():
-    return [s for s in ("generic", "avx2") if _core.simd_available(s)]
+    return [s for s in ("generic", "avx2", "avx512") if _core.simd_available(s)]

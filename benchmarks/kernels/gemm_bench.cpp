@@ -30,11 +30,11 @@ void gemm_panel_outer(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t l
   int64_t j = 0;
   for (; j + 2 * W <= ncols; j += 2 * W) {
     for (int64_t i = 0; i < M; i += MR) {  // M is a multiple of MR in this sandbox
-      micro<T, MR, 2, false>(K, A + i * lda, lda, Bm + j, ldb, i, j, epi);
+      micro<T, vec<T>, MR, 2, false>(K, A + i * lda, lda, Bm + j, ldb, i, j, epi);
     }
   }
   if (j < ncols)
-    for (int64_t i = 0; i < M; i += MR) micro<T, MR, 1, false>(K, A + i * lda, lda, Bm + j, ldb, i, j, epi);
+    for (int64_t i = 0; i < M; i += MR) micro<T, vec<T>, MR, 1, false>(K, A + i * lda, lda, Bm + j, ldb, i, j, epi);
 }
 
 // ---- variant 2: A packed per 6-row panel, k-major (the 6 broadcasts of a k step are adjacent)
@@ -47,7 +47,7 @@ void gemm_packA(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, co
     for (int64_t kk = 0; kk < K; ++kk)
       for (int r = 0; r < MR; ++r) pack[kk * MR + r] = A[(i + r) * lda + kk];
     // packed: element (r, kk) at pack[r + kk * MR]: the transposed-A micro-kernel with lda = MR
-    gemm_cols<T, MR, true>(ncols, K, pack, MR, Bm, ldb, i, epi);
+    tile_row<T, MR, true>(ncols, K, pack, MR, Bm, ldb, i, epi);
   }
   if (i < M) gemm<T>(M - i, ncols, K, A + i * lda, lda, Bm, ldb, [&](int64_t r, int64_t c, vec<T> v) { epi(i + r, c, v); });
 }

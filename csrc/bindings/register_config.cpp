@@ -26,8 +26,11 @@ void register_config(py::module_& m) {
 #if defined(PYIREG_HAVE_AVX2)
     simd.append("avx2");
 #endif
+#if defined(PYIREG_HAVE_AVX512)
+    simd.append("avx512");
+#endif
     d["simd_compiled"] = simd;
-    d["simd_active"] = active_simd() == Simd::avx2 ? "avx2" : "generic";
+    d["simd_active"] = simd_name(active_simd());
     d["cuda"] = false;
 #if defined(PYIREG_SANITIZE)
     d["sanitize"] = PYIREG_SANITIZE;
@@ -38,16 +41,18 @@ void register_config(py::module_& m) {
     return d;
   }, "What was compiled in: OpenMP, SIMD targets (and the one in use), CUDA, sanitizers.");
   m.def("set_simd", [](const std::string& s) {
-    if (s == "generic") set_simd(Simd::generic);
-    else if (s == "avx2") {
-      if (!simd_available(Simd::avx2)) throw py::value_error("simd: 'avx2' is not available on this CPU/build");
-      set_simd(Simd::avx2);
-    } else throw py::value_error("simd: expected 'generic' or 'avx2', got '" + s + "'");
-  }, py::arg("simd"), "Force a SIMD target (for testing the fallback path).");
+    try {
+      set_simd(simd_from_name(s));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("simd"), "Force a SIMD target ('generic', 'avx2' or 'avx512'; for testing the other paths).");
   m.def("simd_available", [](const std::string& s) {
-    if (s == "generic") return true;
-    if (s == "avx2") return simd_available(Simd::avx2);
-    throw py::value_error("simd: expected 'generic' or 'avx2', got '" + s + "'");
+    try {
+      return simd_available(simd_from_name(s));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
   }, py::arg("simd"));
   m.def("get_num_threads", &num_threads, "Threads every native operation uses (process-wide).");
   m.def("max_num_threads", &max_num_threads, "The largest value set_num_threads accepts: 4 x the processors.");

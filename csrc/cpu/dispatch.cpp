@@ -12,17 +12,48 @@
 namespace pyireg {
 
 bool simd_available(Simd s) {
-  if (s == Simd::generic) return true;
+  switch (s) {
+    case Simd::generic: return true;
+    case Simd::avx2:
 #if defined(PYIREG_HAVE_AVX2)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
-  return false;
+      return false;
 #endif
+    case Simd::avx512:
+#if defined(PYIREG_HAVE_AVX512)
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("fma");
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+Simd simd_from_name(const std::string& name) {
+  if (name == "generic") return Simd::generic;
+  if (name == "avx2") return Simd::avx2;
+  if (name == "avx512") return Simd::avx512;
+  throw std::invalid_argument("simd: expected one of generic, avx2, avx512, got '" + name + "'");
+}
+
+const char* simd_name(Simd s) {
+  switch (s) {
+    case Simd::generic: return "generic";
+    case Simd::avx2: return "avx2";
+    case Simd::avx512: return "avx512";
+  }
+  return "generic";
 }
 
 namespace {
-Simd best_simd() { return simd_available(Simd::avx2) ? Simd::avx2 : Simd::generic; }
+Simd best_simd() {
+  if (simd_available(Simd::avx512)) return Simd::avx512;
+  return simd_available(Simd::avx2) ? Simd::avx2 : Simd::generic;
+}
 std::atomic<Simd> g_simd{best_simd()};
 
 int initial_threads() {
@@ -37,16 +68,22 @@ std::atomic<int> g_threads{initial_threads()};
 
 Simd active_simd() { return g_simd.load(); }
 void set_simd(Simd s) {
-  if (!simd_available(s)) throw std::invalid_argument("simd: that target is not available on this CPU/build");
+  if (!simd_available(s))
+    throw std::invalid_argument(std::string("simd: '") + simd_name(s) + "' is not available on this CPU/build");
   g_simd.store(s);
 }
 
 template <class T>
 const Kernels<T>& active_kernels() {
-#if defined(PYIREG_HAVE_AVX2)
-  if (g_simd.load() == Simd::avx2) return avx2::kernels<T>();
+  switch (g_simd.load()) {
+#if defined(PYIREG_HAVE_AVX512)
+    case Simd::avx512: return avx512::kernels<T>();
 #endif
-  return generic::kernels<T>();
+#if defined(PYIREG_HAVE_AVX2)
+    case Simd::avx2: return avx2::kernels<T>();
+#endif
+    default: return generic::kernels<T>();
+  }
 }
 template const Kernels<float>& active_kernels<float>();
 template const Kernels<double>& active_kernels<double>();

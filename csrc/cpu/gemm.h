@@ -1,7 +1,9 @@
 // Register-blocked GEMM of the CPU kernels, with the epilogue as a policy: each finished
 // register tile is handed to an epilogue object, which stores it (optionally through the relu),
 // adds it to C, or applies an update rule to the weights whose gradient it is.
-// Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+// Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h). Every element
+// of a product is one sum over the inner dimension in the same order on every target, whatever
+// the vector width: the targets with FMA give the same bits.
 #pragma once
 
 #include <algorithm>
@@ -12,12 +14,15 @@
 namespace pyireg {
 namespace PYIREG_ISA {
 
+// Epilogues take a tile row's vector of any width (the target's, or 32 bytes at a row's end).
+
 // C[i, j] = act(tile): the forward product (RELU fuses the activation) and plain products.
 template <class T, bool RELU>
 struct StoreEpilogue {
   T* C;
   int64_t ldc;
-  void operator()(int64_t i, int64_t j, vec<T> acc) const { st(C + i * ldc + j, RELU ? relu<T>(acc) : acc); }
+  template <class V>
+  void operator()(int64_t i, int64_t j, V acc) const { st(C + i * ldc + j, RELU ? relu(acc) : acc); }
 };
 
 // C[i, j] += tile, C in double: a product summed over blocks of its inner dimension (the input
@@ -26,10 +31,10 @@ template <class T>
 struct AddDoubleEpilogue {
   double* C;
   int64_t ldc;
-  void operator()(int64_t i, int64_t j, vec<T> acc) const {
-    constexpr int W = VecOf<T>::W;
+  template <class V>
+  void operator()(int64_t i, int64_t j, V acc) const {
     double* c = C + i * ldc + j;
-    for (int e = 0; e < W; ++e) c[e] += static_cast<double>(acc[e]);
+    for (int e = 0; e < lanes<V>(); ++e) c[e] += static_cast<double>(acc[e]);
   }
 };
 
@@ -43,8 +48,9 @@ struct RuleEpilogue {
   int64_t ld;
   int64_t valid;
   const T* coef;  // Rule::kCoefs per row
-  void operator()(int64_t i, int64_t j, vec<T> acc) const {
-    constexpr int VW = VecOf<T>::W;
+  template <class V>
+  void operator()(int64_t i, int64_t j, V acc) const {
+    constexpr int VW = lanes<V>();
     if (j >= valid) return;
     T g[VW];
     st(g, acc);
@@ -55,41 +61,45 @@ struct RuleEpilogue {
 // The inner dimension is summed in blocks of kInnerBlock terms, each block in fresh registers
 // and added to the tile's running sum, so rounding error grows with about kInnerBlock + K /
 // kInnerBlock terms instead of K: one run over a 784-long product (the first layer on MNIST
-// pixels) erred 2.4x, over 3,000 terms 3.9x, as much as torch's float32 product. A product with
-// K <= kInnerBlock (d = 100, batch 100) is one block: the same bits as a single run.
+// pixels) erred 2.4 times as much as torch's float32 product, over 3,000 terms 3.9 times. A
+// product with K <= kInnerBlock (d = 100, batch 100) is one block: the same bits as one run.
 constexpr int64_t kInnerBlock = 128;
 
-template <class T, int MR, int NV, bool TA>
+// Rows of a register tile: 6 x 2 vectors of accumulators fit the 16 registers of AVX2, 8 x 2
+// the 32 of AVX-512 (measured in benchmarks/kernels/README.md).
+constexpr int kTileRows = PYIREG_VEC_BYTES >= 64 ? 8 : 6;
+
+template <class T, class V, int MR, int NV, bool TA>
 inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-                        vec<T> (&acc)[MR][NV]) {
-  constexpr int W = VecOf<T>::W;
+                        V (&acc)[MR][NV]) {
+  constexpr int W = lanes<V>();
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = vec<T>{};
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t kk = k0; kk < k1; ++kk) {
-    vec<T> b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = ld(Bm + kk * ldb + v * W);
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = ldv<V>(Bm + kk * ldb + v * W);
     for (int i = 0; i < MR; ++i) {
-      const vec<T> a = splat(TA ? A[i + kk * lda] : A[i * lda + kk]);
+      const V a = splatv<V>(TA ? A[i + kk * lda] : A[i * lda + kk]);
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
 }
 
-// The MR x (NV * W) tile of rows i0.. and columns j0.. of A (M x K) * Bm (K x ncols), where A
-// points at row i0 and Bm at column j0. TA: A is stored transposed (element (i, kk) at
+// The MR x (NV * lanes of V) tile of rows i0.. and columns j0.. of A (M x K) * Bm (K x ncols),
+// where A points at row i0 and Bm at column j0. TA: A is stored transposed (element (i, kk) at
 // A[i + kk * lda]) instead of row-major (A[i * lda + kk]).
-template <class T, int MR, int NV, bool TA, class Epi>
+template <class T, class V, int MR, int NV, bool TA, class Epi>
 inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0, int64_t j0,
                   const Epi& epi) {
-  constexpr int W = VecOf<T>::W;
-  vec<T> acc[MR][NV];
-  micro_block<T, MR, NV, TA>(0, std::min(K, kInnerBlock), A, lda, Bm, ldb, acc);
+  constexpr int W = lanes<V>();
+  V acc[MR][NV];
+  micro_block<T, V, MR, NV, TA>(0, std::min(K, kInnerBlock), A, lda, Bm, ldb, acc);
   if (K > kInnerBlock) {
-    vec<T> sum[MR][NV];
+    V sum[MR][NV];
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) sum[i][v] = acc[i][v];
     for (int64_t k0 = kInnerBlock; k0 < K; k0 += kInnerBlock) {
-      micro_block<T, MR, NV, TA>(k0, std::min(K, k0 + kInnerBlock), A, lda, Bm, ldb, acc);
+      micro_block<T, V, MR, NV, TA>(k0, std::min(K, k0 + kInnerBlock), A, lda, Bm, ldb, acc);
       for (int i = 0; i < MR; ++i)
         for (int v = 0; v < NV; ++v) sum[i][v] += acc[i][v];
     }
@@ -100,56 +110,77 @@ inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, 
     for (int v = 0; v < NV; ++v) epi(i0 + i, j0 + v * W, acc[i][v]);
 }
 
+// The tiles of MR rows across the columns [j0, ncols) (ncols - j0 a multiple of 32 bytes): two
+// vectors of the target's width at a time, then one, then, on a target wider than 32 bytes,
+// one 32-byte vector for the row's end.
 template <class T, int MR, bool TA, class Epi>
-inline void gemm_cols(int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0,
-                      const Epi& epi) {
+inline void tile_row(int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0,
+                     const Epi& epi) {
   constexpr int W = VecOf<T>::W;
   int64_t j = 0;
-  for (; j + 2 * W <= ncols; j += 2 * W) micro<T, MR, 2, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
-  if (j < ncols) micro<T, MR, 1, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  for (; j + 2 * W <= ncols; j += 2 * W) micro<T, vec<T>, MR, 2, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  if (j + W <= ncols) {
+    micro<T, vec<T>, MR, 1, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+    j += W;
+  }
+  if constexpr (W > VecN<T, 32>::W) {
+    if (j < ncols) micro<T, vec32<T>, MR, 1, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  }
 }
 
-// epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of W and Bm's rows
-// are padded to it. Rows are taken MR = 6 at a time (6 x 16 accumulators for float).
-// Loop order: rows outer (default) walks all column panels of one 6-row block before the next,
-// so an epilogue that updates weights finishes each row in one burst; COLS_OUTER walks all row
-// blocks of one 16-column panel of Bm before the next, keeping that panel in L1 (the forward
-// product: Bm is the whole batch, larger than L1). Each tile is computed the same way in either
-// order, so the results are bit-identical.
-template <class T, int MR, int NV, bool TA, class Epi>
-inline void row_blocks(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j,
-                       const Epi& epi) {
+// One column panel [j, j + width) (a width of two vectors, one, or a 32-byte one: V, NV) for
+// every block of MR rows, then the rows left over.
+template <class T, class V, int MR, int NV, bool TA, class Epi>
+inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j,
+                  const Epi& epi) {
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
-  for (; i + MR <= M; i += MR) micro<T, MR, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+  for (; i + MR <= M; i += MR) micro<T, V, MR, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
   switch (M - i) {
-    case 1: micro<T, 1, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 2: micro<T, 2, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 3: micro<T, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 4: micro<T, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 5: micro<T, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 1: micro<T, V, 1, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 2: micro<T, V, 2, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 3: micro<T, V, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 4: micro<T, V, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 5: micro<T, V, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 6: if constexpr (MR > 6) micro<T, V, 6, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 7: if constexpr (MR > 7) micro<T, V, 7, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
     default: break;
   }
 }
 
+// epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of 32 bytes and
+// Bm's rows are padded to it. Rows are taken kTileRows at a time.
+// Loop order: rows outer (default) walks all column panels of one row block before the next,
+// so an epilogue that updates weights finishes each row in one burst; COLS_OUTER walks all row
+// blocks of one column panel of Bm before the next, keeping that panel in L1 (the forward
+// product: Bm is the whole batch, larger than L1). Each tile is computed the same way in either
+// order, so the results are bit-identical.
 template <class T, bool TA = false, bool COLS_OUTER = false, class Epi>
 void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi) {
-  constexpr int MR = 6, W = VecOf<T>::W;
+  constexpr int MR = kTileRows, W = VecOf<T>::W;
   if (COLS_OUTER) {
     int64_t j = 0;
-    for (; j + 2 * W <= ncols; j += 2 * W) row_blocks<T, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi);
-    if (j < ncols) row_blocks<T, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    for (; j + 2 * W <= ncols; j += 2 * W) panel<T, vec<T>, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    if (j + W <= ncols) {
+      panel<T, vec<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+      j += W;
+    }
+    if constexpr (W > VecN<T, 32>::W) {
+      if (j < ncols) panel<T, vec32<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    }
     return;
   }
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
-  for (; i + MR <= M; i += MR) gemm_cols<T, MR, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+  for (; i + MR <= M; i += MR) tile_row<T, MR, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
   switch (M - i) {
-    case 1: gemm_cols<T, 1, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 2: gemm_cols<T, 2, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 3: gemm_cols<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 4: gemm_cols<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 5: gemm_cols<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 1: tile_row<T, 1, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 2: tile_row<T, 2, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 3: tile_row<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 4: tile_row<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 5: tile_row<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 6: if constexpr (MR > 6) tile_row<T, 6, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 7: if constexpr (MR > 7) tile_row<T, 7, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
     default: break;
   }
 }

@@ -1,8 +1,10 @@
 // The engine's operations on the CPU (forward, backward, loss_and_grad, step, apply_update,
 // evaluate) for one SIMD target: the includer defines PYIREG_ISA, the namespace they land in
-// (kernels_generic.cpp: the baseline ISA; kernels_avx2.cpp: -mavx2 -mfma).
+// (kernels_generic.cpp: the baseline ISA; kernels_avx2.cpp: -mavx2 -mfma; kernels_avx512.cpp:
+// -mavx512f -mavx512vl -mfma with 64-byte vectors, PYIREG_VEC_BYTES).
 //
-// Scratch layouts (Bp = batch rounded up to the vector width W, dp = d rounded up to W):
+// Scratch layouts (Bp = batch rounded up to W = simd_width, 32 bytes on every target, dp = d
+// rounded up to W):
 //   XT    d x Bp    the batch transposed, zero padded: B operand of the first-layer GEMM
 //   Xp    B x dp    the batch, zero padded:            B operand of the dU GEMM
 //   AT    G x Bp    act(U X^T) of one group's G units, unit-major: kept from forward to backward
@@ -205,7 +207,7 @@ void reserve_pass(Workspace<T>& ws, const Ctx& cx, const Pass& ps, bool input_gr
 
 template <class T>
 Pass make_pass(const Plan& p, int64_t B) {
-  constexpr int W = VecOf<T>::W;
+  constexpr int64_t W = simd_width<T>();  // the padding unit (32 bytes)
   return Pass{B, round_up(B, W), round_up(p.d, W)};
 }
 
@@ -240,7 +242,7 @@ void with_rule(const UpdateRule<T>& r, F&& f) {
 template <class T>
 void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, T* out, T* act) {
   const Plan& p = *cx.plan;
-  constexpr int W = VecOf<T>::W;
+  constexpr int64_t W = simd_width<T>();  // the padding unit (32 bytes)
   const int64_t Bp = round_up(B, W);
   pack_batch(ws, X, B, p.d, Bp, 0, false);
   ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bp));
@@ -339,7 +341,7 @@ void evaluate(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
     loss[n] = 0;
     errors[n] = 0;
   }
-  constexpr int W = VecOf<T>::W;
+  constexpr int64_t W = simd_width<T>();  // the padding unit (32 bytes)
   const int64_t blk = std::max<int64_t>(1, block);
   const int64_t Bpmax = round_up(std::min(blk, B), W);
   ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * Bpmax));
@@ -376,25 +378,25 @@ void chunk_preact(const Plan& p, const T* U, const T* XT, int64_t Bp, int64_t c,
 // added in a fixed order at the end, so the sums do not depend on the thread; the relu is a
 // select, not a branch (the sign of z is a coin flip at initialization).
 template <class T>
-inline vec<double> load4d(const T* p) {
+inline vec32<double> load4d(const T* p) {
   if constexpr (std::is_same<T, double>::value) {
-    return ld(p);
+    return ld32(p);
   } else {
     typedef float f4 __attribute__((vector_size(16)));
     f4 f;
     std::memcpy(&f, p, sizeof f);
-    return __builtin_convertvector(f, vec<double>);
+    return __builtin_convertvector(f, vec32<double>);
   }
 }
 
 template <class T>
 inline void unit_sums(const T* z, int64_t nb, bool use_relu, double* s2, double* a2) {
-  const vec<double> zero{}, lo = use_relu ? zero : splat(-std::numeric_limits<double>::infinity());
-  vec<double> s0{}, s1{}, a0{}, a1{};
+  const vec32<double> zero{}, lo = use_relu ? zero : splat32(-std::numeric_limits<double>::infinity());
+  vec32<double> s0{}, s1{}, a0{}, a1{};
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
-    const vec<double> v0 = load4d(z + b), v1 = load4d(z + b + 4);
-    const vec<double> r0 = v0 > lo ? v0 : zero, r1 = v1 > lo ? v1 : zero;
+    const vec32<double> v0 = load4d(z + b), v1 = load4d(z + b + 4);
+    const vec32<double> r0 = v0 > lo ? v0 : zero, r1 = v1 > lo ? v1 : zero;
     s0 += v0 * v0;
     s1 += v1 * v1;
     a0 += r0 * r0;
@@ -419,7 +421,7 @@ template <class T>
 void unit_moments(Workspace<T>& ws, const Ctx& cx, const T* U, const T* X, int64_t B, int64_t block, double* z2,
                   double* a2) {
   const Plan& p = *cx.plan;
-  constexpr int W = VecOf<T>::W;
+  constexpr int64_t W = simd_width<T>();  // the padding unit (32 bytes)
   std::fill(z2, z2 + p.S, 0.0);
   std::fill(a2, a2 + p.S, 0.0);
   const int64_t blk = std::max<int64_t>(1, block);

@@ -37,19 +37,31 @@ void pack_batch(Workspace<T>& ws, const T* X, int64_t B, int64_t d, int64_t Bp, 
   }
 }
 
-// L[c, j] (+)= sum_{h < nrows} V[h, c0 + c] * AT[h, j] for c < CC, all j < Bp.
+// L[c, j .. j + lanes) = sum_{h < nrows} V[h, c0 + c] * AT[h, j ..] for c < CC: one vector of
+// columns (VT: the target's width, or 32 bytes at the row's end), each element summed over h in
+// order.
+template <class T, class VT, int CC>
+inline void second_layer_cols(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t c0, int64_t Bp, int64_t j,
+                              T* L) {
+  VT acc[CC];
+  for (int c = 0; c < CC; ++c) acc[c] = VT{};
+  for (int64_t h = 0; h < nrows; ++h) {
+    const VT a = ldv<VT>(AT + h * Bp + j);
+    const T* v = V + h * k + c0;
+    for (int c = 0; c < CC; ++c) acc[c] += splatv<VT>(v[c]) * a;
+  }
+  for (int c = 0; c < CC; ++c) st(L + (c0 + c) * Bp + j, acc[c]);
+}
+
+// L[c, j] (+)= sum_{h < nrows} V[h, c0 + c] * AT[h, j] for c < CC, all j < Bp (a multiple of 32
+// bytes).
 template <class T, int CC>
 void second_layer_group(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t c0, int64_t Bp, T* L) {
   constexpr int W = VecOf<T>::W;
-  for (int64_t j = 0; j < Bp; j += W) {
-    vec<T> acc[CC];
-    for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
-    for (int64_t h = 0; h < nrows; ++h) {
-      const vec<T> a = ld(AT + h * Bp + j);
-      const T* v = V + h * k + c0;
-      for (int c = 0; c < CC; ++c) acc[c] += splat(v[c]) * a;
-    }
-    for (int c = 0; c < CC; ++c) st(L + (c0 + c) * Bp + j, acc[c]);
+  int64_t j = 0;
+  for (; j + W <= Bp; j += W) second_layer_cols<T, vec<T>, CC>(AT, nrows, V, k, c0, Bp, j, L);
+  if constexpr (W > VecN<T, 32>::W) {
+    for (; j < Bp; j += VecN<T, 32>::W) second_layer_cols<T, vec32<T>, CC>(AT, nrows, V, k, c0, Bp, j, L);
   }
 }
 
@@ -72,21 +84,22 @@ void second_layer(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t Bp,
 
 // One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]>, dz += sum_c v[c] G[c];
 // on the last output group the activation mask is applied.
+// dv is summed in 32-byte lanes on every target (the same bits everywhere), then across them.
 template <class T, int CC>
 void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
                          bool last, bool use_relu) {
-  constexpr int W = VecOf<T>::W;
-  vec<T> dvacc[CC];
-  for (int c = 0; c < CC; ++c) dvacc[c] = vec<T>{};
+  constexpr int W = VecN<T, 32>::W;
+  vec32<T> dvacc[CC];
+  for (int c = 0; c < CC; ++c) dvacc[c] = vec32<T>{};
   for (int64_t j = 0; j < Bp; j += W) {
-    const vec<T> a = ld(at + j);
-    vec<T> da = first ? vec<T>{} : ld(dz + j);
+    const vec32<T> a = ld32(at + j);
+    vec32<T> da = first ? vec32<T>{} : ld32(dz + j);
     for (int c = 0; c < CC; ++c) {
-      const vec<T> g = ld(G + (c0 + c) * Bp + j);
+      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
       dvacc[c] += a * g;
-      da += splat(v[c0 + c]) * g;
+      da += splat32(v[c0 + c]) * g;
     }
-    if (last && use_relu) da = a > 0 ? da : vec<T>{};
+    if (last && use_relu) da = a > 0 ? da : vec32<T>{};
     st(dz + j, da);
   }
   for (int c = 0; c < CC; ++c) dv[c0 + c] = hsum<T>(dvacc[c]);

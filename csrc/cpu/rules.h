@@ -11,6 +11,7 @@
 // change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
 #pragma once
 
+#include <cstring>
 #include <limits>
 
 #include "engine/ops.h"
@@ -19,37 +20,56 @@
 namespace pyireg {
 namespace PYIREG_ISA {
 
+// The rows' driver: body(w, s, g) updates one vector of weights w (and their state s) from the
+// gradient g. Whole vectors of the target's width, then the row's last elements through
+// zero-padded copies, so every element gets the same instructions, and the same bits, wherever
+// a row is cut (the fused step's tiles, the unfused rows, another target's vector width).
+// STATE: 0 the state is not touched, 1 read only, 2 read and written. The rows never alias,
+// which the compiler cannot know.
+template <int STATE, class T, class Body>
+inline void update_rows(int64_t n, T* __restrict__ w, T* __restrict__ s, const T* __restrict__ g, Body body) {
+  constexpr int W = VecOf<T>::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    vec<T> wi = ld(w + i), si = STATE ? ld(s + i) : vec<T>{};
+    body(wi, si, ld(g + i));
+    st(w + i, wi);
+    if (STATE == 2) st(s + i, si);
+  }
+  if (i < n) {
+    const size_t bytes = sizeof(T) * static_cast<size_t>(n - i);
+    T wt[W] = {}, stt[W] = {}, gt[W] = {};
+    std::memcpy(wt, w + i, bytes);
+    if (STATE) std::memcpy(stt, s + i, bytes);
+    std::memcpy(gt, g + i, bytes);
+    vec<T> wi = ld(wt), si = ld(stt);
+    body(wi, si, ld(gt));
+    st(wt, wi);
+    std::memcpy(w + i, wt, bytes);
+    if (STATE == 2) {
+      st(stt, si);
+      std::memcpy(s + i, stt, bytes);
+    }
+  }
+}
+
 // torch.optim.SGD(momentum=m, dampening=0, nesterov=False, weight_decay=wd) on n weights:
 //   g = grad + wd * w;  buf = m * buf + g;  w -= lr * buf   (buf starts at zero, so the first
 // step gives buf = g exactly, as torch's clone of the first gradient does). With m = 0 torch
 // keeps no buffer: w -= lr * g, and the buffer is left as it is (a later step with m > 0 then
 // continues from it, as torch's kept buffer does; one that never had m > 0 is still zero, which
-// gives torch's clone). Explicitly vectorized: the rows never alias, which the compiler cannot know.
+// gives torch's clone).
 template <class T>
-inline void sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m, T wd) {
-  constexpr int W = VecOf<T>::W;
+inline void sgd_rows(int64_t n, T* w, T* buf, const T* g, T lr, T m, T wd) {
   const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd);
-  int64_t i = 0;
   if (m == T(0)) {
-    for (; i + W <= n; i += W) {
-      const vec<T> wi = ld(w + i);
-      st(w + i, wi - vlr * (ld(g + i) + vwd * wi));
-    }
-    for (; i < n; ++i) w[i] -= lr * (g[i] + wd * w[i]);
+    update_rows<0>(n, w, buf, g, [&](vec<T>& wi, vec<T>&, vec<T> gi) { wi = wi - vlr * (gi + vwd * wi); });
     return;
   }
-  for (; i + W <= n; i += W) {
-    const vec<T> wi = ld(w + i);
-    const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi);
-    st(buf + i, bi);
-    st(w + i, wi - vlr * bi);
-  }
-  for (; i < n; ++i) {
-    const T gi = g[i] + wd * w[i];
-    const T bi = m * buf[i] + gi;
-    buf[i] = bi;
-    w[i] -= lr * bi;
-  }
+  update_rows<2>(n, w, buf, g, [&](vec<T>& wi, vec<T>& bi, vec<T> gi) {
+    bi = vm * bi + (gi + vwd * wi);
+    wi = wi - vlr * bi;
+  });
 }
 
 template <class T>
@@ -95,23 +115,12 @@ inline T inverse_kappa(double kappa) {
 //   g = (grad + wd * w) * q;  buf = m * buf + g;  w -= lr * buf      (q = 1 / kappa of the row)
 // (with q = 1 this is sgd_rows, but computed with one more rounding, so it is kept separate).
 template <class T>
-inline void path_sgd_rows(int64_t n, T* __restrict__ w, T* __restrict__ buf, const T* __restrict__ g, T lr, T m,
-                          T wd, T q) {
-  constexpr int W = VecOf<T>::W;
+inline void path_sgd_rows(int64_t n, T* w, T* buf, const T* g, T lr, T m, T wd, T q) {
   const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd), vq = splat(q);
-  int64_t i = 0;
-  for (; i + W <= n; i += W) {
-    const vec<T> wi = ld(w + i);
-    const vec<T> bi = vm * ld(buf + i) + (ld(g + i) + vwd * wi) * vq;
-    st(buf + i, bi);
-    st(w + i, wi - vlr * bi);
-  }
-  for (; i < n; ++i) {
-    const T gi = (g[i] + wd * w[i]) * q;
-    const T bi = m * buf[i] + gi;
-    buf[i] = bi;
-    w[i] -= lr * bi;
-  }
+  update_rows<2>(n, w, buf, g, [&](vec<T>& wi, vec<T>& bi, vec<T> gi) {
+    bi = vm * bi + (gi + vwd * wi) * vq;
+    wi = wi - vlr * bi;
+  });
 }
 
 // Path-SGD (Neyshabur, Salakhutdinov & Srebro 2015) for y = sum_h v_h act(<u_h, x>): the
@@ -157,16 +166,9 @@ struct DdpSgdRule {
     cu[0] = cv[0] = r.lr[net];
     cu[1] = cv[1] = r.weight_decay[net];
   }
-  static void apply(int64_t n, T* __restrict__ w, T* __restrict__ s, const T* __restrict__ g, const T* c) {
-    constexpr int W = VecOf<T>::W;
-    const T lr = c[0], wd = c[1];
-    const vec<T> vlr = splat(lr), vwd = splat(wd);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) {
-      const vec<T> wi = ld(w + i);
-      st(w + i, wi - vlr * ((ld(g + i) + vwd * wi) * ld(s + i)));
-    }
-    for (; i < n; ++i) w[i] -= lr * ((g[i] + wd * w[i]) * s[i]);
+  static void apply(int64_t n, T* w, T* s, const T* g, const T* c) {
+    const vec<T> vlr = splat(c[0]), vwd = splat(c[1]);
+    update_rows<1>(n, w, s, g, [&](vec<T>& wi, vec<T>& qi, vec<T> gi) { wi = wi - vlr * ((gi + vwd * wi) * qi); });
   }
 };
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "engine/plan.h"
 #include "engine/workspace.h"
@@ -81,7 +82,8 @@ struct Kernels {
 };
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-// Elements of T per SIMD vector (32 bytes on every target): batch and feature padding.
+// The padding unit of batches and features, in elements of T: 32 bytes on every target (the
+// AVX-512 kernels end a row with a 32-byte vector), so layouts do not depend on the target.
 template <class T> constexpr int64_t simd_width() { return 32 / sizeof(T); }
 
 // Row stride of the transposed batch XT (d x Bp, the B operand of the first-layer GEMM): one
@@ -108,12 +110,19 @@ namespace avx2 {
 template <class T> const Kernels<T>& kernels();
 }
 #endif
+#if defined(PYIREG_HAVE_AVX512)
+namespace avx512 {
+template <class T> const Kernels<T>& kernels();
+}
+#endif
 
-// Run-time choice of the SIMD target (dispatch.cpp).
-enum class Simd : int { generic = 0, avx2 = 1 };
+// Run-time choice of the SIMD target (dispatch.cpp): the widest the CPU supports by default.
+enum class Simd : int { generic = 0, avx2 = 1, avx512 = 2 };
 Simd active_simd();
 bool simd_available(Simd s);
 void set_simd(Simd s);  // throws std::invalid_argument if s is not available
+Simd simd_from_name(const std::string& name);  // "generic", "avx2", "avx512"; throws otherwise
+const char* simd_name(Simd s);
 template <class T> const Kernels<T>& active_kernels();
 
 // Threads used by every kernel, process-wide (not per calling thread). OMP_NUM_THREADS sets the

@@ -10,10 +10,12 @@
 #include <random>
 #include <vector>
 
+#ifndef PYIREG_ISA  // -DPYIREG_ISA=avx512 -DPYIREG_VEC_BYTES=64 for the AVX-512 kernels
 #define PYIREG_ISA avx2
+#endif
 #include "cpu/gemm.h"
 
-using namespace pyireg::avx2;
+using namespace pyireg::PYIREG_ISA;
 using T = float;
 
 static double thread_seconds() {

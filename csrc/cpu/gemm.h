@@ -1,6 +1,6 @@
 // Register-blocked GEMM of the CPU kernels, with the epilogue as a policy: each finished
-// register tile is handed to an epilogue object, which stores it (optionally through the relu),
-// adds it to C, or applies an update rule to the weights whose gradient it is.
+// register tile is handed to an epilogue object, which stores it (optionally through the relu)
+// or adds it to C in double.
 // Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h). Every element
 // of a product is one sum over the inner dimension in the same order on every target, whatever
 // the vector width: the targets with FMA give the same bits.
@@ -35,26 +35,6 @@ struct AddDoubleEpilogue {
   void operator()(int64_t i, int64_t j, V acc) const {
     double* c = C + i * ldc + j;
     for (int e = 0; e < lanes<V>(); ++e) c[e] += static_cast<double>(acc[e]);
-  }
-};
-
-// The tile is the gradient of rows of the weights W (row stride ld, `valid` real columns, the
-// rest padding): apply the update rule to them with their state S and per-row coefficients,
-// instead of storing the gradient.
-template <class T, class Rule>
-struct RuleEpilogue {
-  T* W;
-  T* S;
-  int64_t ld;
-  int64_t valid;
-  const T* coef;  // Rule::kCoefs per row
-  template <class V>
-  void operator()(int64_t i, int64_t j, V acc) const {
-    constexpr int VW = lanes<V>();
-    if (j >= valid) return;
-    T g[VW];
-    st(g, acc);
-    Rule::apply(std::min<int64_t>(VW, valid - j), W + i * ld + j, S + i * ld + j, g, coef + i * Rule::kCoefs);
   }
 };
 
@@ -150,8 +130,8 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
 
 // epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of 32 bytes and
 // Bm's rows are padded to it. Rows are taken kTileRows at a time.
-// Loop order: rows outer (default) walks all column panels of one row block before the next,
-// so an epilogue that updates weights finishes each row in one burst; COLS_OUTER walks all row
+// Loop order: rows outer (default) walks all column panels of one row block before the next;
+// COLS_OUTER walks all row
 // blocks of one column panel of Bm before the next, keeping that panel in L1 (the forward
 // product: Bm is the whole batch, larger than L1). Each tile is computed the same way in either
 // order, so the results are bit-identical.

@@ -5,10 +5,9 @@
 //                               from the weights before the step (u = U[h], v = V[h]),
 //   apply(len, w, s, g, c)      the update of len weights w (with their state s) from the
 //                               gradient g and the row's coefficients c.
-// The training step calls prepare for the rows of a chunk, then apply inside the epilogue of the
-// dU product (U rows, while the gradient tile is in registers) and after the dV pass (V rows).
-// A new optimizer is a new rule here plus one case in kernels.h's rule switch; the GEMM does not
-// change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+// The training step calls prepare for the rows of a chunk, then apply to them once the chunk's
+// gradients are in scratch (U rows after the dU product, V rows after the dV pass). A new
+// optimizer is a new rule here plus one case in kernels.h's rule switch; the GEMM does not change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
 #pragma once
 
 #include <cstring>

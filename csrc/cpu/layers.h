@@ -119,7 +119,27 @@ void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_
   constexpr int W = VecN<T, 32>::W;
   vec32<T> dvacc[CC];
   for (int c = 0; c < CC; ++c) dvacc[c] = vec32<T>{};
-  for (int64_t j = 0; j < Bp; j += W) {
+  int64_t j = 0;
+  // two blocks of columns a step: two independent dz chains (each a sum over the outputs)
+  for (; j + 2 * W <= Bp; j += 2 * W) {
+    const vec32<T> a0 = ld32(at + j), a1 = ld32(at + j + W);
+    vec32<T> da0 = first ? vec32<T>{} : ld32(dz + j), da1 = first ? vec32<T>{} : ld32(dz + j + W);
+    for (int c = 0; c < CC; ++c) {
+      const vec32<T> g0 = ld32(G + (c0 + c) * Bp + j), g1 = ld32(G + (c0 + c) * Bp + j + W);
+      const vec32<T> vc = splat32(v[c0 + c]);
+      dvacc[c] += a0 * g0;
+      dvacc[c] += a1 * g1;
+      da0 += vc * g0;
+      da1 += vc * g1;
+    }
+    if (last && use_relu) {
+      da0 = a0 > 0 ? da0 : vec32<T>{};
+      da1 = a1 > 0 ? da1 : vec32<T>{};
+    }
+    st(dz + j, da0);
+    st(dz + j + W, da1);
+  }
+  for (; j < Bp; j += W) {
     const vec32<T> a = ld32(at + j);
     vec32<T> da = first ? vec32<T>{} : ld32(dz + j);
     for (int c = 0; c < CC; ++c) {

@@ -136,6 +136,12 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
       for (int64_t h = run.begin; h < run.end; ++h)
         unit_backward(AT + h * Bp, Gn, V + h * k, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k, use_relu);
     }
+    // the chunk's dU into the thread's scratch (it stays in L2), columns outer (a panel of the
+    // batch stays in L1); a rule then runs over the rows in a pass of its own: on an AVX-512 Xeon
+    // the rule inside the product's epilogue took 103-105 ms of the dense step against 88-94 ms
+    // this way, and 172-175 against 120 with the AVX2 kernels (one thread, kernel sandbox), the
+    // streams of U and its state stalling the tiles
+    if (need_dU) gemm<T, false, true>(h1 - h0, dp, ps.B, dZT, Bp, Xp, dp, StoreEpilogue<T, false>{dU, dp});
     if constexpr (!std::is_same<R, void>::value) {
       // training: coefficients from the weights before the step, then U's rows, then V's rows
       constexpr int C = R::kCoefs;
@@ -147,12 +153,6 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
         for (int64_t h = run.begin; h < run.end; ++h)
           rule->prepare(run.net, U + h * d, V + h * k, d, k, coefU + (h - h0) * C, coefV + (h - h0) * C);
       }
-      // the chunk's dU into the thread's scratch (it stays in L2), then the rule over the rows:
-      // on an AVX-512 Xeon the rule inside the product's epilogue took 103-105 ms of the dense
-      // step against 88-94 ms this way, and 172-175 against 120 with the AVX2 kernels (one
-      // thread, kernel sandbox), the streams of U and its state running at full speed in a
-      // pass of their own instead of stalling the tiles
-      gemm<T, false, true>(h1 - h0, dp, ps.B, dZT, Bp, Xp, dp, StoreEpilogue<T, false>{dU, dp});
       T* SU = rule->state_U();
       for (int64_t h = h0; h < h1; ++h)
         R::apply(d, U + h * d, SU + h * d, dU + (h - h0) * dp, coefU + (h - h0) * C);
@@ -161,10 +161,8 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
         R::apply(k, V + h * k, SV + h * k, dV + (h - h0) * k, coefV + (h - h0) * C);
     } else {
       (void)rule;
-      if (need_dU) {
-        gemm<T>(h1 - h0, dp, ps.B, dZT, Bp, Xp, dp, StoreEpilogue<T, false>{dU, dp});
+      if (need_dU)
         for (int64_t h = h0; h < h1; ++h) std::memcpy(sink.gU + h * d, dU + (h - h0) * dp, sizeof(T) * d);
-      }
       if (sink.gV)
         for (int64_t h = h0; h < h1; ++h) std::memcpy(sink.gV + h * k, dV + (h - h0) * k, sizeof(T) * k);
     }

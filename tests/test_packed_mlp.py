@@ -48,6 +48,30 @@ def test_forward_loss_grad_match_reference(widths, B, d, k, simd):
     assert_tolerance(gV, gV32, gV64, "grad V")
 
 
+@pytest.mark.parametrize("simd", simd_targets())
+@pytest.mark.parametrize("scale", [30.0, 300.0])
+def test_softmax_over_far_apart_logits_matches_reference(simd, scale):
+    """The vectorized exp of the cross-entropy where most exponentials are subnormal or zero:
+    second layers scaled so the logits of a sample lie tens to thousands apart (batches of 37:
+    full vectors and a 32-byte end on every target)."""
+    _core.set_simd(simd)
+    model = pyireg.PackedMLP([1, 5, 40], 17, 12, seed=3)
+    model.V[...] *= scale
+    X, y = make_data(37, 17, 12, seed=4)
+    m32, m64 = _refs(model, X)
+    X64 = X.astype(np.float64)
+    loss, gU, gV = model.loss_and_grad(X, y)
+    l32, gU32, gV32 = R.loss_and_grad(m32, X, y)
+    l64, gU64, gV64 = R.loss_and_grad(m64, X64, y)
+    assert np.all(np.isfinite(loss)) and loss.max() > 10 * scale / 30
+    assert_tolerance(loss, l32.astype(np.float32), l64, "loss")
+    assert_tolerance(gU, gU32, gU64, "grad U")
+    assert_tolerance(gV, gV32, gV64, "grad V")
+    err, eval_loss = model.evaluate(X, y)
+    np.testing.assert_allclose(eval_loss, l64, rtol=1e-5)
+    np.testing.assert_array_equal(err, (R.forward(m64, X64).numpy().argmax(-1) != y).mean(-1))
+
+
 @pytest.mark.parametrize("activation", ["relu", "linear"])
 def test_float64_model_matches_float64_reference(activation):
     model = pyireg.PackedMLP([1, 9, 40], 13, 3, activation=activation, dtype="float64", seed=4)

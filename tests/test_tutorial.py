@@ -56,6 +56,21 @@ def test_training_loop_records_every_network_and_epoch():
         assert fe.loc[j, "epoch_es"] == hj.loc[hj["val_error"].idxmin(), "epoch"]
 
 
+def test_final_measures_are_the_registry_on_the_trained_model_and_reach_the_demo_tables(tmp_path):
+    ds = knobs.load_digits("mnist5k", n_train=120, n_val=60, n_test=60)
+    run = knobs.train(ds, [3, 10], lr=np.array([0.05, 0.5]), batch_size=40, epochs=2, seed=np.array([1, 2]),
+                      final_measures=("sharpness_worst", "path_l2"))
+    want = pyireg.measures.compute(run.model, ["sharpness_worst", "path_l2"], X=ds.X_train, y=ds.y_train)
+    for name in want:
+        np.testing.assert_array_equal(run.final[name], want[name])
+    fe = knobs.final_and_early(run.history, ["H"], run.final)
+    np.testing.assert_array_equal(fe["sharpness_worst"].to_numpy(), want["sharpness_worst"])
+    for name in ("learning-rate", "batch-size"):
+        table = tutorial.run(name, tmp_path, quick=True, threads=1).table
+        s = table["sharpness_worst"].to_numpy()
+        assert np.all(np.isfinite(s)) and np.all(s >= 0) and s.max() > 0
+
+
 def test_training_loop_refuses_a_batch_larger_than_the_data():
     ds = knobs.load_digits("mnist5k", n_train=50, n_val=20, n_test=20)
     with pytest.raises(ValueError, match="batch_size: expected 1..50"):

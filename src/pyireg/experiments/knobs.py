@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .. import data as D
+from .. import measures as M
 from ..model import PackedMLP
 from ..optim import MomentumSGD
 from ..schedule import PaperSchedule
@@ -27,6 +28,7 @@ class Run:
     model: PackedMLP
     history: "pd.DataFrame"   # noqa: F821  one row per network per recorded epoch
     diverged: np.ndarray      # (N,) bool
+    final: dict = dataclasses.field(default_factory=dict)   # measure name -> (N,) after the last epoch
 
 
 def load_digits(name="mnist5k", n_train=None, n_val=None, n_test=None, seed=0, label_noise=0.0):
@@ -35,7 +37,7 @@ def load_digits(name="mnist5k", n_train=None, n_val=None, n_test=None, seed=0, l
 
 
 def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=None, seed=0,
-          schedule: PaperSchedule | None = None, columns=None, stop_epoch=None) -> Run:
+          schedule: PaperSchedule | None = None, columns=None, stop_epoch=None, final_measures=()) -> Run:
     """Train one packed model on ``ds`` and record, at initialization (epoch 0) and after every
     epoch, for every network: the
     train / validation / test error and loss, the relative weight movement
@@ -48,7 +50,8 @@ def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=N
     into every row. ``stop_epoch`` (one value per network): network n trains for
     ``stop_epoch[n]`` epochs and then keeps its weights (its lr is set to 0), so networks with
     different budgets share one packed run. The data order depends on ``seed`` (its first
-    value) and the epoch only."""
+    value) and the epoch only. ``final_measures``: names of ``pyireg.measures`` computed on the
+    training set after the last epoch (``Run.final``), e.g. the sharpness of the solution."""
     import pandas as pd
     widths = [int(w) for w in widths]
     model = PackedMLP(widths, ds.num_features, ds.num_classes, init_std=init_std, seed=seed)
@@ -88,14 +91,16 @@ def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=N
             for k, v in extra.items():
                 row[k] = v[j]
             rows.append(row)
-    return Run(model, pd.DataFrame(rows), opt.diverged.copy())
+    final = M.compute(model, list(final_measures), X=ds.X_train, y=ds.y_train) if final_measures else {}
+    return Run(model, pd.DataFrame(rows), opt.diverged.copy(), final)
 
 
-def final_and_early(history, keys):
+def final_and_early(history, keys, final=None):
     """Per network: the last epoch's row, plus the test error at the epoch of least validation
     error (early stopping: the first such epoch after the initialization). ``failed``: the run
     diverged (a loss not finite) or ended with a larger training loss than it started from,
-    i.e. its learning rate was too large to train."""
+    i.e. its learning rate was too large to train. ``final``: per-network measures after the
+    last epoch (``Run.final``), added as columns."""
     h = history.sort_values(["net", "epoch"])
     start = h[h["epoch"] == 0].set_index("net")
     h = h[h["epoch"] > 0]
@@ -103,8 +108,16 @@ def final_and_early(history, keys):
     best = h.loc[h.groupby("net")["val_error"].idxmin()].set_index("net")
     last = last.assign(test_error_es=best["test_error"], epoch_es=best["epoch"],
                        failed=last["diverged"] | ~(last["train_loss"] <= start["train_loss"]))
+    for name, values in (final or {}).items():
+        last[name] = np.asarray(values)[last.index.to_numpy()]
     return last.reset_index()[keys + ["train_error", "test_error", "test_error_es", "epoch_es", "test_loss",
-                                      "movement", "l2_penalty", "failed"]]
+                                      "movement", "l2_penalty", *(final or {}), "failed"]]
+
+
+# The sharpness the tutorial appeals to (flat minima): the worst-case sharpness of the
+# registry (Keskar et al. 2017, relative box alpha (|w| + 1), alpha 5e-4), on the training set.
+SHARPNESS = ("sharpness_worst",)
+SHARPNESS_LABEL = "worst-case sharpness (α 5e-4)"
 
 
 def _paired_seeds(grid, seed_at, width_at):
@@ -141,13 +154,14 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=np.array([g[1] for g in grid]), momentum=0.0,
                     batch_size=batch_size, epochs=epochs, seed=_paired_seeds(grid, 0, 2),
-                    columns={"seed": np.array([g[0] for g in grid])})
-    res = final_and_early(run.history, ["seed", "lr", "H"])
-    table = _mean_by(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
+                    columns={"seed": np.array([g[0] for g in grid])}, final_measures=SHARPNESS)
+    res = final_and_early(run.history, ["seed", "lr", "H"], run.final)
+    table = _mean_by(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty",
+                                        *SHARPNESS])
     table["failed"] = res.groupby(["H", "lr"])["failed"].sum().to_numpy()
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for c, w in enumerate(widths):
         t = table[(table["H"] == w) & (table["failed"] == 0)]
         axes[0].errorbar(t["lr"], t["test_error"], yerr=t.get("test_error sd"), fmt="o-", color=f"C{c}", capsize=2,
@@ -155,12 +169,15 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
         axes[0].plot(t["lr"], t["train_error"], "x:", color=f"C{c}", label=f"H={w} train")
         axes[1].plot(t["lr"], t["movement"], "o-", color=f"C{c}", label=f"H={w}")
         axes[2].loglog(t["lr"], t["l2_penalty"], "o-", color=f"C{c}", label=f"H={w}")
+        axes[3].loglog(t["lr"], t["sharpness_worst"], "o-", color=f"C{c}", label=f"H={w}")
     axes[0].set_ylabel("error")
     axes[0].set_title(f"SGD, batch {batch_size}, {epochs} epochs, no momentum")
     axes[1].set_ylabel("||θ - θ0|| / ||θ0||")
     axes[1].set_title("relative weight movement")
     axes[2].set_ylabel("1/2 (||U||² + ||V||²)")
     axes[2].set_title("l2 penalty of the solution")
+    axes[3].set_ylabel(SHARPNESS_LABEL)
+    axes[3].set_title("sharpness of the solution (training set)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -181,8 +198,9 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
             f"{t['train_error'].iloc[0]:.3f}), {best['test_error']:.3f} at the best lr {best['lr']:g}, "
             f"{t['test_error'].iloc[-1]:.3f} at lr {t['lr'].iloc[-1]:g}; "
             + (f"among the runs that fit the training set (lr >= {fit['lr'].min():g}) the test error goes "
-               f"{fit['test_error'].iloc[0]:.3f} -> {fit['test_error'].iloc[-1]:.3f} and the l2 penalty "
-               f"{fit['l2_penalty'].iloc[0]:.3g} -> {fit['l2_penalty'].iloc[-1]:.3g} as lr grows."
+               f"{fit['test_error'].iloc[0]:.3f} -> {fit['test_error'].iloc[-1]:.3f}, the l2 penalty "
+               f"{fit['l2_penalty'].iloc[0]:.3g} -> {fit['l2_penalty'].iloc[-1]:.3g} and the worst-case sharpness "
+               f"{fit['sharpness_worst'].iloc[0]:.3g} -> {fit['sharpness_worst'].iloc[-1]:.3g} as lr grows."
                if len(fit) else "no lr fits the training set."))
     if table["failed"].any():
         summary.append("failed to train (lr too large): " + ", ".join(
@@ -275,21 +293,22 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
                         epochs=int(stop.max()), stop_epoch=stop,
                         seed=_paired_seeds(grid, 0, None),
                         columns={"seed": np.array([s for s, _ in grid]), "ratio": np.array([r for _, r in grid]),
-                                 "batch_size": np.full(len(grid), B), "epochs": stop})
-            parts.append(final_and_early(run.history, ["seed", "batch_size", "ratio", "lr", "epochs", "H"]))
+                                 "batch_size": np.full(len(grid), B), "epochs": stop}, final_measures=SHARPNESS)
+            parts.append(final_and_early(run.history, ["seed", "batch_size", "ratio", "lr", "epochs", "H"], run.final))
     res = pd.concat(parts, ignore_index=True)
     table = _mean_by(res, ["batch_size", "ratio"], ["lr", "epochs", "train_error", "test_error", "test_loss",
-                                                    "movement", "l2_penalty"])
+                                                    "movement", "l2_penalty", *SHARPNESS])
     table["failed"] = res.groupby(["batch_size", "ratio"])["failed"].sum().to_numpy()
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for c, B in enumerate(batch_sizes):
         t = table[(table["batch_size"] == B) & (table["failed"] == 0)]
         axes[0].errorbar(t["ratio"], t["test_error"], yerr=t.get("test_error sd"), fmt="o-", color=f"C{c}",
                          capsize=2, label=f"B={B}")
         axes[1].plot(t["ratio"], t["train_error"], "o-", color=f"C{c}", label=f"B={B}")
         axes[2].plot(t["lr"], t["test_error"], "o-", color=f"C{c}", label=f"B={B}")
+        axes[3].plot(t["ratio"], t["sharpness_worst"], "o-", color=f"C{c}", label=f"B={B}")
     axes[0].set_xlabel("lr / batch size")
     axes[0].set_ylabel("test error (final)")
     axes[0].set_title(f"H={width}, plain SGD, gradient time {time_budget:g}"
@@ -300,6 +319,10 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
     axes[2].set_xlabel("lr")
     axes[2].set_ylabel("test error (final)")
     axes[2].set_title("the same runs against lr alone")
+    axes[3].set_xlabel("lr / batch size")
+    axes[3].set_ylabel(SHARPNESS_LABEL)
+    axes[3].set_yscale("log")
+    axes[3].set_title("sharpness of the solution (training set)")
     for ax in axes:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
@@ -314,7 +337,8 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
             summary.append(f"lr/B = {r:g} ({budget[r]} epochs): final test error " + ", ".join(
                 f"{e:.3f}" for e in t["test_error"]) + f" for B = {list(t['batch_size'])} (spread "
                 f"{t['test_error'].max() - t['test_error'].min():.3f}); train error "
-                + ", ".join(f"{e:.3f}" for e in t["train_error"]))
+                + ", ".join(f"{e:.3f}" for e in t["train_error"]) + "; worst-case sharpness "
+                + ", ".join(f"{e:.2g}" for e in t["sharpness_worst"]))
     if table["failed"].any():
         summary.append("failed to train (lr = ratio x B too large): " + ", ".join(
             f"B={r.batch_size} lr={r.lr:g}" for r in table[table["failed"] > 0].itertuples()))

@@ -240,3 +240,13 @@ def test_thesis_experiments_take_global_options_and_report_errors_in_one_line(ca
         main(["--traceback", "reproduce", "pathsgd", "--dataset", "bogus", "--widths", "1", "--epochs", "1"])
     with pytest.raises(SystemExit):
         main(["reproduce", "cost"])          # the cost study is not a reproduction
+
+
+def test_thesis_experiments_read_widths_like_every_command(capsys):
+    from pyireg.experiments import thesis
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "measures", "--widths", "1:x"])
+    assert e.value.code == 2
+    assert "--widths: expected widths like '1,2,4', '1:1024' or 'pow2:4096', got '1:x'" in capsys.readouterr().err
+    assert thesis.main(["cost", "--widths", "1:3", "--cheap", "--quiet"]) == 0
+    assert "epoch: 20 training steps" in capsys.readouterr().out

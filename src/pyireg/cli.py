@@ -14,6 +14,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .experiments._common import widths_arg as _widths
+
 DATASETS = ["mnist5k", "digits", "mnist1d", "mnist", "cifar10"]
 EPOCHS = 60                      # the paper's; the default of sweep and reproduce alike
 # module -> (pip package, pyireg extra) for the install hint of a missing optional dependency
@@ -90,32 +92,6 @@ def _list(item, what):
         return [item(x) for x in parts]
     parse.__name__ = what
     return parse
-
-
-def _widths(text: str):
-    """'1,2,4' (these), '1:1024' (every width from 1 to 1024) or 'pow2:4096' (1, 2, 4, ..., 4096)."""
-    text = text.strip()
-    bad = argparse.ArgumentTypeError(f"expected widths like '1,2,4', '1:1024' or 'pow2:4096', got {text!r}")
-    try:
-        if text.startswith("pow2:"):
-            top = int(text[5:])
-            if top < 1 or top & (top - 1):
-                lo = 1 << max(0, top.bit_length() - 1)
-                raise argparse.ArgumentTypeError(
-                    f"pow2:{top}: {top} is not a power of two; the sweep would stop at {lo} "
-                    f"(write pow2:{lo} or pow2:{lo * 2})" if top >= 1 else f"pow2:{top}: expected a power of two")
-            return [2 ** i for i in range(top.bit_length())]
-        if ":" in text:
-            a, b = (int(x) for x in text.split(":"))
-            if not 1 <= a <= b:
-                raise argparse.ArgumentTypeError(f"{text}: expected FIRST:LAST with 1 <= FIRST <= LAST")
-            return list(range(a, b + 1))
-        ws = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise bad from None
-    if not ws or min(ws) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    return ws
 
 
 def _measures(text):

@@ -1,7 +1,8 @@
 """What the demonstrations share: a thread-count context, figures and tables written to a
-directory, and the Frobenius norms of a network's weights."""
+directory, the Frobenius norms of a network's weights, and the command line's widths option."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 from pathlib import Path
@@ -82,3 +83,30 @@ def distance_per_network(model, U0, V0) -> np.ndarray:
     dU = ((model.U.astype(np.float64) - U0) ** 2).sum(1)
     dV = ((model.V.astype(np.float64) - V0) ** 2).sum(1)
     return np.sqrt(np.add.reduceat(dU + dV, model.offsets[:-1]))
+
+
+def widths_arg(text: str):
+    """The widths of a command-line option: '1,2,4' (these), '1:1024' (every width from 1 to
+    1024) or 'pow2:4096' (1, 2, 4, ..., 4096); argparse.ArgumentTypeError otherwise."""
+    text = text.strip()
+    bad = argparse.ArgumentTypeError(f"expected widths like '1,2,4', '1:1024' or 'pow2:4096', got {text!r}")
+    try:
+        if text.startswith("pow2:"):
+            top = int(text[5:])
+            if top < 1 or top & (top - 1):
+                lo = 1 << max(0, top.bit_length() - 1)
+                raise argparse.ArgumentTypeError(
+                    f"pow2:{top}: {top} is not a power of two; the sweep would stop at {lo} "
+                    f"(write pow2:{lo} or pow2:{lo * 2})" if top >= 1 else f"pow2:{top}: expected a power of two")
+            return [2 ** i for i in range(top.bit_length())]
+        if ":" in text:
+            a, b = (int(x) for x in text.split(":"))
+            if not 1 <= a <= b:
+                raise argparse.ArgumentTypeError(f"{text}: expected FIRST:LAST with 1 <= FIRST <= LAST")
+            return list(range(a, b + 1))
+        ws = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise bad from None
+    if not ws or min(ws) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    return ws

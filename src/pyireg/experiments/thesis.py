@@ -32,6 +32,7 @@ from ..measures import ALL, PERTURBED, compute
 from ..model import PackedMLP
 from ..optim import MomentumSGD, PathSGD
 from ..schedule import PaperSchedule
+from ._common import widths_arg
 
 POW2 = [2 ** i for i in range(12)]
 
@@ -423,8 +424,9 @@ def main(argv=None, prog="pyireg reproduce", experiments=("measures", "pathsgd",
     p.add_argument("--figure", default=None, help="figure path (default <out>/<experiment>.png)")
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--widths", default=None,
-                   help="comma-separated widths (default 1,2,4,...,2048 for measures, ...,1024 for pathsgd)")
+    p.add_argument("--widths", type=widths_arg, default=None, metavar="LIST",
+                   help="'1,2,4', '1:1024' or 'pow2:4096' (default pow2:2048 for measures and cost, pow2:1024 "
+                        "for pathsgd)")
     p.add_argument("--epochs", type=int, default=60, help="epochs of the paper's schedule (true labels)")
     p.add_argument("--random-epochs", type=int, default=None,
                    help="measures: epochs on random labels (default 150, enough to fit them)")
@@ -437,7 +439,7 @@ def main(argv=None, prog="pyireg reproduce", experiments=("measures", "pathsgd",
     if a.threads is not None:
         from .. import set_num_threads
         set_num_threads(a.threads)
-    widths = [int(w) for w in a.widths.split(",")] if a.widths else None
+    widths = a.widths
     out = a.out or f"results/thesis-{a.experiment}"
     common = dict(dataset=a.dataset, data_dir=a.data_dir, widths=widths, epochs=a.epochs, figure=a.figure,
                   progress=not a.quiet)

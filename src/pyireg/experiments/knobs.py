@@ -131,6 +131,14 @@ def _paired_seeds(grid, seed_at, width_at):
                      for g in grid])
 
 
+def _settings_table(res, by, cols):
+    """Per setting (the columns ``by``): the mean and standard deviation of ``cols`` over its
+    runs, and how many of them failed to train."""
+    table = _mean_by(res, by, cols)
+    table["failed"] = res.groupby(by)["failed"].sum().to_numpy()
+    return table
+
+
 def _mean_by(df, by, cols):
     g = df.groupby(by, sort=True)[cols]
     out = g.mean()
@@ -156,9 +164,8 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
                     batch_size=batch_size, epochs=epochs, seed=_paired_seeds(grid, 0, 2),
                     columns={"seed": np.array([g[0] for g in grid])}, final_measures=SHARPNESS)
     res = final_and_early(run.history, ["seed", "lr", "H"], run.final)
-    table = _mean_by(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty",
-                                        *SHARPNESS])
-    table["failed"] = res.groupby(["H", "lr"])["failed"].sum().to_numpy()
+    table = _settings_table(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement",
+                                               "l2_penalty", *SHARPNESS])
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
@@ -225,8 +232,8 @@ def init_scale_demo(out, *, widths=(32, 256, 2048), scales=(0.1, 0.3, 1.0, 2.0, 
                     init_std=(std_u, std_v), seed=_paired_seeds(grid, 0, 2),
                     columns={"seed": np.array([g[0] for g in grid]), "init_scale": np.array([g[1] for g in grid])})
     res = final_and_early(run.history, ["seed", "init_scale", "H"])
-    table = _mean_by(res, ["H", "init_scale"], ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
-    table["failed"] = res.groupby(["H", "init_scale"])["failed"].sum().to_numpy()
+    table = _settings_table(res, ["H", "init_scale"],
+                            ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -296,9 +303,8 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
                                  "batch_size": np.full(len(grid), B), "epochs": stop}, final_measures=SHARPNESS)
             parts.append(final_and_early(run.history, ["seed", "batch_size", "ratio", "lr", "epochs", "H"], run.final))
     res = pd.concat(parts, ignore_index=True)
-    table = _mean_by(res, ["batch_size", "ratio"], ["lr", "epochs", "train_error", "test_error", "test_loss",
-                                                    "movement", "l2_penalty", *SHARPNESS])
-    table["failed"] = res.groupby(["batch_size", "ratio"])["failed"].sum().to_numpy()
+    table = _settings_table(res, ["batch_size", "ratio"], ["lr", "epochs", "train_error", "test_error",
+                                                           "test_loss", "movement", "l2_penalty", *SHARPNESS])
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))

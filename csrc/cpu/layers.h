@@ -83,19 +83,28 @@ void second_layer(const T* AT, int64_t nrows, const T* V, int64_t k, int64_t Bp,
   }
 }
 
-// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]>, dz += sum_c v[c] G[c];
-// on the last output group the activation mask is applied.
 // out[c] = hsum(v[c]) for 8 vectors of 8 floats at once: the 8 x 8 block is transposed, and
 // the lanes are then added as vectors in hsum's order (0 + lane 0 + lane 1 + ...), so every
 // sum has hsum's bits at a fraction of its scalar additions.
+// Lanes I... of the 16 lanes of (a, b): GCC's __builtin_shuffle (any GCC with vector
+// extensions; __builtin_shufflevector only from GCC 12), clang's __builtin_shufflevector.
+template <int... I>
+inline vec32<float> shuffle2(vec32<float> a, vec32<float> b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, I...);
+#else
+  return __builtin_shuffle(a, b, vec32<int32_t>{I...});
+#endif
+}
+
 inline void hsum8(const vec32<float>* v, float* out) {
   typedef vec32<float> F;
-  auto lo = [](F a, F b) { return __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13); };
-  auto hi = [](F a, F b) { return __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15); };
-  auto pl = [](F a, F b) { return __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13); };
-  auto ph = [](F a, F b) { return __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15); };
-  auto ql = [](F a, F b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11); };
-  auto qh = [](F a, F b) { return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15); };
+  auto lo = [](F a, F b) { return shuffle2<0, 8, 1, 9, 4, 12, 5, 13>(a, b); };
+  auto hi = [](F a, F b) { return shuffle2<2, 10, 3, 11, 6, 14, 7, 15>(a, b); };
+  auto pl = [](F a, F b) { return shuffle2<0, 1, 8, 9, 4, 5, 12, 13>(a, b); };
+  auto ph = [](F a, F b) { return shuffle2<2, 3, 10, 11, 6, 7, 14, 15>(a, b); };
+  auto ql = [](F a, F b) { return shuffle2<0, 1, 2, 3, 8, 9, 10, 11>(a, b); };
+  auto qh = [](F a, F b) { return shuffle2<4, 5, 6, 7, 12, 13, 14, 15>(a, b); };
   const F t0 = lo(v[0], v[1]), t1 = hi(v[0], v[1]), t2 = lo(v[2], v[3]), t3 = hi(v[2], v[3]);
   const F t4 = lo(v[4], v[5]), t5 = hi(v[4], v[5]), t6 = lo(v[6], v[7]), t7 = hi(v[6], v[7]);
   const F u0 = pl(t0, t2), u1 = ph(t0, t2), u2 = pl(t1, t3), u3 = ph(t1, t3);
@@ -112,6 +121,8 @@ inline void hsum8(const vec32<float>* v, float* out) {
   st(out, s);
 }
 
+// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]>, dz += sum_c v[c] G[c];
+// on the last output group the activation mask is applied.
 // dv is summed in 32-byte lanes on every target (the same bits everywhere), then across them.
 template <class T, int CC>
 void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,

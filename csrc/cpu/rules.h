@@ -7,7 +7,8 @@
 //                               gradient g and the row's coefficients c.
 // The training step calls prepare for the rows of a chunk, then apply to them once the chunk's
 // gradients are in scratch (U rows after the dU product, V rows after the dV pass). A new
-// optimizer is a new rule here plus one case in kernels.h's rule switch; the GEMM does not change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+// optimizer is a new rule here plus one case in kernels.h's rule switch; the GEMM does not
+// change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
 #pragma once
 
 #include <cstring>

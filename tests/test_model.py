@@ -108,3 +108,20 @@ def test_from_torch_keeps_the_dtype_and_bfloat16_is_named():
     np.testing.assert_array_equal(back.U, m.U)
     with pytest.raises(TypeError, match=r"X: expected real numbers numpy can hold, got a torch torch.bfloat16"):
         pyireg.PackedMLP([2], 4, 2).forward(torch.zeros(3, 4, dtype=torch.bfloat16))
+
+
+def test_initialization_does_not_depend_on_the_thread_count():
+    """Networks are drawn by several threads once a model has more than 2 x 2^20 weights; each
+    network is drawn by one thread from its own generator."""
+    from pyireg import _core
+    from pyireg.model import _INIT_BLOCK
+    widths = [5000, 3, 20000, 1, 700]
+    assert sum(widths) * (100 + 10) > 2 * _INIT_BLOCK          # two threads draw it
+    models = []
+    for threads in (1, 2):
+        _core.set_num_threads(threads)
+        models.append(pyireg.PackedMLP(widths, 100, 10, seed=7, init_std=(np.linspace(0.5, 2, 5), 0.3)))
+    np.testing.assert_array_equal(models[0].U, models[1].U)
+    np.testing.assert_array_equal(models[0].V, models[1].V)
+    alone = pyireg.PackedMLP([20000], 100, 10, seed=np.random.SeedSequence(7).spawn(5)[2:3], init_std=(1.25, 0.3))
+    np.testing.assert_array_equal(alone.U, models[1].U[5003:25003])

@@ -75,10 +75,33 @@ class PackedMLP:
         rngs = _network_rngs(seed, self.num_networks)
         self._U = np.empty((self.num_units, self.in_features), dtype=self.dtype)
         self._V = np.empty((self.num_units, self.out_features), dtype=self.dtype)
-        for n, rng in enumerate(rngs):
-            s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
-            _draw_normal(rng, self._U[s], std_u[n])
-            _draw_normal(rng, self._V[s], std_v[n])
+        self._draw_init(rngs, std_u, std_v)
+
+    def _draw_init(self, rngs, std_u, std_v) -> None:
+        """Network n's U rows, then its V rows, from its own generator ``rngs[n]``. The networks
+        are split into runs of about equal units, one per native thread (numpy's generators
+        release the GIL while they fill an array): each network is drawn by one thread in its
+        own order, so the weights do not depend on the thread count. (One thread drew the
+        2,129,920 units of 65,536 networks in 4.8 s, as long as a training epoch of them.)"""
+        S, N = self.num_units, self.num_networks
+        threads = max(1, min(_core.get_num_threads(), N, S * (self.in_features + self.out_features) // _INIT_BLOCK))
+        cuts = np.searchsorted(self.offsets, np.linspace(0, S, threads + 1)[1:-1], side="right") - 1
+        bounds = [0, *sorted({int(c) for c in cuts if 0 < c < N}), N]
+
+        def draw(lo: int, hi: int) -> None:
+            buf = np.empty(min(_INIT_BLOCK, max(self.widths[lo:hi]) * max(self.in_features, self.out_features)))
+            for n in range(lo, hi):
+                s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
+                _draw_normal(rngs[n], self._U[s], std_u[n], buf)
+                _draw_normal(rngs[n], self._V[s], std_v[n], buf)
+
+        if len(bounds) == 2:
+            draw(0, N)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="pyireg-init") as pool:
+            for f in [pool.submit(draw, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+                f.result()
 
     def _setup(self, widths, in_features, out_features, activation, loss, dtype) -> None:
         self.widths = _check_widths(widths)
@@ -344,13 +367,17 @@ class PackedMLP:
                 f"loss={self.loss!r}, dtype={self.dtype.name})")
 
 
-def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float) -> None:
-    """out = std * N(0, 1), drawn in float64 blocks of rows (the same numbers as one draw of the
-    whole array, without a float64 temporary of its size)."""
-    rows = max(1, _INIT_BLOCK // max(1, out.shape[1]))
+def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float, buf: np.ndarray) -> None:
+    """out = std * N(0, 1), drawn in float64 blocks of rows into ``buf`` (the same numbers as
+    one draw of the whole array, without a float64 temporary of its size)."""
+    cols = max(1, out.shape[1])
+    rows = max(1, len(buf) // cols)
     for i in range(0, out.shape[0], rows):
         n = min(rows, out.shape[0] - i)
-        out[i:i + n] = rng.standard_normal((n, out.shape[1])) * std
+        block = buf[:n * cols].reshape(n, cols)
+        rng.standard_normal(out=block)
+        block *= std
+        out[i:i + n] = block
 
 
 def _check_widths(widths) -> list[int]:

@@ -9,12 +9,11 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from .experiments._common import widths_arg as _widths
+from .experiments._common import check_writable, widths_arg as _widths
 
 DATASETS = ["mnist5k", "digits", "mnist1d", "mnist", "cifar10"]
 EPOCHS = 60                      # the paper's; the default of sweep and reproduce alike
@@ -159,12 +158,7 @@ def _check_file_target(path, what: str) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"{what}: the folder {parent} does not exist; create it or choose another path")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".pyireg-write-test-", dir=parent)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as e:
-        raise type(e)(e.errno, f"{what}: cannot write in {parent} ({e.strerror}); choose another path") from None
+    check_writable(parent, what, "path")
     return path
 
 

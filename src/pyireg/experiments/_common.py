@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +112,15 @@ def widths_arg(text: str):
     if not ws or min(ws) < 1:
         raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
     return ws
+
+
+def check_writable(folder, what: str, instead: str) -> None:
+    """Raise an OSError naming ``what`` (and to choose another ``instead``) unless a file can be
+    created in the existing directory ``folder``: tried with a temporary file, removed again,
+    before any long run writes there."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pyireg-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise type(e)(e.errno, f"{what}: cannot write in {folder} ({e.strerror}); choose another {instead}") from None

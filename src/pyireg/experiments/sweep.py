@@ -52,7 +52,6 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -67,6 +66,7 @@ from .. import data as D
 from ..model import PackedMLP
 from ..optim import MomentumSGD
 from ..schedule import PaperSchedule
+from ._common import check_writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -679,12 +679,7 @@ def check_output(out, resume: bool = False) -> str:
         probe = probe.parent
     if not probe.is_dir():
         raise NotADirectoryError(f"out: cannot create {out}: {probe} is a file, not a directory")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".pyireg-write-test-", dir=probe)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as e:
-        raise type(e)(e.errno, f"out: cannot write in {probe} ({e.strerror}); choose another directory") from None
+    check_writable(probe, "out", "directory")
     if (out / "history.parquet").exists() and not (out / "config.json").exists():
         raise SweepStateError(f"out: {out / 'config.json'} is missing, but history.parquet of a sweep is there; "
                               "without the configuration the finished work cannot be continued safely. Restore "

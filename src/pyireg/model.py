@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _core, _profile
+from ._rwlock import RWLock
 from ._validate import as_dtype, as_float_array, as_labels, per_network, positive_int, to_numpy
 
 ACTIVATIONS = ("relu", "linear")
@@ -58,9 +59,12 @@ class PackedMLP:
     torch tensors: they are converted once to the model's dtype (see ``pyireg._validate``).
 
     Thread safety: operations that only read the weights (forward, backward, loss_and_grad,
-    evaluate, measures, unit_balance) may run from several threads at once; operations that
-    write them (an optimizer's step, balance, normalize_units) wait for the readers and run
-    alone. Writing ``U``/``V`` directly from Python is not synchronized.
+    evaluate, measures, unit_balance, copy, pickling, network) may run from several threads at
+    once; operations that write them (an optimizer's step, balance, normalize_units,
+    set_network, assigning U or V) wait for the readers and run alone. A read made of several
+    passes (``copy``, pickling, ``network(i)``, ``measures``) holds the model's reader lock
+    across all of them, so it sees one state: the result equals some serial order of the calls.
+    Writing into the arrays ``U``/``V`` in place from Python is not synchronized.
 
     Memory: sizes are checked before anything large is allocated; a model (or a batch) that
     would not fit the memory limit (``pyireg.set_memory_limit``, default the machine's memory)
@@ -114,6 +118,7 @@ class PackedMLP:
         self.activation = activation
         self.loss = loss
         self.dtype = as_dtype(dtype)
+        self._lock = RWLock()           # compound reads shared, optimizers' writes exclusive
         if sum(self.widths) >= 2 ** 63:
             raise MemoryError(f"widths: {sum(self.widths)} hidden units in all; the size does not fit in 64 bits")
         self.offsets = np.zeros(len(self.widths) + 1, dtype=np.int64)
@@ -158,7 +163,9 @@ class PackedMLP:
     @U.setter
     def U(self, value) -> None:
         if value is not self._U:
-            self._U[...] = as_float_array(value, "U", self.dtype, 2, self._U.shape)
+            value = as_float_array(value, "U", self.dtype, 2, self._U.shape)
+            with self._lock.write():
+                self._U[...] = value
 
     @property
     def V(self) -> np.ndarray:
@@ -168,7 +175,9 @@ class PackedMLP:
     @V.setter
     def V(self, value) -> None:
         if value is not self._V:
-            self._V[...] = as_float_array(value, "V", self.dtype, 2, self._V.shape)
+            value = as_float_array(value, "V", self.dtype, 2, self._V.shape)
+            with self._lock.write():
+                self._V[...] = value
 
     @property
     def num_networks(self) -> int:
@@ -185,13 +194,17 @@ class PackedMLP:
     def network(self, i: int):
         """Copies of network i's weights: (U_i of shape (H_i, d), V_i of shape (H_i, k))."""
         s = self._slice(i)
-        return self._U[s].copy(), self._V[s].copy()
+        with self._lock.read():
+            return self._U[s].copy(), self._V[s].copy()
 
     def set_network(self, i: int, U_i, V_i) -> None:
         s = self._slice(i)
         h = s.stop - s.start
-        self._U[s] = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
-        self._V[s] = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
+        U_i = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
+        V_i = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
+        with self._lock.write():
+            self._U[s] = U_i
+            self._V[s] = V_i
 
     def _slice(self, i: int) -> slice:
         if not isinstance(i, numbers.Integral) or not -self.num_networks <= i < self.num_networks:
@@ -279,13 +292,15 @@ class PackedMLP:
         1/2 sum_h (||u_h||^2 + ||v_h||^2) drops to sum_h ||u_h|| ||v_h||, its least value.
         Units with u_h = 0 or v_h = 0 compute zero and are set to zero in both layers.
         Returns the number of such units."""
-        return int(self._engine.balance(self._U, self._V))
+        with self._lock.write():
+            return int(self._engine.balance(self._U, self._V))
 
     def normalize_units(self) -> int:
         """Rescale every unit in place so that ||u_h|| = 1, moving the scale into v_h (the form
         of objective (5) and of convex neural nets). Units with u_h = 0 compute zero: their v_h
         is set to zero and u_h stays zero. Returns the number of such units."""
-        return int(self._engine.normalize_units(self._U, self._V))
+        with self._lock.write():
+            return int(self._engine.normalize_units(self._U, self._V))
 
     def measures(self, names=None, X=None, y=None, init=None, **options) -> dict:
         """Per-network complexity measures, ``{name: array of shape (N,)}`` (float64), a table
@@ -302,7 +317,8 @@ class PackedMLP:
         or (U0, V0)) the distances from initialization; sharpness and PAC-Bayes are computed
         only when named."""
         from .measures import compute
-        return compute(self, names, X=X, y=y, init=init, **options)
+        with self._lock.read():         # every measure of the call sees the same weights
+            return compute(self, names, X=X, y=y, init=init, **options)
 
     def unit_balance(self) -> np.ndarray:
         """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on
@@ -311,13 +327,20 @@ class PackedMLP:
 
     # ------------------------------------------------------------------ copies, pickling
     def copy(self) -> "PackedMLP":
-        """An independent copy (weights copied, same structure)."""
-        return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation, loss=self.loss,
-                                      dtype=self.dtype, copy=True)
+        """An independent copy (weights copied, same structure), taken under the reader lock:
+        one state, even while another thread trains."""
+        with self._lock.read():
+            return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation,
+                                          loss=self.loss, dtype=self.dtype, copy=True)
 
     def __getstate__(self) -> dict:
+        # copies taken under the reader lock: pickle serializes the returned arrays after this
+        # returns, when another thread's step could be writing the model's own arrays (the
+        # price is one transient copy of the weights while pickling)
+        with self._lock.read():
+            U, V = self._U.copy(), self._V.copy()
         return {"widths": self.widths, "activation": self.activation, "loss": self.loss, "dtype": self.dtype.name,
-                "U": self._U, "V": self._V}
+                "U": U, "V": V}
 
     def __setstate__(self, state: dict) -> None:
         U, V = state["U"], state["V"]

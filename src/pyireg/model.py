@@ -146,10 +146,11 @@ class PackedMLP:
             model._V = as_float_array(V, "V", dt, 2, shape_v).copy()
             return model
         for name, a, shape in (("U", U0, shape_u), ("V", V0, shape_v)):
-            if a.shape != shape or a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable:
-                raise ValueError(f"{name}: with copy=False, expected a writeable C-contiguous {dt.name} array of "
-                                 f"shape {shape}, got {a.dtype.name} {a.shape} (contiguous={a.flags.c_contiguous}, "
-                                 f"writeable={a.flags.writeable})")
+            if a.shape != shape or a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable \
+                    or not a.flags.aligned:
+                raise ValueError(f"{name}: with copy=False, expected a writeable, aligned, C-contiguous {dt.name} "
+                                 f"array of shape {shape}, got {a.dtype.name} {a.shape} (contiguous="
+                                 f"{a.flags.c_contiguous}, writeable={a.flags.writeable}, aligned={a.flags.aligned})")
         model._U, model._V = U0, V0
         return model
 

@@ -13,7 +13,7 @@ import pyireg
 
 from helpers import make_data
 
-WIDTHS, D, K, STEPS = [20000, 5, 300, 1], 60, 6, 40
+WIDTHS, D, K, STEPS = [20000, 5, 300, 1], 60, 6, 25
 
 
 def _key(U, V) -> bytes:
@@ -154,3 +154,76 @@ def test_a_writer_inside_a_compound_read_is_refused_not_deadlocked():
         with lock.read():            # a writer may read
             with lock.write():       # and write again
                 pass
+
+
+def test_thread_stress_mixed_snapshots_and_writers():
+    """A short stress: one thread trains while four others take copies, pickles, network(0)
+    and measures at once, and a fifth rescales with balance() between steps of a second model;
+    every snapshot is a serial state and nothing hangs or crashes."""
+    X, y = make_data(64, D, K, seed=16)
+    keys, _ = _trajectory(_sgd, X, y, STEPS)
+    known = set(keys)
+    model = pyireg.PackedMLP(WIDTHS, D, K, seed=11)
+    opt = _sgd(model)
+    other = pyireg.PackedMLP([3, 9, 27], 5, 2, seed=1)
+    done, errors, torn = threading.Event(), [], []
+
+    def guard(f):
+        def run():
+            try:
+                f()
+            except BaseException as e:  # noqa: BLE001  (reported to the test thread)
+                errors.append(e)
+        return run
+
+    def train():
+        for _ in range(STEPS):
+            opt.step(X, y)
+        done.set()
+
+    def reader(snap):
+        def run():
+            while not done.is_set():
+                if _key(*snap()) not in known:
+                    torn.append(snap.__name__)
+        return run
+
+    def copy_():
+        c = model.copy()
+        return c.U, c.V
+
+    def pickle_():
+        c = pickle.loads(pickle.dumps(model))
+        return c.U, c.V
+
+    def balance():
+        Xo = np.ones((4, 5), np.float32)
+        while not done.is_set():
+            before = other.forward(Xo)
+            other.balance()
+            np.testing.assert_allclose(other.forward(Xo), before, rtol=1e-4, atol=1e-6)
+
+    s0 = slice(0, WIDTHS[0])
+    net_known = set()
+    ref = pyireg.PackedMLP(WIDTHS, D, K, seed=11)
+    ropt = _sgd(ref)
+    net_known.add(_key(ref.U[s0], ref.V[s0]))
+    for _ in range(STEPS):
+        ropt.step(X, y)
+        net_known.add(_key(ref.U[s0], ref.V[s0]))
+
+    def network():
+        while not done.is_set():
+            if _key(*model.network(0)) not in net_known:
+                torn.append("network")
+
+    threads = [threading.Thread(target=guard(f)) for f in
+               (train, reader(copy_), reader(pickle_), network, balance)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors
+    assert not torn, f"{len(torn)} snapshots mixed two states"
+    assert _key(model.U, model.V) == keys[-1]

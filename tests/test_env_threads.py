@@ -52,7 +52,6 @@ def test_values_in_range_and_nested_lists_are_kept_silently():
     assert threads == 1 and warned == []
 
 
-@pytest.mark.slow
 def test_clamped_even_when_openmp_was_loaded_first():
     """libgomp already parsed OMP_NUM_THREADS=100000 before pyireg could change it: the native
     module clamps its starting count itself."""

@@ -305,12 +305,13 @@ class PackedSGD(torch.optim.Optimizer):
             if wd != 0:
                 g = g.add(p, alpha=wd)
             if momentum != 0:
-                st = self.state[p]
-                buf = st.get("momentum_buffer")
-                if buf is None:
-                    buf = torch.clone(g).detach()
-                    st["momentum_buffer"] = buf
-                else:
+                with self._state_lock:          # one buffer per parameter, whichever thread makes it
+                    st = self.state[p]
+                    buf = st.get("momentum_buffer")
+                    fresh = buf is None
+                    if fresh:
+                        buf = st["momentum_buffer"] = torch.clone(g).detach()
+                if not fresh:
                     buf.mul_(momentum).add_(g)
                 g = buf
             p.add_(g, alpha=-lr)

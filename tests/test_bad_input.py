@@ -131,3 +131,42 @@ def test_private_engine_checks_its_arguments(model):
         _core.set_simd("neon")
     with pytest.raises(ValueError, match="num_threads"):
         _core.set_num_threads(0)
+
+
+@pytest.mark.parametrize("bad", ["x", "float16", "int32", object()])
+def test_a_bad_dtype_is_a_value_error_naming_dtype(bad):
+    with pytest.raises(ValueError, match="^dtype: expected"):
+        pyireg.PackedMLP([2], 3, 2, dtype=bad)
+    with pytest.raises(ValueError, match="^dtype: expected"):
+        pyireg.data.from_arrays(np.ones((10, 2)), np.arange(10) % 2, dtype=bad)
+
+
+def test_dtype_none_means_float32_for_the_model_and_the_data():
+    assert pyireg.PackedMLP([2], 3, 2, dtype=None).dtype == np.float32
+    assert pyireg.data.from_arrays(np.ones((10, 2)), np.arange(10) % 2, dtype=None).dtype == "float32"
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """The values of ``a`` in a C-contiguous view one byte off natural alignment."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    view = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    view[...] = a
+    assert view.flags.c_contiguous and not view.flags.aligned
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_misaligned_arrays_are_copied_to_aligned_memory(dtype):
+    rng = np.random.default_rng(0)
+    model = pyireg.PackedMLP([1, 5, 17], 7, 3, seed=1, dtype=dtype)
+    X = rng.standard_normal((9, 7)).astype(dtype)
+    y = np.arange(9, dtype=np.int32) % 3
+    np.testing.assert_array_equal(model.forward(_misaligned(X)), model.forward(X))
+    want = model.loss_and_grad(X, y)
+    for a, b in zip(model.loss_and_grad(_misaligned(X), _misaligned(y)), want):
+        np.testing.assert_array_equal(a, b)
+    from pyireg._validate import as_float_array, as_labels
+    assert as_float_array(_misaligned(X), "X", np.dtype(dtype), 2).flags.aligned
+    assert as_labels(_misaligned(y), "y", 9, 3).flags.aligned
+    with pytest.raises(ValueError, match="aligned=False"):
+        pyireg.PackedMLP.from_weights([1, 5, 17], _misaligned(model.U), model.V, copy=False)

@@ -102,3 +102,52 @@ def test_model_construction_peaks_within_1_25x_its_weights():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     assert (r["peak"] - r["before"]) <= 1.25 * r["weights"], r
+
+
+def _reference_init(widths, d, k, seed, dtype, init_std=None):
+    """The initial weights as they were drawn before the bulk path: one Generator per network,
+    child n of SeedSequence(seed), U's rows then V's rows, scaled in float64."""
+    N = len(widths)
+    U = np.empty((sum(widths), d), dtype)
+    V = np.empty((sum(widths), k), dtype)
+    std_u = np.full(N, 1 / np.sqrt(d)) if init_std is None else np.broadcast_to(init_std, (N,))
+    std_v = 1 / np.sqrt(np.asarray(widths, np.float64)) if init_std is None else np.broadcast_to(init_std, (N,))
+    at = 0
+    for n, (child, H) in enumerate(zip(np.random.SeedSequence(seed).spawn(N), widths)):
+        rng = np.random.default_rng(child)
+        U[at:at + H] = rng.standard_normal((H, d)) * std_u[n]
+        V[at:at + H] = rng.standard_normal((H, k)) * std_v[n]
+        at += H
+    return U, V
+
+
+@pytest.mark.parametrize("widths,d,k,seed,dtype,init_std", [
+    ([1] * 3000, 10, 2, 0, np.float32, None),
+    ([1, 2, 3, 40, 1, 5] * 60 + [1000], 7, 3, 123, np.float32, None),
+    ([2] * 500 + [1] * 500, 1, 1, 2 ** 70 + 5, np.float64, None),
+    ([3, 1] * 400, 5, 10, 9, np.float32, 0.3),
+])
+def test_bulk_initialization_draws_the_numbers_of_one_generator_per_network(widths, d, k, seed, dtype, init_std):
+    model = pyireg.PackedMLP(widths, d, k, seed=seed, dtype=dtype, init_std=init_std)
+    U, V = _reference_init(widths, d, k, seed, dtype, init_std)
+    np.testing.assert_array_equal(model.U, U)
+    np.testing.assert_array_equal(model.V, V)
+
+
+def test_a_million_width_one_networks_build_quickly_and_the_estimate_counts_per_network_arrays():
+    import time
+    t = time.perf_counter()
+    model = pyireg.PackedMLP([1] * 10 ** 6, 10, 2, seed=4)
+    took = time.perf_counter() - t
+    U, V = _reference_init([1] * 2000, 10, 2, 4, np.float32)       # the first networks, as drawn alone
+    np.testing.assert_array_equal(model.U[:2000], U[:2000])
+    assert took < 60, took          # 33.5 s before on an idle machine; about 2 s now (not a timing test)
+    old = pyireg.memory_limit()
+    try:
+        # 10^6 width-1 networks (d=10, k=2): 46 MiB of weights and a 92 MiB plan each fit 150 MiB,
+        # but not with the per-network arrays and the drawing buffers
+        pyireg.set_memory_limit(150 * 2 ** 20)
+        with pytest.raises(MemoryError, match="per-network arrays"):
+            pyireg.PackedMLP([1] * 10 ** 6, 10, 2)
+    finally:
+        pyireg.set_memory_limit(old)

@@ -250,3 +250,39 @@ def test_bad_hyper_parameters_name_the_argument():
     m.losses(X, y).sum().backward()
     with pytest.raises(ValueError, match=r"momentum: expected values in \[0, 1\) \(parameter group 0\)"):
         opt.step()
+
+
+def test_two_threads_making_the_first_step_share_one_momentum_buffer():
+    """Two threads each make the first fused step of a fresh optimizer: the state must hold one
+    momentum buffer used by both steps (a lost buffer loses one step's momentum), so weights
+    and buffers end as two serial steps on the same batch end."""
+    import threading
+    widths, d, k = [3000, 1000, 7], 300, 10
+    g = torch.Generator().manual_seed(7)
+    X, y = torch.randn(32, d, generator=g), torch.randint(0, k, (32,), generator=g)
+    ref = pt.PackedMLP(widths, d, k, seed=8)
+    ropt = pt.PackedSGD(ref, lr=0.05, momentum=0.9)
+    ref.train_step(X, y, ropt)
+    ref.train_step(X, y, ropt)
+    for _ in range(8):
+        m = pt.PackedMLP(widths, d, k, seed=8)
+        opt = pt.PackedSGD(m, lr=0.05, momentum=0.9)
+        barrier, errors = threading.Barrier(2), []
+
+        def run():
+            try:
+                barrier.wait(30)
+                m.train_step(X, y, opt)
+            except BaseException as e:  # noqa: BLE001  (reported to the test thread)
+                errors.append(e)
+
+        ts = [threading.Thread(target=run) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errors, errors
+        for p, rp in ((m.U, ref.U), (m.V, ref.V)):
+            torch.testing.assert_close(opt.state[p]["momentum_buffer"], ropt.state[rp]["momentum_buffer"],
+                                       rtol=0, atol=0)
+            torch.testing.assert_close(p.detach(), rp.detach(), rtol=0, atol=0)

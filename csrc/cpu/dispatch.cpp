@@ -58,7 +58,10 @@ std::atomic<Simd> g_simd{best_simd()};
 
 int initial_threads() {
 #if defined(_OPENMP)
-  return omp_get_max_threads();  // OMP_NUM_THREADS, else the processors
+  // OMP_NUM_THREADS, else the processors, clamped to set_num_threads's bound [1, 4 x the
+  // processors]: beyond it libgomp fails to create threads, or per-thread scratch overflows
+  const int n = omp_get_max_threads(), hi = 4 * omp_get_num_procs();
+  return n < 1 ? 1 : (n > hi ? hi : n);
 #else
   return 1;
 #endif

@@ -9,13 +9,17 @@ needed by what uses them.
 """
 import importlib as _importlib
 
-from . import _core, measures
-from ._core import build_config, get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads
-from ._version import __version__
-from .experiments import load_results, summarize, sweep
-from .model import PackedMLP
-from .optim import DDPSGD, MomentumSGD, Optimizer, PathSGD
-from .schedule import PaperSchedule
+from . import _env
+
+_env.configure()        # before _core loads OpenMP: the thread bound and the wait policy
+
+from . import _core, measures  # noqa: E402
+from ._core import build_config, get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .experiments import load_results, summarize, sweep  # noqa: E402
+from .model import PackedMLP  # noqa: E402
+from .optim import DDPSGD, MomentumSGD, Optimizer, PathSGD  # noqa: E402
+from .schedule import PaperSchedule  # noqa: E402
 
 __all__ = ["PackedMLP", "MomentumSGD", "PathSGD", "DDPSGD", "Optimizer", "PaperSchedule", "sweep", "summarize",
            "load_results", "measures",

@@ -16,13 +16,17 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_dtype(dtype, name: str = "dtype") -> np.dtype:
-    """float32 or float64, given as a string, a numpy dtype or type, or a torch dtype."""
+    """float32 or float64, given as a string, a numpy dtype or type, or a torch dtype; None
+    means float32 (numpy would read it as float64; pyireg's default is float32 everywhere)."""
+    if dtype is None:
+        return np.dtype(np.float32)
     text = str(dtype).replace("torch.", "") if "torch" in type(dtype).__module__ else dtype
     try:
         dt = np.dtype(text)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in FLOAT_DTYPES:
+    # `None in FLOAT_DTYPES` would be True: numpy compares None equal to float64
+    if dt is None or not any(dt == f for f in FLOAT_DTYPES):
         raise ValueError(f"{name}: expected 'float32' or 'float64' (a string, numpy or torch dtype), got {dtype!r}")
     return dt
 
@@ -64,7 +68,7 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonn
             if want is not None and want != got:
                 raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {a.shape} (axis {i})")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(a, dtype=dtype)
+        out = aligned(np.ascontiguousarray(a, dtype=dtype))
     finite = np.isfinite(out)
     if not finite.all():
         bad = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -86,7 +90,14 @@ def as_labels(y, name: str, n: int, k: int) -> np.ndarray:
     if n and (a.min() < 0 or a.max() >= k):
         bad = int(np.flatnonzero((a < 0) | (a >= k))[0])
         raise ValueError(f"{name}: expected labels in [0, {k}), got {int(a[bad])} at index {bad}")
-    return np.ascontiguousarray(a, dtype=np.int32)
+    return aligned(np.ascontiguousarray(a, dtype=np.int32))
+
+
+def aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when its data are aligned to its element size, else an aligned copy: a view
+    at an odd offset of a byte buffer (np.frombuffer(buf, offset=1), a packed record) is
+    C-contiguous but misaligned, and the kernels' loads assume natural alignment."""
+    return a if a.flags.aligned else a.copy()
 
 
 def per_network(value, name: str, n: int, dtype, *, low=0.0, high=None, high_open: bool = False) -> np.ndarray:
@@ -101,7 +112,7 @@ def per_network(value, name: str, n: int, dtype, *, low=0.0, high=None, high_ope
     elif a.shape != (n,):
         raise ValueError(f"{name}: expected a scalar or an array of shape ({n},) (one value per network), got shape {a.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(a, dtype=dtype)
+        out = aligned(np.ascontiguousarray(a, dtype=dtype))
     if not np.isfinite(out).all():
         bad = a[~np.isfinite(out)][0]
         raise ValueError(f"{name}: expected finite values in {np.dtype(dtype).name}, got {bad!r}")

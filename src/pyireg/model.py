@@ -8,12 +8,16 @@ from typing import Sequence
 import numpy as np
 
 from . import _core, _profile
+from ._rwlock import RWLock
 from ._validate import as_dtype, as_float_array, as_labels, per_network, positive_int, to_numpy
 
 ACTIVATIONS = ("relu", "linear")
 LOSSES = ("cross_entropy", "squared")
 _ENGINES = {np.dtype(np.float32): _core.EngineF32, np.dtype(np.float64): _core.EngineF64}
 _INIT_BLOCK = 1 << 20   # random numbers drawn at a time while initializing (bounds the temporaries)
+_BULK_MAX_DRAWS = 256   # networks with at most this many weights are drawn together (pyireg._init_rng)
+_BULK_MIN_NETWORKS = 256
+_BULK_CHUNK = 1 << 22   # float64 draws held at once by the bulk path (32 MiB)
 
 
 class PackedMLP:
@@ -58,9 +62,12 @@ class PackedMLP:
     torch tensors: they are converted once to the model's dtype (see ``pyireg._validate``).
 
     Thread safety: operations that only read the weights (forward, backward, loss_and_grad,
-    evaluate, measures, unit_balance) may run from several threads at once; operations that
-    write them (an optimizer's step, balance, normalize_units) wait for the readers and run
-    alone. Writing ``U``/``V`` directly from Python is not synchronized.
+    evaluate, measures, unit_balance, copy, pickling, network) may run from several threads at
+    once; operations that write them (an optimizer's step, balance, normalize_units,
+    set_network, assigning U or V) wait for the readers and run alone. A read made of several
+    passes (``copy``, pickling, ``network(i)``, ``measures``) holds the model's reader lock
+    across all of them, so it sees one state: the result equals some serial order of the calls.
+    Writing into the arrays ``U``/``V`` in place from Python is not synchronized.
 
     Memory: sizes are checked before anything large is allocated; a model (or a batch) that
     would not fit the memory limit (``pyireg.set_memory_limit``, default the machine's memory)
@@ -70,30 +77,75 @@ class PackedMLP:
     def __init__(self, widths: Sequence[int], in_features: int, out_features: int, *,
                  activation: str = "relu", loss: str = "cross_entropy", init_std=None, seed=0,
                  dtype="float32"):
-        self._setup(widths, in_features, out_features, activation, loss, dtype)
+        self._setup(widths, in_features, out_features, activation, loss, dtype, init=True)
         std_u, std_v = self._init_std(init_std)
-        rngs = _network_rngs(seed, self.num_networks)
+        rng_of = _network_rngs(seed, self.num_networks)
         self._U = np.empty((self.num_units, self.in_features), dtype=self.dtype)
         self._V = np.empty((self.num_units, self.out_features), dtype=self.dtype)
-        self._draw_init(rngs, std_u, std_v)
+        bulk = self._draw_bulk(seed, std_u, std_v)
+        self._draw_init(rng_of, std_u, std_v, skip=bulk)
 
-    def _draw_init(self, rngs, std_u, std_v) -> None:
-        """Network n's U rows, then its V rows, from its own generator ``rngs[n]``. The networks
-        are split into runs of about equal units, one per native thread (numpy's generators
-        release the GIL while they fill an array): each network is drawn by one thread in its
-        own order, so the weights do not depend on the thread count. (One thread drew the
-        2,129,920 units of 65,536 networks in 4.8 s, as long as a training epoch of them.)"""
+    def _draw_bulk(self, seed, std_u, std_v):
+        """The small networks of an int seed, drawn together by ``pyireg._init_rng`` (the same
+        numbers as their own generators, without a Generator per network: a million width-1
+        networks in about 2 s instead of 33 s). Returns the mask of the networks drawn, or None."""
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+            return None
+        per = (self.in_features + self.out_features) * np.asarray(self.widths, dtype=np.int64)
+        small = per <= _BULK_MAX_DRAWS
+        if int(small.sum()) < _BULK_MIN_NETWORKS:
+            return None
+        from . import _init_rng
+        if not _init_rng.check_ziggurat():
+            return None
+        nets = np.flatnonzero(small)
+        d, k = self.in_features, self.out_features
+        chunk = max(1, _BULK_CHUNK // _BULK_MAX_DRAWS)
+        for c0 in range(0, len(nets), chunk):
+            part = nets[c0:c0 + chunk]
+            # children of SeedSequence(seed) are numbered by network: a contiguous run of states,
+            # then the part's networks picked out of it
+            lo, hi = int(part[0]), int(part[-1]) + 1
+            states = tuple(a[part - lo] for a in _init_rng.child_pcg_states(int(seed), lo, hi - lo))
+            Z, order, counts = _init_rng.normals(states, per[part])
+            # columns of equal count are networks of one width: scattered together
+            starts = np.flatnonzero(np.r_[True, counts[1:] != counts[:-1]])
+            for a, b in zip(starts, [*starts[1:], len(counts)]):
+                H = int(counts[a]) // (d + k)
+                net = part[order[a:b]]
+                T = Z[:H * (d + k), a:b].T                        # (networks, H (d + k)): each one's draws in order
+                rows = (self.offsets[net][:, None] + np.arange(H)).ravel()
+                self._U[rows] = (T[:, :H * d] * std_u[net][:, None]).reshape(-1, d)
+                self._V[rows] = (T[:, H * d:] * std_v[net][:, None]).reshape(-1, k)
+        return small
+
+    def _draw_init(self, rng_of, std_u, std_v, skip=None) -> None:
+        """Network n's U rows, then its V rows, from its own generator ``rng_of(n)`` (networks
+        in ``skip`` were drawn already). The networks are split into runs of about equal units,
+        one per native thread (numpy's generators release the GIL while they fill an array):
+        each network is drawn by one thread in its own order, so the weights do not depend on
+        the thread count. (One thread drew the 2,129,920 units of 65,536 networks in 4.8 s, as
+        long as a training epoch of them.)"""
         S, N = self.num_units, self.num_networks
-        threads = max(1, min(_core.get_num_threads(), N, S * (self.in_features + self.out_features) // _INIT_BLOCK))
+        todo = np.arange(N) if skip is None else np.flatnonzero(~skip)
+        if len(todo) == 0:
+            return
+        threads = max(1, min(_core.get_num_threads(), len(todo),
+                             S * (self.in_features + self.out_features) // _INIT_BLOCK))
         cuts = np.searchsorted(self.offsets, np.linspace(0, S, threads + 1)[1:-1], side="right") - 1
         bounds = [0, *sorted({int(c) for c in cuts if 0 < c < N}), N]
 
         def draw(lo: int, hi: int) -> None:
-            buf = np.empty(min(_INIT_BLOCK, max(self.widths[lo:hi]) * max(self.in_features, self.out_features)))
-            for n in range(lo, hi):
+            nets = todo[(todo >= lo) & (todo < hi)]
+            if len(nets) == 0:
+                return
+            most = int(np.asarray(self.widths, dtype=np.int64)[nets].max())
+            buf = np.empty(min(_INIT_BLOCK, most * max(self.in_features, self.out_features)))
+            for n in nets.tolist():
                 s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
-                _draw_normal(rngs[n], self._U[s], std_u[n], buf)
-                _draw_normal(rngs[n], self._V[s], std_v[n], buf)
+                rng = rng_of(n)
+                _draw_normal(rng, self._U[s], std_u[n], buf)
+                _draw_normal(rng, self._V[s], std_v[n], buf)
 
         if len(bounds) == 2:
             draw(0, N)
@@ -103,7 +155,7 @@ class PackedMLP:
             for f in [pool.submit(draw, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
                 f.result()
 
-    def _setup(self, widths, in_features, out_features, activation, loss, dtype) -> None:
+    def _setup(self, widths, in_features, out_features, activation, loss, dtype, init: bool = False) -> None:
         self.widths = _check_widths(widths)
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
@@ -114,12 +166,15 @@ class PackedMLP:
         self.activation = activation
         self.loss = loss
         self.dtype = as_dtype(dtype)
+        self._lock = RWLock()           # compound reads shared, optimizers' writes exclusive
         if sum(self.widths) >= 2 ** 63:
             raise MemoryError(f"widths: {sum(self.widths)} hidden units in all; the size does not fit in 64 bits")
         self.offsets = np.zeros(len(self.widths) + 1, dtype=np.int64)
         np.cumsum(self.widths, out=self.offsets[1:])
         # checks that the weights fit the memory limit before they are allocated
         self._engine = _ENGINES[self.dtype](self.offsets, self.in_features, self.out_features, activation, loss)
+        if init:        # and the weights with everything else building the model allocates
+            _check_build_fits(self.widths, self.in_features, self.out_features, self.dtype)
 
     @classmethod
     def from_weights(cls, widths: Sequence[int], U, V, *, activation: str = "relu", loss: str = "cross_entropy",
@@ -141,10 +196,11 @@ class PackedMLP:
             model._V = as_float_array(V, "V", dt, 2, shape_v).copy()
             return model
         for name, a, shape in (("U", U0, shape_u), ("V", V0, shape_v)):
-            if a.shape != shape or a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable:
-                raise ValueError(f"{name}: with copy=False, expected a writeable C-contiguous {dt.name} array of "
-                                 f"shape {shape}, got {a.dtype.name} {a.shape} (contiguous={a.flags.c_contiguous}, "
-                                 f"writeable={a.flags.writeable})")
+            if a.shape != shape or a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable \
+                    or not a.flags.aligned:
+                raise ValueError(f"{name}: with copy=False, expected a writeable, aligned, C-contiguous {dt.name} "
+                                 f"array of shape {shape}, got {a.dtype.name} {a.shape} (contiguous="
+                                 f"{a.flags.c_contiguous}, writeable={a.flags.writeable}, aligned={a.flags.aligned})")
         model._U, model._V = U0, V0
         return model
 
@@ -158,7 +214,9 @@ class PackedMLP:
     @U.setter
     def U(self, value) -> None:
         if value is not self._U:
-            self._U[...] = as_float_array(value, "U", self.dtype, 2, self._U.shape)
+            value = as_float_array(value, "U", self.dtype, 2, self._U.shape)
+            with self._lock.write():
+                self._U[...] = value
 
     @property
     def V(self) -> np.ndarray:
@@ -168,7 +226,9 @@ class PackedMLP:
     @V.setter
     def V(self, value) -> None:
         if value is not self._V:
-            self._V[...] = as_float_array(value, "V", self.dtype, 2, self._V.shape)
+            value = as_float_array(value, "V", self.dtype, 2, self._V.shape)
+            with self._lock.write():
+                self._V[...] = value
 
     @property
     def num_networks(self) -> int:
@@ -185,13 +245,17 @@ class PackedMLP:
     def network(self, i: int):
         """Copies of network i's weights: (U_i of shape (H_i, d), V_i of shape (H_i, k))."""
         s = self._slice(i)
-        return self._U[s].copy(), self._V[s].copy()
+        with self._lock.read():
+            return self._U[s].copy(), self._V[s].copy()
 
     def set_network(self, i: int, U_i, V_i) -> None:
         s = self._slice(i)
         h = s.stop - s.start
-        self._U[s] = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
-        self._V[s] = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
+        U_i = as_float_array(U_i, "U_i", self.dtype, 2, (h, self.in_features))
+        V_i = as_float_array(V_i, "V_i", self.dtype, 2, (h, self.out_features))
+        with self._lock.write():
+            self._U[s] = U_i
+            self._V[s] = V_i
 
     def _slice(self, i: int) -> slice:
         if not isinstance(i, numbers.Integral) or not -self.num_networks <= i < self.num_networks:
@@ -279,13 +343,15 @@ class PackedMLP:
         1/2 sum_h (||u_h||^2 + ||v_h||^2) drops to sum_h ||u_h|| ||v_h||, its least value.
         Units with u_h = 0 or v_h = 0 compute zero and are set to zero in both layers.
         Returns the number of such units."""
-        return int(self._engine.balance(self._U, self._V))
+        with self._lock.write():
+            return int(self._engine.balance(self._U, self._V))
 
     def normalize_units(self) -> int:
         """Rescale every unit in place so that ||u_h|| = 1, moving the scale into v_h (the form
         of objective (5) and of convex neural nets). Units with u_h = 0 compute zero: their v_h
         is set to zero and u_h stays zero. Returns the number of such units."""
-        return int(self._engine.normalize_units(self._U, self._V))
+        with self._lock.write():
+            return int(self._engine.normalize_units(self._U, self._V))
 
     def measures(self, names=None, X=None, y=None, init=None, **options) -> dict:
         """Per-network complexity measures, ``{name: array of shape (N,)}`` (float64), a table
@@ -302,7 +368,8 @@ class PackedMLP:
         or (U0, V0)) the distances from initialization; sharpness and PAC-Bayes are computed
         only when named."""
         from .measures import compute
-        return compute(self, names, X=X, y=y, init=init, **options)
+        with self._lock.read():         # every measure of the call sees the same weights
+            return compute(self, names, X=X, y=y, init=init, **options)
 
     def unit_balance(self) -> np.ndarray:
         """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on
@@ -311,13 +378,20 @@ class PackedMLP:
 
     # ------------------------------------------------------------------ copies, pickling
     def copy(self) -> "PackedMLP":
-        """An independent copy (weights copied, same structure)."""
-        return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation, loss=self.loss,
-                                      dtype=self.dtype, copy=True)
+        """An independent copy (weights copied, same structure), taken under the reader lock:
+        one state, even while another thread trains."""
+        with self._lock.read():
+            return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation,
+                                          loss=self.loss, dtype=self.dtype, copy=True)
 
     def __getstate__(self) -> dict:
+        # copies taken under the reader lock: pickle serializes the returned arrays after this
+        # returns, when another thread's step could be writing the model's own arrays (the
+        # price is one transient copy of the weights while pickling)
+        with self._lock.read():
+            U, V = self._U.copy(), self._V.copy()
         return {"widths": self.widths, "activation": self.activation, "loss": self.loss, "dtype": self.dtype.name,
-                "U": self._U, "V": self._V}
+                "U": U, "V": V}
 
     def __setstate__(self, state: dict) -> None:
         U, V = state["U"], state["V"]
@@ -389,6 +463,10 @@ def _check_widths(widths) -> list[int]:
         raise TypeError(f"widths: expected a sequence of positive integers, got {type(widths).__name__}") from None
     if not w:
         raise ValueError("widths: expected at least one width, got an empty sequence")
+    if isinstance(widths, np.ndarray) or all(type(h) is int for h in w):   # no bools or floats
+        a = widths if isinstance(widths, np.ndarray) else np.asarray(w)
+        if a.ndim == 1 and a.dtype.kind in "iu" and a.min() >= 1:    # the common case, vectorized
+            return a.tolist()
     out = []
     for i, h in enumerate(w):
         if isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1:
@@ -398,13 +476,41 @@ def _check_widths(widths) -> list[int]:
 
 
 def _network_rngs(seed, n: int):
+    """A function giving network i's generator (made when asked: no object per network is
+    kept). An int seed s: child i of SeedSequence(s), i.e. SeedSequence(s, spawn_key=(i,))."""
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(n)]
+        s = int(seed)
+        np.random.SeedSequence(s)              # checks it (a negative seed raises here)
+        return lambda i: np.random.default_rng(np.random.SeedSequence(s, spawn_key=(i,)))
     if isinstance(seed, (list, tuple)) and seed and all(isinstance(s, np.random.SeedSequence) for s in seed):
         if len(seed) != n:
             raise ValueError(f"seed: expected {n} seed sequences (one per network), got {len(seed)}")
-        return [np.random.default_rng(s) for s in seed]
+        return lambda i: np.random.default_rng(seed[i])
     seeds = np.asarray(seed)
     if seeds.shape != (n,) or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seed: expected an int, an integer array of shape ({n},) or {n} seed sequences, got {seed!r}")
-    return [np.random.default_rng(int(s)) for s in seeds]
+    return lambda i: np.random.default_rng(int(seeds[i]))
+
+
+def _check_build_fits(widths, d: int, k: int, dtype) -> None:
+    """MemoryError before anything is allocated when the model, with everything building it
+    allocates, would not fit the memory limit: the weights, the per-network arrays (offsets,
+    two standard deviations, the widths list, the bulk path's generator states) and the
+    drawing buffers."""
+    N, S, H = len(widths), sum(widths), max(widths)
+    item = np.dtype(dtype).itemsize
+    weights = S * (d + k) * item
+    # offsets, two standard deviations, the widths list, the bulk path's states, and the
+    # engine's plan (about 96 bytes a network: its own check put 10^7 networks at 919 MiB)
+    per_network = N * (8 + 16 + 8 + 8 + 4 * 8 * 3 + 96)
+    buffers = 8 * min(_INIT_BLOCK, H * max(d, k)) * max(1, _core.get_num_threads())
+    if N >= _BULK_MIN_NETWORKS:     # the bulk path's draws and generator states of one chunk
+        lanes = min(N, _BULK_CHUNK // _BULK_MAX_DRAWS)
+        buffers += 8 * lanes * (min(_BULK_MAX_DRAWS, H * (d + k)) + 12)
+    total = weights + per_network + buffers
+    limit = _core.memory_limit()
+    if total > limit:
+        raise MemoryError(f"widths: a model of {N} networks and {S} hidden units (d={d}, k={k}, "
+                          f"{np.dtype(dtype).name}) needs about {total / 2**30:.3g} GiB to build ({weights / 2**30:.3g} "
+                          f"GiB of weights, {per_network / 2**30:.3g} GiB per-network arrays), more than the memory "
+                          f"limit ({limit / 2**30:.3g} GiB; pyireg.set_memory_limit)")

@@ -7,7 +7,8 @@ of how it was made. Nothing is downloaded: ``mnist5k`` is read from the ``mlxten
 ``mnist`` / ``cifar10`` are read from a directory the user gives. ``from_arrays(X, y)`` and
 ``load_file(path)`` make a Dataset from your own data.
 """
-from .core import Dataset, as_dtype, downsample, from_arrays, load, load_file, split_and_standardize
+from .core import Dataset, as_dtype, downsample, from_arrays, load, split_and_standardize
+from .files import load_file
 from .mutate import censor, label_noise
 
 __all__ = ["Dataset", "load", "from_arrays", "load_file", "as_dtype", "downsample", "split_and_standardize",

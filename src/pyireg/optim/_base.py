@@ -62,10 +62,10 @@ class Optimizer:
         call; nothing is allocated after the first step of a batch size."""
         m = self._model
         X, y, w = m._batch(X, y, weights)
-        with _profile.section("native training step"):
+        with _profile.section("native training step"), m._lock.write():
             loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
-        self.diverged |= ~np.isfinite(loss)
-        self.steps += 1
+            self.diverged |= ~np.isfinite(loss)
+            self.steps += 1
         return loss
 
     def apply_update(self, gU, gV) -> None:
@@ -74,12 +74,14 @@ class Optimizer:
         m = self._model
         gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
         gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
-        m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
-        self.steps += 1
+        with m._lock.write():
+            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
+            self.steps += 1
 
     def reset_state(self) -> None:
         """Zero the state (as a freshly built optimizer would have)."""
-        self.bufU[...] = 0
-        self.bufV[...] = 0
-        self.diverged[...] = False
-        self.steps = 0
+        with self._model._lock.write():
+            self.bufU[...] = 0
+            self.bufV[...] = 0
+            self.diverged[...] = False
+            self.steps = 0

@@ -42,8 +42,9 @@ class DDPSGD(Optimizer):
 
     Cost: each ``step`` first runs ``ddp_scale`` (one first-layer product and one product of
     the activation mask with X * X, shaped like the step's dU product), then the fused step;
-    measured 1.36x a MomentumSGD step (widths 1, 2, 4, ..., 2048, d = 100, batch 100). The two calls are not one atomic operation: do not run
-    writers on the same model from other threads meanwhile.
+    measured 1.36x a MomentumSGD step (widths 1, 2, 4, ..., 2048, d = 100, batch 100). The two
+    native calls run under the model's exclusive (writer) lock, so a step is one write: steps
+    from several threads, and other writers, run one after another.
 
     No momentum (the paper's DDP-SGD has none; the rule's state holds the scaling ``kU``,
     ``kV`` of the last batch). ``alpha`` (in [0, 1]), lr and weight_decay are scalars or
@@ -88,20 +89,24 @@ class DDPSGD(Optimizer):
         """Compute the scaling from the batch X and the current weights (``step`` does this
         itself; call it before ``apply_update``)."""
         m = self._model
-        m._engine.ddp_scale(m.U, m.V, m._X(X), self._alpha, self.bufU, self.bufV)
+        X = m._X(X)
+        with m._lock.write():       # writes the optimizer's state: one writer at a time
+            m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
 
     def step(self, X, y, weights=None) -> np.ndarray:
         m = self._model
         X, y, w = m._batch(X, y, weights)
-        m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
-        loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
-        self.diverged |= ~np.isfinite(loss)
-        self.steps += 1
+        with m._lock.write():       # the scaling and the update are one write
+            m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
+            loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
+            self.diverged |= ~np.isfinite(loss)
+            self.steps += 1
         return loss
 
     def apply_update(self, gU, gV) -> None:
         m = self._model
         gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
         gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
-        m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
-        self.steps += 1
+        with m._lock.write():
+            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
+            self.steps += 1

@@ -1,6 +1,7 @@
 """pyireg.torch.PackedSGD: torch.optim.SGD per network, run by the native update rule."""
 import dataclasses
 import numbers
+import threading
 from typing import Optional
 
 import numpy as np
@@ -98,6 +99,9 @@ class PackedSGD(torch.optim.Optimizer):
         defaults = self._normalize(dict(lr=lr, momentum=momentum, weight_decay=weight_decay), "")
         self._hyper_cache = {}
         self._scratch = WeakIdKeyDictionary()     # stand-in buffers of steps with momentum 0 everywhere
+        # guards the making of state (buffers, scratch, cached hyper-parameters): two threads making
+        # the first step must find one buffer, not make one each and lose a step's momentum
+        self._state_lock = threading.RLock()
         super().__init__(params, defaults)
 
     def __setstate__(self, state: dict) -> None:
@@ -105,6 +109,7 @@ class PackedSGD(torch.optim.Optimizer):
         super().__setstate__(state)
         self._hyper_cache = {}
         self._scratch = WeakIdKeyDictionary()
+        self._state_lock = threading.RLock()
 
     @staticmethod
     def _normalize(group: dict, where: str) -> dict:
@@ -173,6 +178,10 @@ class PackedSGD(torch.optim.Optimizer):
         stamp = tuple((v, v._version) if isinstance(v, Tensor) else (type(v), v) for v in values)
         N, where = module.num_networks, f" (parameter group {index})"
         key = (index, N, module.dtype)
+        with self._state_lock:
+            return self._per_network_locked(values, stamp, key, N, where, module)
+
+    def _per_network_locked(self, values, stamp, key, N, where, module):
         cached = self._hyper_cache.get(key)
         if cached is not None and len(cached[0]) == len(stamp) and all(
                 (a[0] is b[0] and a[1] == b[1]) if isinstance(b[0], Tensor) else a == b
@@ -200,6 +209,10 @@ class PackedSGD(torch.optim.Optimizer):
     def _buffer(self, p: Tensor) -> Tensor:
         """The momentum buffer of a packed parameter, zeros when new: the native rule's
         momentum * 0 + g is torch's first step (buf = g)."""
+        with self._state_lock:
+            return self._buffer_locked(p)
+
+    def _buffer_locked(self, p: Tensor) -> Tensor:
         st = self.state[p]
         buf = st.get("momentum_buffer")
         if buf is None:
@@ -216,11 +229,12 @@ class PackedSGD(torch.optim.Optimizer):
         if zero is None or not bool(zero.all()):
             return [self._buffer(p) for p in params]
         bufs = []
-        for p in params:
-            scratch = self._scratch.get(p)
-            if scratch is None or scratch.shape != p.shape or scratch.dtype != p.dtype:
-                scratch = self._scratch[p] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-            bufs.append(scratch)
+        with self._state_lock:
+            for p in params:
+                scratch = self._scratch.get(p)
+                if scratch is None or scratch.shape != p.shape or scratch.dtype != p.dtype:
+                    scratch = self._scratch[p] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                bufs.append(scratch)
         return bufs
 
     # ------------------------------------------------------------------ steps
@@ -291,12 +305,13 @@ class PackedSGD(torch.optim.Optimizer):
             if wd != 0:
                 g = g.add(p, alpha=wd)
             if momentum != 0:
-                st = self.state[p]
-                buf = st.get("momentum_buffer")
-                if buf is None:
-                    buf = torch.clone(g).detach()
-                    st["momentum_buffer"] = buf
-                else:
+                with self._state_lock:          # one buffer per parameter, whichever thread makes it
+                    st = self.state[p]
+                    buf = st.get("momentum_buffer")
+                    fresh = buf is None
+                    if fresh:
+                        buf = st["momentum_buffer"] = torch.clone(g).detach()
+                if not fresh:
                     buf.mul_(momentum).add_(g)
                 g = buf
             p.add_(g, alpha=-lr)

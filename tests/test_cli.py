@@ -185,9 +185,12 @@ def test_sweep_with_your_own_data_file(capsys, tmp_path, kind):
         extra = ["--label-column", "species"]
     out = tmp_path / "out"
     assert main(["sweep", "--data", str(path), *extra, "--widths", "2,8", "--epochs", "2", "--batch-size", "30",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "sweep mine (90 train / 30 validation / 30 test, d=4, k=3)" in printed and "| 8 |" in printed
+    assert main(["sweep", "--data", str(path), *extra, "--widths", "2,8", "--epochs", "2", "--batch-size", "30",
+                 "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "| 8 |" not in capsys.readouterr().out             # --quiet: no table
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["dataset"]["classes"] == ["high", "low", "mid"] and cfg["dataset"]["name"] == "mine"
     again = pyireg.sweep(D.load_file(path, label_column="species" if extra else "label"), [2, 8], epochs=2,

@@ -22,7 +22,7 @@ from pyireg.distributed import LocalExecutor, PackError, RayExecutor, makespan, 
 from pyireg.distributed.packs import check_plan
 from pyireg.experiments import SweepStateError, load_results, sweep
 
-S = importlib.import_module("pyireg.experiments.sweep")
+S = importlib.import_module("pyireg.experiments.store")
 R = importlib.import_module("pyireg.distributed.runner")
 VOLATILE = ["train_seconds"]                                   # wall-clock, per pack
 # 2 repetitions x (4 widths x 2 weight decays) = 16 networks, 64 units per repetition

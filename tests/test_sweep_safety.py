@@ -5,6 +5,7 @@ are always a prefix of it. Files that are missing, corrupt or inconsistent are r
 reason, never overwritten."""
 import errno
 import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -23,7 +24,7 @@ from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import SweepStateError, load_results, sweep
 
-S = importlib.import_module("pyireg.experiments.sweep")   # the module (its name is shadowed by the function)
+S = importlib.import_module("pyireg.experiments.store")   # the sweep directory: its fault hook
 KW = dict(widths=[1, 3], seeds=[0, 1], epochs=2, batch_size=20, progress=False)   # 4 commits
 VOLATILE = ["train_seconds"]                                                        # wall-clock
 
@@ -197,7 +198,7 @@ _CHILD = r"""
 import importlib
 import sys
 import pyarrow.parquet                    # imported before the sweep starts, as in the parent's timing
-S = importlib.import_module("pyireg.experiments.sweep")
+S = importlib.import_module("pyireg.experiments.store")
 
 
 def report(op, path):                     # tell the parent about each file operation, as it starts
@@ -306,10 +307,20 @@ def test_config_is_written_once_atomically_and_a_corrupt_one_is_refused(tiny, tm
         sweep(tiny, out=out, resume=True, **KW)
 
 
+def _rerecord(out, name):
+    """Record checkpoints/NAME's present checksum in the history, as if it had been committed so:
+    what lies behind the checksum (the structural checks) is then tested."""
+    hist, meta = S.read_history(out / "history.parquet")
+    meta["checkpoints"][name] = hashlib.sha256((out / "checkpoints" / name).read_bytes()).hexdigest()
+    del meta["rows_sha256"]
+    (out / "history.parquet").write_bytes(bytes(S.parquet_bytes(hist, meta)))
+
+
 def test_wrong_checkpoints_are_refused_never_broadcast(tiny, tmp_path):
     out = tmp_path / "s"
     _cut(tiny, out)
     ck = out / "checkpoints" / "rep0-epoch1.npz"
+    good_bytes = ck.read_bytes()
     with np.load(ck) as z:
         good = dict(z)
     cases = {
@@ -317,20 +328,27 @@ def test_wrong_checkpoints_are_refused_never_broadcast(tiny, tmp_path):
         "V of shape": dict(good, V=good["V"].astype(np.float64)),
         "another sweep": dict(good, sweep_id=np.str_("0" * 32)),
         "other widths": dict(good, offsets=good["offsets"] + 1),
-        "diverged": dict(good, diverged=good["diverged"][:1]),
+        "diverged of shape": dict(good, diverged=good["diverged"][:1]),
         "expected seed 0 epoch 1": dict(good, epoch=np.int64(2)),
+        r"other members .*unexpected: extra.npy": dict(good, extra=np.zeros(3)),
+        r"other members .*missing: bufU": {k: v for k, v in good.items() if k != "bufU"},
     }
     for why, arrays in cases.items():
         np.savez(ck, **arrays)
+        # members and sizes are checked before the bytes are hashed, the checksum before the values
+        with pytest.raises(SweepStateError, match="was changed after it was committed|other members"):
+            sweep(tiny, out=out, resume=True, **KW)
+        _rerecord(out, ck.name)
         with pytest.raises(SweepStateError, match=why):
             sweep(tiny, out=out, resume=True, **KW)
-    ck.write_bytes(ck.read_bytes()[:100])
-    with pytest.raises(SweepStateError, match="corrupt"):
+    ck.write_bytes(good_bytes[:100])
+    with pytest.raises(SweepStateError, match="is not a checkpoint archive"):
         sweep(tiny, out=out, resume=True, **KW)
     ck.unlink()
     with pytest.raises(SweepStateError, match="rep0-epoch1.npz is missing.*1 of 2 epochs"):
         sweep(tiny, out=out, resume=True, **KW)
-    np.savez(ck, **good)
+    ck.write_bytes(good_bytes)
+    _rerecord(out, ck.name)
     assert sweep(tiny, out=out, resume=True, **KW).complete
 
 

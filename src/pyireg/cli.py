@@ -98,9 +98,9 @@ def _measures(text):
     text = text.strip()
     if text == "all":
         return "all"
-    from .experiments.sweep import _measure_names
+    from .experiments.sweep import measure_names_for
     try:
-        return list(_measure_names([x.strip() for x in text.split(",") if x.strip()]))
+        return list(measure_names_for([x.strip() for x in text.split(",") if x.strip()], None))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("measures: ").removeprefix("names: ")) from None
 
@@ -121,8 +121,8 @@ def _size(text):
         v = float(t[:len(t) - len(unit)]) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size like 64G or 512M, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative size, got {text!r}")
+    if not v >= 0 or not math.isfinite(v) or v >= 2 ** 63:
+        raise argparse.ArgumentTypeError(f"expected a non-negative size below 8 EiB, got {text!r}")
     return int(v)
 
 
@@ -163,7 +163,7 @@ def _check_file_target(path, what: str) -> Path:
 
 
 def _check_dir_target(path, what: str) -> Path:
-    from .experiments.sweep import check_output
+    from .experiments.store import check_output
     try:
         check_output(path, resume=True)
     except NotADirectoryError as e:
@@ -240,10 +240,23 @@ def _executor(args):
 
 def cmd_sweep(args) -> int:
     from . import data as D
-    from .experiments.sweep import check_memory, check_output, estimate_memory, sweep
+    from .experiments.resources import check_memory, estimate_memory
+    from .experiments.store import check_output
+    from .experiments.sweep import measure_names_for, sweep
+    from .experiments.training import check_optimizer
     from .schedule import PaperSchedule
     seeds = _repetitions(args, [0])
     sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
+    try:
+        measure_names_for(args.measures, args.loss)     # a margin with the squared loss: refused here
+    except ValueError as e:
+        raise ValueError("--" + str(e)) from None
+    opt_args = {} if args.alpha is None else {"alpha": args.alpha}
+    if args.alpha is not None and args.optimizer != "ddp_sgd":
+        raise ValueError("--alpha: only with --optimizer ddp_sgd")
+    check_optimizer(args.optimizer, opt_args)
     check_output(args.out, args.resume)
     executor = _executor(args)
     if executor is None:
@@ -251,6 +264,9 @@ def cmd_sweep(args) -> int:
     ds = _load_data(args)
     if args.batch_size > len(ds.y_train):
         raise ValueError(f"--batch-size: expected 1..{len(ds.y_train)} (the training set size), got {args.batch_size}")
+    if args.loss == "cross_entropy" and ds.num_classes < 2:
+        raise ValueError(f"--loss: cross-entropy needs at least 2 classes (one class cannot be learned), but the "
+                         f"data have {ds.num_classes}; use --loss squared")
     grid = len(args.weight_decay) * len(args.lr_scale)
     if executor is None:                # in packs, the sweep checks each machine's packs
         check_memory(estimate_memory(args.widths, ds.num_features, ds.num_classes, networks_per_width=grid,
@@ -270,7 +286,7 @@ def cmd_sweep(args) -> int:
                     init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
-                    activation=args.activation, loss=args.loss)
+                    activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
@@ -278,13 +294,15 @@ def cmd_sweep(args) -> int:
                 raise type(e)(opt + str(e)[len(arg):]) from None
         raise
     print(f"{len(res.history)} rows in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'history.parquet'}")
-    from .plots import results_table
-    print(results_table(res))
+    if not args.quiet:
+        from .plots import results_table
+        print(results_table(res))
     return 0
 
 
 def cmd_reproduce(args) -> int:
     from .experiments import paper
+    from .experiments.results import load_source
     from .plots import plot_results, results_table
     if args.figure == "figure1":
         for opt, val in (("--weight-decay", args.weight_decay), ("--label-noise", args.label_noise)):
@@ -308,12 +326,14 @@ def cmd_reproduce(args) -> int:
         else:
             paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise, **kw)
         with _profile.section("figure"):
-            png = plot_results(out)
+            rows, meta = load_source(out)
+            png = plot_results(rows, out / f"{meta.get('figure', 'sweep')}.png", meta=meta)
     finally:
         _profile.enable(False)
     total = time.perf_counter() - t0
     print(f"{args.figure} on {args.dataset}: {total:.1f} s; figure {png}")
-    print(results_table(out))
+    if not args.quiet:
+        print(results_table(rows, meta=meta))
     if args.profile:
         print()
         print(_profile.report(total))
@@ -329,9 +349,11 @@ def cmd_plot(args) -> int:
     from .plots import plot_results, results_table
     if args.output:
         _check_file_target(args.output, "--output")
-    png = plot_results(args.results, args.output)
+    from .experiments.results import load_source
+    rows, meta = load_source(args.results)
+    png = plot_results(rows, args.output or Path(args.results) / f"{meta.get('figure', 'sweep')}.png", meta=meta)
     print(f"wrote {png}")
-    print(results_table(args.results))
+    print(results_table(rows, meta=meta))
     return 0
 
 
@@ -480,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--momentum-step", type=_number(0.0, 1.0), default=0.02, help="momentum increase per epoch")
     proto.add_argument("--momentum-max", type=_number(0.0, 1.0, True, False), default=0.9,
                        help="momentum ceiling, in [0, 1)")
+    proto.add_argument("--optimizer", choices=["momentum_sgd", "path_sgd", "ddp_sgd"], default="momentum_sgd",
+                       help="the update rule: the paper's momentum SGD, Path-SGD, or data-dependent path-normalized "
+                            "SGD (no momentum); every one resumes after a kill")
+    proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
+                       help="ddp_sgd's mix of path norm and data statistics, in [0, 1] (default 0.5)")
     proto.add_argument("--init-std", type=_number(0.0, lo_in=False), default=None,
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
     lab = s.add_argument_group("labels")
@@ -643,7 +670,7 @@ def main(argv=None) -> int:
                 parser.error(f"unrecognized arguments: {' '.join(unknown)}")
             args.argv = unknown + args.argv
     from .distributed.runner import PackError
-    from .experiments.sweep import SweepStateError
+    from .experiments.store import SweepStateError
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)
     from .experiments.sweep import ChanceWarning
     old_term = signal.getsignal(signal.SIGTERM)

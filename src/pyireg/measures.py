@@ -139,6 +139,15 @@ def needs(name: str) -> set:
                      "or path_l<p> (p > 0)")
 
 
+LABELLED = ("margin", "fro_margin", "path_l1_margin", "path_l2_margin", "spectral_margin", "overparam_bound")
+
+
+def losses(name: str) -> tuple:
+    """The losses a measure is defined for: margins need class labels (cross-entropy)."""
+    needs(name)
+    return ("cross_entropy",) if name in LABELLED else ("cross_entropy", "squared")
+
+
 def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
     """Per-network complexity measures: ``{name: array of shape (N,)}`` (float64).
 

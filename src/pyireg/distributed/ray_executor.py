@@ -44,16 +44,15 @@ def _positive(v, name):
 def _ray_task(job, ds, pack, hook=None):
     """One pack, in a Ray worker. ``hook`` (tests only) is called as hook(pack id, "start", "")
     and then before each file operation, as the sweep's _FAULT_HOOK."""
-    import importlib
-    S = importlib.import_module("pyireg.experiments.sweep")    # the module, not the function of that name
+    from ..experiments import store
     if hook is None:
         return job(ds, pack)
     hook(pack.id, "start", "")
-    S._FAULT_HOOK = lambda op, path: hook(pack.id, op, path)
+    store.set_fault_hook(lambda op, path: hook(pack.id, op, path))
     try:
         return job(ds, pack)
     finally:
-        S._FAULT_HOOK = None
+        store.set_fault_hook(None)
 
 
 class RayExecutor:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .. import data as D
 from ..schedule import PaperSchedule
-from .sweep import _Disk, check_output, sweep
+from .store import Disk as _Disk, check_output
+from .sweep import sweep
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
 

@@ -1,0 +1,220 @@
+"""Every optimizer of the training loop's registry gets the safe path: `pyireg sweep --optimizer
+NAME` trains, and resumes after SIGKILLs (at fixed file operations of the sweep) to exactly the
+history of the uninterrupted run; in packs (executor "local") the rows are the same bit for bit;
+the unbalanced initialization preserves every network's function; schedules are duck-typed and
+their presets come back from config.json."""
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyireg import _core
+from pyireg import data as D
+from pyireg.experiments import load_results, sweep
+from pyireg.experiments import training as T
+from pyireg.schedule import (CosineSchedule, PaperSchedule, StepSchedule, WarmupSchedule, schedule_from_json,
+                             schedule_to_json)
+
+VOLATILE = ["train_seconds"]
+OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd"]
+ARGS = ["--n-val", "20", "--n-test", "20", "--widths", "1,3,8", "--reps", "2", "--epochs", "3", "--batch-size", "20",
+        "--quiet", "--threads", "1", "--lr", "0.05"]
+
+_CHILD = r"""
+import importlib
+import sys
+import pyarrow.parquet                    # imported before the sweep starts
+S = importlib.import_module("pyireg.experiments.store")
+
+
+def report(op, path):                     # tell the parent about each file operation, as it starts
+    sys.stdout.write(f"op {op}\n")
+    sys.stdout.flush()
+
+
+S.set_fault_hook(report)
+from pyireg.cli import main
+sys.exit(main(["sweep", "--data", sys.argv[1], "--out", sys.argv[2], "--resume", *sys.argv[3:]]))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    _core.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, 6))
+    path = tmp_path_factory.mktemp("data") / "data.npz"
+    np.savez(path, X=X, y=(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5))
+    return path
+
+
+def _optimizer_args(name):
+    return ["--optimizer", name] + (["--alpha", "0.3"] if name == "ddp_sgd" else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_each_optimizer_resumes_after_sigkill_to_the_uninterrupted_history(npz, tmp_path, name):
+    from pyireg.cli import main
+    ref_dir = tmp_path / "ref"
+    assert main(["sweep", "--data", str(npz), "--out", str(ref_dir), *ARGS, *_optimizer_args(name)]) == 0
+    ref = load_results(ref_dir).history.drop(columns=VOLATILE)
+    assert ref.epoch.max() == 3 and np.isfinite(ref.train_loss).all()
+    cfg = json.loads((ref_dir / "config.json").read_text())
+    assert cfg["optimizer"] == name and cfg["optimizer_args"] == ({"alpha": 0.3} if name == "ddp_sgd" else {})
+    if name == "ddp_sgd":
+        assert (ref.momentum == 0).all()                 # no momentum: the history says so
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    out = tmp_path / "cut"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_WAIT_POLICY="passive")
+    kills, committed = 0, []
+    for target in (4, 9, 15, 22, None):                   # kill at the target-th file operation of each run
+        p = subprocess.Popen([sys.executable, str(script), str(npz), str(out), *ARGS, *_optimizer_args(name)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        seen = 0
+        while target is not None and seen < target:
+            line = p.stdout.readline()
+            if not line:
+                break
+            seen += line.startswith("op ")
+        if target is not None and seen == target and p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.stdout.read()
+        rc = p.wait(timeout=120)
+        err = p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()
+        assert "Traceback" not in err, err
+        if (out / "history.parquet").exists():
+            h = load_results(out).history.drop(columns=VOLATILE)
+            pd.testing.assert_frame_equal(h, ref.iloc[:len(h)].reset_index(drop=True))   # a prefix, always
+            committed.append(len(h))
+        if target is None:
+            assert rc == 0, err
+    assert kills >= 3, kills
+    assert len(set(committed)) > 2, committed             # the kills landed at different points
+    pd.testing.assert_frame_equal(load_results(out).history.drop(columns=VOLATILE), ref)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_each_optimizer_in_packs_equals_one_model(tmp_path, name):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(90, 5))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    kw = dict(widths=[1, 4, 9], seeds=[0, 1], epochs=2, batch_size=20, progress=False, optimizer=name,
+              schedule=PaperSchedule(lr0=0.05))
+    one = sweep(ds, **kw).history.drop(columns=VOLATILE)
+    from pyireg.distributed import LocalExecutor
+    packs = sweep(ds, executor=LocalExecutor(pack_units=5), out=tmp_path / "p", **kw).history.drop(columns=VOLATILE)
+    pd.testing.assert_frame_equal(one, packs)
+    other = sweep(ds, **{**kw, "optimizer": "momentum_sgd" if name != "momentum_sgd" else "path_sgd"})
+    assert not np.array_equal(other.history.train_loss.to_numpy(), one.train_loss.to_numpy())
+
+
+def test_the_loop_follows_each_optimizer_step_by_step():
+    """The loop's history equals a hand-written loop with the optimizer class (the batch policy
+    of pyireg.experiments.training), for each optimizer."""
+    import pyireg
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(130, 5))
+    ds = D.from_arrays(X, (X[:, 0] + X[:, 2] > 0).astype(int), n_val=20, n_test=20)
+    n = len(ds.y_train)
+    classes = {"momentum_sgd": pyireg.MomentumSGD, "path_sgd": pyireg.PathSGD, "ddp_sgd": pyireg.DDPSGD}
+    for name, cls in classes.items():
+        res = sweep(ds, [3], epochs=2, batch_size=25, optimizer=name, schedule=PaperSchedule(lr0=0.05),
+                    progress=False)
+        model = pyireg.PackedMLP([3], 5, ds.num_classes, seed=[np.random.SeedSequence(0).spawn(1)[0]])
+        opt = cls(model, 0.05) if name == "ddp_sgd" else cls(model, 0.05, 0.5)
+        for epoch in range(2):
+            opt.lr = 0.05 * 0.99 ** epoch
+            if name != "ddp_sgd":
+                opt.momentum = min(0.9, 0.5 + 0.02 * epoch)
+            perm = np.random.default_rng([0, epoch]).permutation(n)
+            for i in range(0, n, 25):
+                opt.step(ds.X_train[perm[i:i + 25]], ds.y_train[perm[i:i + 25]])
+        assert res.history.train_loss.iloc[-1] == model.evaluate(ds.X_train, ds.y_train, batch_size=512)[1][0], name
+
+
+def test_unbalanced_initialization_keeps_each_function_and_changes_sgd():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100, 4))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    spec = T.TrainSpec(grid_widths=(2, 8), grid_weight_decays=(0.0, 0.0), grid_lr_scales=(1.0, 1.0), epochs=1,
+                       batch_size=20, drop_last=False, schedule=PaperSchedule(), init_std=None, label_noise=0.0,
+                       resample_split=False, eval_batch=512)
+    plain, _ = T.build(ds, spec, 0, np.arange(2))
+    spec_u = T.TrainSpec(**{**spec.__dict__, "init_transform": "unbalanced", "init_transform_args": (("factor", 10.0),)})
+    unb, _ = T.build(ds, spec_u, 0, np.arange(2))
+    assert not np.allclose(plain.U, unb.U)
+    np.testing.assert_allclose(unb.forward(ds.X_val)[0], plain.forward(ds.X_val)[0], rtol=1e-4, atol=1e-5)
+    a = sweep(ds, [2, 8], epochs=2, batch_size=20, progress=False)
+    b = sweep(ds, [2, 8], epochs=2, batch_size=20, progress=False, init_transform="unbalanced")
+    c = sweep(ds, [2, 8], epochs=2, batch_size=20, progress=False, init_transform="unbalanced", optimizer="path_sgd")
+    d = sweep(ds, [2, 8], epochs=2, batch_size=20, progress=False, optimizer="path_sgd")
+    assert not np.allclose(a.history.train_loss, b.history.train_loss)          # SGD is not invariant
+    np.testing.assert_allclose(c.history.train_loss, d.history.train_loss, rtol=1e-4)   # Path-SGD is
+    with pytest.raises(ValueError, match="init_transform: expected None or one of unbalanced"):
+        sweep(ds, [2], epochs=1, init_transform="tilted", progress=False)
+
+
+def test_schedules_are_duck_typed_and_presets_come_back_from_config(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 4))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+
+    class Halving:                                         # any object with lr(epoch), momentum(epoch)
+        def lr(self, epoch):
+            return 0.1 / 2 ** epoch
+
+        def momentum(self, epoch):
+            return 0.5
+
+    res = sweep(ds, [2], epochs=3, batch_size=20, schedule=Halving(), out=tmp_path / "h", progress=False)
+    np.testing.assert_array_equal(res.history.lr, np.float32([0.1, 0.05, 0.025]))     # the model dtype
+    saved = json.loads((tmp_path / "h" / "config.json").read_text())["schedule"]
+    assert saved == {"kind": "tabulated", "lrs": [0.1, 0.05, 0.025], "momenta": [0.5, 0.5, 0.5]}
+    for s in (PaperSchedule(), StepSchedule(0.2, 2, 0.5), CosineSchedule(0.1, 10, 0.01),
+              WarmupSchedule(StepSchedule(0.1, 3), 4)):
+        back = schedule_from_json(json.loads(json.dumps(schedule_to_json(s, 5))))
+        assert back == s and [back.lr(e) for e in range(12)] == [s.lr(e) for e in range(12)]
+    assert CosineSchedule(0.1, 10).lr(10) == 0.0 and WarmupSchedule(PaperSchedule(), 4).lr(0) == 0.1 / 4
+    # resume compares the recorded schedule: another one is refused with the difference named
+    with pytest.raises(ValueError, match="resume: .*schedule"):
+        sweep(ds, [2], epochs=3, batch_size=20, schedule=PaperSchedule(), out=tmp_path / "h", resume=True,
+              progress=False)
+
+
+def test_registries_take_new_optimizers():
+    """A later optimizer plugs in by registering (here a renamed momentum SGD)."""
+    import pyireg
+    T.register_optimizer("test_sgd_copy", lambda m, lr, mom, wd: pyireg.MomentumSGD(m, lr, mom, wd))
+    try:
+        rng = np.random.default_rng(6)
+        X = rng.normal(size=(60, 3))
+        ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=10, n_test=10)
+        a = sweep(ds, [2], epochs=2, batch_size=20, progress=False, optimizer="test_sgd_copy")
+        b = sweep(ds, [2], epochs=2, batch_size=20, progress=False)
+        pd.testing.assert_frame_equal(a.history.drop(columns=VOLATILE), b.history.drop(columns=VOLATILE))
+    finally:
+        del T.OPTIMIZERS["test_sgd_copy"]
+
+
+def test_store_and_training_modules_are_public_to_distributed():
+    """distributed/ imports the store by public names (no private reach, no importlib alias)."""
+    import inspect
+    for mod in ("pyireg.distributed.runner", "pyireg.distributed.ray_executor"):
+        src = inspect.getsource(importlib.import_module(mod))
+        assert "import_module(" not in src and "experiments.sweep" not in src, mod
+        assert not [w for w in src.replace("store._FAULT", "").split() if w.startswith(("S._", "store._"))], mod

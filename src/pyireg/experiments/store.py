@@ -215,9 +215,9 @@ def read_bounded(path: Path, what: str, limit: int = CONFIG_MAX_BYTES) -> bytes:
         raise SweepStateError(f"{what}: {path} is {st.st_size:,} bytes, more than any file of a sweep "
                               f"({limit:,}); restore the sweep's own file")
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise SweepStateError(f"{what}: {path} grew past {limit:,} bytes while being read; restore it")
+        data = f.read(st.st_size + 1)       # (read(n) allocates n bytes first: ask for what is there)
+    if len(data) > st.st_size:
+        raise SweepStateError(f"{what}: {path} grew while being read; read it again when nothing writes it")
     return data
 
 

@@ -327,17 +327,18 @@ def measure_names_for(measures, loss: str | None = "cross_entropy") -> tuple:
         if measures != "all":
             raise ValueError(f"measures: expected None, 'all' or a list of measure names, got {measures!r}")
         # norm_U, norm_V are always recorded; margins only where the loss has class labels
-        return tuple(n for n in M.ALL if n not in COLUMNS and (loss is None or loss in M.losses(n)))
+        return tuple(n for n in M.names_available(init=True, data=True)
+                     if n not in COLUMNS and (loss is None or loss in M.losses(n)))
     names = list(measures)
     for name in names:
-        if name in M.PERTURBED:
+        if name in M.REGISTRY and M.REGISTRY[name].perturbed:
             raise ValueError(f"measures: {name!r} perturbs every network many times (one to twenty epochs of "
                              "work); compute it on the final model with pyireg.measures.compute")
         try:
             M.needs(name)
         except ValueError:
             raise ValueError(f"measures: unknown measure {name!r}; expected 'all' or names of "
-                             f"{', '.join(M.ALL)} or path_l<p> (p > 0)") from None
+                             f"{', '.join(M.names_available(True, True))} or path_l<p> (p > 0)") from None
         if name in COLUMNS:
             raise ValueError(f"measures: {name!r} is already a column of the history (always recorded)")
         if loss is not None and loss not in M.losses(name):

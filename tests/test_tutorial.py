@@ -12,8 +12,12 @@ from pyireg.experiments import knobs, tutorial
 def test_demo_command_writes_a_figure_and_a_table(name, tmp_path, capsys):
     if name == "matrix-completion":
         pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
-    assert tutorial.main([name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    from pyireg.cli import main
+    assert main(["demo", name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
     png, csv = tmp_path / f"{name}.png", tmp_path / f"{name}.csv"
+    import json
+    record = json.loads((tmp_path / f"{name}.json").read_text())       # the demo's settings and run record
+    assert record["demo"] == name and record["quick"] and record["run"]["command"].startswith("pyireg demo")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(csv)
     assert len(table) > 0
@@ -32,8 +36,30 @@ def test_quick_min_norm_demo_still_finds_the_pseudo_inverse(tmp_path):
 def test_unknown_demo_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="name: expected one of min-norm"):
         tutorial.run("lazy", tmp_path)
+    from pyireg.cli import main
     with pytest.raises(SystemExit):
-        tutorial.main(["lazy"])
+        main(["demo", "lazy"])
+
+
+def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, capsys):
+    """One override syntax: each setting of a demonstration is an option, like sweep's; a bad value
+    is refused by the parser and nothing is created."""
+    from pyireg.cli import main
+    out = tmp_path / "never"
+    for argv in (["demo", "init-scale", "--epochs", "0"], ["demo", "init-scale", "--widths", "8,x"],
+                 ["demo", "learning-rate", "--lrs", "-1"], ["demo", "min-norm", "--bogus", "1"]):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 2 and err[0].startswith(f"usage: pyireg demo {argv[1]} ")
+        assert not out.exists()
+    with pytest.raises(ValueError, match="epochs: expected positive integers, got 0"):
+        tutorial.run("init-scale", out, epochs=0)
+    assert not out.exists()
+    assert main(["demo", "init-scale", "--quick", "--epochs", "1", "--widths", "4", "--scales", "0.5,1", "--out",
+                 str(tmp_path / "d"), "--quiet"]) == 0
+    t = pd.read_csv(tmp_path / "d" / "init-scale.csv")
+    assert set(t["H"]) == {4} and set(t["init_scale"]) == {0.5, 1.0}       # the options reached the demo
 
 
 def test_training_loop_records_every_network_and_epoch():

@@ -354,3 +354,51 @@ def epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd,
                 at_chance=(np.abs(cols["train_loss"] - lnk) <= CHANCE_RTOL * lnk) if chance else np.zeros(N, bool),
                 train_seconds=np.full(N, train_s, np.float64))
     return pd.DataFrame(cols, columns=COLUMNS)
+
+
+# ----------------------------------------------------------------------------- models of a saved run
+def spec_from_config(config: dict) -> TrainSpec:
+    """The TrainSpec a sweep's config.json describes (its schedule restored from the record)."""
+    from ..schedule import schedule_from_json
+    init_std = config.get("init_std")
+    if init_std is not None:
+        init_std = tuple(init_std) if config.get("init_std_pair") else (init_std, init_std)
+    n = config["num_networks"]
+    wds = [wd for wd in config["weight_decays"] for _ in config["lr_scales"] for _ in config["widths"]]
+    lss = [ls for _ in config["weight_decays"] for ls in config["lr_scales"] for _ in config["widths"]]
+    assert len(wds) == n
+    return TrainSpec(grid_widths=tuple(config["grid_widths"]), grid_weight_decays=tuple(wds), grid_lr_scales=tuple(lss),
+                     epochs=config["epochs"], batch_size=config["batch_size"], drop_last=config["drop_last"],
+                     schedule=schedule_from_json(config["schedule"]), init_std=init_std,
+                     label_noise=config["label_noise"], resample_split=config["resample_split"],
+                     eval_batch=config["eval_batch"], measures=tuple(config.get("measures", ())),
+                     activation=config.get("activation", "relu"), loss=config.get("loss", "cross_entropy"),
+                     optimizer=config.get("optimizer", "momentum_sgd"),
+                     optimizer_args=tuple(sorted(config.get("optimizer_args", {}).items())),
+                     init_transform=config.get("init_transform"),
+                     init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())))
+
+
+def models_of(ds, out, rep: int, epoch: int | None = None):
+    """(initial model, model after ``epoch``) of repetition ``rep`` of the sweep saved in ``out``
+    (default: its last epoch); the weights come from its checkpoint (kept with
+    checkpoints="final" or "all"), verified against the checksum its history records."""
+    from pathlib import Path
+
+    from .store import SweepDir, load_checkpoint, read_config
+    out = Path(out)
+    config = read_config(out / "config.json")
+    d = SweepDir(out, config, "all")
+    _, done = d.read_own_history()
+    epoch = done.get(int(rep), 0) if epoch is None else int(epoch)
+    path = d.ckpt(rep, epoch)
+    spec = spec_from_config(config)
+    net = np.arange(spec.num_networks)
+    init, _ = build(ds, spec, rep, net)
+    model, opt = build(ds, spec, rep, net)
+    if path.name not in d.checksums:
+        raise FileNotFoundError(f"out: no committed checkpoint {path.name} in {out / 'checkpoints'}; keep the "
+                                "final weights with checkpoints='final'")
+    arrays = load_checkpoint(path, spec.checkpoint_members(model), d.checksums[path.name])
+    restore_state(spec, arrays, model, opt, rep, epoch, config["sweep_id"], path)
+    return init, model

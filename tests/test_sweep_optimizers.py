@@ -13,13 +13,20 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import kill_after_ops
 
 from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import load_results, sweep
 from pyireg.experiments import training as T
-from pyireg.schedule import (CosineSchedule, PaperSchedule, StepSchedule, WarmupSchedule, schedule_from_json,
-                             schedule_to_json)
+from pyireg.schedule import (
+    CosineSchedule,
+    PaperSchedule,
+    StepSchedule,
+    WarmupSchedule,
+    schedule_from_json,
+    schedule_to_json,
+)
 
 VOLATILE = ["train_seconds"]
 OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd"]
@@ -82,20 +89,8 @@ def test_each_optimizer_resumes_after_sigkill_to_the_uninterrupted_history(npz, 
     for target in (4, 9, 15, 22, None):                   # kill at the target-th file operation of each run
         p = subprocess.Popen([sys.executable, str(script), str(npz), str(out), *ARGS, *_optimizer_args(name)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        seen = 0
-        while target is not None and seen < target:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line.startswith("op ")
-        if target is not None and seen == target and p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
-        p.stdout.read()
-        rc = p.wait(timeout=120)
-        err = p.stderr.read()
-        p.stdout.close()
-        p.stderr.close()
+        killed, rc, err = kill_after_ops(p, target, signal.SIGKILL)
+        kills += killed
         assert "Traceback" not in err, err
         if (out / "history.parquet").exists():
             h = load_results(out).history.drop(columns=VOLATILE)

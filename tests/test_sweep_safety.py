@@ -13,12 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import kill_after_ops
 
 from pyireg import _core
 from pyireg import data as D
@@ -233,22 +233,10 @@ def test_random_sigkill_and_sigterm_then_resume(tiny, tmp_path):
                              stderr=subprocess.PIPE, env=env, text=True)
         # a random instant: after a random number of the sweep's file operations, plus a random delay
         # (so it may land inside a write, an fsync or a training step)
-        target, seen = int(rng.integers(1, 30)), 0
-        while kills < 6 and seen < target:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line.startswith("op ")
-        if kills < 6 and seen == target:
-            time.sleep(rng.uniform(0.0, 0.02))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL if kills % 2 == 0 else signal.SIGTERM)
-                kills += 1
-        p.stdout.read()
-        rc = p.wait(timeout=120)
-        err = p.stderr.read()
-        p.stdout.close()
-        p.stderr.close()
+        target = int(rng.integers(1, 30)) if kills < 6 else None
+        killed, rc, err = kill_after_ops(p, target, signal.SIGKILL if kills % 2 == 0 else signal.SIGTERM,
+                                         rng.uniform(0.0, 0.02) if target is not None else 0.0)
+        kills += killed
         exits.append(rc)
         assert "Traceback" not in err, err
         rows.append(_assert_prefix(out, ref, f"after kill {kills}"))

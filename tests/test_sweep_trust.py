@@ -13,18 +13,14 @@ import zlib
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import Killed, tiny_classes
 
 from pyireg import _core
-from pyireg import data as D
 from pyireg.cli import main
 from pyireg.experiments import SweepStateError, load_results, sweep
 from pyireg.schedule import PaperSchedule
 
 KW = dict(widths=[1, 3], seeds=[0, 1], epochs=2, batch_size=20, progress=False)
-
-
-class Killed(BaseException):
-    pass
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +30,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tiny():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 6))
-    return D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5), n_val=20, n_test=20)
+    return tiny_classes()
 
 
 def _cut(tiny, out):

@@ -196,28 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     t = mk("theorem1", help="verify Theorem 1: weight decay (4) vs unit norm + group-l1 (5)",
            description="Solve objectives (4) and (5) on real data (k = 2 and k = 10, several lambdas, "
                        "one packed model per objective), print the comparison table, plot the objectives.")
-    t.add_argument("--dataset", choices=["mnist5k", "digits", "mnist1d"], default="mnist5k", help="data set")
-    t.add_argument("--n", type=_positive, default=300, help="training samples")
-    t.add_argument("--lam", type=_list(_number(0.0, lo_in=False), "positive numbers"), default="1e-3,1e-2,3e-2",
-                   help="regularization strengths")
+    theory(t, n=300, lam="1e-3,1e-2,3e-2", lam_help="regularization strengths", iters=2000, out="results/theorem1")
     t.add_argument("--width", type=_positive, default=128, help="hidden units")
-    t.add_argument("--iters", type=_positive, default=2000, help="iterations of each solver")
-    t.add_argument("--threads", type=_positive, default=None, help="native threads (default: all cores)")
-    t.add_argument("--out", default="results/theorem1", help="output directory")
     t.set_defaults(func=cmd_theorem1)
 
     c = mk("convex", help="Corollary 1: weight-decay networks vs the convex neural net",
            description="Train weight-decay networks of widths below and above n, then solve the convex "
                        "neural net over their normalized units plus random units; compare the optima "
                        "and report support sizes.")
-    c.add_argument("--dataset", choices=["mnist5k", "digits", "mnist1d"], default="mnist5k", help="data set")
-    c.add_argument("--n", type=_positive, default=60, help="training samples")
+    theory(c, n=60, lam="3e-3", lam_help="regularization strength (the first value is used)", iters=4000,
+           out="results/convex")
     c.add_argument("--widths", type=_widths, default="30,120,480", help="widths of the weight-decay networks")
-    c.add_argument("--lam", type=_list(_number(0.0, lo_in=False), "positive numbers"), default="3e-3",
-                   help="regularization strength (the first value is used)")
-    c.add_argument("--iters", type=_positive, default=4000, help="iterations of the solvers")
-    c.add_argument("--threads", type=_positive, default=None, help="native threads (default: all cores)")
-    c.add_argument("--out", default="results/convex", help="output directory")
     c.set_defaults(func=cmd_convex)
 
     pl = mk("plot", help="plot a saved sweep or figure directory",
@@ -235,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_entry_parser(dsub, entry).set_defaults(func=cmd_experiment)
     _mark_leaves(p)
     return p
+
+
+def theory(q, *, n, lam, lam_help, iters, out) -> None:
+    """The options theorem1 and convex share (their defaults differ)."""
+    q.add_argument("--dataset", choices=["mnist5k", "digits", "mnist1d"], default="mnist5k", help="data set")
+    q.add_argument("--n", type=_positive, default=n, help="training samples")
+    q.add_argument("--lam", type=_list(_number(0.0, lo_in=False), "positive numbers"), default=lam, help=lam_help)
+    q.add_argument("--iters", type=_positive, default=iters, help="iterations of each solver")
+    q.add_argument("--threads", type=_positive, default=None, help="native threads (default: all cores)")
+    q.add_argument("--out", default=out, help="output directory")
 
 
 def _mark_leaves(parser) -> None:

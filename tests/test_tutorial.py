@@ -130,3 +130,21 @@ def test_settings_compared_at_one_width_start_from_the_same_draws():
     # an init scale multiplies the same directions
     m = pyireg.PackedMLP([8, 8], 100, 10, init_std=np.array([0.1, 0.3]), seed=np.array([seeds[0], seeds[0]]))
     np.testing.assert_allclose(m.network(1)[0], 3 * m.network(0)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,run_dir", [("init-scale", "init-scale-run"), ("learning-rate", "learning-rate-run"),
+                                          ("batch-size", "batch-size-run-b20"),
+                                          ("early-stopping", "early-stopping-run-q0.2")])
+def test_relu_demos_train_with_the_one_loop_and_write_sweep_directories(name, run_dir, tmp_path, capsys):
+    """The ReLU demonstrations train through pyireg.experiments.training.train_networks; each run
+    is also a directory that load_results reads (the sweep's history schema, epoch 0 included)
+    and that pyireg plot draws."""
+    from pyireg.cli import main
+    from pyireg.experiments import load_results
+    assert main(["demo", name, "--quick", "--out", str(tmp_path), "--threads", "1", "--quiet"]) == 0
+    res = load_results(tmp_path / run_dir)
+    h = res.history
+    assert h.epoch.min() == 0 and res.complete and res.config["run"]["command"].startswith(f"pyireg demo {name}")
+    assert {"train_error", "val_error", "test_error", "norm_U", "diverged"} <= set(h.columns)
+    assert main(["plot", str(tmp_path / run_dir), "--output", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -149,6 +149,13 @@ class TrainSpec:
     init_transform: str | None = None
     init_transform_args: tuple = ()
     device: str = "cpu"
+    # for runs that are not sweeps (the demonstrations): per-network generator seeds (pairing
+    # networks that should start alike; default the spawn rule), per-network epoch budgets
+    # (network n's lr is 0 after stop_epochs[n] epochs), and a record of epoch 0 (the
+    # initialization) passed to after_epoch before training
+    init_seeds: tuple | None = None
+    stop_epochs: tuple | None = None
+    record_epoch0: bool = False
 
     @property
     def num_networks(self) -> int:
@@ -209,9 +216,13 @@ def build(ds, spec: TrainSpec, rep: int, net):
     as the whole grid seeded ``rep`` would be, with the init transform applied."""
     N = spec.num_networks
     width = np.asarray(spec.grid_widths, dtype=np.int64)[net]
-    children = np.random.SeedSequence(int(rep)).spawn(N)
+    if spec.init_seeds is not None:
+        seeds = [int(spec.init_seeds[i]) for i in net]
+    else:
+        children = np.random.SeedSequence(int(rep)).spawn(N)
+        seeds = [children[i] for i in net]
     model = PackedMLP(width.tolist(), ds.num_features, ds.num_classes, dtype=ds.dtype,
-                      init_std=_subset_init_std(spec.init_std, net), seed=[children[i] for i in net],
+                      init_std=_subset_init_std(spec.init_std, net), seed=seeds,
                       activation=spec.activation, loss=spec.loss)
     if spec.init_transform is not None:
         fn, _ = INIT_TRANSFORMS[spec.init_transform]
@@ -254,21 +265,13 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     if restore is not None:
         restore(model, opt)
     X, y = rds.X_train, targets(rds.y_train)
-    for epoch in range(start, spec.epochs):
-        t0 = time.perf_counter()
-        k0 = _profile.seconds("native training step")
-        opt.lr = schedule.lr(epoch) * ls
-        if takes_momentum:
-            opt.momentum = schedule.momentum(epoch)
-        for b in batches(len(y), spec.batch_size, rep, epoch, spec.drop_last):
-            opt.step(X[b], y[b])
-        train_s = time.perf_counter() - t0
-        if _profile.enabled():
-            _profile.add("training loop around the steps", train_s - (_profile.seconds("native training step") - k0))
+    stop = None if spec.stop_epochs is None else np.asarray(spec.stop_epochs, dtype=np.int64)[net]
+
+    def record(epoch, train_s):
         ev = {split: model.evaluate(Xs, targets(ys), batch_size=spec.eval_batch)
               for split, (Xs, ys) in rds.splits().items()}
         with _profile.section("per-epoch bookkeeping (norms, drift, rows)"):
-            frame = epoch_frame(model, opt, ev, balance0, scale0, rep, epoch + 1, width, wd, ls, ds.num_classes,
+            frame = epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, width, wd, ls, ds.num_classes,
                                 train_s, networks=net, chance=spec.loss == "cross_entropy")
         if spec.measures:
             from .. import measures as M
@@ -276,7 +279,24 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
             for name in spec.measures:
                 frame[name] = np.asarray(vals[name], np.float64)
         if after_epoch is not None:
-            after_epoch(epoch + 1, frame, model, opt, ev)
+            after_epoch(epoch, frame, model, opt, ev)
+
+    if spec.record_epoch0 and start == 0:
+        opt.lr = schedule.lr(0) * ls
+        record(0, 0.0)
+    for epoch in range(start, spec.epochs):
+        t0 = time.perf_counter()
+        k0 = _profile.seconds("native training step")
+        lr = schedule.lr(epoch) * ls
+        opt.lr = lr if stop is None else np.where(epoch < stop, lr, 0.0)
+        if takes_momentum:
+            opt.momentum = schedule.momentum(epoch)
+        for b in batches(len(y), spec.batch_size, rep, epoch, spec.drop_last):
+            opt.step(X[b], y[b])
+        train_s = time.perf_counter() - t0
+        if _profile.enabled():
+            _profile.add("training loop around the steps", train_s - (_profile.seconds("native training step") - k0))
+        record(epoch + 1, train_s)
 
 
 def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id: str) -> dict:

@@ -23,6 +23,7 @@ from helpers import kill_after_ops
 from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import SweepStateError, load_results, sweep
+from pyireg.schedule import PaperSchedule
 
 S = importlib.import_module("pyireg.experiments.store")   # the sweep directory: its fault hook
 KW = dict(widths=[1, 3], seeds=[0, 1], epochs=2, batch_size=20, progress=False)   # 4 commits
@@ -76,13 +77,13 @@ def _leftovers(out):
     return sorted(p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".staged")))
 
 
-def _resume_through(tiny, out, ref, hook_factory, policy, why):
+def _resume_through(tiny, out, ref, hook_factory, policy, why, **extra):
     """Run and resume until the sweep completes; hook_factory() gives the hook of each run (it
     may stop it). Checks the prefix property after every interruption. Returns the number of runs."""
     for runs in range(1, 50):
         S._FAULT_HOOK = hook_factory()
         try:
-            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **KW)
+            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **KW, **extra)
         except (Killed, OSError):
             _assert_prefix(out, ref, f"{why}, after interruption {runs}")
             continue
@@ -159,10 +160,13 @@ def _kill_at(i):
     return hook
 
 
-def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
+@pytest.mark.parametrize("optimizer", ["momentum_sgd", "path_sgd", "ddp_sgd"])
+def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path, optimizer):
     """OSError ENOSPC raised by each file operation in turn (each write that reaches the
-    operating system, each fsync, rename, removal), as a full disk or a failing device would."""
-    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints="final")
+    operating system, each fsync, rename, removal), as a full disk or a failing device would;
+    for every optimizer (each checkpoints its own state)."""
+    extra = dict(optimizer=optimizer, schedule=PaperSchedule(lr0=0.05))
+    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints="final", **extra)
     writes = sum(op == "write" for op, _ in ops)
     assert writes >= 9                            # config, 2 + 2 checkpoints (final kept), 4 histories
     for i, (op, name) in enumerate(ops):
@@ -180,7 +184,7 @@ def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
         S._FAULT_HOOK = factory()
         try:
             with pytest.raises(OSError) as info:
-                sweep(tiny, out=out, checkpoints="final", **KW)
+                sweep(tiny, out=out, checkpoints="final", **KW, **extra)
         finally:
             S._FAULT_HOOK = None
         assert info.value.errno == errno.ENOSPC
@@ -189,7 +193,7 @@ def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
         assert all(n.endswith(".staged") for n in left) and (not left or op in ("rename", "fsync-dir")), \
             f"failure at {i} {op} {name}: left {left}"
         _assert_prefix(out, ref, f"failure at operation {i} ({op} {name})")
-        _resume_through(tiny, out, ref, lambda: None, "final", f"failure at operation {i} ({op} {name})")
+        _resume_through(tiny, out, ref, lambda: None, "final", f"failure at operation {i} ({op} {name})", **extra)
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == _expected_checkpoints("final")
     print(f"\nENOSPC at each of {len(ops)} file operations ({writes} writes), each resumed to the same history")
 

@@ -9,7 +9,7 @@ from .. import data as D
 from ..schedule import PaperSchedule
 from .store import Disk as _Disk, check_output
 from .sweep import sweep
-from .teacher import censor
+from . import teacher
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
 
@@ -66,7 +66,7 @@ def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epo
               checkpoints=checkpoints)
     results = {"original": sweep(ds, widths, weight_decays=weight_decays, out=out / "original", tag="original", **kw)}
     # the teacher is a step of the experiment: its own sweep directory, resumed with the rest
-    cens = censor(ds, H0.get(dataset, 4), epochs=epochs, seed=0, out=out / "teacher", resume=resume,
+    cens = teacher.censor(ds, H0.get(dataset, 4), epochs=epochs, seed=0, out=out / "teacher", resume=resume,
                   progress=progress)
     results["censored"] = sweep(cens, widths, out=out / "censored", tag="censored", **kw)
     results["censored_noise"] = sweep(cens, widths, label_noise=noise, out=out / "censored_noise",

@@ -213,3 +213,35 @@ def test_store_and_training_modules_are_public_to_distributed():
         src = inspect.getsource(importlib.import_module(mod))
         assert "import_module(" not in src and "experiments.sweep" not in src, mod
         assert not [w for w in src.replace("store._FAULT", "").split() if w.startswith(("S._", "store._"))], mod
+
+
+def test_a_resume_without_a_schedule_restores_the_recorded_one(tmp_path):
+    from helpers import Killed
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(100, 4))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    sched = WarmupSchedule(CosineSchedule(0.2, 3, 0.0, 0.5), 2)
+    kw = dict(widths=[2, 6], epochs=3, batch_size=20, progress=False)
+    ref = sweep(ds, schedule=sched, **kw).history.drop(columns=VOLATILE)
+
+    def stop(rep, epoch):
+        raise Killed
+    with pytest.raises(Killed):
+        sweep(ds, schedule=sched, out=tmp_path / "s", on_epoch=stop, **kw)
+    res = sweep(ds, out=tmp_path / "s", resume=True, **kw)            # no schedule named: the saved one
+    pd.testing.assert_frame_equal(res.history.drop(columns=VOLATILE), ref)
+
+
+def test_command_line_schedules(tmp_path, npz):
+    from pyireg.cli import main
+    base = ["sweep", "--data", str(npz), "--n-val", "20", "--n-test", "20", "--widths", "2", "--epochs", "4",
+            "--batch-size", "20", "--quiet"]
+    assert main([*base, "--schedule", "step", "--step-every", "2", "--step-gamma", "0.5", "--warmup", "2",
+                 "--lr", "0.2", "--momentum", "0.3", "--out", str(tmp_path / "a")]) == 0
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())["schedule"]
+    assert cfg == {"kind": "warmup", "warmup": 2,
+                   "base": {"kind": "step", "lr0": 0.2, "step": 2, "gamma": 0.5, "momentum0": 0.3}}
+    lrs = load_results(tmp_path / "a").history.groupby("epoch").lr.first().to_numpy()
+    np.testing.assert_allclose(lrs, [0.1, 0.2, 0.1, 0.1], rtol=1e-6)       # warmup 1/2, then 0.2, x0.5 at 2
+    assert main([*base, "--schedule", "cosine", "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["schedule"]["kind"] == "cosine"

@@ -73,14 +73,28 @@ def _executor(args):
                        pack_units=args.pack_units)
 
 
+def _schedule(args):
+    """--schedule and its numbers: paper (the defaults of --lr, --lr-decay, --momentum*), step,
+    cosine, constant, each with --warmup epochs optionally."""
+    from ..schedule import ConstantSchedule, CosineSchedule, PaperSchedule, StepSchedule, WarmupSchedule
+    if args.schedule == "paper":
+        sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
+    elif args.schedule == "step":
+        sched = StepSchedule(args.lr, args.step_every, args.step_gamma, args.momentum)
+    elif args.schedule == "cosine":
+        sched = CosineSchedule(args.lr, args.epochs, 0.0, args.momentum)
+    else:
+        sched = ConstantSchedule(args.lr, args.momentum)
+    return WarmupSchedule(sched, args.warmup) if args.warmup else sched
+
+
 def cmd_sweep(args) -> int:
     from ..experiments.resources import check_memory, estimate_memory
     from ..experiments.store import check_output
     from ..experiments.sweep import measure_names_for, sweep
     from ..experiments.training import check_optimizer
-    from ..schedule import PaperSchedule
     seeds = _repetitions(args, [0])
-    sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
+    sched = _schedule(args)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
     try:

@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--batch-size", type=_positive, default=100, help="mini-batch size")
     proto.add_argument("--drop-last", action="store_true",
                        help="skip the last, smaller batch of an epoch (by default every sample is used)")
+    proto.add_argument("--schedule", choices=["paper", "step", "cosine", "constant"], default="paper",
+                       help="paper: lr x --lr-decay per epoch, momentum --momentum up by --momentum-step to "
+                            "--momentum-max; step: lr x --step-gamma every --step-every epochs; cosine: from --lr "
+                            "to 0 over --epochs; constant (the last three with constant --momentum)")
+    proto.add_argument("--step-every", type=_positive, default=20, help="step schedule: epochs between drops")
+    proto.add_argument("--step-gamma", type=_number(0.0, 1.0, False, True), default=0.1,
+                       help="step schedule: factor of each drop, in (0, 1]")
+    proto.add_argument("--warmup", type=_number(0, kind=int), default=0, metavar="EPOCHS",
+                       help="a linear warmup of the lr over this many epochs (0: none)")
     proto.add_argument("--lr", type=_number(0.0, lo_in=False), default=0.1, help="initial step size")
     proto.add_argument("--lr-decay", type=_number(0.0, 1.0, False, True), default=0.99,
                        help="step size factor per epoch, in (0, 1]")

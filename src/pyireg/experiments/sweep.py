@@ -184,6 +184,15 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     """
     # ---- validate everything before any output
     ds = _as_dataset(dataset)
+    if schedule is None and resume and out is not None and (Path(out) / "config.json").is_file():
+        # resuming without naming a schedule: the one the sweep recorded (a preset by its fields,
+        # any other by its values per epoch) is restored
+        from ..schedule import schedule_from_json
+        saved = store.read_config(Path(out) / "config.json").get("schedule")
+        try:
+            schedule = schedule_from_json(saved)
+        except ValueError:
+            schedule = None          # a record of an older pyireg: the default, compared as before
     schedule = check_schedule(PaperSchedule() if schedule is None else schedule)
     optimizer, optimizer_args = check_optimizer(optimizer, optimizer_args)
     init_transform, init_transform_args = check_init_transform(init_transform, init_transform_args)

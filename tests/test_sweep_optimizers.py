@@ -245,3 +245,35 @@ def test_command_line_schedules(tmp_path, npz):
     np.testing.assert_allclose(lrs, [0.1, 0.2, 0.1, 0.1], rtol=1e-6)       # warmup 1/2, then 0.2, x0.5 at 2
     assert main([*base, "--schedule", "cosine", "--out", str(tmp_path / "c")]) == 0
     assert json.loads((tmp_path / "c" / "config.json").read_text())["schedule"]["kind"] == "cosine"
+
+
+def test_epoch_0_is_recorded_on_request_and_resumes(tmp_path):
+    """record_epoch0: every network at its initialization is epoch 0 of the history (committed with
+    epoch 1); a cut sweep resumes to the uninterrupted history; packs give the same rows."""
+    from helpers import Killed
+
+    from pyireg.distributed import LocalExecutor
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(100, 4))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    kw = dict(widths=[2, 6], seeds=[0, 1], epochs=2, batch_size=20, progress=False, record_epoch0=True,
+              measures=["path_l2"])
+    ref = sweep(ds, **kw).history.drop(columns=VOLATILE)
+    assert sorted(ref.epoch.unique()) == [0, 1, 2] and len(ref) == 2 * 2 * 3
+    import pyireg
+    m = pyireg.PackedMLP([2, 6], 4, 2, seed=np.random.SeedSequence(1).spawn(2))
+    first = ref[(ref.repetition == 1) & (ref.epoch == 0)]
+    np.testing.assert_array_equal(first.train_loss, m.evaluate(ds.X_train, ds.y_train, batch_size=512)[1])
+    calls = []
+
+    def stop(rep, epoch):
+        calls.append((rep, epoch))
+        if len(calls) == 3:
+            raise Killed
+    with pytest.raises(Killed):
+        sweep(ds, out=tmp_path / "s", on_epoch=stop, **kw)
+    res = sweep(ds, out=tmp_path / "s", resume=True, **kw)
+    pd.testing.assert_frame_equal(res.history.drop(columns=VOLATILE), ref)
+    pd.testing.assert_frame_equal(load_results(tmp_path / "s").history.drop(columns=VOLATILE), ref)
+    packs = sweep(ds, executor=LocalExecutor(pack_units=3), out=tmp_path / "p", **kw).history.drop(columns=VOLATILE)
+    pd.testing.assert_frame_equal(packs, ref)

@@ -247,15 +247,17 @@ def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
     if meta != _pack_meta(pack, sweep_id, spec.epochs):
         raise SweepStateError(f"out: {path} holds other networks than packs.json gives pack {pack.id}; {again}")
     E, n = spec.epochs, len(pack.networks)
-    ok = list(frame.columns) == store.COLUMNS + list(spec.measures) and len(frame) == E * n
+    first = 0 if spec.record_epoch0 else 1
+    R = E - first + 1
+    ok = list(frame.columns) == store.COLUMNS + list(spec.measures) and len(frame) == R * n
     if ok:
         nets = np.asarray(pack.networks)
         ok = ((frame["repetition"].to_numpy() == pack.repetition).all()
-              and (frame["epoch"].to_numpy().reshape(E, n) == np.arange(1, E + 1)[:, None]).all()
-              and (frame["network"].to_numpy().reshape(E, n) == nets).all()
-              and (frame["width"].to_numpy().reshape(E, n) == np.asarray(spec.grid_widths)[nets]).all())
+              and (frame["epoch"].to_numpy().reshape(R, n) == np.arange(first, E + 1)[:, None]).all()
+              and (frame["network"].to_numpy().reshape(R, n) == nets).all()
+              and (frame["width"].to_numpy().reshape(R, n) == np.asarray(spec.grid_widths)[nets]).all())
     if not ok:
-        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs 1..{E} of the {n} networks of "
+        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs {first}..{E} of the {n} networks of "
                               f"pack {pack.id}); {again}")
     return frame
 

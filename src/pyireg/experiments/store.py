@@ -344,17 +344,19 @@ def check_history(hist, done, cfg, path) -> None:
         raise bad(f"epochs done per seed {dict(zip(seeds, pattern))} is not a state an uninterrupted run passes")
     counts = hist.groupby("repetition").size().to_dict()
     widths = np.asarray(cfg["grid_widths"])
+    first = 0 if cfg.get("record_epoch0") else 1        # epoch 0: the initialization, when recorded
     for s in seeds:
         E = done.get(s, 0)
-        if counts.get(s, 0) != N * E:
-            raise bad(f"seed {s} has {counts.get(s, 0)} rows, expected {N} networks x {E} epochs")
+        R = E - first + 1 if E else 0
+        if counts.get(s, 0) != N * R:
+            raise bad(f"seed {s} has {counts.get(s, 0)} rows, expected {N} networks x {R} epochs")
         if E:
             h = hist[hist["repetition"] == s]
-            ep = h["epoch"].to_numpy().reshape(E, N)
-            net = h["network"].to_numpy().reshape(E, N)
-            if not ((ep == np.arange(1, E + 1)[:, None]).all() and (net == np.arange(N)).all()
-                    and (h["width"].to_numpy().reshape(E, N) == widths).all()):
-                raise bad(f"the rows of seed {s} are not epochs 1..{E} of networks 0..{N - 1} of this grid")
+            ep = h["epoch"].to_numpy().reshape(R, N)
+            net = h["network"].to_numpy().reshape(R, N)
+            if not ((ep == np.arange(first, E + 1)[:, None]).all() and (net == np.arange(N)).all()
+                    and (h["width"].to_numpy().reshape(R, N) == widths).all()):
+                raise bad(f"the rows of seed {s} are not epochs {first}..{E} of networks 0..{N - 1} of this grid")
 
 
 def checkpoint_needed(policy, e, E, epochs) -> bool:

@@ -119,7 +119,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None,
           activation: str = "relu", loss: str = "cross_entropy", optimizer: str = "momentum_sgd",
           optimizer_args: dict | None = None, init_transform: str | None = None, init_transform_args=None,
-          device: str = "cpu", run: dict | None = None) -> SweepResult:
+          device: str = "cpu", record_epoch0: bool = False, run: dict | None = None) -> SweepResult:
     """Train every combination of width x weight decay x lr scale for ``epochs`` epochs of the
     paper's protocol, once per seed in ``seeds`` (a repetition: its own initialization and data
     order), and record every epoch.
@@ -143,6 +143,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     init_transform, init_transform_args : None, or "unbalanced" (``{"factor": c}``, default 10):
         every unit rescaled by a random c_h in [1/c, c] (the function is unchanged).
     device : "cpu" (the only one the loop runs on so far).
+    record_epoch0 : also record every network at its initialization, as epoch 0 (committed with
+        epoch 1; summaries may then pick epoch 0 as the early-stopped one).
     run : the run record to keep in config.json (the command line's; default: this call's).
     init_std : passed to PackedMLP (default 1/sqrt(fan_in) per layer).
     dtype : the model's dtype, float32 or float64 (numpy dtype, name or torch dtype); default
@@ -253,6 +255,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "eval_batch": eval_batch, "measures": list(measure_names), "activation": activation, "loss": loss,
               "optimizer": optimizer, "optimizer_args": dict(optimizer_args), "init_transform": init_transform,
               "init_transform_args": dict(init_transform_args), "device": device,
+              "record_epoch0": bool(record_epoch0),
               "tag": str(tag), "run": run if run is not None else run_record()}
     import pandas as pd                           # the experiments extra, needed from here on
 
@@ -262,7 +265,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                      label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch,
                      measures=measure_names, activation=activation, loss=loss, optimizer=optimizer,
                      optimizer_args=optimizer_args, init_transform=init_transform,
-                     init_transform_args=init_transform_args, device=device)
+                     init_transform_args=init_transform_args, device=device, record_epoch0=bool(record_epoch0))
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from ..distributed.runner import run_in_packs
@@ -300,6 +303,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             def after_epoch(epoch, frame, model, opt, ev, rep=rep):
                 nonlocal frames
                 frames.append(frame)
+                if epoch == 0:                   # the initialization: committed with epoch 1
+                    return
                 done[rep] = epoch
                 if sd is not None:
                     history = pd.concat(frames, ignore_index=True)

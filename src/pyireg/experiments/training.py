@@ -396,7 +396,8 @@ def spec_from_config(config: dict) -> TrainSpec:
                      optimizer=config.get("optimizer", "momentum_sgd"),
                      optimizer_args=tuple(sorted(config.get("optimizer_args", {}).items())),
                      init_transform=config.get("init_transform"),
-                     init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())))
+                     init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())),
+                     record_epoch0=bool(config.get("record_epoch0", False)))
 
 
 def models_of(ds, out, rep: int, epoch: int | None = None):

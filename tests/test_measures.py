@@ -328,3 +328,11 @@ def test_measures_do_not_import_the_model():
     tree = ast.parse(inspect.getsource(M))
     mods = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert "model" not in mods and not any(m.endswith(".model") for m in mods), mods
+
+
+def test_the_documentation_table_is_the_registry():
+    from pathlib import Path
+
+    import pyireg.measures as M
+    doc = Path(__file__).resolve().parents[1] / "docs" / "measures.md"
+    assert M.markdown_table() in doc.read_text(), "docs/measures.md is stale: regenerate it from markdown_table()"

@@ -277,3 +277,36 @@ def test_epoch_0_is_recorded_on_request_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(load_results(tmp_path / "s").history.drop(columns=VOLATILE), ref)
     packs = sweep(ds, executor=LocalExecutor(pack_units=3), out=tmp_path / "p", **kw).history.drop(columns=VOLATILE)
     pd.testing.assert_frame_equal(packs, ref)
+
+
+def test_one_class_data_are_refused_before_anything_is_written(tmp_path, capsys):
+    """One class cannot be learned: one-class data (a cross-entropy model of one output) are
+    refused by the data layer, in one line from the command line, before anything is created."""
+    from pyireg.cli import main
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(60, 3))
+    np.savez(tmp_path / "one.npz", X=X, y=np.zeros(60, dtype=int))
+    assert main(["sweep", "--data", str(tmp_path / "one.npz"), "--widths", "2", "--epochs", "1", "--out",
+                 str(tmp_path / "b"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected at least 2 classes" in err[0]
+    assert not (tmp_path / "b").exists()
+
+
+def test_progress_uses_a_notebook_bar_under_jupyter(monkeypatch):
+    """In Jupyter (stderr is not a terminal there) the progress is tqdm.auto's notebook bar."""
+    import sys
+    import types
+
+    from pyireg.experiments import resources
+    fake = types.SimpleNamespace(get_ipython=lambda: types.SimpleNamespace(config={"IPKernelApp": {}}))
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert resources.in_notebook()
+    made = []
+    monkeypatch.setattr("tqdm.auto.tqdm", lambda **kw: made.append(kw) or types.SimpleNamespace(
+        update=lambda n: None, set_postfix_str=lambda s: None, close=lambda: None))
+    bar = resources.Progress(3, True, "x")
+    bar.close()
+    assert made and made[0]["total"] == 3
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not resources.in_notebook()

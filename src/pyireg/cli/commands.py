@@ -112,9 +112,6 @@ def cmd_sweep(args) -> int:
     ds = _load_data(args)
     if args.batch_size > len(ds.y_train):
         raise ValueError(f"--batch-size: expected 1..{len(ds.y_train)} (the training set size), got {args.batch_size}")
-    if args.loss == "cross_entropy" and ds.num_classes < 2:
-        raise ValueError(f"--loss: cross-entropy needs at least 2 classes (one class cannot be learned), but the "
-                         f"data have {ds.num_classes}; use --loss squared")
     grid = len(args.weight_decay) * len(args.lr_scale)
     if executor is None:                # in packs, the sweep checks each machine's packs
         check_memory(estimate_memory(args.widths, ds.num_features, ds.num_classes, networks_per_width=grid,

@@ -227,9 +227,6 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError(f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
-    if loss == "cross_entropy" and ds.num_classes < 2:
-        raise ValueError(f"loss: cross-entropy needs at least 2 classes (one class cannot be learned), but the data "
-                         f"have {ds.num_classes}; use loss='squared' for one output")
     measure_names = measure_names_for(measures, loss)
     schedule_json = schedule_to_json(schedule, epochs)
     grid = [(w, wd, ls) for wd in weight_decays for ls in lr_scales for w in widths]

@@ -24,7 +24,7 @@ from pyireg.distributed.packs import check_plan
 from pyireg.experiments import SweepStateError, load_results, sweep
 
 S = importlib.import_module("pyireg.experiments.store")
-R = importlib.import_module("pyireg.distributed.runner")
+R = importlib.import_module("pyireg.experiments.packed")
 VOLATILE = ["train_seconds"]                                   # wall-clock, per pack
 # 2 repetitions x (4 widths x 2 weight decays) = 16 networks, 64 units per repetition
 KW = dict(widths=[1, 3, 8, 20], seeds=[0, 2], weight_decays=[0.0, 1e-3], epochs=2, batch_size=20, progress=False)

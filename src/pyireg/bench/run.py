@@ -87,9 +87,12 @@ def _child_main(payload: dict) -> None:
         model = PackedMLP(payload["widths"], D, K, seed=0)
         X, y = _data(payload["samples"])
         result = tune_buckets(model, X, y, payload["counts"], payload["layouts"], payload["steps"])
-    elif what == "scaling":
-        from .scaling import _scaling_point  # (scaling imports this module)
-        result = _scaling_point(payload)
+    elif what == "call":
+        # a point of another module of the benchmark (the scaling sweep), named by the payload:
+        # this module does not import the modules that import it
+        import importlib
+        module, _, name = payload["entry"].partition(":")
+        result = getattr(importlib.import_module(module), name)(payload)
     else:
         raise ValueError(what)
     print("RESULT " + json.dumps(result), flush=True)

@@ -137,7 +137,7 @@ def run_scaling(repeats=SCALING_REPEATS, samples=SCALING_SAMPLES, fixed_repeats=
                         raise RuntimeError(f"tuning the buckets for {R} repeats: {err}")
                     tuned[R] = {k: v for k, v in res.items() if k != "trials"}
                 cfg = tuned[R]
-            res, sec, err = _run_child(_child_payload(what="scaling", impl=impl, mix=mix, repeats=R, samples=n,
+            res, sec, err = _run_child(_child_payload(what="call", entry="pyireg.bench.scaling:_scaling_point", impl=impl, mix=mix, repeats=R, samples=n,
                                                       steps=steps, config=cfg), None)
             if err:
                 raise RuntimeError(f"scaling point {impl}, {R} repeats, {n} samples: {err}")

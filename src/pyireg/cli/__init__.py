@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     if unknown:
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     set_command(argv)                            # the run record of what this process runs
-    from ..distributed.runner import PackError
+    from ..distributed.executors import PackError
     from ..experiments.store import SweepStateError
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)
     from ..experiments.sweep import ChanceWarning

@@ -13,7 +13,7 @@ constant, almost always because every hidden unit is inactive on every sample, a
 learn again; the sweep warns (``ChanceWarning``) and names the likely cause.
 
 A sweep with an executor (``executor="ray"``, ...) trains in packs instead and commits pack by
-pack (``packs.json``, ``packs/``); :mod:`pyireg.distributed.runner` describes its files.
+pack (``packs.json``, ``packs/``); :mod:`.packed` describes its files.
 """
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                      init_transform_args=init_transform_args, device=device, record_epoch0=bool(record_epoch0))
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
-        from ..distributed.runner import run_in_packs
+        from .packed import run_in_packs
         result = run_in_packs(ds, spec, config, out=out, resume=resume, checkpoints=checkpoints,
                               executor=executor, progress=progress, desc=desc, max_memory=max_memory)
         _warn_at_chance(result, ds, schedule, lr_scales)

@@ -1,4 +1,6 @@
-"""A sweep in packs: plan, run the packs through an executor, publish each pack's rows, merge.
+"""A sweep in packs: plan, run the packs through an executor of :mod:`pyireg.distributed`,
+publish each pack's rows, merge. (The executors run jobs; this module, above them, knows what a
+pack's job is and where its rows go.)
 
 Files (besides ``config.json``, ``history.parquet`` and ``.lock`` of every sweep)
 ---------------------------------------------------------------------------------
@@ -41,23 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiments import resources, store
-from ..experiments.results import SweepResult
-from ..experiments.store import SweepStateError
-from ..experiments.training import TrainSpec, train_networks
-from .packs import Pack, check_plan, default_pack_units, plan_packs
+from ..distributed.executors import PackError, as_executor
+from ..distributed.packs import Pack, check_plan, default_pack_units, plan_packs
+from . import resources, store
+from .results import SweepResult
+from .store import SweepStateError
+from .training import TrainSpec, train_networks
 
 PLAN_FORMAT = 1
 _PACK_RE = re.compile(r"^pack-(\d+)\.parquet$")
 VISIBILITY_SECONDS = 30.0    # how long the driver waits for a pack file a worker reported (NFS caches)
-
-
-class PackError(RuntimeError):
-    """Some packs of a sweep failed; the others are kept. ``failures`` lists (Pack, exception)."""
-
-    def __init__(self, message, failures):
-        super().__init__(message)
-        self.failures = failures
 
 
 def pack_name(pack_id: int) -> str:
@@ -76,7 +71,18 @@ class PackJob:
     threads: int | None
     version: str
 
-    def __call__(self, ds, pack: Pack) -> dict:
+    def __call__(self, ds, pack: Pack, fault_hook=None) -> dict:
+        """Train ``pack`` and publish its rows; ``fault_hook`` (tests only): the store's hook
+        around this pack's file operations."""
+        if fault_hook is None:
+            return self._run(ds, pack)
+        store.set_fault_hook(fault_hook)
+        try:
+            return self._run(ds, pack)
+        finally:
+            store.set_fault_hook(None)
+
+    def _run(self, ds, pack: Pack) -> dict:
         from .. import __version__, set_num_threads
         host = socket.gethostname()
         if __version__ != self.version:
@@ -274,51 +280,6 @@ def merge(frames, seeds):
 
 
 # ----------------------------------------------------------------------------- executors
-class LocalExecutor:
-    """Runs the packs one after another in this process: the sweep resumes pack by pack, and a
-    grid too large for memory as one model runs in packs of ``pack_units`` units. ``threads``:
-    native threads of each pack (default: the process's setting)."""
-
-    def __init__(self, pack_units: int | None = None, threads: int | None = None):
-        from .packs import _check_pack_units
-        self.pack_units = None if pack_units is None else _check_pack_units(pack_units)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
-        self.threads = threads
-
-    def start(self) -> dict:
-        from .. import get_num_threads
-        return {"workers": 1, "threads": self.threads, "per_machine": 1,
-                "where": f"in this process, one pack at a time on {self.threads or get_num_threads()} thread(s)"}
-
-    def run(self, job, ds, packs):
-        for pack in packs:
-            try:
-                outcome = job(ds, pack)
-            except Exception as e:                   # a failed pack; the others go on
-                outcome = e
-            yield pack, outcome
-
-    def stop(self) -> None:
-        pass
-
-    def __repr__(self):
-        return f"LocalExecutor(pack_units={self.pack_units}, threads={self.threads})"
-
-
-def as_executor(executor):
-    if isinstance(executor, str):
-        if executor == "local":
-            return LocalExecutor()
-        if executor == "ray":
-            from .ray_executor import RayExecutor
-            return RayExecutor()
-    elif all(callable(getattr(executor, m, None)) for m in ("start", "run", "stop")):
-        return executor
-    raise TypeError(f"executor: expected None, 'local', 'ray' or an executor such as "
-                    f"pyireg.distributed.RayExecutor(...), got {executor!r}")
-
-
 # ----------------------------------------------------------------------------- the driver
 def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory) -> None:
     """The packs trained at once on one machine must fit its memory (or ``max_memory``); on a

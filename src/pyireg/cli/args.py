@@ -20,9 +20,12 @@ _PACKAGES = {"pandas": ("pandas", "experiments"), "pyarrow": ("pyarrow", "experi
 
 _EPILOG = """examples:
   pyireg sweep --widths pow2:1024 --reps 3 --weight-decay 0,1e-4 --out results/mine
+  pyireg sweep --widths pow2:1024 --optimizer path_sgd --lr 0.02 --out results/path   (again with --resume after a kill)
   pyireg sweep --data mydata.csv --label-column label --widths 1:64 --out results/own
   pyireg sweep --widths pow2:4096 --reps 5 --ray --address HEAD:6379 --out /shared/results/big
   pyireg reproduce figure2 --resume
+  pyireg reproduce pathsgd --widths 4,64,1024 --seed 0
+  pyireg demo init-scale --quick
   pyireg plot results/mine
 """
 

@@ -18,8 +18,8 @@ import numpy as np
 from pyireg import data as D
 from pyireg.experiments._common import widths_arg
 from pyireg.measures import PERTURBED, compute
-from pyireg.model import PackedMLP
-from pyireg.optim import MomentumSGD
+from pyireg.experiments.training import TrainSpec, build, train_networks
+from pyireg.schedule import PaperSchedule
 
 POW2 = [2 ** i for i in range(12)]
 
@@ -42,7 +42,8 @@ COST_SETS = {
 def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, seed=0, perturbed=True,
                   progress=True):
     """What recording measures every epoch would cost a sweep: the seconds of one epoch of the
-    sweep's work (20 steps of 100 samples, then train / val / test evaluation) and of each set
+    sweep's work (20 steps of 100 samples, then train / val / test evaluation, by the sweep's
+    own loop) and of each set
     of measures (``COST_SETS``) on the same model, best of ``epochs`` rounds each (the perturbed
     ones, end-of-training measures, timed once; skipped without ``perturbed``). Returns a
     DataFrame with the ratio of each to the epoch."""
@@ -50,21 +51,23 @@ def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, se
     from pyireg.measures import INIT, WEIGHT
     widths = list(widths or POW2)
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)
-    model = PackedMLP(widths, ds.num_features, ds.num_classes, seed=seed)
-    init = model.copy()
-    opt = MomentumSGD(model, 0.1, 0.5)
-    rng = np.random.default_rng(seed)
-    best_train = best_epoch = float("inf")
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(len(ds.y_train))
-        for i in range(0, len(order), 100):
-            opt.step(ds.X_train[order[i:i + 100]], ds.y_train[order[i:i + 100]])
-        t1 = time.perf_counter()
-        for Xs, ys in ds.splits().values():
-            model.evaluate(Xs, ys, batch_size=256)
-        t2 = time.perf_counter()
-        best_train, best_epoch = min(best_train, t1 - t0), min(best_epoch, t2 - t0)
+    # the sweep's epochs, timed inside the one training loop: its training part (train_seconds of
+    # each epoch's rows) and the whole epoch with the evaluation (between after_epoch calls)
+    N = len(widths)
+    spec = TrainSpec(grid_widths=tuple(widths), grid_weight_decays=(0.0,) * N, grid_lr_scales=(1.0,) * N,
+                     epochs=int(epochs), batch_size=100, drop_last=False, schedule=PaperSchedule(), init_std=None,
+                     label_noise=0.0, resample_split=False, eval_batch=256)
+    init, _ = build(ds, spec, seed, np.arange(N))
+    stamps, kept = [time.perf_counter()], {}
+
+    def after_epoch(epoch, frame, model, opt, ev):
+        stamps.append(time.perf_counter())
+        kept.setdefault("train", []).append(float(frame.train_seconds.iloc[0]))
+        kept["model"] = model
+    train_networks(ds, spec, seed, range(N), after_epoch=after_epoch)
+    model = kept["model"]
+    best_train = min(kept["train"])
+    best_epoch = float(np.min(np.diff(stamps)))
     rows = [{"what": "epoch: 20 training steps", "seconds": best_train},
             {"what": "epoch: training + train/val/test evaluation (the sweep's epoch)", "seconds": best_epoch}]
     _log(progress, f"  epoch: {best_train:.3f} s training, {best_epoch:.3f} s with evaluation")

@@ -115,6 +115,8 @@ def test_plot_results_takes_a_result_a_frame_or_a_dict(tmp_path):
                                    summarize(res.history).xs(0.0, level="weight_decay")
                                    .xs(1.0, level="lr_scale")["test_error_final_mean"].to_numpy())
     assert results_figure(res).get_axes()[0].get_title(loc="left").startswith("blobs: original labels")
+    from matplotlib.figure import Figure
+    assert isinstance(res.plot(), Figure) and res.plot(tmp_path / "m.png") == tmp_path / "m.png"   # notebooks
     with pytest.raises(TypeError, match="source: expected a SweepResult"):
         plot_results(42)
     with pytest.raises(TypeError, match="source: .* is a path; read it first"):

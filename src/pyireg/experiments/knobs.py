@@ -48,7 +48,7 @@ def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=N
     ``lr``, ``momentum``, ``init_std`` (as in PackedMLP) and ``seed``: scalars or one value per
     network (a seed array gives each network its own generator, so that settings compared at
     one width can start alike). With a ``schedule`` the lr and momentum of epoch e are
-    ``lr * schedule.lr(e) / schedule.lr0`` and ``schedule.momentum(e)``. ``columns``: extra
+    ``lr * schedule.lr(e) / schedule.lr(0)`` and ``schedule.momentum(e)``. ``columns``: extra
     per-network columns (name -> array) copied into every row. ``stop_epoch`` (one value per
     network): network n trains for ``stop_epoch[n]`` epochs and then keeps its weights (its lr
     is 0), so networks with different budgets share one packed run. Batches follow the loop's
@@ -73,7 +73,7 @@ def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=N
     if schedule is None:
         schedule, scales = ConstantSchedule(lr0=1.0, momentum0=float(momentum)), lr
     else:
-        scales = lr / schedule.lr0
+        scales = lr / schedule.lr(0)          # any schedule: lr(epoch), momentum(epoch)
     seeds = np.broadcast_to(np.asarray(seed), (N,))
     first_seed = int(np.ravel(seed)[0])
     std = None

@@ -206,3 +206,13 @@ def test_max_memory_beyond_any_number_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert "--max-memory" in err[-1] and "expected a non-negative size" in err[-1]
     assert "Traceback" not in "\n".join(err) and not (tmp_path / "x").exists()
+
+
+def test_a_fifo_as_history_is_refused_without_blocking(tiny, tmp_path):
+    out = tmp_path / "s"
+    _cut(tiny, out)
+    (out / "history.parquet").unlink()
+    os.mkfifo(out / "history.parquet")
+    for call in (lambda: sweep(tiny, out=out, resume=True, **KW), lambda: load_results(out)):
+        with pytest.raises(SweepStateError, match="history.parquet is not a regular file"):
+            call()

@@ -298,6 +298,9 @@ def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a
     import pyarrow as pa
     import pyarrow.parquet as pq
     refuse_links([path], what)
+    with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.stat(path).st_mode):     # a FIFO would block the reader
+            raise SweepStateError(f"{what}: {path} is not a regular file; {advice}")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as e:

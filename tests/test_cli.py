@@ -281,3 +281,8 @@ def test_squared_loss_with_a_margin_fails_in_one_line_and_creates_nothing(capsys
 def load_results_columns(out):
     from pyireg.experiments import load_results
     return set(load_results(out).history.columns)
+
+
+def test_device_cuda_is_refused_in_one_line_before_anything(capsys, tmp_path):
+    err = _one_line_error(capsys, ["sweep", "--device", "cuda", "--widths", "2", "--out", str(tmp_path / "g"), *SMALL])
+    assert "device: " in err and "'cpu'" in err and not (tmp_path / "g").exists()

@@ -92,7 +92,7 @@ def cmd_sweep(args) -> int:
     from ..experiments.resources import check_memory, estimate_memory
     from ..experiments.store import check_output
     from ..experiments.sweep import measure_names_for, sweep
-    from ..experiments.training import check_optimizer
+    from ..experiments.training import check_device, check_optimizer
     seeds = _repetitions(args, [0])
     sched = _schedule(args)
     if args.epochs < 1:
@@ -105,6 +105,7 @@ def cmd_sweep(args) -> int:
     if args.alpha is not None and args.optimizer != "ddp_sgd":
         raise ValueError("--alpha: only with --optimizer ddp_sgd")
     check_optimizer(args.optimizer, opt_args)
+    check_device(args.device)
     check_output(args.out, args.resume)
     executor = _executor(args)
     if executor is None:
@@ -132,7 +133,8 @@ def cmd_sweep(args) -> int:
                     init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
-                    activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args)
+                    activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args,
+                    device=args.device)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--optimizer", choices=["momentum_sgd", "path_sgd", "ddp_sgd"], default="momentum_sgd",
                        help="the update rule: the paper's momentum SGD, Path-SGD, or data-dependent path-normalized "
                             "SGD (no momentum); every one resumes after a kill")
+    proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
                        help="ddp_sgd's mix of path norm and data statistics, in [0, 1] (default 0.5)")
     proto.add_argument("--init-std", type=_number(0.0, lo_in=False), default=None,

@@ -41,7 +41,7 @@ def test_unknown_demo_is_refused_by_name(tmp_path):
         main(["demo", "lazy"])
 
 
-def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, capsys):
+def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
     """One override syntax: each setting of a demonstration is an option, like sweep's; a bad value
     is refused by the parser and nothing is created."""
     from pyireg.cli import main
@@ -56,6 +56,11 @@ def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, 
     with pytest.raises(ValueError, match="epochs: expected positive integers, got 0"):
         tutorial.run("init-scale", out, epochs=0)
     assert not out.exists()
+    # data that cannot be loaded (mnist needs its files): one line, and still nothing created
+    monkeypatch.delenv("PYIREG_DATA", raising=False)
+    assert main(["demo", "early-stopping", "--dataset", "mnist", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mnist" in err[0] and not out.exists()
     assert main(["demo", "init-scale", "--quick", "--epochs", "1", "--widths", "4", "--scales", "0.5,1", "--out",
                  str(tmp_path / "d"), "--quiet"]) == 0
     t = pd.read_csv(tmp_path / "d" / "init-scale.csv")

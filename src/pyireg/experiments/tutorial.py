@@ -60,8 +60,7 @@ def run(name, out="results/demos", *, quick=False, threads=None, **overrides):
         raise ValueError(f"name: expected one of {', '.join(DEMOS)}, got {name!r}")
     fn, _, small = DEMOS[name]
     _check_overrides(name, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)          # made by the demonstration when it writes (after its data are loaded)
     kw = dict(small) if quick else {}
     kw.update(overrides)
     if threads is not None:
@@ -69,6 +68,7 @@ def run(name, out="results/demos", *, quick=False, threads=None, **overrides):
     t0 = time.perf_counter()
     result = fn(out, **kw)
     result.seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out / f"{name}.csv", index=False)
     from .record import run_record
     from .store import Disk, json_bytes

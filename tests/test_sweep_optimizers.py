@@ -185,6 +185,14 @@ def test_schedules_are_duck_typed_and_presets_come_back_from_config(tmp_path):
         back = schedule_from_json(json.loads(json.dumps(schedule_to_json(s, 5))))
         assert back == s and [back.lr(e) for e in range(12)] == [s.lr(e) for e in range(12)]
     assert CosineSchedule(0.1, 10).lr(10) == 0.0 and WarmupSchedule(PaperSchedule(), 4).lr(0) == 0.1 / 4
+    for make, match in ((lambda: StepSchedule(step=0), "step: expected a positive integer, got 0"),
+                        (lambda: CosineSchedule(epochs=True), "epochs: expected a positive integer, got True"),
+                        (lambda: WarmupSchedule(warmup=0), "warmup: expected a positive integer"),
+                        (lambda: StepSchedule(momentum0=1.0), r"momentum0: expected a number in \[0, 1\)"),
+                        (lambda: CosineSchedule(0.1, 5, 0.2), r"lr_min: expected a number in \[0, 0.1\]"),
+                        (lambda: WarmupSchedule(base="paper"), "base: expected a schedule")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            make()
     # resume compares the recorded schedule: another one is refused with the difference named
     with pytest.raises(ValueError, match="resume: .*schedule"):
         sweep(ds, [2], epochs=3, batch_size=20, schedule=PaperSchedule(), out=tmp_path / "h", resume=True,

@@ -55,25 +55,37 @@ def _check(name, v, lo, hi, lo_in=True, hi_in=True):
         raise ValueError(f"{name}: expected a number in {_interval(lo, hi, lo_in, hi_in)}, got {v!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ConstantSchedule:
-    """lr(epoch) = lr0, momentum(epoch) = momentum0."""
-    lr0: float = 0.1
-    momentum0: float = 0.0
+def _check_count(name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
 
-    def __post_init__(self):
+
+class _ConstantMomentum:
+    """Presets with one momentum for every epoch (``momentum0``) and a positive ``lr0``."""
+
+    def _check_rate_and_momentum(self):
         _check("lr0", self.lr0, 0.0, math.inf, False, False)
         _check("momentum0", self.momentum0, 0.0, 1.0, True, False)
-
-    def lr(self, epoch: int) -> float:
-        return self.lr0
 
     def momentum(self, epoch: int) -> float:
         return self.momentum0
 
 
 @dataclasses.dataclass(frozen=True)
-class StepSchedule:
+class ConstantSchedule(_ConstantMomentum):
+    """lr(epoch) = lr0, momentum(epoch) = momentum0."""
+    lr0: float = 0.1
+    momentum0: float = 0.0
+
+    def __post_init__(self):
+        self._check_rate_and_momentum()
+
+    def lr(self, epoch: int) -> float:
+        return self.lr0
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSchedule(_ConstantMomentum):
     """lr(epoch) = lr0 * gamma ** (epoch // step): the rate drops by ``gamma`` every ``step``
     epochs; constant momentum."""
     lr0: float = 0.1
@@ -82,21 +94,16 @@ class StepSchedule:
     momentum0: float = 0.9
 
     def __post_init__(self):
-        _check("lr0", self.lr0, 0.0, math.inf, False, False)
-        if isinstance(self.step, bool) or not isinstance(self.step, numbers.Integral) or self.step < 1:
-            raise ValueError(f"step: expected a positive integer, got {self.step!r}")
+        self._check_rate_and_momentum()
+        _check_count("step", self.step)
         _check("gamma", self.gamma, 0.0, 1.0, False, True)
-        _check("momentum0", self.momentum0, 0.0, 1.0, True, False)
 
     def lr(self, epoch: int) -> float:
         return self.lr0 * self.gamma ** (epoch // self.step)
 
-    def momentum(self, epoch: int) -> float:
-        return self.momentum0
-
 
 @dataclasses.dataclass(frozen=True)
-class CosineSchedule:
+class CosineSchedule(_ConstantMomentum):
     """lr(epoch) = lr_min + (lr0 - lr_min) (1 + cos(pi epoch / epochs)) / 2, from lr0 at epoch 0
     towards lr_min at ``epochs`` (and lr_min after); constant momentum."""
     lr0: float = 0.1
@@ -105,18 +112,13 @@ class CosineSchedule:
     momentum0: float = 0.9
 
     def __post_init__(self):
-        _check("lr0", self.lr0, 0.0, math.inf, False, False)
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
-            raise ValueError(f"epochs: expected a positive integer, got {self.epochs!r}")
+        self._check_rate_and_momentum()
+        _check_count("epochs", self.epochs)
         _check("lr_min", self.lr_min, 0.0, self.lr0, True, True)
-        _check("momentum0", self.momentum0, 0.0, 1.0, True, False)
 
     def lr(self, epoch: int) -> float:
         t = min(epoch, self.epochs) / self.epochs
         return self.lr_min + (self.lr0 - self.lr_min) * (1 + math.cos(math.pi * t)) / 2
-
-    def momentum(self, epoch: int) -> float:
-        return self.momentum0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +129,7 @@ class WarmupSchedule:
     warmup: int = 5
 
     def __post_init__(self):
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, numbers.Integral) or self.warmup < 1:
-            raise ValueError(f"warmup: expected a positive integer, got {self.warmup!r}")
+        _check_count("warmup", self.warmup)
         check_schedule(self.base, "base")
 
     def lr(self, epoch: int) -> float:

@@ -326,3 +326,15 @@ def test_progress_uses_a_notebook_bar_under_jupyter(monkeypatch):
     assert made and made[0]["total"] == 3
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
     assert not resources.in_notebook()
+
+
+def test_command_line_unbalanced_initialization(tmp_path, npz):
+    from pyireg.cli import main
+    base = ["sweep", "--data", str(npz), "--n-val", "20", "--n-test", "20", "--widths", "2,8", "--epochs", "2",
+            "--batch-size", "20", "--quiet", "--optimizer", "path_sgd", "--lr", "0.05"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--unbalanced", "10", "--out", str(tmp_path / "b")]) == 0
+    a, b = load_results(tmp_path / "a"), load_results(tmp_path / "b")
+    assert b.config["init_transform"] == "unbalanced" and b.config["init_transform_args"] == {"factor": 10.0}
+    assert not np.allclose(a.history.norm_U, b.history.norm_U)                    # other weights,
+    np.testing.assert_allclose(a.history.train_loss, b.history.train_loss, rtol=1e-4)   # the same functions

@@ -134,7 +134,8 @@ def cmd_sweep(args) -> int:
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
                     activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args,
-                    device=args.device)
+                    device=args.device, init_transform=None if args.unbalanced is None else "unbalanced",
+                    init_transform_args=None if args.unbalanced is None else {"factor": args.unbalanced})
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):

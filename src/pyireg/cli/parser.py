@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
                        help="ddp_sgd's mix of path norm and data statistics, in [0, 1] (default 0.5)")
+    proto.add_argument("--unbalanced", type=_number(1.0), default=None, metavar="FACTOR",
+                       help="rescale every unit by a random c in [1/FACTOR, FACTOR] after initialization "
+                            "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")
     proto.add_argument("--init-std", type=_number(0.0, lo_in=False), default=None,
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
     lab = s.add_argument_group("labels")

@@ -3,6 +3,7 @@ the commit, verified on resume and by load_results; checkpoint members are check
 declared size before anything is read; links among a sweep's files are refused; config.json is
 read bounded; diverged comes from the state after the step. Each test is one finding of the
 reliability review (H5, M2, L2, L3, L4, L6)."""
+import json
 import os
 import struct
 import time
@@ -11,6 +12,7 @@ import zipfile
 import zlib
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from helpers import Killed, tiny_classes
@@ -216,3 +218,37 @@ def test_a_fifo_as_history_is_refused_without_blocking(tiny, tmp_path):
     for call in (lambda: sweep(tiny, out=out, resume=True, **KW), lambda: load_results(out)):
         with pytest.raises(SweepStateError, match="history.parquet is not a regular file"):
             call()
+
+
+def test_a_sweep_of_the_previous_format_is_refused_with_the_reason(tiny, tmp_path):
+    out = tmp_path / "s"
+    _cut(tiny, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["format"] = 1                                   # what the pyireg before checksummed commits wrote
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SweepStateError, match=r"format 1, expected 2\); resume it with the version that made it"):
+        sweep(tiny, out=out, resume=True, **KW)
+
+
+def test_results_of_the_previous_format_still_load(tiny, tmp_path):
+    """A finished sweep of format 1 (no checksums) is read by load_results as it is; an edited
+    history of format 2 that claims format 1 while keeping its checksum is still caught."""
+    import pyarrow as pa
+    out = tmp_path / "s"
+    sweep(tiny, out=out, **KW)
+    table = pq.read_table(out / "history.parquet")
+    meta = json.loads(table.schema.metadata[b"pyireg"])
+    old = {k: v for k, v in meta.items() if k not in ("rows_sha256", "checkpoints")}
+    old["format"] = 1
+    frame = table.to_pandas()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
+        {b"pyireg": json.dumps(old).encode()}), out / "history.parquet")
+    pd.testing.assert_frame_equal(load_results(out).history, frame)
+    with pytest.raises(SweepStateError, match="carries no checksum of its rows"):
+        sweep(tiny, out=out, resume=True, **KW)            # never resumed: nothing vouches for it
+    meta["format"] = 1
+    frame.loc[0, "test_error"] = 0.0
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(
+        {b"pyireg": json.dumps(meta).encode()}), out / "history.parquet")
+    with pytest.raises(SweepStateError, match="was changed after it was written"):
+        load_results(out)

@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import math
 import re
+
 import numpy as np
 
 from ._validate import as_float_array, as_labels, positive_int

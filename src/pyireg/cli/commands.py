@@ -4,8 +4,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .args import _check_dir_target, _check_file_target, _repetitions, _reps_text, _threads
+from .args import (
+    _check_dir_target,
+    _check_file_target,
+    _repetitions,
+    _reps_text,
+    _threads,
+)
 from .table import given
+
 
 def cmd_bench(args) -> int:
     if args.json:
@@ -76,7 +83,13 @@ def _executor(args):
 def _schedule(args):
     """--schedule and its numbers: paper (the defaults of --lr, --lr-decay, --momentum*), step,
     cosine, constant, each with --warmup epochs optionally."""
-    from ..schedule import ConstantSchedule, CosineSchedule, PaperSchedule, StepSchedule, WarmupSchedule
+    from ..schedule import (
+        ConstantSchedule,
+        CosineSchedule,
+        PaperSchedule,
+        StepSchedule,
+        WarmupSchedule,
+    )
     if args.schedule == "paper":
         sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
     elif args.schedule == "step":

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from .args import (_EPILOG, DATASETS, EPOCHS, _fraction, _Formatter, _list, _measures, _number, _Parser, _positive,
-                   _seeds, _size, _TopFormatter, _widths)
-from .commands import (cmd_bench, cmd_convex, cmd_experiment, cmd_plot, cmd_reproduce, cmd_sweep, cmd_theorem1)
+from .args import (
+    _EPILOG,
+    DATASETS,
+    EPOCHS,
+    _Formatter,
+    _fraction,
+    _list,
+    _measures,
+    _number,
+    _Parser,
+    _positive,
+    _seeds,
+    _size,
+    _TopFormatter,
+    _widths,
+)
+from .commands import (
+    cmd_bench,
+    cmd_convex,
+    cmd_experiment,
+    cmd_plot,
+    cmd_reproduce,
+    cmd_sweep,
+    cmd_theorem1,
+)
 from .table import FIGURES, add_entry_parser, table
 
 DESCRIPTION = "pyireg: width sweeps of two-layer ReLU networks and implicit regularization, on a fused native core."

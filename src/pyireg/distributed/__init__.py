@@ -11,8 +11,8 @@ Ray or a cluster; ``executor="local"`` (:class:`LocalExecutor`) runs them one af
 this process. Ray is an optional extra (``pip install "pyireg[ray]"``), imported only when a
 Ray executor starts. Files and the resume guarantee: :mod:`pyireg.experiments.packed`.
 """
+from .executors import LocalExecutor, PackError
 from .packs import Pack, default_pack_units, makespan, plan_packs
 from .ray_executor import RayExecutor
-from .executors import LocalExecutor, PackError
 
 __all__ = ["RayExecutor", "LocalExecutor", "PackError", "Pack", "plan_packs", "default_pack_units", "makespan"]

@@ -21,7 +21,14 @@ from .. import data as D
 from .. import measures as M
 from ..model import PackedMLP
 from ..schedule import PaperSchedule
-from ._common import DemoResult, distance_per_network, network_sq_norms, num_threads, pyplot, save_figure
+from ._common import (
+    DemoResult,
+    distance_per_network,
+    network_sq_norms,
+    num_threads,
+    pyplot,
+    save_figure,
+)
 
 
 @dataclasses.dataclass

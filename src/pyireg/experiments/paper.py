@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .. import data as D
 from ..schedule import PaperSchedule
-from .store import Disk as _Disk, check_output
-from .sweep import sweep
 from . import teacher
+from .store import Disk as _Disk
+from .store import check_output
+from .sweep import sweep
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
 

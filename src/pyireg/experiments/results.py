@@ -62,7 +62,7 @@ def read_json(path: Path, what: str) -> dict:
 def load_results(path) -> SweepResult:
     """Read a sweep saved in a directory (history.parquet + config.json); it may be incomplete
     (``SweepResult.complete`` says). The rows are verified against the checksum recorded with
-    them. Errors name the file."""
+    them (a history of the format before checksums is read as it is). Errors name the file."""
     path = Path(path)
     if not (path / "history.parquet").exists():
         if (path / "packs.json").exists():
@@ -71,7 +71,7 @@ def load_results(path) -> SweepResult:
                                     f"it when every pack is finished ({done} finished so far, in packs/); resume "
                                     "it to finish")
         raise FileNotFoundError(f"path: no history.parquet in {path} (not a sweep directory, or no epoch finished yet)")
-    hist, meta = read_history(path / "history.parquet", "path")
+    hist, meta = read_history(path / "history.parquet", "path", legacy=True)
     config = read_json(path / "config.json", "path") if (path / "config.json").exists() else {}
     return SweepResult(hist, config, path)
 

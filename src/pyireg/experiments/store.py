@@ -57,7 +57,7 @@ _FAULT_HOOK: Callable[[str, str], None] | None = None
 # switch it off to save time on a busy disk (the "fsync" points are still passed).
 _DURABLE = True
 
-FORMAT = 1
+FORMAT = 2        # 2: checksummed commits, recorded schedules and optimizers (1: before them)
 METRICS = ["train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss"]
 # the history's columns, in order (recorded measures follow them)
 COLUMNS = (["repetition", "network", "width", "weight_decay", "lr_scale", "epoch", "lr", "momentum"] + METRICS
@@ -292,9 +292,10 @@ def parquet_bytes(frame, meta: dict) -> memoryview:
 
 
 def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a backup, or start in another "
-                 "directory"):
+                 "directory", legacy: bool = False):
     """(DataFrame, its pyireg metadata or None) of a Parquet file of a sweep, the rows checked
-    against the metadata's checksum when it has one. Errors name the file and what to do."""
+    against the metadata's checksum when it has one. Errors name the file and what to do.
+    ``legacy``: also read a history of format 1 (before checksums) as it is (load_results)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     refuse_links([path], what)
@@ -313,6 +314,8 @@ def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a
     frame = table.to_pandas()
     if isinstance(meta, dict):
         want = meta.get("rows_sha256")
+        if want is None and legacy and meta.get("format") == 1:
+            return frame, meta                           # written before checksums: nothing to verify
         if want is None:
             raise SweepStateError(f"{what}: {path} carries no checksum of its rows (written by an older pyireg, or "
                                   f"rewritten by another program); {advice}")
@@ -322,10 +325,10 @@ def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a
     return frame, meta
 
 
-def read_history(path: Path, what: str = "out"):
+def read_history(path: Path, what: str = "out", legacy: bool = False):
     """(history, metadata) of ``history.parquet``, verified (see read_parquet)."""
     return read_parquet(path, what, "the finished epochs it held cannot be trusted: restore it from a backup, "
-                        "or start in another directory")
+                        "or start in another directory", legacy)
 
 
 def check_history(hist, done, cfg, path) -> None:

@@ -33,9 +33,25 @@ from ..schedule import PaperSchedule, check_schedule, schedule_to_json
 from . import store
 from .resources import Progress, check_memory, estimate_memory
 from .results import SweepResult
-from .store import CHECKPOINT_POLICIES, COLUMNS, FORMAT, SweepDir, SweepStateError, check_output
-from .training import (TrainSpec, check_device, check_init_transform, check_optimizer, checkpoint_state,
-                       empty_history, init_pair, restore_state, train_networks)
+from .store import (
+    CHECKPOINT_POLICIES,
+    COLUMNS,
+    FORMAT,
+    SweepDir,
+    SweepStateError,
+    check_output,
+)
+from .training import (
+    TrainSpec,
+    check_device,
+    check_init_transform,
+    check_optimizer,
+    checkpoint_state,
+    empty_history,
+    init_pair,
+    restore_state,
+    train_networks,
+)
 
 __all__ = ["sweep", "ChanceWarning", "SweepStateError", "SweepResult"]
 
@@ -254,7 +270,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "init_transform_args": dict(init_transform_args), "device": device,
               "record_epoch0": bool(record_epoch0),
               "tag": str(tag), "run": run if run is not None else run_record()}
-    import pandas as pd                           # the experiments extra, needed from here on
+    import pandas as pd  # the experiments extra, needed from here on
 
     spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
                      grid_lr_scales=tuple(g[2] for g in grid), epochs=epochs, batch_size=batch_size,

@@ -5,8 +5,8 @@ table makes each setting an option); ``quick`` runs a tiny version (seconds; wha
 """
 from __future__ import annotations
 
-import numbers
 import inspect
+import numbers
 import time
 from pathlib import Path
 

@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--momentum-step", type=_number(0.0, 1.0), default=0.02, help="momentum increase per epoch")
     proto.add_argument("--momentum-max", type=_number(0.0, 1.0, True, False), default=0.9,
                        help="momentum ceiling, in [0, 1)")
-    proto.add_argument("--optimizer", choices=["momentum_sgd", "path_sgd", "ddp_sgd"], default="momentum_sgd",
+    from ..experiments.training import OPTIMIZERS      # the registry: a registered optimizer is a choice
+    proto.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum_sgd",
                        help="the update rule: the paper's momentum SGD, Path-SGD, or data-dependent path-normalized "
                             "SGD (no momentum); every one resumes after a kill")
     proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",

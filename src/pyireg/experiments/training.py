@@ -46,7 +46,10 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {}
 
 def register_optimizer(name: str, build: Callable, *, momentum: bool = True, state=("bufU", "bufV"),
                        args: dict | None = None) -> None:
-    """Make an optimizer available to every experiment (``optimizer=name``, ``--optimizer``)."""
+    """Make an optimizer available to every experiment (``optimizer=name``; ``--optimizer`` of
+    pyireg sweep lists the registry). ``build(model, lr, momentum, weight_decay, **args)``
+    returns an object with ``step(X, y)``, per-network ``lr`` (and ``momentum`` when it takes
+    one), ``diverged``, ``steps`` and the per-weight arrays named by ``state``."""
     OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()))
 
 

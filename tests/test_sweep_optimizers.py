@@ -212,6 +212,18 @@ def test_registries_take_new_optimizers():
         pd.testing.assert_frame_equal(a.history.drop(columns=VOLATILE), b.history.drop(columns=VOLATILE))
     finally:
         del T.OPTIMIZERS["test_sgd_copy"]
+    # a full-batch optimizer: one step on the whole training set per epoch, refused otherwise
+    T.register_optimizer("test_full_batch", lambda m, lr, mom, wd: pyireg.MomentumSGD(m, lr, mom, wd),
+                         full_batch=True)
+    try:
+        with pytest.raises(ValueError, match="batch_size: the optimizer test_full_batch takes the whole training"):
+            sweep(ds, [2], epochs=1, batch_size=20, progress=False, optimizer="test_full_batch")
+        n = len(ds.y_train)
+        a = sweep(ds, [2], epochs=2, batch_size=n, progress=False, optimizer="test_full_batch")
+        b = sweep(ds, [2], epochs=2, batch_size=n, progress=False)
+        pd.testing.assert_frame_equal(a.history.drop(columns=VOLATILE), b.history.drop(columns=VOLATILE))
+    finally:
+        del T.OPTIMIZERS["test_full_batch"]
 
 
 def test_distributed_is_below_the_experiments():

@@ -226,6 +226,10 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     batch_size = _pos_int(batch_size, "batch_size")
     if batch_size > len(ds.y_train):
         raise ValueError(f"batch_size: expected 1..{len(ds.y_train)} (the training set size), got {batch_size}")
+    from .training import OPTIMIZERS
+    if OPTIMIZERS[optimizer].full_batch and batch_size != len(ds.y_train):
+        raise ValueError(f"batch_size: the optimizer {optimizer} takes the whole training set at each step; "
+                         f"expected batch_size={len(ds.y_train)} (the training set size), got {batch_size}")
     if isinstance(label_noise, bool) or not isinstance(label_noise, numbers.Real) or not 0 <= label_noise < 1:
         raise ValueError(f"label_noise: expected a fraction in [0, 1), got {label_noise!r}")
     if checkpoints not in CHECKPOINT_POLICIES:

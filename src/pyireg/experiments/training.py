@@ -39,18 +39,22 @@ class OptimizerEntry:
     momentum: bool = True
     state: tuple = ("bufU", "bufV")
     args: tuple = ()           # ((name, default), ...)
+    full_batch: bool = False   # each step takes the whole training set (batch_size = its size)
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {}
 
 
 def register_optimizer(name: str, build: Callable, *, momentum: bool = True, state=("bufU", "bufV"),
-                       args: dict | None = None) -> None:
+                       args: dict | None = None, full_batch: bool = False) -> None:
     """Make an optimizer available to every experiment (``optimizer=name``; ``--optimizer`` of
     pyireg sweep lists the registry). ``build(model, lr, momentum, weight_decay, **args)``
     returns an object with ``step(X, y)``, per-network ``lr`` (and ``momentum`` when it takes
-    one), ``diverged``, ``steps`` and the per-weight arrays named by ``state``."""
-    OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()))
+    one), ``diverged``, ``steps`` and the per-weight arrays named by ``state``. A ``full_batch``
+    optimizer (conjugate gradient, ...) takes the whole training set at each step: sweeps with
+    it need batch_size = the training set's size (one step per epoch)."""
+    OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()),
+                                      bool(full_batch))
 
 
 def _builtin_optimizers():

@@ -393,7 +393,10 @@ def spec_from_config(config: dict) -> TrainSpec:
     n = config["num_networks"]
     wds = [wd for wd in config["weight_decays"] for _ in config["lr_scales"] for _ in config["widths"]]
     lss = [ls for _ in config["weight_decays"] for ls in config["lr_scales"] for _ in config["widths"]]
-    assert len(wds) == n
+    if len(wds) != n or len(config["grid_widths"]) != n:
+        from .store import SweepStateError
+        raise SweepStateError(f"out: config.json describes {n} networks but a grid of {len(wds)}; restore the "
+                              "sweep's own config.json")
     return TrainSpec(grid_widths=tuple(config["grid_widths"]), grid_weight_decays=tuple(wds), grid_lr_scales=tuple(lss),
                      epochs=config["epochs"], batch_size=config["batch_size"], drop_last=config["drop_last"],
                      schedule=schedule_from_json(config["schedule"]), init_std=init_std,

@@ -36,9 +36,10 @@ def _parse_error(capsys, argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--help" in err, err
-    return err
+    err = capsys.readouterr().err.strip().splitlines()
+    # the subcommand's usage line, then the error in one line
+    assert len(err) == 2 and err[0].startswith("usage: pyireg") and "--help" in err[1], err
+    return err[1]
 
 
 def test_version_and_python_m_pyireg(capsys):
@@ -57,7 +58,7 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     helps = {}
     for cmd in ("sweep", "reproduce", "bench", "theorem1", "convex"):
         with pytest.raises(SystemExit):
-            main([cmd, "--help"])
+            main([cmd, "figure1", "--help"] if cmd == "reproduce" else [cmd, "--help"])
         helps[cmd] = " ".join(capsys.readouterr().out.split())
     for cmd in ("sweep", "reproduce"):
         assert "--epochs EPOCHS epochs of training, as in the paper (default: 60)" in helps[cmd]
@@ -141,7 +142,8 @@ def test_output_paths_are_checked_before_long_runs(capsys, tmp_path, monkeypatch
     out = tmp_path / "s"
     assert main(["sweep", "--widths", "2", "--out", str(out), *SMALL]) == 0
     capsys.readouterr()
-    monkeypatch.setattr(D, "censor", lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
+    monkeypatch.setattr("pyireg.experiments.teacher.censor",
+                        lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
     err = _one_line_error(capsys, ["sweep", "--widths", "2", "--censor", "4", "--out", str(out), *SMALL])
     assert "already holds a sweep; pass resume=True (--resume)" in err
     monkeypatch.setattr("pyireg.experiments.paper.reproduce_figure2", lambda *a, **k: pytest.fail("ran"))
@@ -185,9 +187,12 @@ def test_sweep_with_your_own_data_file(capsys, tmp_path, kind):
         extra = ["--label-column", "species"]
     out = tmp_path / "out"
     assert main(["sweep", "--data", str(path), *extra, "--widths", "2,8", "--epochs", "2", "--batch-size", "30",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "sweep mine (90 train / 30 validation / 30 test, d=4, k=3)" in printed and "| 8 |" in printed
+    assert main(["sweep", "--data", str(path), *extra, "--widths", "2,8", "--epochs", "2", "--batch-size", "30",
+                 "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "| 8 |" not in capsys.readouterr().out             # --quiet: no table
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["dataset"]["classes"] == ["high", "low", "mid"] and cfg["dataset"]["name"] == "mine"
     again = pyireg.sweep(D.load_file(path, label_column="species" if extra else "label"), [2, 8], epochs=2,
@@ -232,21 +237,52 @@ def test_reproduce_hands_the_thesis_experiments_their_own_options(capsys):
     assert e.value.code == 2 and "perturbs every network" in capsys.readouterr().err
 
 
-def test_thesis_experiments_take_global_options_and_report_errors_in_one_line(capsys):
-    assert main(["reproduce", "measures", "--dataset", "bogus", "--widths", "1", "--epochs", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("pyireg reproduce: error: name: expected one of mnist5k") and "Traceback" not in err
-    with pytest.raises(ValueError, match="name: expected one of mnist5k"):
-        main(["--traceback", "reproduce", "pathsgd", "--dataset", "bogus", "--widths", "1", "--epochs", "1"])
+def test_thesis_experiments_take_global_options_and_report_errors_in_one_line(capsys, tmp_path):
+    err = _parse_error(capsys, ["reproduce", "measures", "--dataset", "bogus", "--widths", "1", "--epochs", "1",
+                                "--out", str(tmp_path / "m")])
+    assert "--dataset: invalid choice: 'bogus'" in err
+    for argv in (["reproduce", "measures", "--epochs", "0"], ["reproduce", "pathsgd", "--epochs", "0"],
+                 ["reproduce", "figure1", "--epochs", "0"], ["demo", "early-stopping", "--epochs", "0"]):
+        err = _parse_error(capsys, [*argv, "--out", str(tmp_path / "never")])
+        assert "--epochs: expected an integer >= 1, got 0" in err
+    assert not (tmp_path / "never").exists() and not (tmp_path / "m").exists()
     with pytest.raises(SystemExit):
-        main(["reproduce", "cost"])          # the cost study is not a reproduction
+        main(["reproduce", "cost"])          # the cost study is a benchmark (benchmarks/measures_cost.py)
 
 
-def test_thesis_experiments_read_widths_like_every_command(capsys):
-    from pyireg.experiments import thesis
-    with pytest.raises(SystemExit) as e:
-        main(["reproduce", "measures", "--widths", "1:x"])
-    assert e.value.code == 2
-    assert "--widths: expected widths like '1,2,4', '1:1024' or 'pow2:4096', got '1:x'" in capsys.readouterr().err
-    assert thesis.main(["cost", "--widths", "1:3", "--cheap", "--quiet"]) == 0
-    assert "epoch: 20 training steps" in capsys.readouterr().out
+def test_thesis_experiments_read_widths_like_every_command(capsys, tmp_path):
+    err = _parse_error(capsys, ["reproduce", "measures", "--widths", "1:x", "--out", str(tmp_path / "m")])
+    assert "--widths: expected widths like '1,2,4', '1:1024' or 'pow2:4096', got '1:x'" in err
+
+
+def test_a_thesis_experiment_runs_from_the_command_table(capsys, tmp_path):
+    from pyireg.experiments import load_results
+    assert main(["reproduce", "pathsgd", "--widths", "2,8", "--epochs", "1", "--lrs", "0.1", "--seed", "0",
+                 "--out", str(tmp_path / "p"), "--quiet", "--threads", "1"]) == 0
+    res = load_results(tmp_path / "p" / "path_sgd-unbalanced")
+    assert res.complete and res.config["run"]["command"].startswith("pyireg reproduce pathsgd --widths 2,8")
+
+
+def test_squared_loss_with_a_margin_fails_in_one_line_and_creates_nothing(capsys, tmp_path):
+    out = tmp_path / "sq"
+    for measures in ("margin", "path_l2,fro_margin"):
+        err = _one_line_error(capsys, ["sweep", "--loss", "squared", "--measures", measures, "--widths", "2",
+                                       "--out", str(out), *SMALL])
+        assert "needs class labels" in err
+        assert not out.exists()
+    # "all" with the squared loss records what the loss allows, margins left out
+    assert main(["sweep", "--loss", "squared", "--measures", "all", "--widths", "2", "--out", str(out), *SMALL]) == 0
+    cols = load_results_columns(out)
+    assert "path_l2" in cols and "margin" not in cols and "overparam_bound" not in cols
+    err = _parse_error(capsys, ["sweep", "--epochs", "0", "--widths", "2", "--out", str(tmp_path / "e0")])
+    assert "--epochs: expected an integer >= 1, got 0" in err and not (tmp_path / "e0").exists()
+
+
+def load_results_columns(out):
+    from pyireg.experiments import load_results
+    return set(load_results(out).history.columns)
+
+
+def test_device_cuda_is_refused_in_one_line_before_anything(capsys, tmp_path):
+    err = _one_line_error(capsys, ["sweep", "--device", "cuda", "--widths", "2", "--out", str(tmp_path / "g"), *SMALL])
+    assert "device: " in err and "'cpu'" in err and not (tmp_path / "g").exists()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ from pyireg.distributed import LocalExecutor, PackError, RayExecutor, makespan, 
 from pyireg.distributed.packs import check_plan
 from pyireg.experiments import SweepStateError, load_results, sweep
 
-S = importlib.import_module("pyireg.experiments.sweep")
-R = importlib.import_module("pyireg.distributed.runner")
+S = importlib.import_module("pyireg.experiments.store")
+R = importlib.import_module("pyireg.experiments.packed")
 VOLATILE = ["train_seconds"]                                   # wall-clock, per pack
 # 2 repetitions x (4 widths x 2 weight decays) = 16 networks, 64 units per repetition
 KW = dict(widths=[1, 3, 8, 20], seeds=[0, 2], weight_decays=[0.0, 1e-3], epochs=2, batch_size=20, progress=False)
@@ -392,6 +393,28 @@ def test_a_pack_that_raises_names_the_pack_and_keeps_the_others(ray_address, tin
     res = sweep(tiny, out=out, resume=True, executor=RayExecutor(_task_hook=_Log(tmp_path / "again")), **KW)
     assert _attempts(tmp_path / "again") == [5]
     _same(res.history, ref)
+
+
+@pytest.mark.parametrize("optimizer", ["path_sgd", "ddp_sgd"])
+def test_every_optimizer_on_ray_equals_the_local_sweep(ray_address, tiny, tmp_path, optimizer, capsys):
+    from pyireg.schedule import PaperSchedule
+    from pyireg.experiments import ChanceWarning
+    kw = dict(KW, optimizer=optimizer, schedule=PaperSchedule(lr0=0.05))
+    with warnings.catch_warnings():              # a width-8 network may end at chance: the same in both
+        warnings.simplefilter("ignore", ChanceWarning)
+        local = sweep(tiny, **kw).history.drop(columns=VOLATILE)
+        _same(sweep(tiny, out=tmp_path / "ray", executor=RayExecutor(pack_units=10), **kw).history, local, optimizer)
+    # and from the command line, resumed on Ray (finished: nothing to do)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 5))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    base = ["sweep", "--data", str(tmp_path / "d.npz"), "--widths", "1,4", "--epochs", "2", "--batch-size", "20",
+            "--optimizer", optimizer, "--lr", "0.05", "--out", str(tmp_path / "cli"), "--quiet"]
+    assert main(base) == 0
+    assert main(base[:-3] + ["--out", str(tmp_path / "cli-ray"), "--ray", "--quiet"]) == 0
+    pd.testing.assert_frame_equal(load_results(tmp_path / "cli-ray").history.drop(columns=VOLATILE),
+                                  load_results(tmp_path / "cli").history.drop(columns=VOLATILE), check_exact=True)
+    assert main(base[:-3] + ["--out", str(tmp_path / "cli-ray"), "--ray", "--resume", "--quiet"]) == 0
 
 
 def test_command_line_ray(ray_address, tmp_path, capsys):

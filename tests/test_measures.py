@@ -294,3 +294,45 @@ def test_a_diverged_network_gets_nan_measures_and_the_others_are_unchanged():
         if name not in ("norm_V", "spectral_V", "dist_V"):   # V of network 1 is still finite
             assert np.isnan(after[name][1]), name
         np.testing.assert_array_equal(after[name][[0, 2]], before[name][[0, 2]])
+
+
+def test_the_registry_is_one_table_of_decorated_functions():
+    """needs, the losses, the "all" list and the documentation's table come from the registry:
+    a measure registered with the decorator is computed, listed and documented at once."""
+    import pyireg.measures as M
+    table = M.markdown_table()
+    for name in M.ALL + M.PERTURBED:
+        assert f"| `{name}`" in table, name
+    assert "| `margin` | data | cross_entropy |" in table and "| `dist_U` | init | both |" in table
+    assert M.losses("margin") == ("cross_entropy",) and M.losses("path_l3") == ("cross_entropy", "squared")
+
+    @M.measure("test_units", doc="hidden units per network")
+    def _units(ctx):
+        return np.asarray(ctx.m.widths, dtype=np.float64)
+    try:
+        model = pyireg.PackedMLP([2, 5], 3, 2, seed=0)
+        assert M.needs("test_units") == set() and "test_units" in M.names_available()
+        np.testing.assert_array_equal(M.compute(model, "all")["test_units"], [2.0, 5.0])
+        assert "| `test_units` | weights | both | hidden units per network |" in M.markdown_table()
+    finally:
+        del M.REGISTRY["test_units"]
+
+
+def test_measures_do_not_import_the_model():
+    """model -> measures only (model.measures calls compute); measures take anything shaped like a
+    model, so there is no import circle."""
+    import ast
+    import inspect
+
+    import pyireg.measures as M
+    tree = ast.parse(inspect.getsource(M))
+    mods = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert "model" not in mods and not any(m.endswith(".model") for m in mods), mods
+
+
+def test_the_documentation_table_is_the_registry():
+    from pathlib import Path
+
+    import pyireg.measures as M
+    doc = Path(__file__).resolve().parents[1] / "docs" / "measures.md"
+    assert M.markdown_table() in doc.read_text(), "docs/measures.md is stale: regenerate it from markdown_table()"

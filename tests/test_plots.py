@@ -1,7 +1,7 @@
 """Figures: the plotted data are the summaries (checked on the line data of the axes), no panel is
 empty, the zoomed axis shows percentage-point differences, titles come from the data and
-settings, incomplete sweeps are labelled, and plot_results takes a path, a SweepResult, a
-DataFrame or a dict of them."""
+settings, incomplete sweeps are labelled, and plot_results takes a SweepResult, a DataFrame or a
+dict of them (directories are read by load_source: the plots never import the experiments)."""
 import numpy as np
 import pytest
 
@@ -9,6 +9,7 @@ from pyireg import _core
 from pyireg import data as D
 from pyireg.cli import main
 from pyireg.experiments import load_results, summarize, sweep
+from pyireg.experiments.results import load_source
 from pyireg.plots import plot_results, results_figure, results_table, zoom_limits
 
 
@@ -32,12 +33,22 @@ def figure2(tmp_path_factory):
     return out
 
 
+def _fig(path):
+    rows, meta = load_source(path)
+    return results_figure(rows, meta)
+
+
+def _table(path):
+    rows, meta = load_source(path)
+    return results_table(rows, meta)
+
+
 def _lines(ax):
     return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
 
 def test_figure2_panels_hold_the_summaries(figure2):
-    fig = results_figure(figure2)
+    fig = _fig(figure2)
     axes = fig.get_axes()
     assert len(axes) == 6
     for ax in axes:                                     # no empty panel
@@ -47,8 +58,10 @@ def test_figure2_panels_hold_the_summaries(figure2):
         summ = summarize(load_results(figure2 / key).history)
         base = summ.xs(0.0, level="weight_decay").xs(1.0, level="lr_scale")
         got = _lines(left)
-        for label, col in (("training (final)", "train_error_final"), ("test (final)", "test_error_final"),
-                           ("test (early stopping)", "test_error_es")):
+        # with several weight decays the final and early-stopped lines are weight decay 0's, and say so
+        wd = ", weight decay 0" if key == "original" else ""
+        for label, col in (("training (final)" + wd, "train_error_final"), ("test (final)" + wd, "test_error_final"),
+                           ("test (early stopping)" + wd, "test_error_es")):
             np.testing.assert_array_equal(got[label].get_xdata(), base.index.to_numpy())
             np.testing.assert_allclose(got[label].get_ydata(), base[col + "_mean"].to_numpy())
         chosen = "test, weight decay chosen by validation (early stopping)"
@@ -58,7 +71,7 @@ def test_figure2_panels_hold_the_summaries(figure2):
             np.testing.assert_allclose(got[chosen].get_ydata(), ch["test_error_es_mean"].to_numpy())
         # the zoomed panel: test curves only, on an axis narrower than the full one, around the best
         zoom = _lines(right)
-        assert "training (final)" not in zoom and set(zoom) <= set(got)
+        assert "training (final)" + wd not in zoom and set(zoom) <= set(got)
         lo, hi = right.get_ylim()
         best = base["test_error_final_mean"].min()
         assert lo <= best <= hi and (hi - lo) < (left.get_ylim()[1] - left.get_ylim()[0])
@@ -66,14 +79,15 @@ def test_figure2_panels_hold_the_summaries(figure2):
 
 
 def test_titles_come_from_the_data_and_settings(figure2):
-    axes = results_figure(figure2).get_axes()
+    axes = _fig(figure2).get_axes()
     titles = [" ".join(axes[i].get_title(loc="left").split()) for i in (0, 2, 4)]    # long titles are wrapped
     assert all(t.startswith("mnist5k: ") for t in titles)
     assert "original labels" in titles[0] and "weight decay from {0, 0.001}" in titles[0]
     assert "censored labels (H0 = 4 teacher" in titles[1] and "label noise" not in titles[1]
     assert "+ 10% label noise (drawn per repetition)" in titles[2]       # the actual noise level
     assert all("2,000 train / 2,000 validation, 2 epochs, 2 repetitions" in t for t in titles)
-    assert "10% label noise" in results_table(figure2)
+    assert "10% label noise" in _table(figure2)
+    assert "| H | train (final, wd 0) | test (final, wd 0) | test (early stop, wd 0) |" in _table(figure2)
 
 
 def test_zoom_shows_percentage_point_differences():
@@ -85,12 +99,13 @@ def test_zoom_shows_percentage_point_differences():
     assert zoom_limits([0.0, 0.2]) == (0.0, pytest.approx(0.21))
 
 
-def test_plot_results_takes_a_path_a_result_a_frame_or_a_dict(tmp_path):
+def test_plot_results_takes_a_result_a_frame_or_a_dict(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(150, 5))
     ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=30, n_test=30, name="blobs")
     res = sweep(ds, [2, 8], seeds=[0, 1], epochs=2, batch_size=30, out=tmp_path / "s", progress=False)
-    png = plot_results(tmp_path / "s")
+    rows, meta = load_source(tmp_path / "s")
+    png = plot_results(rows, tmp_path / "s" / "sweep.png", meta=meta)
     assert png == tmp_path / "s" / "sweep.png" and png.read_bytes()[:4] == b"\x89PNG"
     assert plot_results(res, tmp_path / "r.png") == tmp_path / "r.png"
     for source in (res, res.history, {"mine": res}):
@@ -100,10 +115,28 @@ def test_plot_results_takes_a_path_a_result_a_frame_or_a_dict(tmp_path):
                                    summarize(res.history).xs(0.0, level="weight_decay")
                                    .xs(1.0, level="lr_scale")["test_error_final_mean"].to_numpy())
     assert results_figure(res).get_axes()[0].get_title(loc="left").startswith("blobs: original labels")
-    with pytest.raises(TypeError, match="source: expected a directory path"):
+    from matplotlib.figure import Figure
+    assert isinstance(res.plot(), Figure) and res.plot(tmp_path / "m.png") == tmp_path / "m.png"   # notebooks
+    with pytest.raises(TypeError, match="source: expected a SweepResult"):
         plot_results(42)
+    with pytest.raises(TypeError, match="source: .* is a path; read it first"):
+        plot_results(tmp_path / "s")
     with pytest.raises(FileNotFoundError, match="source: .* is not a directory"):
-        plot_results(tmp_path / "nothing")
+        load_source(tmp_path / "nothing")
+
+
+def test_plots_never_import_the_experiments():
+    """The plots draw results; reading directories is the experiments' (no import circle)."""
+    import ast
+    import inspect
+
+    import pyireg.plots
+    import pyireg.summary
+    for mod in (pyireg.plots, pyireg.summary):
+        tree = ast.parse(inspect.getsource(mod))
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert names and not any("experiments" in m or "distributed" in m for m in names), (mod.__name__, names)
 
 
 def test_incomplete_sweeps_are_labelled(tmp_path):
@@ -119,9 +152,9 @@ def test_incomplete_sweeps_are_labelled(tmp_path):
     with pytest.raises(Stop):
         sweep((X, (X[:, 0] > 0).astype(int)), [2, 8], seeds=[0, 1, 2], epochs=3, batch_size=30,
               out=tmp_path / "s", progress=False, on_epoch=stop)
-    title = " ".join(results_figure(tmp_path / "s").get_axes()[0].get_title(loc="left").split())
+    title = " ".join(_fig(tmp_path / "s").get_axes()[0].get_title(loc="left").split())
     assert "INCOMPLETE: 1 of 3 repetitions finished, seed 1 at epoch 1 of 3" in title
-    assert "INCOMPLETE" in results_table(tmp_path / "s")
+    assert "INCOMPLETE" in _table(tmp_path / "s")
     assert main(["plot", str(tmp_path / "s"), "--output", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").exists()
 
@@ -132,7 +165,7 @@ def test_reproduce_figure1_and_its_figure(tmp_path):
     h = load_results(out / "original").history
     assert sorted(h.width.unique()) == [2, 16] and h.epoch.max() == 2 and h.repetition.unique().tolist() == [0]
     assert not (out / "censored").exists()
-    fig = results_figure(out)
+    fig = _fig(out)
     assert len(fig.get_axes()) == 2 and all(_lines(ax) for ax in fig.get_axes())
     assert fig._suptitle.get_text().startswith("Figure 1")
     assert (out / "figure1.png").read_bytes()[:4] == b"\x89PNG"

@@ -119,6 +119,10 @@ def test_sweep_bad_arguments(small):
         sweep(small, [4], weight_decays=[-1.0], progress=False)
 
 
+from pyireg.experiments import resources as R  # noqa: E402
+from pyireg.experiments import sweep as _sweep_fn  # noqa: E402,F401
+from pyireg.experiments import training as T  # noqa: E402
+
 S = importlib.import_module("pyireg.experiments.sweep")   # the module (its name is shadowed by the function)
 
 
@@ -161,7 +165,11 @@ def test_sweep_takes_a_pair_of_arrays_of_any_kind():
     (dict(init_std=-1.0), ValueError, "init_std: expected a positive number"),
     (dict(init_std=[1.0, 2.0, 3.0]), ValueError, "init_std: expected a positive number or 2 positive numbers"),
     (dict(dtype="int8"), ValueError, "dtype: expected float32 or float64"),
-    (dict(schedule="paper"), TypeError, "schedule: expected a PaperSchedule"),
+    (dict(schedule="paper"), TypeError, r"schedule: expected a schedule \(an object with lr\(epoch\)"),
+    (dict(optimizer="adam"), ValueError, "optimizer: expected one of momentum_sgd, path_sgd, ddp_sgd"),
+    (dict(optimizer="ddp_sgd", optimizer_args={"beta": 1}), ValueError, "optimizer_args: ddp_sgd takes alpha"),
+    (dict(device="cuda"), ValueError, "device: .cuda."),
+    (dict(measures=["margin"], loss="squared"), ValueError, "measures: .margin. needs class labels"),
     (dict(max_memory=1000), MemoryError, r"widths: this sweep needs about .* hidden units"),
 ])
 def test_every_argument_is_checked_before_any_output(tmp_path, kw, exc, match):
@@ -173,17 +181,17 @@ def test_every_argument_is_checked_before_any_output(tmp_path, kw, exc, match):
 
 
 def test_memory_estimate_before_anything_is_allocated():
-    est = S.estimate_memory(range(1, 100001), 100, 10)           # the issue's --widths 1:100000
+    est = R.estimate_memory(range(1, 100001), 100, 10)           # the issue's --widths 1:100000
     assert est["hidden_units"] == 100000 * 100001 // 2
     assert est["weights and momentum"] == 2 * est["hidden_units"] * 110 * 4
     assert est["total"] > 2 ** 40                                  # TiB: refused on any machine this runs on
     with pytest.raises(MemoryError, match=r"needs about [\d.]+ TiB"):
-        S.check_memory(est)
-    small = S.estimate_memory([1, 2, 4], 100, 10)
-    S.check_memory(small)
-    S.check_memory(est, max_memory=0)                              # 0: no check
-    assert S.estimate_memory([64], 100, 10, dtype="float64")["weights and momentum"] == \
-        2 * S.estimate_memory([64], 100, 10)["weights and momentum"]
+        R.check_memory(est)
+    small = R.estimate_memory([1, 2, 4], 100, 10)
+    R.check_memory(small)
+    R.check_memory(est, max_memory=0)                              # 0: no check
+    assert R.estimate_memory([64], 100, 10, dtype="float64")["weights and momentum"] == \
+        2 * R.estimate_memory([64], 100, 10)["weights and momentum"]
 
 
 def test_epoch_bookkeeping_makes_no_copy_of_the_weights():
@@ -193,9 +201,9 @@ def test_epoch_bookkeeping_makes_no_copy_of_the_weights():
     ev = {s: (np.zeros(2), np.ones(2)) for s in ("train", "val", "test")}
     b0, s0 = model.unit_balance(), 2 * model.measures()["l2_penalty"]
     args = (model, opt, ev, b0, s0, 0, 1, np.array(model.widths), np.zeros(2), np.ones(2), 10, 0.1)
-    S._epoch_frame(*args)                                          # warm up (imports, caches)
+    T.epoch_frame(*args)                                          # warm up (imports, caches)
     tracemalloc.start()
-    frame = S._epoch_frame(*args)
+    frame = T.epoch_frame(*args)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < model.U.nbytes / 4, (peak, model.U.nbytes)
@@ -227,7 +235,7 @@ def test_networks_stuck_at_chance_are_reported_with_the_likely_cause():
     with pytest.warns(S.ChanceWarning, match=r"ended at chance.*ln 10.*not standardized.*standardize=True"):
         res = sweep(ds, [1, 4, 16], epochs=2, progress=False)
     h = res.history
-    expect = np.abs(h.train_loss - np.log(10)) <= S.CHANCE_RTOL * np.log(10)
+    expect = np.abs(h.train_loss - np.log(10)) <= T.CHANCE_RTOL * np.log(10)
     np.testing.assert_array_equal(h.at_chance.to_numpy(), expect.to_numpy())
     assert h.at_chance.any() and not h.diverged.any()
     good = sweep(D.from_arrays(raw, labels, n_val=100, n_test=100), [1, 4, 16], epochs=2, progress=False)
@@ -236,16 +244,16 @@ def test_networks_stuck_at_chance_are_reported_with_the_likely_cause():
 
 def test_label_noise_and_split_are_drawn_per_repetition():
     ds = D.load("mnist5k", n_train=300, n_val=200, n_test=200)
-    r0 = S.rep_dataset(ds, 0, label_noise=0.1)
-    r1 = S.rep_dataset(ds, 1, label_noise=0.1)
+    r0 = T.rep_dataset(ds, 0, label_noise=0.1)
+    r1 = T.rep_dataset(ds, 1, label_noise=0.1)
     assert not np.array_equal(r0.y_train, r1.y_train)
-    np.testing.assert_array_equal(r0.y_train, D.label_noise(ds, 0.1, seed=S.NOISE_SEED_OFFSET).y_train)
+    np.testing.assert_array_equal(r0.y_train, D.label_noise(ds, 0.1, seed=T.NOISE_SEED_OFFSET).y_train)
     res = sweep(ds, [4, 16], seeds=[0, 1], epochs=2, label_noise=0.1, progress=False)
-    alone = sweep(D.label_noise(ds, 0.1, seed=S.NOISE_SEED_OFFSET + 1), [4, 16], seeds=[1], epochs=2, progress=False)
+    alone = sweep(D.label_noise(ds, 0.1, seed=T.NOISE_SEED_OFFSET + 1), [4, 16], seeds=[1], epochs=2, progress=False)
     cols = [c for c in res.history.columns if c != "train_seconds"]
     pd.testing.assert_frame_equal(res.history[res.history.repetition == 1][cols].reset_index(drop=True),
                                   alone.history[cols])
-    s0, s1 = S.rep_dataset(ds, 0, resample_split=True), S.rep_dataset(ds, 1, resample_split=True)
+    s0, s1 = T.rep_dataset(ds, 0, resample_split=True), T.rep_dataset(ds, 1, resample_split=True)
     assert not np.array_equal(s0.y_train, s1.y_train)
     np.testing.assert_array_equal(s0.y_test, s1.y_test)
     split = sweep(ds, [4], seeds=[0, 1], epochs=1, resample_split=True, progress=False)
@@ -260,7 +268,7 @@ def test_progress_is_a_plain_rate_limited_line_off_a_terminal(capsys, monkeypatc
     assert "\r" not in err and len(lines) == 2                          # first and last epoch only
     assert all("best val error" in line and "test" not in line for line in lines)
     assert "rep 1/2 (seed 0) epoch 1/3" in lines[0] and "rep 2/2 (seed 1) epoch 3/3" in lines[1]
-    monkeypatch.setattr(S, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(R, "PROGRESS_INTERVAL", 0.0)
     sweep((X, y), [2, 8], seeds=[0, 1], epochs=3, batch_size=20)
     assert len(capsys.readouterr().err.strip().splitlines()) == 6       # one line per epoch
     sweep((X, y), [2, 8], epochs=3, batch_size=20, progress=False)
@@ -341,7 +349,7 @@ def test_sweep_records_measures_every_epoch_in_process_and_in_packs(tmp_path):
         np.testing.assert_array_equal(np.isfinite(a[name]), a["margin"] > 0)
     assert (a.loc[a.epoch == 1, "dist_U"] > 0).all()
     # the last epoch's values are those of the final weights (retrained here outside the sweep)
-    from pyireg.experiments.sweep import TrainSpec, train_networks
+    from pyireg.experiments.training import TrainSpec, train_networks
     from pyireg.schedule import PaperSchedule
     ds = pyireg.data.from_arrays(X, y)
     spec = TrainSpec(grid_widths=(2, 16, 64), grid_weight_decays=(0.0,) * 3, grid_lr_scales=(1.0,) * 3, epochs=2,
@@ -372,7 +380,7 @@ def test_linear_networks_with_the_squared_loss_in_a_sweep(tmp_path):
     assert (h.trace_norm <= h.group_l1 * (1 + 1e-6)).all() and (h.group_l1 <= h.l2_penalty * (1 + 1e-6)).all()
     assert not h.at_chance.any()                      # the chance level is a cross-entropy notion
     # the recorded training error is the argmax error of the final linear maps on the training set
-    from pyireg.experiments.sweep import TrainSpec, train_networks
+    from pyireg.experiments.training import TrainSpec, train_networks
     from pyireg.schedule import PaperSchedule
     ds = pyireg.data.from_arrays(X, y)
     spec = TrainSpec(grid_widths=(1, 3, 8) * 2, grid_weight_decays=(0.0,) * 3 + (1e-2,) * 3, grid_lr_scales=(1.0,) * 6,

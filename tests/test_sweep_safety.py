@@ -5,6 +5,7 @@ are always a prefix of it. Files that are missing, corrupt or inconsistent are r
 reason, never overwritten."""
 import errno
 import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -12,18 +13,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import kill_after_ops
 
 from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import SweepStateError, load_results, sweep
+from pyireg.schedule import PaperSchedule
 
-S = importlib.import_module("pyireg.experiments.sweep")   # the module (its name is shadowed by the function)
+S = importlib.import_module("pyireg.experiments.store")   # the sweep directory: its fault hook
 KW = dict(widths=[1, 3], seeds=[0, 1], epochs=2, batch_size=20, progress=False)   # 4 commits
 VOLATILE = ["train_seconds"]                                                        # wall-clock
 
@@ -75,13 +77,13 @@ def _leftovers(out):
     return sorted(p.name for p in out.rglob("*") if p.name.endswith((".tmp", ".staged")))
 
 
-def _resume_through(tiny, out, ref, hook_factory, policy, why):
+def _resume_through(tiny, out, ref, hook_factory, policy, why, **extra):
     """Run and resume until the sweep completes; hook_factory() gives the hook of each run (it
     may stop it). Checks the prefix property after every interruption. Returns the number of runs."""
     for runs in range(1, 50):
         S._FAULT_HOOK = hook_factory()
         try:
-            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **KW)
+            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **KW, **extra)
         except (Killed, OSError):
             _assert_prefix(out, ref, f"{why}, after interruption {runs}")
             continue
@@ -158,10 +160,13 @@ def _kill_at(i):
     return hook
 
 
-def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
+@pytest.mark.parametrize("optimizer", ["momentum_sgd", "path_sgd", "ddp_sgd"])
+def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path, optimizer):
     """OSError ENOSPC raised by each file operation in turn (each write that reaches the
-    operating system, each fsync, rename, removal), as a full disk or a failing device would."""
-    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints="final")
+    operating system, each fsync, rename, removal), as a full disk or a failing device would;
+    for every optimizer (each checkpoints its own state)."""
+    extra = dict(optimizer=optimizer, schedule=PaperSchedule(lr0=0.05))
+    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints="final", **extra)
     writes = sum(op == "write" for op, _ in ops)
     assert writes >= 9                            # config, 2 + 2 checkpoints (final kept), 4 histories
     for i, (op, name) in enumerate(ops):
@@ -179,7 +184,7 @@ def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
         S._FAULT_HOOK = factory()
         try:
             with pytest.raises(OSError) as info:
-                sweep(tiny, out=out, checkpoints="final", **KW)
+                sweep(tiny, out=out, checkpoints="final", **KW, **extra)
         finally:
             S._FAULT_HOOK = None
         assert info.value.errno == errno.ENOSPC
@@ -188,7 +193,7 @@ def test_full_disk_at_every_file_operation_then_resumed(tiny, tmp_path):
         assert all(n.endswith(".staged") for n in left) and (not left or op in ("rename", "fsync-dir")), \
             f"failure at {i} {op} {name}: left {left}"
         _assert_prefix(out, ref, f"failure at operation {i} ({op} {name})")
-        _resume_through(tiny, out, ref, lambda: None, "final", f"failure at operation {i} ({op} {name})")
+        _resume_through(tiny, out, ref, lambda: None, "final", f"failure at operation {i} ({op} {name})", **extra)
         assert sorted(p.name for p in (out / "checkpoints").iterdir()) == _expected_checkpoints("final")
     print(f"\nENOSPC at each of {len(ops)} file operations ({writes} writes), each resumed to the same history")
 
@@ -197,7 +202,7 @@ _CHILD = r"""
 import importlib
 import sys
 import pyarrow.parquet                    # imported before the sweep starts, as in the parent's timing
-S = importlib.import_module("pyireg.experiments.sweep")
+S = importlib.import_module("pyireg.experiments.store")
 
 
 def report(op, path):                     # tell the parent about each file operation, as it starts
@@ -232,22 +237,10 @@ def test_random_sigkill_and_sigterm_then_resume(tiny, tmp_path):
                              stderr=subprocess.PIPE, env=env, text=True)
         # a random instant: after a random number of the sweep's file operations, plus a random delay
         # (so it may land inside a write, an fsync or a training step)
-        target, seen = int(rng.integers(1, 30)), 0
-        while kills < 6 and seen < target:
-            line = p.stdout.readline()
-            if not line:
-                break
-            seen += line.startswith("op ")
-        if kills < 6 and seen == target:
-            time.sleep(rng.uniform(0.0, 0.02))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL if kills % 2 == 0 else signal.SIGTERM)
-                kills += 1
-        p.stdout.read()
-        rc = p.wait(timeout=120)
-        err = p.stderr.read()
-        p.stdout.close()
-        p.stderr.close()
+        target = int(rng.integers(1, 30)) if kills < 6 else None
+        killed, rc, err = kill_after_ops(p, target, signal.SIGKILL if kills % 2 == 0 else signal.SIGTERM,
+                                         rng.uniform(0.0, 0.02) if target is not None else 0.0)
+        kills += killed
         exits.append(rc)
         assert "Traceback" not in err, err
         rows.append(_assert_prefix(out, ref, f"after kill {kills}"))
@@ -306,10 +299,20 @@ def test_config_is_written_once_atomically_and_a_corrupt_one_is_refused(tiny, tm
         sweep(tiny, out=out, resume=True, **KW)
 
 
+def _rerecord(out, name):
+    """Record checkpoints/NAME's present checksum in the history, as if it had been committed so:
+    what lies behind the checksum (the structural checks) is then tested."""
+    hist, meta = S.read_history(out / "history.parquet")
+    meta["checkpoints"][name] = hashlib.sha256((out / "checkpoints" / name).read_bytes()).hexdigest()
+    del meta["rows_sha256"]
+    (out / "history.parquet").write_bytes(bytes(S.parquet_bytes(hist, meta)))
+
+
 def test_wrong_checkpoints_are_refused_never_broadcast(tiny, tmp_path):
     out = tmp_path / "s"
     _cut(tiny, out)
     ck = out / "checkpoints" / "rep0-epoch1.npz"
+    good_bytes = ck.read_bytes()
     with np.load(ck) as z:
         good = dict(z)
     cases = {
@@ -317,20 +320,27 @@ def test_wrong_checkpoints_are_refused_never_broadcast(tiny, tmp_path):
         "V of shape": dict(good, V=good["V"].astype(np.float64)),
         "another sweep": dict(good, sweep_id=np.str_("0" * 32)),
         "other widths": dict(good, offsets=good["offsets"] + 1),
-        "diverged": dict(good, diverged=good["diverged"][:1]),
+        "diverged of shape": dict(good, diverged=good["diverged"][:1]),
         "expected seed 0 epoch 1": dict(good, epoch=np.int64(2)),
+        r"other members .*unexpected: extra.npy": dict(good, extra=np.zeros(3)),
+        r"other members .*missing: bufU": {k: v for k, v in good.items() if k != "bufU"},
     }
     for why, arrays in cases.items():
         np.savez(ck, **arrays)
+        # members and sizes are checked before the bytes are hashed, the checksum before the values
+        with pytest.raises(SweepStateError, match="was changed after it was committed|other members"):
+            sweep(tiny, out=out, resume=True, **KW)
+        _rerecord(out, ck.name)
         with pytest.raises(SweepStateError, match=why):
             sweep(tiny, out=out, resume=True, **KW)
-    ck.write_bytes(ck.read_bytes()[:100])
-    with pytest.raises(SweepStateError, match="corrupt"):
+    ck.write_bytes(good_bytes[:100])
+    with pytest.raises(SweepStateError, match="is not a checkpoint archive"):
         sweep(tiny, out=out, resume=True, **KW)
     ck.unlink()
     with pytest.raises(SweepStateError, match="rep0-epoch1.npz is missing.*1 of 2 epochs"):
         sweep(tiny, out=out, resume=True, **KW)
-    np.savez(ck, **good)
+    ck.write_bytes(good_bytes)
+    _rerecord(out, ck.name)
     assert sweep(tiny, out=out, resume=True, **KW).complete
 
 

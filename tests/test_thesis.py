@@ -35,7 +35,23 @@ def test_pathsgd_experiment_is_invariant_to_the_unbalanced_initialization(tmp_pa
     np.testing.assert_allclose(p.loc["standard"].test_final, p.loc["unbalanced"].test_final, atol=0.002)
 
 
-def test_main_runs_the_cost_table(capsys):
-    assert T.main(["cost", "--widths", "2,8", "--quiet"]) == 0
+def test_measures_cost_benchmark_runs_its_table(capsys):
+    """The timing moved to benchmarks/measures_cost.py; its quick run still produces the table."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "measures_cost.py"
+    spec = importlib.util.spec_from_file_location("measures_cost", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--widths", "2,8", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "fraction_of_sweep_epoch" in out and "sharpness_worst" in out
+
+
+def test_thesis_experiments_write_sweep_directories_that_load_results_reads(tmp_path):
+    from pyireg.experiments import load_results
+    T.reproduce_pathsgd(tmp_path, widths=[2, 8], epochs=2, lrs=(0.1,), seeds=(0,), progress=False)
+    for d in ("sgd-standard", "sgd-unbalanced", "path_sgd-standard", "path_sgd-unbalanced"):
+        res = load_results(tmp_path / d)
+        assert res.complete and res.config["optimizer"] == ("path_sgd" if d.startswith("path") else "momentum_sgd")
+    assert load_results(tmp_path / "path_sgd-unbalanced").config["init_transform"] == "unbalanced"

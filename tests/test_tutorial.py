@@ -12,8 +12,12 @@ from pyireg.experiments import knobs, tutorial
 def test_demo_command_writes_a_figure_and_a_table(name, tmp_path, capsys):
     if name == "matrix-completion":
         pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
-    assert tutorial.main([name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    from pyireg.cli import main
+    assert main(["demo", name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
     png, csv = tmp_path / f"{name}.png", tmp_path / f"{name}.csv"
+    import json
+    record = json.loads((tmp_path / f"{name}.json").read_text())       # the demo's settings and run record
+    assert record["demo"] == name and record["quick"] and record["run"]["command"].startswith("pyireg demo")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(csv)
     assert len(table) > 0
@@ -32,8 +36,35 @@ def test_quick_min_norm_demo_still_finds_the_pseudo_inverse(tmp_path):
 def test_unknown_demo_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="name: expected one of min-norm"):
         tutorial.run("lazy", tmp_path)
+    from pyireg.cli import main
     with pytest.raises(SystemExit):
-        tutorial.main(["lazy"])
+        main(["demo", "lazy"])
+
+
+def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """One override syntax: each setting of a demonstration is an option, like sweep's; a bad value
+    is refused by the parser and nothing is created."""
+    from pyireg.cli import main
+    out = tmp_path / "never"
+    for argv in (["demo", "init-scale", "--epochs", "0"], ["demo", "init-scale", "--widths", "8,x"],
+                 ["demo", "learning-rate", "--lrs", "-1"], ["demo", "min-norm", "--bogus", "1"]):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 2 and err[0].startswith(f"usage: pyireg demo {argv[1]} ")
+        assert not out.exists()
+    with pytest.raises(ValueError, match="epochs: expected positive integers, got 0"):
+        tutorial.run("init-scale", out, epochs=0)
+    assert not out.exists()
+    # data that cannot be loaded (mnist needs its files): one line, and still nothing created
+    monkeypatch.delenv("PYIREG_DATA", raising=False)
+    assert main(["demo", "early-stopping", "--dataset", "mnist", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mnist" in err[0] and not out.exists()
+    assert main(["demo", "init-scale", "--quick", "--epochs", "1", "--widths", "4", "--scales", "0.5,1", "--out",
+                 str(tmp_path / "d"), "--quiet"]) == 0
+    t = pd.read_csv(tmp_path / "d" / "init-scale.csv")
+    assert set(t["H"]) == {4} and set(t["init_scale"]) == {0.5, 1.0}       # the options reached the demo
 
 
 def test_training_loop_records_every_network_and_epoch():
@@ -104,3 +135,21 @@ def test_settings_compared_at_one_width_start_from_the_same_draws():
     # an init scale multiplies the same directions
     m = pyireg.PackedMLP([8, 8], 100, 10, init_std=np.array([0.1, 0.3]), seed=np.array([seeds[0], seeds[0]]))
     np.testing.assert_allclose(m.network(1)[0], 3 * m.network(0)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,run_dir", [("init-scale", "init-scale-run"), ("learning-rate", "learning-rate-run"),
+                                          ("batch-size", "batch-size-run-b20"),
+                                          ("early-stopping", "early-stopping-run-q0.2")])
+def test_relu_demos_train_with_the_one_loop_and_write_sweep_directories(name, run_dir, tmp_path, capsys):
+    """The ReLU demonstrations train through pyireg.experiments.training.train_networks; each run
+    is also a directory that load_results reads (the sweep's history schema, epoch 0 included)
+    and that pyireg plot draws."""
+    from pyireg.cli import main
+    from pyireg.experiments import load_results
+    assert main(["demo", name, "--quick", "--out", str(tmp_path), "--threads", "1", "--quiet"]) == 0
+    res = load_results(tmp_path / run_dir)
+    h = res.history
+    assert h.epoch.min() == 0 and res.complete and res.config["run"]["command"].startswith(f"pyireg demo {name}")
+    assert {"train_error", "val_error", "test_error", "norm_U", "diverged"} <= set(h.columns)
+    assert main(["plot", str(tmp_path / run_dir), "--output", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

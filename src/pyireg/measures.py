@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import math
 import re
+
 import numpy as np
 
 from ._validate import as_float_array, as_labels, positive_int
@@ -107,52 +108,84 @@ from ._validate import as_float_array, as_labels, positive_int
 # column indices of the native unit_stats table (csrc/cpu/measures.h)
 _U2, _V2, _U1, _V1, _UP, _VP, _UMAX, _VMAX, _DU2, _DV2 = range(10)
 
-NATIVE = ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")
-WEIGHT = NATIVE + ("fro_product", "path_linf", "spectral_U", "spectral_V", "spectral_product",
-                   "spectral_end_to_end", "trace_norm")
-INIT = ("dist_U", "dist_V")
-DATA = ("margin", "fro_margin", "path_l1_margin", "path_l2_margin", "spectral_margin", "ddp_path")
-INIT_DATA = ("overparam_bound",)
-PERTURBED = ("sharpness_expected", "sharpness_worst", "pac_bayes")
-#: Names ``names="all"`` may return (the perturbed ones only when named).
-ALL = WEIGHT + INIT + DATA + INIT_DATA
-#: What ``names=None`` returns: the native weight measures (cheap, always available).
-DEFAULT = NATIVE
 _PATH = re.compile(r"^path_l(\d+(\.\d+)?)$")
+BOTH_LOSSES = ("cross_entropy", "squared")
 
 DEFAULTS = dict(percentile=5.0, alpha=5e-4, samples=8, ascent_steps=10,
                 pac_alphas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), ddp_alpha=0.5, delta=0.01, seed=0,
                 batch_size=512)
 
 
+# ----------------------------------------------------------------------------- the registry
+class Measure:
+    """One registered measure: its function fn(ctx) -> (N,) values, what it needs besides the
+    weights ({"init", "data"}), the losses it is defined for, whether it perturbs the weights
+    (computed only when named), its group in the documentation, and a one-line description."""
+
+    __slots__ = ("name", "fn", "needs", "losses", "perturbed", "group", "doc")
+
+    def __init__(self, name, fn, needs, losses, perturbed, group, doc):
+        self.name, self.fn, self.needs, self.losses = name, fn, frozenset(needs), tuple(losses)
+        self.perturbed, self.group, self.doc = bool(perturbed), group, doc
+
+
+REGISTRY: dict = {}      # name -> Measure, in the order of the documentation
+
+
+def measure(name: str, *, needs=(), losses=BOTH_LOSSES, perturbed=False, group="weights", doc=""):
+    """Register ``fn(ctx)`` as the measure ``name`` (a decorator). ``ctx`` gives the model
+    (``ctx.m``: anything shaped like a PackedMLP), the data, the initial weights and the other
+    measures (``ctx.get(name)``), each computed once per ``compute`` call."""
+    def deco(fn):
+        REGISTRY[name] = Measure(name, fn, needs, losses, perturbed, group, doc or (fn.__doc__ or "").strip())
+        return fn
+    return deco
+
+
 def needs(name: str) -> set:
     """What a measure needs besides the weights: a subset of {"init", "data"}."""
-    if name in WEIGHT or _PATH.match(name):
+    if name in REGISTRY:
+        return set(REGISTRY[name].needs)
+    if _PATH.match(name):
         return set()
-    if name in INIT:
-        return {"init"}
-    if name in DATA or name in PERTURBED:
-        return {"data"}
-    if name in INIT_DATA:
-        return {"init", "data"}
-    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(ALL + PERTURBED)} "
+    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)} "
                      "or path_l<p> (p > 0)")
+
+
+def losses(name: str) -> tuple:
+    """The losses a measure is defined for: margins need class labels (cross-entropy)."""
+    needs(name)
+    return REGISTRY[name].losses if name in REGISTRY else BOTH_LOSSES
+
+
+def markdown_table() -> str:
+    """The measures as a Markdown table (name, needs, losses, what it is), from the registry:
+    the documentation's table."""
+    rows = ["| measure | needs | losses | what it is |", "| --- | --- | --- | --- |"]
+    for m in REGISTRY.values():
+        need = ", ".join(sorted(m.needs)) or "weights"
+        loss = "both" if set(m.losses) == set(BOTH_LOSSES) else ", ".join(m.losses)
+        rows.append(f"| `{m.name}`{' (perturbed)' if m.perturbed else ''} | {need} | {loss} | {m.doc} |")
+    rows.append("| `path_l<p>` | weights | both | the lp path norm for any p > 0, e.g. `path_l3` |")
+    return "\n".join(rows)
 
 
 def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
     """Per-network complexity measures: ``{name: array of shape (N,)}`` (float64).
 
-    ``names``: None (the native weight measures, ``DEFAULT``), "all" (every measure of ``ALL``
-    the given inputs allow), or an iterable of names (module docstring; ``path_l<p>`` for any
-    p > 0). ``X`` (m, d) and ``y`` (m,) class labels: the data of the margin-based measures,
-    normally the training set. ``init``: the model at initialization (a PackedMLP of the same
+    ``model``: a PackedMLP, or anything shaped like one (U, V, offsets, widths and the native
+    engine). ``names``: None (the native weight measures, ``DEFAULT``), "all" (every measure of
+    ``ALL`` the given inputs allow), or an iterable of names (module docstring; ``path_l<p>`` for
+    any p > 0). ``X`` (m, d) and ``y`` (m,) class labels: the data of the margin-based measures,
+    normally the training set. ``init``: the model at initialization (a model of the same
     widths, or a pair (U0, V0)). Options (``DEFAULTS``): percentile, alpha (sharpness scale),
     samples, ascent_steps, pac_alphas, ddp_alpha, delta, seed (of the perturbations),
     batch_size (samples per native block).
     """
-    from .model import PackedMLP
-    if not isinstance(model, PackedMLP):
-        raise TypeError(f"model: expected a PackedMLP, got {type(model).__name__}")
+    missing = [a for a in ("U", "V", "offsets", "widths", "_engine") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"model: expected a PackedMLP (or a model shaped like one), got {type(model).__name__} "
+                        f"without {', '.join(missing)}")
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"options: unknown option(s) {', '.join(sorted(unknown))}; expected any of "
@@ -229,109 +262,183 @@ class _Context:
                                                    positive_int(self.opt["batch_size"], "batch_size"))
         return self.cache["forward"]
 
-    def margin(self):
-        margins, _ = self.forward_stats()
-        if margins is None:
-            raise ValueError("y: margins need class labels (a cross-entropy model)")
-        return np.percentile(margins, float(self.opt["percentile"]), axis=1)
-
     def normalized(self, value):
         g = self.get("margin")
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(g > 0, value / np.where(g > 0, g, 1.0), np.nan)
 
-    # ---------------------------------------------------------------- the registry
+    def labels(self):
+        return self.y_raw if self.y is None else self.y
+
     def get(self, name):
         if name in self.cache:
             return self.cache[name]
-        v = self._compute(name)
+        if name in REGISTRY:
+            v = REGISTRY[name].fn(self)
+        else:
+            v = self._path(name)
         self.cache[name] = np.asarray(v, dtype=np.float64)
         return self.cache[name]
 
-    def _compute(self, name):
-        m, o = self.m, self.opt
-        if name in NATIVE:
-            return self.native()[name]
+    def _path(self, name):
         mt = _PATH.match(name)
-        if mt:
-            p = float(mt.group(1))
-            if not p > 0:
-                raise ValueError(f"names: {name!r}: expected p > 0")
-            if p == 1 or p == 2:
-                return self.native()[name if name in NATIVE else f"path_l{int(p)}"]
-            s = self.stats(p)
-            return self._sum(s[:, _UP] * s[:, _VP]) ** (1.0 / p)
-        if name == "path_linf":
-            s = self.stats()
-            return self._max(s[:, _UMAX] * s[:, _VMAX])
-        if name == "fro_product":
-            return self.get("norm_U") * self.get("norm_V")
-        if name in ("spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm"):
-            return self.spectral()[name]
-        if name == "spectral_product":
-            return self.get("spectral_U") * self.get("spectral_V")
-        if name in ("dist_U", "dist_V"):
-            s = self.stats()
-            return np.sqrt(self._sum(s[:, _DU2 if name == "dist_U" else _DV2]))
-        if name == "margin":
-            return self.margin()
-        if name == "fro_margin":
-            return self.normalized(self.get("fro_product"))
-        if name == "path_l1_margin":
-            return self.normalized(self.get("path_l1"))
-        if name == "path_l2_margin":
-            return self.normalized(self.get("path_l2"))
-        if name == "spectral_margin":
-            return self.normalized(self.get("spectral_product"))
-        if name == "ddp_path":
-            a = float(o["ddp_alpha"])
-            if not 0 <= a <= 1:
-                raise ValueError(f"ddp_alpha: expected a value in [0, 1], got {a!r}")
-            n_samples = self.X.shape[0]
-            z2, _ = m._engine.unit_moments(m.U, self.X, positive_int(o["batch_size"], "batch_size"))
-            s = self.stats()
-            _, out2 = self.forward_stats()
-            g = (a * a * self.get("path_l2") ** 2 + a * (1 - a) * self._sum(z2 / n_samples * s[:, _V2])
-                 + (1 - a) * out2)
-            return np.sqrt(g)
-        if name == "overparam_bound":
-            return self._overparam()
-        if name == "sharpness_expected":
-            return sharpness_expected(m, self.X, self._labels(), alpha=o["alpha"], samples=o["samples"],
-                                      seed=o["seed"], batch_size=o["batch_size"])
-        if name == "sharpness_worst":
-            return sharpness_worst(m, self.X, self._labels(), alpha=o["alpha"], steps=o["ascent_steps"],
-                                   batch_size=o["batch_size"])
-        if name == "pac_bayes":
-            return pac_bayes(m, self.X, self._labels(), alphas=o["pac_alphas"], samples=o["samples"],
-                             delta=o["delta"], seed=o["seed"], batch_size=o["batch_size"])
-        raise AssertionError(name)
+        if not mt:
+            needs(name)                 # raises the unknown-measure error
+        p = float(mt.group(1))
+        if not p > 0:
+            raise ValueError(f"names: {name!r}: expected p > 0")
+        if p == 1 or p == 2:
+            return self.native()[f"path_l{int(p)}"]
+        s = self.stats(p)
+        return self._sum(s[:, _UP] * s[:, _VP]) ** (1.0 / p)
 
-    def _labels(self):
-        if self.y is None:
-            return self.y_raw
-        return self.y
 
-    def _overparam(self):
-        m, o = self.m, self.opt
-        gamma = self.get("margin")
-        n_samples = self.X.shape[0]
-        c = m.out_features
-        _, a2_0 = m._engine.unit_moments(self.U0, self.X, positive_int(o["batch_size"], "batch_size"))
-        init_term = np.sqrt(self._sum(a2_0)) / math.sqrt(n_samples)          # ||[U0 X]_+||_F / sqrt(m)
-        data_l2 = float(np.sum(np.square(self.X, dtype=np.float64))) / n_samples  # ||X||_F^2 / m
-        delta = float(o["delta"])
-        H = np.asarray(m.widths, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            R = (3 * math.sqrt(2) * (math.sqrt(2 * c) + 1) * (self.get("norm_V") + 1)
-                 * (init_term + self.get("dist_U") * math.sqrt(data_l2) + 1) / gamma)
-            cap = (R + 3 * np.sqrt(5 * H + np.log(np.maximum(1.0, gamma * math.sqrt(n_samples)) / delta))) ** 2
-        return np.where(gamma > 0, np.sqrt(cap / n_samples), np.nan)
+# ----------------------------------------------------------------------------- the measures
+def _native(name, doc):
+    measure(name, doc=doc)(lambda ctx: ctx.native()[name])
+
+
+_native("l2_penalty", "1/2 (‖U_n‖_F² + ‖V_n‖_F²), the weight-decay term")
+_native("group_l1", "Σ_h ‖u_h‖ ‖v_h‖, the least l2_penalty over Theorem-1 rescalings")
+_native("path_l1", "the l1 path norm φ_1")
+_native("path_l2", "the l2 path norm φ_2")
+_native("norm_U", "‖U_n‖_F")
+_native("norm_V", "‖V_n‖_F")
+
+
+@measure("fro_product", doc="‖U_n‖_F ‖V_n‖_F")
+def _fro_product(ctx):
+    return ctx.get("norm_U") * ctx.get("norm_V")
+
+
+@measure("path_linf", doc="max_h ‖u_h‖_∞ ‖v_h‖_∞")
+def _path_linf(ctx):
+    s = ctx.stats()
+    return ctx._max(s[:, _UMAX] * s[:, _VMAX])
+
+
+def _spectral(name, doc):
+    measure(name, doc=doc)(lambda ctx: ctx.spectral()[name])
+
+
+_spectral("spectral_U", "‖U_n‖_2, the largest singular value")
+_spectral("spectral_V", "‖V_n‖_2")
+
+
+@measure("spectral_product", doc="‖U_n‖_2 ‖V_n‖_2")
+def _spectral_product(ctx):
+    return ctx.get("spectral_U") * ctx.get("spectral_V")
+
+
+_spectral("spectral_end_to_end", "‖V_nᵀ U_n‖_2 of the end-to-end matrix")
+_spectral("trace_norm", "the nuclear norm ‖V_nᵀ U_n‖_* (matrix factorization's regularizer)")
+
+
+def _dist(name, col):
+    @measure(name, needs={"init"}, group="initialization", doc=f"‖{name[-1]}_n − {name[-1]}0_n‖_F, distance "
+             "from initialization")
+    def fn(ctx):
+        return np.sqrt(ctx._sum(ctx.stats()[:, col]))
+
+
+_dist("dist_U", _DU2)
+_dist("dist_V", _DV2)
+
+
+@measure("margin", needs={"data"}, losses=("cross_entropy",), group="data",
+         doc="the 5th percentile over the samples of y(x)[label] − max of the others (option percentile)")
+def _margin(ctx):
+    margins, _ = ctx.forward_stats()
+    if margins is None:
+        raise ValueError("y: margins need class labels (a cross-entropy model)")
+    return np.percentile(margins, float(ctx.opt["percentile"]), axis=1)
+
+
+def _over_margin(name, of, doc):
+    measure(name, needs={"data"}, losses=("cross_entropy",), group="data",
+            doc=doc)(lambda ctx: ctx.normalized(ctx.get(of)))
+
+
+_over_margin("fro_margin", "fro_product", "‖U‖_F ‖V‖_F / margin (NaN where the margin ≤ 0)")
+_over_margin("path_l1_margin", "path_l1", "φ_1 / margin")
+_over_margin("path_l2_margin", "path_l2", "φ_2 / margin")
+_over_margin("spectral_margin", "spectral_product", "‖U‖_2 ‖V‖_2 / margin")
+
+
+@measure("ddp_path", needs={"data"}, group="data",
+         doc="√γ_net of data-dependent path normalization on X (option ddp_alpha, default 0.5)")
+def _ddp_path(ctx):
+    m, o = ctx.m, ctx.opt
+    a = float(o["ddp_alpha"])
+    if not 0 <= a <= 1:
+        raise ValueError(f"ddp_alpha: expected a value in [0, 1], got {a!r}")
+    n_samples = ctx.X.shape[0]
+    z2, _ = m._engine.unit_moments(m.U, ctx.X, positive_int(o["batch_size"], "batch_size"))
+    s = ctx.stats()
+    _, out2 = ctx.forward_stats()
+    g = (a * a * ctx.get("path_l2") ** 2 + a * (1 - a) * ctx._sum(z2 / n_samples * s[:, _V2])
+         + (1 - a) * out2)
+    return np.sqrt(g)
+
+
+@measure("overparam_bound", needs={"init", "data"}, losses=("cross_entropy",), group="data",
+         doc="the generalization bound of Neyshabur et al. (ICLR 2019) for two-layer ReLU networks")
+def _overparam(ctx):
+    m, o = ctx.m, ctx.opt
+    gamma = ctx.get("margin")
+    n_samples = ctx.X.shape[0]
+    c = m.out_features
+    _, a2_0 = m._engine.unit_moments(ctx.U0, ctx.X, positive_int(o["batch_size"], "batch_size"))
+    init_term = np.sqrt(ctx._sum(a2_0)) / math.sqrt(n_samples)          # ||[U0 X]_+||_F / sqrt(m)
+    data_l2 = float(np.sum(np.square(ctx.X, dtype=np.float64))) / n_samples  # ||X||_F^2 / m
+    delta = float(o["delta"])
+    H = np.asarray(m.widths, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R = (3 * math.sqrt(2) * (math.sqrt(2 * c) + 1) * (ctx.get("norm_V") + 1)
+             * (init_term + ctx.get("dist_U") * math.sqrt(data_l2) + 1) / gamma)
+        cap = (R + 3 * np.sqrt(5 * H + np.log(np.maximum(1.0, gamma * math.sqrt(n_samples)) / delta))) ** 2
+    return np.where(gamma > 0, np.sqrt(cap / n_samples), np.nan)
+
+
+@measure("sharpness_expected", needs={"data"}, perturbed=True, group="perturbed",
+         doc="E_ν[L(w + ν)] − L(w), relative Gaussian ν (options alpha, samples, seed)")
+def _sharpness_expected(ctx):
+    o = ctx.opt
+    return sharpness_expected(ctx.m, ctx.X, ctx.labels(), alpha=o["alpha"], samples=o["samples"], seed=o["seed"],
+                              batch_size=o["batch_size"])
+
+
+@measure("sharpness_worst", needs={"data"}, perturbed=True, group="perturbed",
+         doc="the worst loss increase in a box around w, by sign-gradient ascent (options alpha, ascent_steps)")
+def _sharpness_worst(ctx):
+    o = ctx.opt
+    return sharpness_worst(ctx.m, ctx.X, ctx.labels(), alpha=o["alpha"], steps=o["ascent_steps"],
+                           batch_size=o["batch_size"])
+
+
+@measure("pac_bayes", needs={"data"}, perturbed=True, group="perturbed",
+         doc="an estimate of McAllester's PAC-Bayes bound on the perturbed network's 0-1 error")
+def _pac_bayes(ctx):
+    o = ctx.opt
+    return pac_bayes(ctx.m, ctx.X, ctx.labels(), alphas=o["pac_alphas"], samples=o["samples"], delta=o["delta"],
+                     seed=o["seed"], batch_size=o["batch_size"])
+
+
+# the groups, derived from the registry (one place)
+NATIVE = ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")
+PERTURBED = tuple(n for n, m in REGISTRY.items() if m.perturbed)
+WEIGHT = tuple(n for n, m in REGISTRY.items() if not m.needs)
+INIT = tuple(n for n, m in REGISTRY.items() if m.needs == {"init"})
+DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"data"} and not m.perturbed)
+INIT_DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"init", "data"})
+#: Names ``names="all"`` may return (the perturbed ones only when named).
+ALL = WEIGHT + INIT + DATA + INIT_DATA
+#: What ``names=None`` returns: the native weight measures (cheap, always available).
+DEFAULT = NATIVE
 
 
 def _init_weights(model, init):
-    from .model import PackedMLP
-    if isinstance(init, PackedMLP):
+    if hasattr(init, "U") and hasattr(init, "widths"):          # the initial model
         if list(init.widths) != list(model.widths) or init.in_features != model.in_features \
                 or init.out_features != model.out_features:
             raise ValueError("init: expected a model with the same widths, in_features and out_features")
@@ -340,7 +447,7 @@ def _init_weights(model, init):
         try:
             U0, V0 = init
         except (TypeError, ValueError):
-            raise TypeError("init: expected the initial PackedMLP or a pair (U0, V0)") from None
+            raise TypeError("init: expected the initial model or a pair (U0, V0)") from None
     U0 = as_float_array(U0, "init U0", model.dtype, 2, model.U.shape)
     V0 = as_float_array(V0, "init V0", model.dtype, 2, model.V.shape)
     return np.ascontiguousarray(U0), np.ascontiguousarray(V0)
@@ -433,7 +540,6 @@ def _perturbed_eval(model, X, y, alphas, samples, seed, batch_size):
     """Error and mean loss (copies, N) of every perturbed copy of every network, evaluated by
     packed models of as many copies as fit ``COPIES_BYTES`` (copy c of network n is network
     c' * N + n of its round's model)."""
-    from .model import PackedMLP
     count, S = len(alphas) * samples, model.num_units
     per_copy = S * (model.in_features + model.out_features) * model.dtype.itemsize
     rounds = max(1, min(count, COPIES_BYTES // max(1, per_copy)))
@@ -449,7 +555,7 @@ def _perturbed_eval(model, X, y, alphas, samples, seed, batch_size):
             _, nuU, nuV = next(noise)
             U[i * S:(i + 1) * S] = U64 + nuU
             V[i * S:(i + 1) * S] = V64 + nuV
-        big = PackedMLP.from_weights(list(model.widths) * nc, U, V, activation=model.activation, loss=model.loss,
+        big = type(model).from_weights(list(model.widths) * nc, U, V, activation=model.activation, loss=model.loss,
                                      dtype=model.dtype, copy=False)
         e, l = big.evaluate(X, y, batch_size=batch_size)
         err[c0:c0 + nc] = e.reshape(nc, model.num_networks)
@@ -519,10 +625,10 @@ def pac_bayes(model, X, y, *, alphas=DEFAULTS["pac_alphas"], samples=8, delta=0.
 def names_available(init: bool = False, data: bool = False) -> list:
     """The names ``names='all'`` gives for the inputs at hand."""
     have = ({"init"} if init else set()) | ({"data"} if data else set())
-    return [n for n in ALL if needs(n) <= have]
+    return [n for n, m in REGISTRY.items() if not m.perturbed and m.needs <= have]
 
 
-__all__ = ["compute", "needs", "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
+__all__ = ["compute", "needs", "losses", "measure", "markdown_table", "REGISTRY", "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
            "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
            "PERTURBED", "NATIVE"]
 

@@ -8,13 +8,12 @@ finished is labelled so, in the title and in the table.
 """
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from .experiments.sweep import SweepResult, load_results, summarize
+from .summary import summarize
 
 ROWS = ("original", "censored", "censored_noise")
 _LINES = {  # summary column -> (legend label, marker/line style, colour)
@@ -26,43 +25,54 @@ _LINES = {  # summary column -> (legend label, marker/line style, colour)
 ZOOM = 2.0          # the zoomed panel shows test errors up to ZOOM x the least one
 
 
-def _sources(source):
-    """[(row key or None, SweepResult)] and the figure's metadata, from a path, a SweepResult, a
-    history DataFrame, or a dict of them."""
-    if isinstance(source, SweepResult):
-        return [(None, source)], {}
+def _sources(source, meta=None):
+    """[(row key or None, result)] and the figure's metadata, from a result (anything with a
+    ``history`` DataFrame and a ``config`` dict, such as a SweepResult), a history DataFrame, or
+    a dict of them. Directories are read by the caller (pyireg.experiments.results.load_source,
+    what ``pyireg plot`` does): this module draws results and never imports the experiments."""
+    meta = dict(meta or {})
     if isinstance(source, dict):
         rows = []
         for k, v in source.items():
             rows.append((k, _sources(v)[0][0][1]))
         if not rows:
             raise ValueError("source: expected at least one sweep, got an empty dict")
-        return rows, {}
+        return rows, meta
     if hasattr(source, "columns") and hasattr(source, "groupby"):       # a pandas DataFrame
         missing = {"repetition", "network", "width", "weight_decay", "lr_scale", "epoch", "train_error",
                    "val_error", "test_error"} - set(source.columns)
         if missing:
             raise ValueError(f"source: a history DataFrame needs the columns {sorted(missing)}")
-        return [(None, SweepResult(source, {}, None))], {}
+        return [(None, _Frame(source, {}))], meta
+    if hasattr(source, "history") and hasattr(source, "config"):
+        return [(None, source)], meta
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_dir():
-            raise FileNotFoundError(f"source: {path} is not a directory written by sweep or reproduce")
-        meta = {}
-        if (path / "figure.json").exists():
-            try:
-                meta = json.loads((path / "figure.json").read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise ValueError(f"source: {path / 'figure.json'} is corrupt ({e})") from None
-        rows = [(r, load_results(path / r)) for r in ROWS if (path / r / "history.parquet").exists()]
-        if not rows:
-            rows = [(None, load_results(path))]
-        return rows, meta
-    raise TypeError(f"source: expected a directory path, a SweepResult, a history DataFrame or a dict of them, "
+        raise TypeError(f"source: {source} is a path; read it first with pyireg.load_results(path) (one sweep) or "
+                        "pyireg.experiments.results.load_source(path) (a figure's directory), or use pyireg plot")
+    raise TypeError(f"source: expected a SweepResult, a history DataFrame or a dict of them, "
                     f"got {type(source).__name__}")
 
 
-def _labels(res: SweepResult, key) -> str:
+class _Frame:
+    """A bare history drawn as a result with no saved settings."""
+
+    def __init__(self, history, config):
+        self.history, self.config = history, config
+
+
+def _done(res) -> dict:
+    h = res.history
+    return {} if len(h) == 0 else {int(k): int(v) for k, v in h.groupby("repetition")["epoch"].max().items()}
+
+
+def _complete(res) -> bool:
+    done, cfg = _done(res), res.config
+    if not cfg or "seeds" not in cfg:
+        return len(set(done.values())) <= 1
+    return all(done.get(int(s), 0) == cfg["epochs"] for s in cfg["seeds"])
+
+
+def _labels(res, key) -> str:
     cfg = res.config
     info = cfg.get("dataset", {}) if cfg else {}
     cens = info.get("censor")
@@ -80,12 +90,12 @@ def _labels(res: SweepResult, key) -> str:
     return text
 
 
-def progress_note(res: SweepResult) -> str:
+def progress_note(res) -> str:
     """'' for a finished sweep, else what is missing, e.g. 'INCOMPLETE: 2 of 5 repetitions
     finished, seed 2 at epoch 13 of 60'."""
-    if res.complete:
+    if _complete(res):
         return ""
-    done = res.epochs_done()
+    done = _done(res)
     cfg = res.config
     if not cfg:
         return f"INCOMPLETE: repetitions stopped at different epochs ({sorted(set(done.values()))})"
@@ -98,7 +108,7 @@ def progress_note(res: SweepResult) -> str:
     return text + " (the last recorded epoch is shown as final)"
 
 
-def describe(res: SweepResult, key=None, lr_scale=None) -> list[str]:
+def describe(res, key=None, lr_scale=None) -> list[str]:
     """Title lines of a sweep from its saved settings: data and labels, then split, epochs,
     repetitions and the weight decays, then (if unfinished) what is missing."""
     cfg = res.config
@@ -135,7 +145,7 @@ def _series(summ, wd, ls):
     return s.index.to_numpy(), s
 
 
-def _curves(res: SweepResult, ls):
+def _curves(res, ls):
     """{summary column: (H, mean, sd)} of the lines of one row."""
     summ = summarize(res.history)
     wds = list(dict.fromkeys(summ.index.get_level_values("weight_decay")))
@@ -166,12 +176,16 @@ def zoom_limits(values) -> tuple[float, float]:
     return max(0.0, lo - pad), top + pad
 
 
-def _draw(ax, curves, cols, bands):
+def _draw(ax, curves, cols, bands, base=None):
+    """``base``: the weight decay of the final/early-stopped lines when the sweep has several
+    (their labels then say so), None when it has one."""
     for col in cols:
         if col not in curves:
             continue
         H, m, sd = curves[col]
         label, style, colour = _LINES[col]
+        if base is not None and not col.startswith("chosen:"):
+            label += f", weight decay {base:g}"
         ax.plot(H, m, style, color=colour, ms=4, label=label)
         if bands and np.any(sd > 0):
             ax.fill_between(H, m - sd, m + sd, color=colour, alpha=0.15, linewidth=0)
@@ -183,12 +197,13 @@ def _draw(ax, curves, cols, bands):
     ax.legend(fontsize=7)
 
 
-def results_figure(source):
-    """A matplotlib Figure of a sweep or a figure directory (see the module documentation);
-    ``source`` is a directory path, a SweepResult, a history DataFrame, or a dict of them (as
-    ``reproduce_figure2`` returns). Needs no pyplot, so it leaves matplotlib's state alone."""
+def results_figure(source, meta=None):
+    """A matplotlib Figure of a sweep or a figure's sweeps (see the module documentation);
+    ``source`` is a SweepResult, a history DataFrame, or a dict of them (as
+    ``reproduce_figure2`` and ``load_source`` return; ``meta``: the figure's figure.json).
+    Needs no pyplot, so it leaves matplotlib's state alone; a notebook shows it inline."""
     from matplotlib.figure import Figure
-    rows, meta = _sources(source)
+    rows, meta = _sources(source, meta)
     panels = []
     for key, res in rows:
         if len(res.history) == 0:
@@ -200,16 +215,18 @@ def results_figure(source):
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for (key, res, ls), (left, right) in zip(panels, axes):
         curves, base = _curves(res, ls)
+        if res.history["weight_decay"].nunique() == 1:
+            base = None
         bands = res.history["repetition"].nunique() > 1
-        _draw(left, curves, list(_LINES), bands)
+        _draw(left, curves, list(_LINES), bands, base)
         top = max(float(np.nanmax(m + sd)) for _, m, sd in curves.values())
         left.set_ylim(0, min(1.0, top * 1.05) if top > 0 else 1.0)
-        left.set_ylabel("error" + (f" (weight decay {base:g})" if base else ""))
+        left.set_ylabel("error")
         lines = [textwrap.fill(line, 78) for line in describe(res, key, ls)]    # within the panel's width
         left.set_title("\n".join(lines), fontsize=9, loc="left",
                        color="firebrick" if progress_note(res) else "black")
         test_cols = [c for c in _LINES if c != "train_error_final"]
-        _draw(right, curves, test_cols, bands)
+        _draw(right, curves, test_cols, bands, base)
         right.set_ylim(*zoom_limits(np.concatenate([curves[c][1] for c in test_cols if c in curves])))
         right.set_ylabel("test error (zoomed)")
         right.set_title(f"test error, zoomed to [{right.get_ylim()[0]:.3f}, {right.get_ylim()[1]:.3f}]",
@@ -220,26 +237,23 @@ def results_figure(source):
     return fig
 
 
-def plot_results(source, out_file=None):
-    """Plot a sweep: a directory (a figure directory with original/ censored/ censored_noise/,
-    or one sweep), a SweepResult, a history DataFrame, or a dict of them. Writes a PNG to
-    ``out_file`` (default for a directory: DIR/figure2.png, DIR/figure1.png or DIR/sweep.png)
-    and returns its path; for an in-memory source without ``out_file``, returns the Figure."""
-    fig = results_figure(source)
+def plot_results(source, out_file=None, meta=None):
+    """Plot a sweep: a SweepResult, a history DataFrame, or a dict of them (``meta``: the
+    figure.json of a figure's directory). Returns the Figure (shown inline in a notebook), or,
+    with ``out_file``, writes a PNG there and returns its path."""
+    fig = results_figure(source, meta)
     if out_file is None:
-        if not isinstance(source, (str, Path)):
-            return fig
-        meta = _sources(source)[1]
-        out_file = Path(source) / f"{meta.get('figure', 'sweep')}.png"
+        return fig
     out_file = Path(out_file)
     fig.savefig(out_file, dpi=110)
     return out_file
 
 
-def results_table(source) -> str:
+def results_table(source, meta=None) -> str:
     """A markdown table of the mean errors by width for each sweep (row) of ``source`` (as for
-    plot_results), headed by its description."""
-    rows, _ = _sources(source)
+    plot_results), headed by its description. With several weight decays, the final and
+    early-stopped columns are those of one weight decay (0 when swept), and the header says so."""
+    rows, _ = _sources(source, meta)
     lines = []
     for key, res in rows:
         summ = summarize(res.history)
@@ -249,6 +263,9 @@ def results_table(source) -> str:
             numeric = [w for w in wds if w != "chosen"]
             base = 0.0 if 0.0 in numeric else min(numeric)
             head = "| H | train (final) | test (final) | test (early stop) |"
+            if len(numeric) > 1:
+                head = (f"| H | train (final, wd {base:g}) | test (final, wd {base:g}) | test (early stop, "
+                        f"wd {base:g}) |")
             if "chosen" in wds:
                 head += " test, wd chosen (early stop) | chosen wd (mean) |"
             lines += [head, "|" + " ---: |" * (head.count("|") - 1)]

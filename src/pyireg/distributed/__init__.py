@@ -9,10 +9,10 @@ network's rows are bit-identical to those of the local sweep, however the grid i
 ``executor="ray"`` (or :class:`RayExecutor`) runs the packs as Ray tasks, on an embedded local
 Ray or a cluster; ``executor="local"`` (:class:`LocalExecutor`) runs them one after another in
 this process. Ray is an optional extra (``pip install "pyireg[ray]"``), imported only when a
-Ray executor starts. Files and the resume guarantee: :mod:`pyireg.distributed.runner`.
+Ray executor starts. Files and the resume guarantee: :mod:`pyireg.experiments.packed`.
 """
+from .executors import LocalExecutor, PackError
 from .packs import Pack, default_pack_units, makespan, plan_packs
 from .ray_executor import RayExecutor
-from .runner import LocalExecutor, PackError
 
 __all__ = ["RayExecutor", "LocalExecutor", "PackError", "Pack", "plan_packs", "default_pack_units", "makespan"]

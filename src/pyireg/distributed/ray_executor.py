@@ -43,17 +43,11 @@ def _positive(v, name):
 
 def _ray_task(job, ds, pack, hook=None):
     """One pack, in a Ray worker. ``hook`` (tests only) is called as hook(pack id, "start", "")
-    and then before each file operation, as the sweep's _FAULT_HOOK."""
-    import importlib
-    S = importlib.import_module("pyireg.experiments.sweep")    # the module, not the function of that name
+    and then, through the job, before each file operation (the store's fault hook)."""
     if hook is None:
         return job(ds, pack)
     hook(pack.id, "start", "")
-    S._FAULT_HOOK = lambda op, path: hook(pack.id, op, path)
-    try:
-        return job(ds, pack)
-    finally:
-        S._FAULT_HOOK = None
+    return job(ds, pack, fault_hook=lambda op, path: hook(pack.id, op, path))
 
 
 # --------------------------------------------------------------------------- the embedded Ray's reaper

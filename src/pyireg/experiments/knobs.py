@@ -11,16 +11,24 @@ batches, evaluate every network on the three splits after each epoch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .. import data as D
 from .. import measures as M
 from ..model import PackedMLP
-from ..optim import MomentumSGD
 from ..schedule import PaperSchedule
-from ._common import DemoResult, distance_per_network, network_sq_norms, num_threads, pyplot, save_figure
+from ._common import (
+    DemoResult,
+    distance_per_network,
+    network_sq_norms,
+    num_threads,
+    pyplot,
+    save_figure,
+)
 
 
 @dataclasses.dataclass
@@ -37,50 +45,63 @@ def load_digits(name="mnist5k", n_train=None, n_val=None, n_test=None, seed=0, l
 
 
 def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=None, seed=0,
-          schedule: PaperSchedule | None = None, columns=None, stop_epoch=None, final_measures=()) -> Run:
-    """Train one packed model on ``ds`` and record, at initialization (epoch 0) and after every
-    epoch, for every network: the
-    train / validation / test error and loss, the relative weight movement
-    ||theta - theta_0|| / ||theta_0|| (theta = both layers) and the l2 penalty.
+          schedule=None, columns=None, stop_epoch=None, final_measures=(), out=None, tag="") -> Run:
+    """Train one packed model on ``ds`` with the one training loop
+    (:func:`pyireg.experiments.training.train_networks`) and record, at initialization (epoch 0)
+    and after every epoch, for every network: the train / validation / test error and loss, the
+    relative weight movement ||theta - theta_0|| / ||theta_0|| (theta = both layers) and the l2
+    penalty.
 
     ``lr``, ``momentum``, ``init_std`` (as in PackedMLP) and ``seed``: scalars or one value per
-    network (a seed array gives each network its own generator). With a ``schedule`` the lr
-    and momentum of epoch e are ``lr * schedule.lr(e) / schedule.lr0`` and
-    ``schedule.momentum(e)``. ``columns``: extra per-network columns (name -> array) copied
-    into every row. ``stop_epoch`` (one value per network): network n trains for
-    ``stop_epoch[n]`` epochs and then keeps its weights (its lr is set to 0), so networks with
-    different budgets share one packed run. The data order depends on ``seed`` (its first
-    value) and the epoch only. ``final_measures``: names of ``pyireg.measures`` computed on the
-    training set after the last epoch (``Run.final``), e.g. the sharpness of the solution."""
+    network (a seed array gives each network its own generator, so that settings compared at
+    one width can start alike). With a ``schedule`` the lr and momentum of epoch e are
+    ``lr * schedule.lr(e) / schedule.lr(0)`` and ``schedule.momentum(e)``. ``columns``: extra
+    per-network columns (name -> array) copied into every row. ``stop_epoch`` (one value per
+    network): network n trains for ``stop_epoch[n]`` epochs and then keeps its weights (its lr
+    is 0), so networks with different budgets share one packed run. Batches follow the loop's
+    batch policy with repetition = the first seed, whole batches only. ``final_measures``: names
+    of ``pyireg.measures`` computed on the training set after the last epoch (``Run.final``).
+    With ``out``, the run is also written there as a sweep directory (config.json with the run
+    record, history.parquet in the sweep's schema, epoch 0 included) that load_results reads."""
     import pandas as pd
+
+    from ..schedule import ConstantSchedule
+    from .training import TrainSpec, train_networks
     widths = [int(w) for w in widths]
-    model = PackedMLP(widths, ds.num_features, ds.num_classes, init_std=init_std, seed=seed)
-    U0, V0 = model.U.astype(np.float64), model.V.astype(np.float64)
-    norm0 = np.sqrt(network_sq_norms(model))
-    lr = np.broadcast_to(np.asarray(lr, np.float64), (len(widths),)).copy()
-    opt = MomentumSGD(model, lr, momentum if schedule is None else schedule.momentum(0))
+    N = len(widths)
     n = len(ds.y_train)
     batch_size = int(batch_size)
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size: expected 1..{n} (the training set size), got {batch_size}")
-    stop = np.full(len(widths), epochs) if stop_epoch is None else np.asarray(stop_epoch, np.int64)
-    if stop.shape != (len(widths),) or stop.min() < 0:
-        raise ValueError(f"stop_epoch: expected {len(widths)} non-negative epoch counts, got {stop_epoch!r}")
+    stop = np.full(N, epochs) if stop_epoch is None else np.asarray(stop_epoch, np.int64)
+    if stop.shape != (N,) or stop.min() < 0:
+        raise ValueError(f"stop_epoch: expected {N} non-negative epoch counts, got {stop_epoch!r}")
+    lr = np.broadcast_to(np.asarray(lr, np.float64), (N,)).copy()
+    if schedule is None:
+        schedule, scales = ConstantSchedule(lr0=1.0, momentum0=float(momentum)), lr
+    else:
+        scales = lr / schedule.lr(0)          # any schedule: lr(epoch), momentum(epoch)
+    seeds = np.broadcast_to(np.asarray(seed), (N,))
     first_seed = int(np.ravel(seed)[0])
-    rows = []
+    std = None
+    if init_std is not None:
+        pair = init_std if isinstance(init_std, tuple) else (init_std, init_std)
+        std = tuple(np.broadcast_to(np.asarray(v, np.float64), (N,)).tolist() for v in pair)
+    spec = TrainSpec(grid_widths=tuple(widths), grid_weight_decays=(0.0,) * N, grid_lr_scales=tuple(scales.tolist()),
+                     epochs=int(epochs), batch_size=batch_size, drop_last=True, schedule=schedule, init_std=std,
+                     label_noise=0.0, resample_split=False, eval_batch=1024,
+                     init_seeds=tuple(int(v) for v in seeds), stop_epochs=tuple(int(v) for v in stop),
+                     record_epoch0=True)
+    rows, frames, kept = [], [], {}
     extra = {k: np.asarray(v) for k, v in (columns or {}).items()}
-    for epoch in range(0, epochs + 1):          # epoch 0: the initialization
-        if epoch > 0:
-            scale = 1.0 if schedule is None else schedule.lr(epoch - 1) / schedule.lr0
-            opt.lr = np.where(epoch <= stop, lr * scale, 0.0)
-            if schedule is not None:
-                opt.momentum = schedule.momentum(epoch - 1)
-            perm = np.random.default_rng([first_seed, epoch]).permutation(n)
-            for i in range(0, n - batch_size + 1, batch_size):     # whole batches only
-                b = perm[i:i + batch_size]
-                opt.step(ds.X_train[b], ds.y_train[b])
-        ev = {split: model.evaluate(X, y, batch_size=1024) for split, (X, y) in ds.splits().items()}
-        move = distance_per_network(model, U0, V0) / norm0
+
+    def after_epoch(epoch, frame, model, opt, ev):
+        if epoch == 0:
+            kept.update(U0=model.U.astype(np.float64), V0=model.V.astype(np.float64),
+                        norm0=np.sqrt(network_sq_norms(model)))
+        kept.update(model=model, opt=opt)
+        frames.append(frame)
+        move = distance_per_network(model, kept["U0"], kept["V0"]) / kept["norm0"]
         l2 = model.measures()["l2_penalty"]
         for j, w in enumerate(widths):
             row = {"net": j, "H": w, "epoch": epoch, "lr": lr[j], "movement": move[j], "l2_penalty": l2[j],
@@ -91,8 +112,40 @@ def train(ds, widths, *, lr, momentum=0.0, batch_size=100, epochs=50, init_std=N
             for k, v in extra.items():
                 row[k] = v[j]
             rows.append(row)
+
+    train_networks(ds, spec, first_seed, range(N), after_epoch=after_epoch)
+    model, opt = kept["model"], kept["opt"]
     final = M.compute(model, list(final_measures), X=ds.X_train, y=ds.y_train) if final_measures else {}
+    if out is not None:
+        _save_run(out, ds, spec, first_seed, pd.concat(frames, ignore_index=True), tag)
     return Run(model, pd.DataFrame(rows), opt.diverged.copy(), final)
+
+
+def _save_run(out, ds, spec, rep, history, tag):
+    """A demonstration's run as a sweep directory: config.json and history.parquet (atomic)."""
+    import uuid
+    from pathlib import Path
+
+    from .. import __version__
+    from ..schedule import schedule_to_json
+    from .record import run_record
+    from .store import FORMAT, Disk, json_bytes, parquet_bytes
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    widths = sorted(set(spec.grid_widths))
+    config = {"format": FORMAT, "sweep_id": uuid.uuid4().hex, "written_by": f"pyireg {__version__}",
+              "kind": "demonstration run", "tag": tag, "dataset": json.loads(json.dumps(ds.info, default=str)),
+              "data_sha256": ds.fingerprint(), "widths": widths, "grid_widths": list(spec.grid_widths),
+              "num_networks": spec.num_networks, "seeds": [int(rep)], "epochs": spec.epochs,
+              "batch_size": spec.batch_size, "drop_last": spec.drop_last,
+              "schedule": schedule_to_json(spec.schedule, spec.epochs), "lr_scales": list(spec.grid_lr_scales),
+              "init_seeds": list(spec.init_seeds or ()), "stop_epochs": list(spec.stop_epochs or ()),
+              "record_epoch0": True, "optimizer": spec.optimizer, "run": run_record()}
+    disk = Disk()
+    disk.write_atomic(out / "config.json", lambda f: f.write(json_bytes(config)))
+    data = parquet_bytes(history, {"format": FORMAT, "sweep_id": config["sweep_id"],
+                                   "epochs_done": {str(rep): spec.epochs}, "checkpoints": {}})
+    disk.write_atomic(out / "history.parquet", lambda f: f.write(data))
 
 
 def final_and_early(history, keys, final=None):
@@ -162,7 +215,8 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=np.array([g[1] for g in grid]), momentum=0.0,
                     batch_size=batch_size, epochs=epochs, seed=_paired_seeds(grid, 0, 2),
-                    columns={"seed": np.array([g[0] for g in grid])}, final_measures=SHARPNESS)
+                    columns={"seed": np.array([g[0] for g in grid])}, final_measures=SHARPNESS,
+                    out=Path(out) / "learning-rate-run", tag="learning-rate")
     res = final_and_early(run.history, ["seed", "lr", "H"], run.final)
     table = _settings_table(res, ["H", "lr"], ["train_error", "test_error", "test_error_es", "movement",
                                                "l2_penalty", *SHARPNESS])
@@ -230,7 +284,8 @@ def init_scale_demo(out, *, widths=(32, 256, 2048), scales=(0.1, 0.3, 1.0, 2.0, 
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=lr, momentum=momentum, batch_size=batch_size, epochs=epochs,
                     init_std=(std_u, std_v), seed=_paired_seeds(grid, 0, 2),
-                    columns={"seed": np.array([g[0] for g in grid]), "init_scale": np.array([g[1] for g in grid])})
+                    columns={"seed": np.array([g[0] for g in grid]), "init_scale": np.array([g[1] for g in grid])},
+                    out=Path(out) / "init-scale-run", tag="init-scale")
     res = final_and_early(run.history, ["seed", "init_scale", "H"])
     table = _settings_table(res, ["H", "init_scale"],
                             ["train_error", "test_error", "test_error_es", "movement", "l2_penalty"])
@@ -297,7 +352,8 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
             grid = [(s, r) for s in seeds for r in ratios]
             stop = np.array([budget[r] for _, r in grid])
             run = train(ds, [width] * len(grid), lr=np.array([r * B for _, r in grid]), momentum=0.0, batch_size=B,
-                        epochs=int(stop.max()), stop_epoch=stop,
+                        epochs=int(stop.max()), stop_epoch=stop, out=Path(out) / f"batch-size-run-b{B}",
+                        tag=f"batch-size {B}",
                         seed=_paired_seeds(grid, 0, None),
                         columns={"seed": np.array([s for s, _ in grid]), "ratio": np.array([r for _, r in grid]),
                                  "batch_size": np.full(len(grid), B), "epochs": stop}, final_measures=SHARPNESS)
@@ -367,7 +423,8 @@ def early_stopping_demo(out, *, widths=(4, 16, 64, 256, 1024), noise_levels=(0.0
             ds = load_digits(dataset, n_train, n_val, n_test, label_noise=q)
             grid = [(s, w) for s in seeds for w in widths]
             run = train(ds, [w for _, w in grid], lr=sched.lr0, batch_size=batch_size, epochs=epochs,
-                        schedule=sched, seed=_paired_seeds(grid, 0, 1),
+                        schedule=sched, seed=_paired_seeds(grid, 0, 1), out=Path(out) / f"early-stopping-run-q{q:g}",
+                        tag=f"early-stopping, label noise {q:g}",
                         columns={"seed": np.array([s for s, _ in grid]), "label_noise": np.full(len(grid), q)})
             parts.append(final_and_early(run.history, ["seed", "label_noise", "H"]))
             curves[q] = run.history

@@ -7,14 +7,17 @@ from pathlib import Path
 
 from .. import data as D
 from ..schedule import PaperSchedule
-from .sweep import _Disk, check_output, sweep
+from . import teacher
+from .store import Disk as _Disk
+from .store import check_output
+from .sweep import sweep
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
 
 FIGURE1 = dict(widths=[2 ** i for i in range(0, 12)], epochs=60, seeds=(0,))
 FIGURE2 = dict(widths=[2 ** i for i in range(0, 12)], epochs=60, seeds=(0, 1, 2, 3, 4),
                weight_decays=(0.0, 1e-5, 1e-4, 1e-3, 1e-2), noise=0.05)
-ROWS = {"figure1": ("original",), "figure2": ("original", "censored", "censored_noise")}
+ROWS = {"figure1": ("original",), "figure2": ("original", "teacher", "censored", "censored_noise")}
 
 
 def check_outputs(out, figure: str, resume: bool = False) -> None:
@@ -63,7 +66,9 @@ def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epo
     kw = dict(seeds=seeds, epochs=epochs, progress=progress, resume=resume, resample_split=resample_split,
               checkpoints=checkpoints)
     results = {"original": sweep(ds, widths, weight_decays=weight_decays, out=out / "original", tag="original", **kw)}
-    cens = D.censor(ds, H0.get(dataset, 4), epochs=epochs, seed=0)
+    # the teacher is a step of the experiment: its own sweep directory, resumed with the rest
+    cens = teacher.censor(ds, H0.get(dataset, 4), epochs=epochs, seed=0, out=out / "teacher", resume=resume,
+                  progress=progress)
     results["censored"] = sweep(cens, widths, out=out / "censored", tag="censored", **kw)
     results["censored_noise"] = sweep(cens, widths, label_noise=noise, out=out / "censored_noise",
                                       tag="censored+noise", **kw)

@@ -1,9 +1,5 @@
-"""Two experiments of Neyshabur's thesis on the embedded data, each one command:
-
-    python -m pyireg.experiments.thesis measures [--out DIR] [--figure PNG]
-    python -m pyireg.experiments.thesis pathsgd  [--out DIR] [--figure PNG]
-
-(``main(argv)`` is the entry a command line can hook as ``pyireg reproduce measures|pathsgd``.)
+"""Two experiments of Neyshabur's thesis on the embedded data, each one command of the command
+table (``pyireg reproduce measures``, ``pyireg reproduce pathsgd``).
 
 ``measures``: networks of widths 1..2048 trained on mnist5k with the true labels and with
 random labels (the thesis's "exploring generalization" study); every measure of
@@ -18,21 +14,22 @@ small grid by validation error. All variants of one optimizer are one packed mod
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
+import numbers
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .. import data as D
 from ..measures import ALL, PERTURBED, compute
-from ..model import PackedMLP
-from ..optim import MomentumSGD, PathSGD
 from ..schedule import PaperSchedule
-from ._common import widths_arg
+from .store import check_output
+from .sweep import ChanceWarning, sweep
+from .training import models_of
 
 POW2 = [2 ** i for i in range(12)]
 
@@ -48,40 +45,24 @@ SHOWN = [
 ]
 
 
+def _check_counts(**counts):
+    """Epoch and sample counts, checked before any file or folder is made."""
+    for name, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
+def _quiet_sweep(*args, **kw):
+    """A sweep whose chance and divergence warnings are left to the experiment's own table (it
+    counts the diverged networks; a large lr of the grid diverges by design)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChanceWarning)
+        return sweep(*args, **kw)
+
+
 def _log(progress, msg):
     if progress:
         print(msg, file=sys.stderr, flush=True)
-
-
-def _train(models, X, y, epochs, schedule, batch, rng, evals, progress, tag):
-    """Train every (model, optimizer, lr0) of ``models`` on the same batches with the paper's
-    schedule (lr0 * lr_decay**epoch, the schedule's momentum); evaluate on ``evals`` before
-    training and after every epoch. Returns per model {set: {"error", "loss"}: (epochs + 1, N)}."""
-    hist = [{k: {"error": [], "loss": []} for k in evals} for _ in models]
-
-    def record():
-        for h, (model, _, _) in zip(hist, models):
-            for k, (Xe, ye) in evals.items():
-                e, l = model.evaluate(Xe, ye, batch_size=500)
-                h[k]["error"].append(e)
-                h[k]["loss"].append(l)
-
-    record()
-    t0 = time.perf_counter()
-    n = X.shape[0]
-    for ep in range(epochs):
-        for _, opt, lr0 in models:
-            opt.lr = lr0 * schedule.lr(ep) / schedule.lr0
-            opt.momentum = schedule.momentum(ep)
-        order = rng.permutation(n)
-        for i in range(0, n, batch):
-            idx = order[i:i + batch]
-            for _, opt, _ in models:
-                opt.step(X[idx], y[idx])
-        record()
-        if (ep + 1) % 10 == 0 or ep + 1 == epochs:
-            _log(progress, f"  {tag}: epoch {ep + 1}/{epochs}, {time.perf_counter() - t0:.0f} s")
-    return [{k: {m: np.array(v) for m, v in d.items()} for k, d in h.items()} for h in hist]
 
 
 # ============================================================================ measures
@@ -95,11 +76,15 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
     the seeds), ``run.json`` and the figure; returns (table, summary) as pandas DataFrames."""
     import pandas as pd
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     widths = list(widths or POW2)
     seeds = [seed] if seed is not None else list(seeds)
+    _check_counts(epochs=epochs, random_epochs=random_epochs, samples=samples)
     t_start = time.perf_counter()
-    ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)
+    ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
+    for rep in seeds:
+        for labels in ("true", "random"):
+            check_output(out / f"{labels}-seed{rep}")
+    out.mkdir(parents=True, exist_ok=True)
     k = ds.num_classes
     rows = []
     timing = {}
@@ -107,13 +92,15 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
         for labels in ("true", "random"):
             rng = np.random.default_rng(rep)
             ytr = ds.y_train if labels == "true" else rng.integers(0, k, len(ds.y_train))
-            model = PackedMLP(widths, ds.num_features, k, seed=rep)
-            init = model.copy()
-            opt = MomentumSGD(model, 0.1, 0.5)
+            dsl = ds if labels == "true" else ds.replace(y_train=ytr, info={"labels": f"random (seed {rep})"})
             ep = epochs if labels == "true" else random_epochs
             t0 = time.perf_counter()
-            _train([(model, opt, 0.1)], ds.X_train, ytr, ep, PaperSchedule(), 100, np.random.default_rng(rep + 1),
-                   {}, progress, f"seed {rep}, {labels} labels")
+            # one sweep directory per (labels, seed): the one training loop, its history and its
+            # final weights (checkpoints="final"), from which the measures are computed
+            run_dir = out / f"{labels}-seed{rep}"
+            _quiet_sweep(dsl, widths, seeds=[rep], epochs=ep, schedule=PaperSchedule(), out=run_dir, checkpoints="final",
+                  progress=progress, tag=f"thesis measures, {labels} labels, seed {rep}")
+            init, model = models_of(dsl, run_dir, rep)
             t1 = time.perf_counter()
             tr_err, tr_loss = model.evaluate(ds.X_train, ytr)
             te_err, te_loss = model.evaluate(ds.X_test, ds.y_test)
@@ -239,39 +226,41 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     chosen lr), ``run.json`` and the figure; returns (results, invariance gaps, seconds)."""
     import pandas as pd
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     widths = list(widths or POW2[:11])
     seeds = [seed] if seed is not None else list(seeds)
+    _check_counts(epochs=epochs)
+    if not (isinstance(unbalance, (int, float)) and unbalance >= 1):
+        raise ValueError(f"unbalance: expected a factor >= 1, got {unbalance!r}")
     t_start = time.perf_counter()
-    ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)
+    ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
     inits = ("standard", "unbalanced")
-    # networks (init, seed, lr, width), width fastest; the same initial weights for every lr and
-    # both inits of a seed, which differ only by the function-preserving rescaling
+    methods = {"sgd": "momentum_sgd", "path_sgd": "path_sgd"}
+    for method in methods:
+        for ini in inits:
+            check_output(out / f"{method}-{ini}")
+    out.mkdir(parents=True, exist_ok=True)
+    # networks (init, seed, lr, width), width fastest, as the table and figure read them; each
+    # (method, init) is one sweep with the lrs as lr scales of the paper's schedule (lr0 0.1):
+    # the same initial weights for both inits (the unbalanced one is their rescaling, a
+    # function-preserving transform) and the same batches for every network (the batch policy)
     combos = [(ini, rep, lr, H) for ini in inits for rep in seeds for lr in lrs for H in widths]
-    net_widths = [c[3] for c in combos]
-    net_seeds = np.array([c[1] * 1000 + widths.index(c[3]) for c in combos])
-    net_lr = np.array([c[2] for c in combos])
-    factors = np.ones(sum(net_widths))
-    start = 0
-    for c, H in zip(combos, net_widths):
-        if c[0] == "unbalanced":
-            rng = np.random.default_rng([c[1], 7, widths.index(H)])
-            factors[start:start + H] = np.exp(rng.uniform(-math.log(unbalance), math.log(unbalance), H))
-        start += H
-    models = []
-    for cls in (MomentumSGD, PathSGD):
-        model = PackedMLP(net_widths, ds.num_features, ds.num_classes, seed=net_seeds)
-        model.U *= factors[:, None].astype(model.dtype)
-        model.V /= factors[:, None].astype(model.dtype)
-        models.append((model, cls(model, net_lr, 0.5), net_lr))
-    evals = {"train": (ds.X_train, ds.y_train), "val": (ds.X_val, ds.y_val), "test": (ds.X_test, ds.y_test)}
-    hist = _train(models, ds.X_train, ds.y_train, epochs, PaperSchedule(), 100, np.random.default_rng(1),
-                  evals, progress, f"SGD and Path-SGD, {len(combos)} networks each")
-    np.savez_compressed(out / "history.npz", **{f"{m}_{s}_{q}": hist[i][s][q]
-                                                for i, m in enumerate(("sgd", "path_sgd"))
-                                                for s in evals for q in ("error", "loss")},
-                        widths=np.array(net_widths), lr=net_lr, seed=np.array([c[1] for c in combos]),
-                        init=np.array([c[0] for c in combos]))
+    scales = [lr / 0.1 for lr in lrs]
+    hist = []
+    for method, optimizer in methods.items():
+        h = {k: {"error": [], "loss": []} for k in ("train", "val", "test")}
+        for ini in inits:
+            res = _quiet_sweep(ds, widths, seeds=seeds, lr_scales=scales, epochs=epochs, schedule=PaperSchedule(lr0=0.1),
+                        optimizer=optimizer, init_transform=None if ini == "standard" else "unbalanced",
+                        init_transform_args=None if ini == "standard" else {"factor": float(unbalance)},
+                        out=out / f"{method}-{ini}", progress=progress, tag=f"{method}, {ini} init")
+            rank = {int(r): i for i, r in enumerate(seeds)}
+            frame = res.history.assign(_rep=res.history.repetition.map(rank))
+            frame = frame.sort_values(["epoch", "_rep", "network"], kind="stable")
+            for k in h:
+                for q in ("error", "loss"):
+                    # (epochs, seeds x lrs x widths): the network index is lr scale-major, width fastest
+                    h[k][q].append(frame[f"{k}_{q}"].to_numpy().reshape(epochs, len(seeds) * len(scales) * len(widths)))
+        hist.append({k: {q: np.concatenate(v, axis=1) for q, v in d.items()} for k, d in h.items()})
     rows = []
     for i, method in enumerate(("sgd", "path_sgd")):
         h = hist[i]
@@ -283,10 +272,11 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
                     val = np.where(np.isfinite(val), val, 1.0)
                     f = int(np.argmin(val[-1]))                                  # lr by final validation error
                     e_ep, e_net = np.unravel_index(np.argmin(val), val.shape)   # lr and epoch by validation
+                    e_ep += 1                                                   # row 0 is epoch 1
                     rows.append({"method": method, "init": ini, "seed": rep, "width": H,
                                  "lr_final": combos[nets[f]][2], "train_final": train[-1, f],
                                  "test_final": test[-1, f], "lr_early": combos[nets[e_net]][2],
-                                 "epoch_early": int(e_ep), "test_early": test[e_ep, e_net],
+                                 "epoch_early": int(e_ep), "test_early": test[e_ep - 1, e_net],
                                  "diverged": int(np.sum(~np.isfinite(h["train"]["loss"][-1, nets])))})
     res = pd.DataFrame(rows)
     res.to_csv(out / "results.csv", index=False)
@@ -350,114 +340,3 @@ def plot_pathsgd(res, hist, combos, widths, path, curve_widths=(16, 128, 1024)):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-# ============================================================================ cost in a sweep
-COST_SETS = {
-    "native (the six of measures())": None,
-    "weights (all without data)": "weights",
-    "weights + init": "init",
-    "all cheap (weights, init, margins on the training set)": "all",
-    "sharpness_expected + pac_bayes": ["sharpness_expected", "pac_bayes"],
-    "sharpness_worst": ["sharpness_worst"],
-}
-
-
-def measures_cost(*, dataset="mnist5k", data_dir=None, widths=None, epochs=3, seed=0, perturbed=True,
-                  progress=True):
-    """What recording measures every epoch would cost a sweep: the seconds of one epoch of the
-    sweep's work (20 steps of 100 samples, then train / val / test evaluation) and of each set
-    of measures (``COST_SETS``) on the same model, best of ``epochs`` rounds each (the perturbed
-    ones, end-of-training measures, timed once; skipped without ``perturbed``). Returns a
-    DataFrame with the ratio of each to the epoch."""
-    import pandas as pd
-    from ..measures import INIT, WEIGHT
-    widths = list(widths or POW2)
-    ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)
-    model = PackedMLP(widths, ds.num_features, ds.num_classes, seed=seed)
-    init = model.copy()
-    opt = MomentumSGD(model, 0.1, 0.5)
-    rng = np.random.default_rng(seed)
-    best_train = best_epoch = float("inf")
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        order = rng.permutation(len(ds.y_train))
-        for i in range(0, len(order), 100):
-            opt.step(ds.X_train[order[i:i + 100]], ds.y_train[order[i:i + 100]])
-        t1 = time.perf_counter()
-        for Xs, ys in ds.splits().values():
-            model.evaluate(Xs, ys, batch_size=256)
-        t2 = time.perf_counter()
-        best_train, best_epoch = min(best_train, t1 - t0), min(best_epoch, t2 - t0)
-    rows = [{"what": "epoch: 20 training steps", "seconds": best_train},
-            {"what": "epoch: training + train/val/test evaluation (the sweep's epoch)", "seconds": best_epoch}]
-    _log(progress, f"  epoch: {best_train:.3f} s training, {best_epoch:.3f} s with evaluation")
-    for label, names in COST_SETS.items():
-        if names == "weights":
-            names = list(WEIGHT)
-        elif names == "init":
-            names = list(WEIGHT + INIT)
-        is_perturbed = isinstance(names, list) and set(names) <= set(PERTURBED)
-        if is_perturbed and not perturbed:
-            continue
-        best = float("inf")
-        for _ in range(1 if is_perturbed else epochs):
-            t0 = time.perf_counter()
-            compute(model, names, X=ds.X_train, y=ds.y_train, init=init)
-            best = min(best, time.perf_counter() - t0)
-        rows.append({"what": f"measures: {label}", "seconds": best})
-        _log(progress, f"  {label}: {best:.3f} s")
-    df = pd.DataFrame(rows)
-    df["fraction_of_sweep_epoch"] = df.seconds / best_epoch
-    return df
-
-
-# ============================================================================ entry
-def main(argv=None, prog="pyireg reproduce", experiments=("measures", "pathsgd", "cost")) -> int:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Experiments of the thesis: complexity measures, Path-SGD")
-    p.add_argument("experiment", choices=list(experiments),
-                   help="measures: every measure against width, true and random labels; pathsgd: Path-SGD "
-                        "against SGD" + ("; cost: what recording measures every epoch costs a sweep"
-                                         if "cost" in experiments else ""))
-    p.add_argument("--out", default=None, help="output folder (default results/thesis-<experiment>)")
-    p.add_argument("--figure", default=None, help="figure path (default <out>/<experiment>.png)")
-    p.add_argument("--dataset", default="mnist5k")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--widths", type=widths_arg, default=None, metavar="LIST",
-                   help="'1,2,4', '1:1024' or 'pow2:4096' (default pow2:2048 for measures and cost, pow2:1024 "
-                        "for pathsgd)")
-    p.add_argument("--epochs", type=int, default=60, help="epochs of the paper's schedule (true labels)")
-    p.add_argument("--random-epochs", type=int, default=None,
-                   help="measures: epochs on random labels (default 150, enough to fit them)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="one repetition with this seed (default: three, seeds 0, 1, 2)")
-    p.add_argument("--threads", type=int, default=None, help="native threads (default: all cores)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--cheap", action="store_true", help="cost: skip the sharpness and PAC-Bayes timings")
-    a = p.parse_args(argv)
-    if a.threads is not None:
-        from .. import set_num_threads
-        set_num_threads(a.threads)
-    widths = a.widths
-    out = a.out or f"results/thesis-{a.experiment}"
-    common = dict(dataset=a.dataset, data_dir=a.data_dir, widths=widths, epochs=a.epochs, figure=a.figure,
-                  progress=not a.quiet)
-    if a.experiment == "cost":
-        df = measures_cost(dataset=a.dataset, data_dir=a.data_dir, widths=widths, seed=a.seed or 0,
-                           perturbed=not a.cheap, progress=not a.quiet)
-        print(df.to_string(index=False))
-        return 0
-    if a.experiment == "measures":
-        extra = {} if a.random_epochs is None else {"random_epochs": a.random_epochs}
-        _, summary = reproduce_measures(out, seed=a.seed, **common, **extra)
-        print(summary.to_string(index=False))
-    else:
-        res, inv, _ = reproduce_pathsgd(out, seed=a.seed, **common)
-        print(pathsgd_table(res).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        print("test-error gap between the two initializations:", inv)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,23 +1,16 @@
-"""One command per demonstration of the implicit biases of gradient descent (Section 3 of the
-paper and the tutorial): each writes a figure (PNG) and a table (CSV) and prints the table
-and its key numbers.
-
-    python -m pyireg.experiments.tutorial NAME [--out DIR] [--quick] [--threads N] [--set KEY=VALUE ...]
-
-NAME is one of min-norm, trace-norm, matrix-completion, init-scale, learning-rate, batch-size,
-early-stopping. ``--quick`` runs a tiny version (seconds; what the tests run).
+"""The demonstrations of the implicit biases of gradient descent (Section 3 of the paper and the
+tutorial): each writes a figure (PNG), a table (CSV) and its settings (NAME.json, with the run
+record), and returns the table and its key numbers. ``pyireg demo NAME`` runs one (the command
+table makes each setting an option); ``quick`` runs a tiny version (seconds; what the tests run).
 """
 from __future__ import annotations
 
-import argparse
-import ast
 import inspect
-import sys
+import numbers
 import time
 from pathlib import Path
 
 from . import knobs, matrix_completion, min_norm, trace_norm
-from ._common import markdown_table
 
 # name -> (function, what it shows, the settings of --quick)
 DEMOS = {
@@ -43,11 +36,21 @@ DEMOS = {
 
 
 def _check_overrides(name, overrides):
-    known = set(inspect.signature(DEMOS[name][0]).parameters) - {"out", "_"}
+    """Unknown settings, and integer settings below what their default allows (an epoch count of 0,
+    a width of 0), are refused before anything is written."""
+    params = inspect.signature(DEMOS[name][0]).parameters
+    known = set(params) - {"out", "_"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"overrides: {name} has no setting {', '.join(unknown)}; its settings: "
                          f"{', '.join(sorted(known))}")
+    for key, value in overrides.items():
+        default = params[key].default
+        values = value if isinstance(value, (tuple, list)) else [value]
+        defaults = default if isinstance(default, (tuple, list)) else [default]
+        if all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in defaults) and defaults:
+            if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
+                raise ValueError(f"{key}: expected positive integers, got {value!r}")
 
 
 def run(name, out="results/demos", *, quick=False, threads=None, **overrides):
@@ -57,8 +60,7 @@ def run(name, out="results/demos", *, quick=False, threads=None, **overrides):
         raise ValueError(f"name: expected one of {', '.join(DEMOS)}, got {name!r}")
     fn, _, small = DEMOS[name]
     _check_overrides(name, overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)          # made by the demonstration when it writes (after its data are loaded)
     kw = dict(small) if quick else {}
     kw.update(overrides)
     if threads is not None:
@@ -66,44 +68,12 @@ def run(name, out="results/demos", *, quick=False, threads=None, **overrides):
     t0 = time.perf_counter()
     result = fn(out, **kw)
     result.seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out / f"{name}.csv", index=False)
+    from .record import run_record
+    from .store import Disk, json_bytes
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+    Disk().write_atomic(out / f"{name}.json", lambda f: f.write(json_bytes(
+        {"demo": name, "quick": bool(quick), "settings": settings, "seconds": round(result.seconds, 3),
+         "run": run_record()})))
     return result
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pyireg demo", description="Demonstrations of the implicit biases of gradient descent: "
-        + "; ".join(f"{k}: {v[1]}" for k, v in DEMOS.items()))
-    parser.add_argument("name", choices=list(DEMOS), help="which demonstration")
-    parser.add_argument("--out", default="results/demos", help="directory for NAME.png and NAME.csv (default %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="a tiny version that runs in seconds")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="native threads (default: 1 for the linear demos, the current setting for the others)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting of the demonstration, e.g. --set epochs=20 --set 'widths=(8, 64)' "
-                             "(a Python literal; repeatable)")
-    args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            parser.error(f"--set: expected KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parser.error(f"--set {key}: expected a Python literal (number, string, tuple), got {value!r}")
-    try:
-        _check_overrides(args.name, overrides)
-    except ValueError as e:
-        parser.error(str(e))
-    result = run(args.name, args.out, quick=args.quick, threads=args.threads, **overrides)
-    print(markdown_table(result.table))
-    print()
-    for line in result.summary:
-        print("- " + line)
-    print(f"\nwrote {result.figure} and {Path(args.out) / (args.name + '.csv')} in {result.seconds:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,6 @@
-"""A sweep in packs: plan, run the packs through an executor, publish each pack's rows, merge.
+"""A sweep in packs: plan, run the packs through an executor of :mod:`pyireg.distributed`,
+publish each pack's rows, merge. (The executors run jobs; this module, above them, knows what a
+pack's job is and where its rows go.)
 
 Files (besides ``config.json``, ``history.parquet`` and ``.lock`` of every sweep)
 ---------------------------------------------------------------------------------
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -42,21 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiments.sweep import SweepResult, SweepStateError, TrainSpec, train_networks
-from .packs import Pack, check_plan, default_pack_units, plan_packs
+from ..distributed.executors import PackError, as_executor
+from ..distributed.packs import Pack, check_plan, default_pack_units, plan_packs
+from . import resources, store
+from .results import SweepResult
+from .store import SweepStateError
+from .training import TrainSpec, train_networks
 
-S = importlib.import_module("pyireg.experiments.sweep")   # the module (the package's `sweep` is the function)
 PLAN_FORMAT = 1
 _PACK_RE = re.compile(r"^pack-(\d+)\.parquet$")
 VISIBILITY_SECONDS = 30.0    # how long the driver waits for a pack file a worker reported (NFS caches)
-
-
-class PackError(RuntimeError):
-    """Some packs of a sweep failed; the others are kept. ``failures`` lists (Pack, exception)."""
-
-    def __init__(self, message, failures):
-        super().__init__(message)
-        self.failures = failures
 
 
 def pack_name(pack_id: int) -> str:
@@ -75,7 +71,18 @@ class PackJob:
     threads: int | None
     version: str
 
-    def __call__(self, ds, pack: Pack) -> dict:
+    def __call__(self, ds, pack: Pack, fault_hook=None) -> dict:
+        """Train ``pack`` and publish its rows; ``fault_hook`` (tests only): the store's hook
+        around this pack's file operations."""
+        if fault_hook is None:
+            return self._run(ds, pack)
+        store.set_fault_hook(fault_hook)
+        try:
+            return self._run(ds, pack)
+        finally:
+            store.set_fault_hook(None)
+
+    def _run(self, ds, pack: Pack) -> dict:
         from .. import __version__, set_num_threads
         host = socket.gethostname()
         if __version__ != self.version:
@@ -107,8 +114,8 @@ def _pack_meta(pack: Pack, sweep_id: str, epochs: int) -> dict:
 
 
 def _publish_pack(packs_dir: Path, pack: Pack, history, sweep_id: str, epochs: int) -> None:
-    data = S._parquet_bytes(history, _pack_meta(pack, sweep_id, epochs))
-    disk = S._Disk()
+    data = store.parquet_bytes(history, _pack_meta(pack, sweep_id, epochs))
+    disk = store.Disk()
     final = packs_dir / pack_name(pack.id)
     tmp = packs_dir / f"{final.name}.{uuid.uuid4().hex[:12]}.tmp"    # its own: attempts never share one
     disk.write(tmp, lambda f: f.write(data))
@@ -122,7 +129,7 @@ def _publish_pack(packs_dir: Path, pack: Pack, history, sweep_id: str, epochs: i
 
 
 # ----------------------------------------------------------------------------- the directory
-class _PackDir(S._SweepDir):
+class _PackDir(store.SweepDir):
     """A sweep directory trained in packs: the plan, the pack files, the merged history."""
 
     def __init__(self, out: Path, config: dict, policy: str, spec: TrainSpec):
@@ -151,14 +158,7 @@ class _PackDir(S._SweepDir):
         cfg = self.config
         seeds, epochs = cfg["seeds"], cfg["epochs"]
         if self.history_path.exists():
-            hist, meta = S._read_history(self.history_path)
-            if not isinstance(meta, dict) or meta.get("sweep_id") != cfg["sweep_id"]:
-                why = ("has no record of a pyireg sweep" if not isinstance(meta, dict)
-                       else "belongs to another sweep (its sweep id differs from config.json's)")
-                raise SweepStateError(f"out: {self.history_path} {why}; restore the sweep's own history, or start "
-                                      "in another directory")
-            done = {int(k): int(v) for k, v in meta.get("epochs_done", {}).items()}
-            S._check_history(hist, done, cfg, self.history_path)
+            hist, done = self.read_own_history()
             if any(done.get(s, 0) < epochs for s in seeds):
                 raise SweepStateError(
                     f"out: {self.out} holds a sweep trained repetition by repetition (epochs done per seed "
@@ -170,8 +170,9 @@ class _PackDir(S._SweepDir):
                 with contextlib.suppress(OSError):
                     self.disk.rmdir(self.packs_dir)
             return hist, done
+        store.refuse_links(sorted(self.ckdir.iterdir()))
         for p in sorted(self.ckdir.iterdir()):
-            m = S._CKPT_RE.match(p.name)
+            m = store.CKPT_RE.match(p.name)
             if m and m[3] and int(m[2]) == 1:
                 self.disk.remove(p)                  # the first epoch of a sweep never committed
             elif m:
@@ -199,7 +200,7 @@ class _PackDir(S._SweepDir):
         else:
             plan = new_plan
             body = {"format": PLAN_FORMAT, "sweep_id": self.config["sweep_id"], "packs": [p.to_json() for p in plan]}
-            self.disk.write_atomic(self.plan_path, lambda f: f.write(S._json_bytes(body)))
+            self.disk.write_atomic(self.plan_path, lambda f: f.write(store.json_bytes(body)))
         finished = {}
         for pid, path in files.items():
             if pid >= len(plan):
@@ -210,7 +211,7 @@ class _PackDir(S._SweepDir):
 
     def publish(self, history, done: dict) -> None:
         """Publish the merged history (one rename), then remove the pack files."""
-        data = S._parquet_bytes(history, self.history_meta(done))
+        data = store.parquet_bytes(history, self.history_meta(done))
         self.disk.write_atomic(self.history_path, lambda f: f.write(data))
         for p in sorted(self.packs_dir.glob("pack-*")):
             self.disk.remove(p)
@@ -242,32 +243,27 @@ def _read_plan(path: Path, config: dict) -> list:
 
 def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
     """The rows of a finished pack, checked against the plan (sweep, pack, networks, epochs)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     again = f"delete it to train {pack.describe(spec.grid_widths)} again"
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise SweepStateError(f"out: {path} is corrupt ({type(e).__name__}: {e}); {again}") from None
-    meta = None
-    with contextlib.suppress(ValueError, AttributeError):
-        meta = json.loads((table.schema.metadata or {}).get(b"pyireg", b"").decode())
+    frame, meta = store.read_parquet(path, "out", again)
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k != "rows_sha256"}
     if not isinstance(meta, dict) or meta.get("sweep_id") != sweep_id:
         raise SweepStateError(f"out: {path} is not a pack of this sweep (its sweep id differs from config.json's); "
                               f"move it away, or {again}")
     if meta != _pack_meta(pack, sweep_id, spec.epochs):
         raise SweepStateError(f"out: {path} holds other networks than packs.json gives pack {pack.id}; {again}")
-    frame = table.to_pandas()
     E, n = spec.epochs, len(pack.networks)
-    ok = list(frame.columns) == S.COLUMNS + list(spec.measures) and len(frame) == E * n
+    first = 0 if spec.record_epoch0 else 1
+    R = E - first + 1
+    ok = list(frame.columns) == store.COLUMNS + list(spec.measures) and len(frame) == R * n
     if ok:
         nets = np.asarray(pack.networks)
         ok = ((frame["repetition"].to_numpy() == pack.repetition).all()
-              and (frame["epoch"].to_numpy().reshape(E, n) == np.arange(1, E + 1)[:, None]).all()
-              and (frame["network"].to_numpy().reshape(E, n) == nets).all()
-              and (frame["width"].to_numpy().reshape(E, n) == np.asarray(spec.grid_widths)[nets]).all())
+              and (frame["epoch"].to_numpy().reshape(R, n) == np.arange(first, E + 1)[:, None]).all()
+              and (frame["network"].to_numpy().reshape(R, n) == nets).all()
+              and (frame["width"].to_numpy().reshape(R, n) == np.asarray(spec.grid_widths)[nets]).all())
     if not ok:
-        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs 1..{E} of the {n} networks of "
+        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs {first}..{E} of the {n} networks of "
                               f"pack {pack.id}); {again}")
     return frame
 
@@ -284,68 +280,23 @@ def merge(frames, seeds):
 
 
 # ----------------------------------------------------------------------------- executors
-class LocalExecutor:
-    """Runs the packs one after another in this process: the sweep resumes pack by pack, and a
-    grid too large for memory as one model runs in packs of ``pack_units`` units. ``threads``:
-    native threads of each pack (default: the process's setting)."""
-
-    def __init__(self, pack_units: int | None = None, threads: int | None = None):
-        from .packs import _check_pack_units
-        self.pack_units = None if pack_units is None else _check_pack_units(pack_units)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads: expected a positive integer, got {threads!r}")
-        self.threads = threads
-
-    def start(self) -> dict:
-        from .. import get_num_threads
-        return {"workers": 1, "threads": self.threads, "per_machine": 1,
-                "where": f"in this process, one pack at a time on {self.threads or get_num_threads()} thread(s)"}
-
-    def run(self, job, ds, packs):
-        for pack in packs:
-            try:
-                outcome = job(ds, pack)
-            except Exception as e:                   # a failed pack; the others go on
-                outcome = e
-            yield pack, outcome
-
-    def stop(self) -> None:
-        pass
-
-    def __repr__(self):
-        return f"LocalExecutor(pack_units={self.pack_units}, threads={self.threads})"
-
-
-def as_executor(executor):
-    if isinstance(executor, str):
-        if executor == "local":
-            return LocalExecutor()
-        if executor == "ray":
-            from .ray_executor import RayExecutor
-            return RayExecutor()
-    elif all(callable(getattr(executor, m, None)) for m in ("start", "run", "stop")):
-        return executor
-    raise TypeError(f"executor: expected None, 'local', 'ray' or an executor such as "
-                    f"pyireg.distributed.RayExecutor(...), got {executor!r}")
-
-
 # ----------------------------------------------------------------------------- the driver
 def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory) -> None:
     """The packs trained at once on one machine must fit its memory (or ``max_memory``); on a
     cluster, where the driver cannot know the nodes' memory, only ``max_memory`` is checked."""
     biggest = max(plan, key=lambda p: p.units)
-    est = S.estimate_memory([spec.grid_widths[n] for n in biggest.networks], ds.num_features, ds.num_classes,
+    est = resources.estimate_memory([spec.grid_widths[n] for n in biggest.networks], ds.num_features, ds.num_classes,
                             batch_size=spec.batch_size, eval_batch=spec.eval_batch, dtype=ds.dtype)
     if max_memory == 0 or (per_machine is None and max_memory is None):
         return
-    limit = S.available_memory() if max_memory is None else max_memory
+    limit = resources.available_memory() if max_memory is None else max_memory
     at_once = per_machine or 1
     need = est["total"] * at_once
     if limit is None or need <= limit:
         return
     raise MemoryError(f"pack_units: {at_once} pack(s) trained at once on {'this machine' if per_machine else 'a node'} "
-                      f"need about {S._fmt_bytes(need)} (the largest, {biggest.describe(spec.grid_widths)}, about "
-                      f"{S._fmt_bytes(est['total'])}) but {S._fmt_bytes(limit)} "
+                      f"need about {resources.fmt_bytes(need)} (the largest, {biggest.describe(spec.grid_widths)}, about "
+                      f"{resources.fmt_bytes(est['total'])}) but {resources.fmt_bytes(limit)} "
                       f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; use smaller packs "
                       "(pack_units), fewer workers, or more machines")
 
@@ -365,7 +316,7 @@ class _PackProgress:
             return
         print(f"{desc}: {self.n} packs, {where}" + (f"; {self.count} already finished" if self.count else ""),
               file=sys.stderr, flush=True)
-        if S._isatty(sys.stderr):
+        if resources.isatty(sys.stderr):
             from tqdm.auto import tqdm
             self.bar = tqdm(total=self.n, initial=self.count, desc=desc, unit="pack", leave=False)
 
@@ -381,12 +332,12 @@ class _PackProgress:
             self.bar.set_postfix_str(f"pack {pack.id} in {secs:.1f} s{where}")
             return
         now = time.perf_counter()
-        if self.count == self.n or now - self.last_line >= S.PROGRESS_INTERVAL:
+        if self.count == self.n or now - self.last_line >= resources.PROGRESS_INTERVAL:
             self.last_line = now
             work = self.done_cost - self.start_cost
             left = (now - self.t0) / work * (self.total - self.done_cost) if work else 0.0
             print(f"{self.desc}: pack {pack.id} done in {secs:.1f} s{where}: {self.count}/{self.n} packs, "
-                  f"{100 * self.done_cost / self.total:.0f}% of the work; about {S._fmt_time(left)} left",
+                  f"{100 * self.done_cost / self.total:.0f}% of the work; about {resources.fmt_time(left)} left",
                   file=sys.stderr, flush=True)
 
     def failed(self, pack, error):

@@ -1,0 +1,692 @@
+"""The sweep directory: its files, the lock, atomic commits, checksummed checkpoints, and the
+checks on resume (reconciliation). The public names here are what :mod:`pyireg.experiments.sweep`
+and :mod:`pyireg.distributed` build on; nothing in this module trains.
+
+Files of a sweep directory, and the resume guarantee
+----------------------------------------------------
+``config.json``
+    The settings, the data's fingerprint, the run record and a sweep id. Written once,
+    atomically, when the sweep starts; never rewritten.
+``history.parquet``
+    One row per network per finished epoch (a tidy table, ``pandas.read_parquet`` reads it).
+    Its Parquet metadata (key ``pyireg``) is the record of what is done: the sweep id, the epochs
+    finished by each repetition, the SHA-256 of the rows' values (``rows_sha256``) and of every
+    committed checkpoint file (``checkpoints``). Both are verified on resume and by
+    ``load_results``: a changed byte or value stops with the file's name.
+``checkpoints/rep{SEED}-epoch{E}.npz``
+    Weights, optimizer state and divergence flags of repetition SEED after epoch E
+    (``numpy.load`` reads it). Only the one resume needs is kept (``checkpoints="resume"``),
+    or also each repetition's final one (``"final"``), or all (``"all"``).
+``.lock``
+    Locked while a process works on the sweep, so that two cannot write it at once. Opened
+    without following links: a link anywhere among the sweep's own files is refused.
+
+The files are always a consistent prefix of the uninterrupted run, whatever instant the
+process dies (kill, full disk, power loss): epoch E of repetition SEED is committed by one
+function, :func:`commit_epoch`, in three steps: (1) stage the checkpoint as
+``rep{SEED}-epoch{E}.npz.staged`` (written and fsynced, its checksum taken as it is written);
+(2) write the history with the new rows and the checksums to ``history.parquet.tmp``, fsync
+it, and rename it onto ``history.parquet``: the one atomic step that publishes the epoch;
+(3) rename the staged checkpoint to its final name and delete the checkpoints resume no longer
+needs. On resume, :func:`reconcile` takes the history as the truth, completes or removes what
+an interrupted commit left (a staged checkpoint, ``*.tmp`` files), and refuses with the reason
+(never starting over) when a file is missing, corrupt, changed or belongs to another sweep.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# Tests set this (through set_fault_hook) to a callable hook(op, path), called before every file
+# operation on a sweep directory (op: "mkdir", "lock", "open", "write", "fsync", "rename",
+# "remove", "fsync-dir"), to stop the sweep there (as a kill would) or make the operation fail
+# (as a full disk would).
+_FAULT_HOOK: Callable[[str, str], None] | None = None
+# fsync files and directories before and after each rename, so that a commit survives a power
+# loss. A killed process cannot lose what the page cache holds, so the in-process kill tests
+# switch it off to save time on a busy disk (the "fsync" points are still passed).
+_DURABLE = True
+
+FORMAT = 2        # 2: checksummed commits, recorded schedules and optimizers (1: before them)
+METRICS = ["train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss"]
+# the history's columns, in order (recorded measures follow them)
+COLUMNS = (["repetition", "network", "width", "weight_decay", "lr_scale", "epoch", "lr", "momentum"] + METRICS
+           + ["norm_U", "norm_V", "balance_drift", "diverged", "at_chance", "train_seconds"])
+CHECKPOINT_POLICIES = ("resume", "final", "all")
+# config keys that may differ on resume (the run record describes the process, not the sweep)
+NOT_COMPARED = ("sweep_id", "dataset", "written_by", "tag", "run")
+CONFIG_MAX_BYTES = 1 << 28    # 256 MiB: far above any real config.json (per-network init_std included)
+CKPT_RE = re.compile(r"^rep(\d+)-epoch(\d+)\.npz(\.staged)?$")
+
+
+class SweepStateError(RuntimeError):
+    """The files of a sweep directory are missing, corrupt or inconsistent: resuming would lose
+    or overwrite finished work, so the sweep refuses and says why."""
+
+
+def set_fault_hook(hook: Callable[[str, str], None] | None) -> None:
+    """Install (or remove, with None) the test hook called before every file operation."""
+    global _FAULT_HOOK
+    _FAULT_HOOK = hook
+
+
+def set_durable(durable: bool) -> None:
+    """fsync (True, the default) or not (the in-process kill tests)."""
+    global _DURABLE
+    _DURABLE = bool(durable)
+
+
+# ----------------------------------------------------------------------------- file operations
+class _HookedRaw(io.RawIOBase):
+    """The raw (unbuffered) file under a sweep's writes: every write that reaches the operating
+    system is a numbered point of the fault hook, and is hashed (SHA-256) as it is written. It
+    says it cannot seek, so that zip archives (np.savez) are written in one sequential pass."""
+
+    def __init__(self, path, disk):
+        self._f = open(path, "wb", buffering=0)
+        self._disk, self._path = disk, path
+        self.sha = hashlib.sha256()
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def write(self, data):
+        self._disk.at("write", self._path)
+        n = self._f.write(data)
+        self.sha.update(memoryview(data).cast("B")[:n] if n is not None else b"")
+        return n
+
+    def fileno(self):
+        return self._f.fileno()
+
+    def close(self):
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
+class Disk:
+    """Every file operation a sweep makes on its directory, in one place (see set_fault_hook)."""
+
+    @staticmethod
+    def at(op, path):
+        if _FAULT_HOOK is not None:
+            _FAULT_HOOK(op, str(path))
+
+    def write(self, path: Path, fill: Callable) -> str:
+        """Create ``path`` with ``fill(file)`` (through a 1 MiB buffer) and fsync it; returns the
+        SHA-256 (hex) of what was written. On an error (a full disk) or Ctrl-C the partial file
+        is removed; a kill leaves it, for reconcile."""
+        self.at("open", path)
+        raw = _HookedRaw(path, self)
+        f = io.BufferedWriter(raw, buffer_size=1 << 20)
+        try:
+            fill(f)
+            f.flush()
+            self.at("fsync", path)
+            if _DURABLE:
+                os.fsync(raw.fileno())
+        except (Exception, KeyboardInterrupt):
+            with contextlib.suppress(Exception):
+                raw.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        f.close()
+        return raw.sha.hexdigest()
+
+    def replace(self, src: Path, dst: Path) -> None:
+        self.at("rename", dst)
+        os.replace(src, dst)
+
+    def remove(self, path: Path) -> None:
+        self.at("remove", path)
+        os.unlink(path)
+
+    def rmdir(self, path: Path) -> None:
+        self.at("remove", path)
+        os.rmdir(path)
+
+    def mkdir(self, path: Path) -> None:
+        if path.is_symlink():
+            raise SweepStateError(f"out: {path} is a symbolic link; a sweep keeps its own files in real directories "
+                                  "(a link could make it write or delete elsewhere): replace it by a directory")
+        if not path.is_dir():
+            self.at("mkdir", path)
+            path.mkdir(parents=True, exist_ok=True)
+
+    def sync_dir(self, path: Path) -> None:
+        self.at("fsync-dir", path)
+        if _DURABLE and os.name == "posix":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def write_atomic(self, path: Path, fill: Callable) -> str:
+        tmp = path.with_name(path.name + ".tmp")
+        sha = self.write(tmp, fill)
+        try:
+            self.replace(tmp, path)
+        except (Exception, KeyboardInterrupt):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.sync_dir(path.parent)
+        return sha
+
+
+def refuse_links(paths, what="out") -> None:
+    """Refuse a symbolic link among a sweep's own files (L6): following one would read, write or
+    delete outside the sweep's directory."""
+    for p in paths:
+        if os.path.islink(p):
+            raise SweepStateError(f"{what}: {p} is a symbolic link; a sweep's files and its checkpoints/ must be "
+                                  "real files and directories inside it: replace the link by the file itself")
+
+
+def read_bounded(path: Path, what: str, limit: int = CONFIG_MAX_BYTES) -> bytes:
+    """A small regular file's bytes: a FIFO, a device (/dev/zero) or a file over ``limit`` is
+    refused with its name before it is read (L3)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise SweepStateError(f"{what}: cannot read {path} ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if
+                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a directory" if
+                stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise SweepStateError(f"{what}: {path} is {kind}, not a regular file; restore the sweep's own file")
+    if st.st_size > limit:
+        raise SweepStateError(f"{what}: {path} is {st.st_size:,} bytes, more than any file of a sweep "
+                              f"({limit:,}); restore the sweep's own file")
+    with open(path, "rb") as f:
+        data = f.read(st.st_size + 1)       # (read(n) allocates n bytes first: ask for what is there)
+    if len(data) > st.st_size:
+        raise SweepStateError(f"{what}: {path} grew while being read; read it again when nothing writes it")
+    return data
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def read_config(path: Path, what: str = "out") -> dict:
+    """config.json of a sweep, checked (format, sweep id); every failure is one line naming it."""
+    try:
+        cfg = json.loads(read_bounded(path, what).decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OverflowError, ValueError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
+        raise SweepStateError(f"{what}: {path} is empty or corrupt ({why}); the sweep cannot be resumed "
+                              "without it: restore it, or start the sweep in another directory") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or "sweep_id" not in cfg:
+        raise SweepStateError(f"{what}: {path} is not the configuration of a sweep of this pyireg version "
+                              f"(format {cfg.get('format') if isinstance(cfg, dict) else '?'}, expected {FORMAT}); "
+                              "resume it with the version that made it, or start in another directory")
+    return cfg
+
+
+def compare_configs(saved: dict, new: dict, out: Path) -> None:
+    """Refuse a resume whose settings differ from the saved ones (the run record is not compared)."""
+    diff = []
+    for key in sorted(set(saved) | set(new)):
+        if key in NOT_COMPARED:
+            continue
+        a, b = saved.get(key), json.loads(json.dumps(new.get(key)))
+        if a != b:
+            if key == "data_sha256":
+                diff.append(f"the data differ (the sweep was made with {saved['dataset'].get('name', '?')} "
+                            f"data of fingerprint {str(a)[:12]}, these are {new['dataset'].get('name', '?')}, "
+                            f"{str(b)[:12]})")
+            else:
+                def show(v):
+                    s = json.dumps(v)
+                    return s[:60] + "..." if len(s) > 60 else s
+                diff.append(f"{key}: {show(a)} there, {show(b)} here")
+    if diff:
+        raise ValueError(f"resume: the sweep in {out} was made with another configuration: {'; '.join(diff)}. "
+                         "Resume with the same settings, or start a new sweep in another directory")
+
+
+# ----------------------------------------------------------------------------- history
+def rows_sha256(frame) -> str:
+    """SHA-256 of a history's values: every column's name, dtype and values in order (what a
+    Parquet round trip preserves exactly), so an edited value is caught whatever rewrote it."""
+    h = hashlib.sha256()
+    h.update(str(len(frame)).encode())
+    for name in frame.columns:
+        col = frame[name].to_numpy()
+        h.update(f"\0{name}\0{col.dtype.str}\0".encode())
+        if col.dtype == object:
+            h.update(json.dumps([str(v) for v in col]).encode())
+        else:
+            h.update(np.ascontiguousarray(col).tobytes())
+    return h.hexdigest()
+
+
+def parquet_bytes(frame, meta: dict) -> memoryview:
+    """``frame`` as a Parquet file in memory, with ``meta`` (JSON) under the metadata key pyireg,
+    the SHA-256 of its values added as ``rows_sha256``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    meta = dict(meta, rows_sha256=rows_sha256(frame))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"pyireg": json.dumps(meta).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    return memoryview(buf.getvalue())
+
+
+def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a backup, or start in another "
+                 "directory", legacy: bool = False):
+    """(DataFrame, its pyireg metadata or None) of a Parquet file of a sweep, the rows checked
+    against the metadata's checksum when it has one. Errors name the file and what to do.
+    ``legacy``: also read a history of format 1 (before checksums) as it is (load_results)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    refuse_links([path], what)
+    with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.stat(path).st_mode):     # a FIFO would block the reader
+            raise SweepStateError(f"{what}: {path} is not a regular file; {advice}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise SweepStateError(f"{what}: {path} is corrupt ({type(e).__name__}: {e}); {advice}") from None
+    raw = (table.schema.metadata or {}).get(b"pyireg")
+    meta = None
+    if raw is not None:
+        with contextlib.suppress(ValueError, RecursionError):
+            meta = json.loads(raw.decode())
+    frame = table.to_pandas()
+    if isinstance(meta, dict):
+        want = meta.get("rows_sha256")
+        if want is None and legacy and meta.get("format") == 1:
+            return frame, meta                           # written before checksums: nothing to verify
+        if want is None:
+            raise SweepStateError(f"{what}: {path} carries no checksum of its rows (written by an older pyireg, or "
+                                  f"rewritten by another program); {advice}")
+        if want != rows_sha256(frame):
+            raise SweepStateError(f"{what}: {path} was changed after it was written (its values do not match the "
+                                  f"checksum recorded with them); {advice}")
+    return frame, meta
+
+
+def read_history(path: Path, what: str = "out", legacy: bool = False):
+    """(history, metadata) of ``history.parquet``, verified (see read_parquet)."""
+    return read_parquet(path, what, "the finished epochs it held cannot be trusted: restore it from a backup, "
+                        "or start in another directory", legacy)
+
+
+def check_history(hist, done, cfg, path) -> None:
+    """The rows of a history against the configuration and the epochs done per seed."""
+    seeds, epochs, N = cfg["seeds"], cfg["epochs"], cfg["num_networks"]
+
+    def bad(why):
+        return SweepStateError(f"out: {path} is inconsistent ({why}); restore the sweep's own history, "
+                               "or start in another directory")
+    missing = (set(COLUMNS) | set(cfg.get("measures", []))) - set(hist.columns)
+    if missing:
+        raise bad(f"columns {sorted(missing)} are missing")
+    if set(done) - set(seeds) or set(hist["repetition"].unique().tolist()) - set(done):
+        raise bad("it holds repetitions this sweep does not have")
+    pattern = [done.get(s, 0) for s in seeds]
+    # repetitions run in order: complete ones, at most one partial, then untouched ones
+    j = next((i for i, v in enumerate(pattern) if v < epochs), len(pattern))
+    if any(v > epochs for v in pattern) or any(v != 0 for v in pattern[j + 1:]):
+        raise bad(f"epochs done per seed {dict(zip(seeds, pattern))} is not a state an uninterrupted run passes")
+    counts = hist.groupby("repetition").size().to_dict()
+    widths = np.asarray(cfg["grid_widths"])
+    first = 0 if cfg.get("record_epoch0") else 1        # epoch 0: the initialization, when recorded
+    for s in seeds:
+        E = done.get(s, 0)
+        R = E - first + 1 if E else 0
+        if counts.get(s, 0) != N * R:
+            raise bad(f"seed {s} has {counts.get(s, 0)} rows, expected {N} networks x {R} epochs")
+        if E:
+            h = hist[hist["repetition"] == s]
+            ep = h["epoch"].to_numpy().reshape(R, N)
+            net = h["network"].to_numpy().reshape(R, N)
+            if not ((ep == np.arange(first, E + 1)[:, None]).all() and (net == np.arange(N)).all()
+                    and (h["width"].to_numpy().reshape(R, N) == widths).all()):
+                raise bad(f"the rows of seed {s} are not epochs {first}..{E} of networks 0..{N - 1} of this grid")
+
+
+def checkpoint_needed(policy, e, E, epochs) -> bool:
+    """Whether the checkpoint of epoch e is kept when E epochs are committed."""
+    if policy == "all":
+        return True
+    if e == E and E < epochs:
+        return True
+    return policy == "final" and e == epochs
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(f, arrays: dict) -> None:
+    """Write ``arrays`` to the open file ``f`` as an uncompressed .npz (numpy.load reads it)."""
+    np.savez(f, **arrays)
+
+
+def load_checkpoint(path: Path, expected: dict, sha256: str | None, what: str = "out") -> dict:
+    """The arrays of checkpoint ``path``, checked before anything large is read: the archive's
+    members by name (exactly ``expected``'s) and by their declared sizes, then the file's
+    SHA-256 against the one recorded at its commit, then each member's header (shape, dtype)
+    against ``expected`` ({name: (shape, dtype)}). A wrong file is refused, never broadcast."""
+    def fail(why):
+        return SweepStateError(f"{what}: checkpoint {path} {why}; restore it, or start the sweep in another "
+                               "directory")
+    refuse_links([path], what)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("is not a regular file")
+        with open(path, "rb") as f:
+            try:
+                zf = zipfile.ZipFile(f)
+            except (zipfile.BadZipFile, ValueError, EOFError):
+                raise fail("is not a checkpoint archive (not a .npz file: truncated, or other bytes)") from None
+            with zf:
+                infos = {i.filename: i for i in zf.infolist()}
+                names = {n[:-4] for n in infos if n.endswith(".npy")}
+                if set(infos) != {n + ".npy" for n in names} or names != set(expected):
+                    extra = sorted(set(infos) - {n + ".npy" for n in expected})
+                    lack = sorted(set(expected) - names)
+                    raise fail("holds other members than a checkpoint of this sweep"
+                               + (f" (unexpected: {', '.join(extra[:4])})" if extra else "")
+                               + (f" (missing: {', '.join(lack[:4])})" if lack else ""))
+                limit = 0
+                for name, (shape, dtype) in expected.items():
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                    size = infos[name + ".npy"].file_size
+                    if size > nbytes + 4096:
+                        raise fail(f"declares a member {name} of {size:,} bytes, expected about {nbytes:,}")
+                    limit += size + 512
+                if st.st_size > limit + 65536:
+                    raise fail(f"is {st.st_size:,} bytes, more than its members declare")
+                if sha256 is not None:
+                    f.seek(0)
+                    h = hashlib.sha256()
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                    if h.hexdigest() != sha256:
+                        raise fail("was changed after it was committed (its SHA-256 differs from the one "
+                                   "history.parquet records)")
+                out = {}
+                for name, (shape, dtype) in expected.items():
+                    with zf.open(name + ".npy") as m:
+                        version = np.lib.format.read_magic(m)
+                        if version == (1, 0):
+                            hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(m)
+                        else:
+                            hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(m)
+                        if tuple(hshape) != tuple(shape) or hdtype != np.dtype(dtype) or fortran:
+                            raise fail(f"holds {name} of shape {tuple(hshape)} {hdtype}, expected {tuple(shape)} "
+                                       f"{np.dtype(dtype)}")
+                        n = int(np.prod(shape, dtype=np.int64))
+                        buf = m.read(n * hdtype.itemsize)
+                        if len(buf) != n * hdtype.itemsize:
+                            raise fail(f"is truncated (member {name})")
+                        out[name] = np.frombuffer(buf, dtype=hdtype).reshape(shape).copy()
+                return out
+    except SweepStateError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as e:
+        raise fail(f"is corrupt ({type(e).__name__}: {e})") from None
+
+
+# ----------------------------------------------------------------------------- the directory
+class SweepDir:
+    """A sweep directory: lock, creation, reconciliation on resume, and the epoch commit.
+    ``checksums`` holds the SHA-256 of each committed checkpoint (by file name)."""
+
+    def __init__(self, out: Path, config: dict, policy: str):
+        self.out, self.config, self.policy = out, config, policy
+        self.ckdir = out / "checkpoints"
+        self.history_path = out / "history.parquet"
+        self.config_path = out / "config.json"
+        self.disk = Disk()
+        self.checksums: dict = {}
+        self._lock_fd = None
+
+    def ckpt(self, seed, epoch, staged=False) -> Path:
+        return self.ckdir / (f"rep{seed}-epoch{epoch}.npz" + (".staged" if staged else ""))
+
+    # -- lock
+    def lock(self) -> None:
+        self.disk.mkdir(self.out)
+        self.disk.at("lock", self.out / ".lock")
+        try:
+            fd = os.open(self.out / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if os.path.islink(self.out / ".lock"):
+                refuse_links([self.out / ".lock"])
+            raise SweepStateError(f"out: cannot open {self.out / '.lock'} ({e.strerror or e})") from None
+        try:
+            import fcntl
+        except ImportError:        # no advisory locks on this platform
+            self._lock_fd = fd
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SweepStateError(f"out: another process is working on the sweep in {self.out} (its .lock is "
+                                  "held); wait for it to finish or stop it first") from None
+        except OSError:              # a file system without locks (some network mounts): go on unlocked
+            pass
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- start
+    def own_paths(self) -> list[Path]:
+        return [self.config_path, self.history_path, self.ckdir, self.out / "packs.json", self.out / "packs"]
+
+    def ours(self) -> list[Path]:
+        """Files of a sweep in the directory (not temporaries)."""
+        refuse_links(self.own_paths())
+        found = [p for p in (self.config_path, self.history_path, self.out / "packs.json") if p.exists()]
+        if self.ckdir.is_dir():
+            found += sorted(p for p in self.ckdir.iterdir() if CKPT_RE.match(p.name))
+        if (self.out / "packs").is_dir():
+            found += sorted((self.out / "packs").glob("pack-*.parquet"))
+        return found
+
+    def remove_temporaries(self) -> None:
+        refuse_links(self.own_paths())
+        for p in (self.out / "config.json.tmp", self.out / "history.parquet.tmp"):
+            if p.exists() or p.is_symlink():
+                self.disk.remove(p)
+        if self.ckdir.is_dir():
+            for p in sorted(self.ckdir.glob("*.tmp")):
+                self.disk.remove(p)
+
+    def open(self, resume: bool) -> tuple:
+        """Start or resume: returns (config, history DataFrame or None, epochs done per seed)."""
+        refuse_links(self.own_paths())
+        if self.config_path.exists() and not resume:         # before anything is touched
+            raise FileExistsError(f"out: {self.out} already holds a sweep; pass resume=True (--resume) to continue "
+                                  "it, or choose another directory")
+        self.remove_temporaries()
+        if not self.config_path.exists():
+            others = self.ours()
+            if others:
+                raise SweepStateError(
+                    f"out: {self.config_path} is missing, but {others[0].name} of a sweep is there; without the "
+                    "configuration the finished work cannot be continued safely. Restore config.json, or start "
+                    "the sweep in another directory")
+            self.disk.mkdir(self.ckdir)
+            self.disk.write_atomic(self.config_path, lambda f: f.write(json_bytes(self.config)))
+            return self.config, None, {}
+        saved = read_config(self.config_path)
+        compare_configs(saved, self.config, self.out)
+        self.config = dict(self.config, sweep_id=saved["sweep_id"], tag=saved.get("tag", ""),
+                           written_by=saved.get("written_by"), dataset=saved["dataset"], run=saved.get("run"))
+        self.disk.mkdir(self.ckdir)
+        hist, done = self.reconcile()
+        return self.config, hist, done
+
+    def reconcile(self):
+        """Check the files against each other on resume (a sweep in packs has its own)."""
+        return reconcile(self)
+
+    # -- commit
+    def history_meta(self, done) -> dict:
+        return {"format": FORMAT, "sweep_id": self.config["sweep_id"],
+                "epochs_done": {str(k): int(v) for k, v in done.items()},
+                "checkpoints": dict(sorted(self.checksums.items()))}
+
+    def read_own_history(self):
+        """The history and epochs done per seed, checked against config.json (None, {} when
+        there is none yet); the recorded checkpoint checksums are taken from it."""
+        if not self.history_path.exists():
+            return None, {}
+        hist, meta = read_history(self.history_path)
+        if not isinstance(meta, dict) or meta.get("sweep_id") != self.config["sweep_id"]:
+            why = ("has no record of a pyireg sweep" if not isinstance(meta, dict)
+                   else "belongs to another sweep (its sweep id differs from config.json's)")
+            raise SweepStateError(f"out: {self.history_path} {why}; restore the sweep's own history, or start "
+                                  "in another directory")
+        done = {int(k): int(v) for k, v in meta.get("epochs_done", {}).items()}
+        sums = meta.get("checkpoints", {})
+        self.checksums = {str(k): str(v) for k, v in sums.items()} if isinstance(sums, dict) else {}
+        check_history(hist, done, self.config, self.history_path)
+        return hist, done
+
+
+def reconcile(d: SweepDir):
+    """Check the files of an interrupted sweep against each other, finish or undo what an
+    interrupted commit left, and return (history, epochs done per seed). Refuses with the
+    reason when they cannot all be true at once."""
+    cfg = d.config
+    seeds, epochs = cfg["seeds"], cfg["epochs"]
+    hist, done = d.read_own_history()
+    if (d.out / "packs.json").exists() and any(done.get(s, 0) < epochs for s in seeds):
+        raise SweepStateError(f"out: {d.out} holds a sweep trained in packs (packs.json), not repetition by "
+                              "repetition; resume it with an executor (executor='ray' or 'local'; --ray)")
+    # checkpoints: the history says what is committed; a checkpoint may be one epoch ahead only
+    # if it is still staged (an interrupted commit), never behind what resume needs
+    files = sorted((p for p in d.ckdir.iterdir() if CKPT_RE.match(p.name)), key=lambda p: p.name)
+    refuse_links(files)
+    for p in files:
+        m = CKPT_RE.match(p.name)
+        seed, e, staged = int(m[1]), int(m[2]), bool(m[3])
+        if seed not in seeds:
+            raise SweepStateError(f"out: {p} is a checkpoint of seed {seed}, which this sweep (seeds {seeds}) does "
+                                  "not have; move it away to resume")
+        E = done.get(seed, 0)
+        if staged and e == E + 1:
+            d.disk.remove(p)                        # its epoch was never published: it is redone
+        elif staged and e == E and E >= 1:
+            final = d.ckpt(seed, e)
+            if checkpoint_needed(d.policy, e, E, epochs):
+                d.disk.replace(p, final)            # published, not yet renamed: finish the commit
+            else:
+                d.disk.remove(p)
+        elif staged or e > E:
+            where = ("history.parquet is missing" if not d.history_path.exists()
+                     else f"history.parquet records {E} epoch(s) of seed {seed}")
+            raise SweepStateError(f"out: {p.name} is from epoch {e}, but {where}: the history of finished epochs "
+                                  "was deleted or replaced by an older copy. Restore the history, or start the "
+                                  "sweep in another directory")
+        elif not checkpoint_needed(d.policy, e, E, epochs):
+            d.disk.remove(p)                        # a commit was interrupted before its pruning
+    d.disk.sync_dir(d.ckdir)
+    for seed in seeds:
+        E = done.get(seed, 0)
+        if 0 < E < epochs and not d.ckpt(seed, E).exists():
+            raise SweepStateError(
+                f"out: checkpoints/{d.ckpt(seed, E).name} is missing: history.parquet records {E} of {epochs} "
+                f"epochs of seed {seed}, and training cannot continue without the weights of epoch {E}. The "
+                "finished epochs stay in history.parquet; restore the checkpoint, or start in another directory")
+    return hist, done
+
+
+def commit_epoch(d: SweepDir, seed: int, epoch: int, arrays: dict, history, done: dict) -> None:
+    """Commit epoch ``epoch`` of repetition ``seed``: stage the checkpoint, publish the history
+    (with ``done[seed] == epoch`` and the checkpoint's checksum) by one rename, then finish the
+    checkpoint and prune the ones resume no longer needs. Every file operation goes through
+    ``d.disk`` (see set_fault_hook)."""
+    epochs = d.config["epochs"]
+    keep = checkpoint_needed(d.policy, epoch, epoch, epochs)
+    staged = d.ckpt(seed, epoch, staged=True)
+    tmp = d.history_path.with_name(d.history_path.name + ".tmp")
+    prev = d.ckpt(seed, epoch - 1)
+    prune = epoch > 1 and not checkpoint_needed(d.policy, epoch - 1, epoch, epochs)
+    renaming = False
+    sums = dict(d.checksums)
+    try:
+        if keep:
+            sums[d.ckpt(seed, epoch).name] = d.disk.write(staged, lambda f: save_checkpoint(f, arrays))
+            d.disk.sync_dir(d.ckdir)
+        if prune:
+            sums.pop(prev.name, None)
+        old, d.checksums = d.checksums, sums
+        try:
+            # serialized in memory first (it is small next to the weights): an interrupt during the
+            # file write then never leaves a half-closed Parquet writer behind
+            parquet = parquet_bytes(history, d.history_meta(done))
+        finally:
+            d.checksums = old
+        d.disk.write(tmp, lambda f: f.write(parquet))
+        renaming = True
+        d.disk.replace(tmp, d.history_path)                 # the commit: one atomic rename
+    except (Exception, KeyboardInterrupt):
+        if not (renaming and not tmp.exists()):             # not published (a Ctrl-C may land just after)
+            for p in (staged, tmp):                         # the temporaries are of no use; after a
+                with contextlib.suppress(OSError):          # kill, reconcile removes them
+                    os.unlink(p)
+            raise
+        d.checksums = sums
+        raise
+    d.checksums = sums
+    d.disk.sync_dir(d.out)
+    if keep:
+        d.disk.replace(staged, d.ckpt(seed, epoch))
+    if prune and prev.exists():
+        d.disk.remove(prev)
+    d.disk.sync_dir(d.ckdir)
+
+
+def check_output(out, resume: bool = False) -> str:
+    """Check, without writing anything that stays, that ``out`` can hold a sweep: "new" (it
+    will be created or is empty of sweep files) or "resume" (it holds one and ``resume`` is
+    set). Raises FileExistsError when it holds a sweep and ``resume`` is not set, and an OSError
+    naming the path when it cannot be written (a file in the way, no permission, read-only)."""
+    from ._common import check_writable
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out: {out} exists and is not a directory; choose a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"out: cannot create {out}: {probe} is a file, not a directory")
+    check_writable(probe, "out", "directory")
+    refuse_links([out / n for n in ("config.json", "history.parquet", "checkpoints", ".lock", "packs.json", "packs")])
+    if (out / "history.parquet").exists() and not (out / "config.json").exists():
+        raise SweepStateError(f"out: {out / 'config.json'} is missing, but history.parquet of a sweep is there; "
+                              "without the configuration the finished work cannot be continued safely. Restore "
+                              "config.json, or start the sweep in another directory")
+    if (out / "config.json").exists():
+        if not resume:
+            raise FileExistsError(f"out: {out} already holds a sweep; pass resume=True (--resume) to continue it, "
+                                  "or choose another directory")
+        return "resume"
+    return "new"

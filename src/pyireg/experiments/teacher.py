@@ -1,0 +1,77 @@
+"""The censoring teacher of Figure 2, as an experiment step: an H0-unit network trained on all
+three splits by the one training loop (the batch policy and seeding of
+:mod:`pyireg.experiments.training`), whose predictions replace every label. With ``out`` the
+teacher's training is a sweep directory of its own (history, config.json with the run record,
+its final weights), which resumes like any sweep and which ``pyireg.load_results`` reads."""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from .. import data as D
+from ..schedule import PaperSchedule, check_schedule
+from .training import TrainSpec, build, train_networks
+
+
+def _all_splits(dataset):
+    """The data set with every sample in its training split (the teacher trains on all of them)."""
+    X = np.concatenate([dataset.X_train, dataset.X_val, dataset.X_test])
+    y = np.concatenate([dataset.y_train, dataset.y_val, dataset.y_test])
+    return X, y, dataset.replace(X_train=X, y_train=y, info={"teacher_data": "train + validation + test"})
+
+
+def censor(dataset, h0: int, *, epochs: int = 100, seed: int = 0, schedule=None, batch_size: int = 100,
+           return_teacher: bool = False, out=None, resume: bool = False, progress: bool = False):
+    """Replace every label (train, validation and test) by the prediction of an ``h0``-unit
+    network (the teacher) trained on all three splits together: ``epochs`` epochs of momentum
+    SGD with ``schedule`` (default the paper's), mini-batches of ``batch_size`` (the last one
+    smaller), as repetition ``seed`` of a one-network sweep (the training module's rules).
+
+    The new data are exactly representable by a network of ``h0`` hidden units, so the
+    approximation error is zero from that width on. ``info['censor']`` records h0, the teacher's
+    training, and how many labels changed in each split. With ``return_teacher`` the trained
+    teacher (a one-network PackedMLP) is returned too, as ``(dataset, teacher)``. With ``out``
+    the teacher's training is saved there as a sweep (``resume`` continues it)."""
+    if not isinstance(dataset, D.Dataset):
+        raise TypeError(f"dataset: expected a pyireg.data.Dataset, got {type(dataset).__name__} "
+                        "(make one with pyireg.data.from_arrays(X, y))")
+    if isinstance(h0, bool) or not isinstance(h0, numbers.Integral) or h0 < 1:
+        raise ValueError(f"h0: expected a positive integer (the teacher's hidden units), got {h0!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    schedule = check_schedule(schedule or PaperSchedule())
+    X, y, ds_all = _all_splits(dataset)
+    batch_size = min(int(batch_size), len(y))
+    if out is not None and epochs > 0:
+        from .sweep import ChanceWarning, sweep
+        from .training import models_of
+        with warnings.catch_warnings():          # a teacher at chance is reported by its changed labels
+            warnings.simplefilter("ignore", ChanceWarning)
+            sweep(ds_all, [int(h0)], seeds=[int(seed)], epochs=int(epochs), batch_size=batch_size,
+                  schedule=schedule, out=out, resume=resume, checkpoints="final", progress=progress,
+                  tag=f"teacher H0={h0}")
+        _, teacher = models_of(ds_all, out, int(seed))
+    else:
+        spec = TrainSpec(grid_widths=(int(h0),), grid_weight_decays=(0.0,), grid_lr_scales=(1.0,), epochs=int(epochs),
+                         batch_size=batch_size, drop_last=False, schedule=schedule, init_std=None, label_noise=0.0,
+                         resample_split=False, eval_batch=4096)
+        if epochs == 0:
+            teacher, _ = build(ds_all, spec, int(seed), np.arange(1))
+        else:
+            kept = {}
+            train_networks(ds_all, spec, int(seed), [0], after_epoch=lambda e, frame, model, opt, ev: kept.update(m=model))
+            teacher = kept["m"]
+    preds = np.concatenate([teacher.forward(X[i:i + 4096])[0].argmax(1) for i in range(0, len(X), 4096)])
+    n1, n2 = len(dataset.y_train), len(dataset.y_train) + len(dataset.y_val)
+    new = {"y_train": preds[:n1], "y_val": preds[n1:n2], "y_test": preds[n2:]}
+    changed = {k: int(np.sum(new["y_" + k] != getattr(dataset, "y_" + k))) for k in ("train", "val", "test")}
+    info = {"censor": {"h0": int(h0), "epochs": int(epochs), "seed": int(seed), "changed": changed,
+                       "changed_total": sum(changed.values())}}
+    result = dataset.replace(info=info, **new)
+    return (result, teacher) if return_teacher else result

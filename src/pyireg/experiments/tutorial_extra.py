@@ -125,3 +125,94 @@ def learned_epoch(table, threshold=0.5):
     first = t.groupby(["width", "frequency"])["epoch"].min()
     return first.unstack("frequency").reindex(index=sorted(table["width"].unique()),
                                               columns=sorted(table["frequency"].unique()))
+
+
+def _gradient_noise_std(model, X, y):
+    """Per network, sigma with sigma^2 = the per-coordinate variance of the per-sample gradients
+    of the squared loss (one output), averaged over the network's coordinates:
+    (E_i ||g_i||^2 - ||E_i g_i||^2) / P_n. Per-sample gradients in closed form, float64:
+    gU_i[h] = r_i v_h act'(z_ih) x_i, gV_i[h] = act(z_ih) r_i, r_i = f(x_i) - y_i."""
+    U, V = model.U.astype(np.float64), model.V.astype(np.float64)[:, 0]
+    seg = np.repeat(np.arange(model.num_networks), np.diff(model.offsets))
+    Z = X @ U.T                                                      # n x S
+    A = np.maximum(Z, 0) if model.activation == "relu" else Z
+    D = (Z > 0).astype(np.float64) if model.activation == "relu" else np.ones_like(Z)
+    out = np.add.reduceat(A * V, model.offsets[:-1], axis=1)         # n x N
+    r = (out - y)[:, seg]                                            # n x S (each unit's network residual)
+    x2 = (X ** 2).sum(1)[:, None]
+    sq = ((r * V * D) ** 2 * x2 + (A * r) ** 2).mean(0)              # E_i ||g_i||^2 per unit
+    gU = ((r * V * D).T @ X) / X.shape[0]                            # mean gradient, S x d
+    gV = (A * r).mean(0)
+    per_unit = sq - (gU ** 2).sum(1) - gV ** 2
+    P = np.diff(model.offsets) * (model.in_features + 1)
+    return np.sqrt(np.maximum(np.bincount(seg, per_unit, model.num_networks), 0) / P)
+
+
+def langevin(lrs=(0.05, 0.1), batch_sizes=(1, 4, 16), *, width=32, time=20.0, samples=200, test_samples=1000,
+             d=10, seed=0, iters=60):
+    """SGD at every (lr, |B|) against full-batch GD plus isotropic Gaussian noise of the matched
+    temperature lr / |B|: each Langevin step is w -= lr grad + lr sigma / sqrt(|B|) xi, xi
+    standard normal, sigma^2 the per-coordinate variance of the per-sample gradients at the
+    current weights (``_gradient_noise_std``), so one step's noise has SGD's variance averaged
+    over the coordinates. Every run trains for the same continuous time ``time`` = lr x steps
+    from the same initialization (a squared-loss teacher regression, ``samples`` training and
+    ``test_samples`` test points, one width). SGD takes shuffled mini-batches, epoch by epoch.
+    Returns a table: method ('sgd' or 'gd+noise'), lr, batch_size, temperature, steps,
+    train_loss, test_loss, hessian_top (on the training set)."""
+    import pandas as pd
+    width = positive_int(width, "width")
+    lrs, batch_sizes = [float(v) for v in lrs], [positive_int(b, "batch_sizes") for b in batch_sizes]
+    if not all(np.isfinite(v) and v > 0 for v in lrs):
+        raise ValueError(f"lrs: expected learning rates > 0, got {lrs!r}")
+    if not (np.isfinite(time) and time > 0):
+        raise ValueError(f"time: expected a finite training time > 0, got {time!r}")
+    if max(batch_sizes) > samples:
+        raise ValueError(f"batch_sizes: expected at most samples = {samples}, got {max(batch_sizes)}")
+    Xa, ya = teacher_regression(samples + test_samples, d, 8, seed)
+    X, y, Xt, yt = Xa[:samples], ya[:samples], Xa[samples:], ya[samples:]
+    steps = [int(round(time / lr)) for lr in lrs]
+    rng = np.random.default_rng(seed + 7)
+    rows = []
+
+    lrs_of = [lr for _ in batch_sizes for lr in lrs]
+    steps_of = [s for _ in batch_sizes for s in steps]
+
+    def record(method, model, B_of, lrs_of, steps_of):
+        _, train = model.evaluate(X, y)
+        _, test = model.evaluate(Xt, yt)
+        top = hessian_top(model, X, y, iters=iters, tol=1e-6)
+        for i, lr in enumerate(lrs_of):
+            B = B_of[i]
+            rows.append({"method": method, "lr": lr, "batch_size": B, "temperature": lr / B, "steps": steps_of[i],
+                         "train_loss": float(train[i]), "test_loss": float(test[i]), "hessian_top": float(top[i])})
+
+    # SGD: one model per batch size (its networks see the same batches), one network per lr
+    for B in batch_sizes:
+        model = PackedMLP([width] * len(lrs), d, 1, loss="squared", seed=seed + 1, dtype="float64")
+        opt = MomentumSGD(model, np.array(lrs), 0.0, 0.0)
+        order, pos = rng.permutation(samples), 0
+        for s in range(max(steps)):
+            opt.lr = np.where(np.array(steps) > s, lrs, 0.0)   # each network stops at its own time
+            if pos + B > samples:
+                order, pos = rng.permutation(samples), 0
+            idx = order[pos:pos + B]
+            pos += B
+            opt.step(X[idx], y[idx])
+        record("sgd", model, [B] * len(lrs), lrs, steps)
+    # GD + noise: one model with a network per (B, lr) pair
+    n = len(lrs_of)
+    model = PackedMLP([width] * n, d, 1, loss="squared", seed=seed + 1, dtype="float64")
+    B_of = [B for B in batch_sizes for _ in lrs]
+    opt = MomentumSGD(model, np.array(lrs_of), 0.0, 0.0)
+    seg = np.repeat(np.arange(n), np.diff(model.offsets))
+    lr_arr, B_arr, st = np.array(lrs_of), np.array(B_of, dtype=np.float64), np.array(steps_of)
+    for s in range(max(steps_of)):
+        active = st > s
+        sigma = _gradient_noise_std(model, X, y)
+        opt.lr = np.where(active, lr_arr, 0.0)
+        opt.step(X, y)
+        amp = np.where(active, lr_arr * sigma / np.sqrt(B_arr), 0.0)[seg][:, None]
+        model.U += amp * rng.standard_normal(model.U.shape)
+        model.V += amp * rng.standard_normal(model.V.shape)
+    record("gd+noise", model, B_of, lrs_of, steps_of)
+    return pd.DataFrame(rows)

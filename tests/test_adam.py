@@ -236,3 +236,54 @@ def test_reset_state_zeroes_moments_and_step_counts():
     assert np.any(o.sqU != 0) and np.all(o.t == 1)
     o.reset_state()
     assert not np.any(o.sqU) and not np.any(o.bufU) and np.all(o.t == 0)
+
+
+@pytest.mark.parametrize("rule", ["adam", "adamw", "nesterov_sgd"])
+def test_thread_count_and_neighbours_do_not_change_the_bits(rule):
+    """1 vs 2 threads, and each network alone vs packed: the same bits (a network's update
+    depends only on its own weights, gradients and hyper-parameters)."""
+    widths, d, k, B = [1, 5, 300, 2], 13, 4, 21
+    rng = np.random.default_rng(4)
+    batches = [(rng.standard_normal((B, d)).astype(np.float32), rng.integers(0, k, B)) for _ in range(4)]
+
+    results = []
+    for threads in (1, 2):
+        before = pyireg.get_num_threads()
+        pyireg.set_num_threads(threads)
+        try:
+            m = pyireg.PackedMLP(widths, d, k, seed=9)
+            o = _make(rule, m, np.random.default_rng(1))
+            for X, y in batches:
+                o.step(X, y)
+        finally:
+            pyireg.set_num_threads(before)
+        results.append(m)
+    np.testing.assert_array_equal(results[0].U, results[1].U)
+    np.testing.assert_array_equal(results[0].V, results[1].V)
+    packed = results[0]
+    hyper_all = _make(rule, pyireg.PackedMLP(widths, d, k, seed=9), np.random.default_rng(1))
+    for n, w in enumerate(widths):
+        alone = pyireg.PackedMLP.from_weights([w], *pyireg.PackedMLP(widths, d, k, seed=9).network(n))
+        if rule == "nesterov_sgd":
+            o = NesterovSGD(alone, hyper_all.lr[n], hyper_all.momentum[n], hyper_all.weight_decay[n])
+        else:
+            o = KINDS[rule][0](alone, lr=hyper_all.lr[n], betas=(hyper_all.beta1[n], hyper_all.beta2[n]),
+                               eps=hyper_all.eps[n], weight_decay=hyper_all.weight_decay[n])
+        for X, y in batches:
+            o.step(X, y)
+        U, V = packed.network(n)
+        np.testing.assert_array_equal(alone.U, U)
+        np.testing.assert_array_equal(alone.V, V)
+
+
+def test_a_diverged_network_leaves_the_others_alone():
+    m = pyireg.PackedMLP([3, 4], 5, 2, seed=0)
+    ref = m.copy()
+    o, o_ref = Adam(m, lr=[1e30, 0.01]), Adam(ref, lr=[0.0, 0.01])
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        X, y = rng.standard_normal((8, 5)).astype(np.float32) * 1e20, rng.integers(0, 2, 8)
+        o.step(X, y)
+        o_ref.step(X, y)
+    assert o.diverged[0] and not o.diverged[1]
+    np.testing.assert_array_equal(m.network(1)[0], ref.network(1)[0])

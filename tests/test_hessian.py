@@ -100,3 +100,14 @@ def test_edge_of_stability_quick(seed, tmp_path):
         assert small["loss"].iloc[-1] < small["loss"].iloc[0]
     from pyireg.tutorial_plots import plot_edge_of_stability
     assert plot_edge_of_stability(t, tmp_path / "eos.png").stat().st_size > 1000
+
+
+def test_a_request_above_the_memory_limit_is_refused_before_allocating():
+    m = pyireg.PackedMLP([100, 200], 50, 10, seed=0)
+    before = pyireg.memory_limit()
+    pyireg.set_memory_limit(1 << 20)
+    try:
+        with pytest.raises(MemoryError, match="hessian_top: about .* GiB needed"):
+            hessian_top(m, np.zeros((1000, 50)), np.zeros(1000, np.int64))
+    finally:
+        pyireg.set_memory_limit(before)

@@ -76,6 +76,19 @@ class _PackedHessian:
         return aU * s, aV * s
 
 
+def _check_memory(model, B: int, iters: int) -> None:
+    """A rough float64 estimate, checked before anything is allocated: the graph of the loss and
+    its gradient (a few B x S and B x S x k tensors) and the Lanczos vectors."""
+    from . import _core
+    S, d, k = model.num_units, model.in_features, model.out_features
+    need = 8 * (6 * B * S * (k + 1) + (iters + 6) * S * (d + k))
+    limit = _core.memory_limit()
+    if need > limit:
+        raise MemoryError(f"hessian_top: about {need / 2**30:.1f} GiB needed for {S} units, {B} samples and "
+                          f"{iters} iterations, above the memory limit of {limit / 2**30:.1f} GiB; pass fewer "
+                          "samples or iterations")
+
+
 def hessian_top(model, X, y, *, weights=None, iters: int = 100, tol: float = 1e-6, seed: int = 0,
                 return_info: bool = False):
     """The largest eigenvalue of each network's Hessian of its mean loss on (X, y), shape (N,),
@@ -88,6 +101,7 @@ def hessian_top(model, X, y, *, weights=None, iters: int = 100, tol: float = 1e-
     iters = positive_int(iters, "iters")
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol: expected a finite tolerance > 0, got {tol!r}")
+    _check_memory(model, np.shape(X)[0] if np.ndim(X) == 2 else 1, iters)
     P = _PackedHessian(model, X, y, weights)
     N = P.N
     gen = torch.Generator().manual_seed(int(seed))

@@ -49,23 +49,56 @@ def test_gradient_descent_interpolates_the_observed_entries_at_every_scale_and_w
         assert np.abs(p.mask * (g - p.M)).max() < 1e-4 * scale
 
 
-def test_small_initialization_finds_the_minimum_nuclear_norm_completion():
+def _rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 5])
+def test_at_6_n_r_observations_small_initialization_recovers_the_truth_not_always_the_convex_optimum(seed):
+    """n = 20, rank 2, 240 of 400 entries (6 n r). Gradient descent from scale 1e-6 finds the
+    rank-2 truth on every seed (error 2e-6 - 8e-5 after 3,000 steps). The minimum nuclear-norm
+    completion (SCS) is the truth on seeds 0 and 5 only; on seeds 1, 2 and 4 it has rank 3 and
+    is 0.013 - 0.029 away from it, a nuclear norm 1e-4 - 4e-4 below the truth's. (Seed 3, where
+    the convex solution is 0.157 away, is left out because SCS takes 18 s there; the numbers of
+    all six seeds are in docs/tutorial-extra.md.)"""
     pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
-    # 6 n r of the 400 entries: enough for the convex program to find a completion
-    p = MC.make_problem(20, 2, 240, seed=0)
+    p = MC.make_problem(20, 2, 240, seed=seed)
     Mc, nuc_min = MC.min_nuclear_norm_completion(p)
     # the solver's completion is feasible and no larger in nuclear norm than M (also feasible)
     assert np.abs(p.mask * (Mc - p.M)).max() < 1e-6 * np.abs(p.M).max()
     assert nuc_min <= MC.nuclear_norm(p.M) * (1 + 1e-7)
-    model, grid, loss = MC.fit_by_gradient_descent(p, [20], [0.3, 1e-6], iters=3000)
-    nuc = np.array([MC.nuclear_norm(g) for g in MC.completions(model)])
-    dist = np.array([np.linalg.norm(g - Mc) / np.linalg.norm(Mc) for g in MC.completions(model)])
-    big, small = 0, 1
-    # From scale 1e-6 the completion's nuclear norm is that of the convex optimum up to SCS's
-    # accuracy (1e-9) and what 3,000 steps leave of the fit (loss ~1e-11, i.e. entries off by
-    # ~1e-5 relative): 1e-4 is an order of magnitude above both. From scale 0.3 the full-width
-    # network keeps a part of its random start, which has a large nuclear norm.
-    assert nuc[small] / nuc_min - 1 < 1e-4, nuc / nuc_min
-    assert dist[small] < 1e-3, dist
-    assert nuc[big] / nuc_min > 1.1, nuc / nuc_min
-    assert dist[big] > 0.1, dist
+    model, grid, loss = MC.fit_by_gradient_descent(p, [20, 2], [0.3, 1e-6], iters=3000, seed=seed)
+    G = MC.completions(model)
+    full_small = [i for i, (s, w) in enumerate(grid) if s == 1e-6 and w == 20][0]
+    full_big = [i for i, (s, w) in enumerate(grid) if s == 0.3 and w == 20][0]
+    g = G[full_small]
+    assert _rel(g, p.M) < 1e-3                                   # the truth
+    assert MC.numerical_rank(g) == 2
+    assert abs(MC.nuclear_norm(g) / MC.nuclear_norm(p.M) - 1) < 1e-4
+    # the convex optimum is never farther from g than from the truth, to within the fit
+    assert abs(_rel(g, Mc) - _rel(p.M, Mc)) < 1e-3
+    # from scale 0.3 the full-width network keeps a part of its random start
+    assert MC.nuclear_norm(G[full_big]) / nuc_min > 1.1 and _rel(G[full_big], p.M) > 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_below_exact_recovery_small_initialization_is_not_the_minimum_nuclear_norm_completion(seed):
+    """n = 20, rank 2, 100 of 400 entries (2.5 n r: too few for the convex program to recover M;
+    its completion has rank 6-7 and is 0.42-0.61 from M on seeds 0-9). Gradient descent from
+    scale 1e-6 interpolates the observed entries but is not the minimum nuclear-norm completion:
+    on seeds 0-9 its nuclear norm is 1.067-1.155 times the minimum, it is 0.39-0.72 away from
+    the convex solution and it has lower rank (4-6 against 6-7). It is not reliably closer to
+    M either (0.16-0.77 against the convex 0.42-0.61: closer on 8 of 10 seeds), so that is not
+    asserted. What is asserted holds on each of the six seeds tested with a margin."""
+    pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
+    p = MC.make_problem(20, 2, 100, seed=seed)
+    Mc, nuc_min = MC.min_nuclear_norm_completion(p)
+    assert np.abs(p.mask * (Mc - p.M)).max() < 1e-6 * np.abs(p.M).max()
+    assert _rel(Mc, p.M) > 0.4                                   # the convex program does not recover M
+    model, grid, loss = MC.fit_by_gradient_descent(p, [20], [1e-6], iters=10000, seed=seed)
+    g = MC.completions(model)[0]
+    assert np.abs(p.mask * (g - p.M)).max() < 1e-3 * np.abs(p.M).max()    # it interpolates
+    assert MC.nuclear_norm(g) / nuc_min > 1.05                   # but not at the least nuclear norm
+    assert _rel(g, Mc) > 0.35
+    assert MC.numerical_rank(g) < MC.numerical_rank(Mc)

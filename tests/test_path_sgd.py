@@ -228,5 +228,5 @@ def test_rule_arguments_are_checked():
     with pytest.raises(ValueError, match="lr: expected finite values"):
         model._engine.step(model.U, model.V, X, y, None, "path_sgd", bU, bV, np.array([np.inf, 0], np.float32), mom,
                            wd)
-    with pytest.raises(ValueError, match="rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd'"):
+    with pytest.raises(ValueError, match="rule: expected 'momentum_sgd', 'path_sgd', 'ddp_sgd'"):
         model._engine.step(model.U, model.V, X, y, None, "path", bU, bV, lr, mom, wd)

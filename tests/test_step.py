@@ -196,7 +196,7 @@ def test_native_step_refuses_bad_hyperparameters_through_the_private_engine():
     with pytest.raises(ValueError, match="lr: expected finite values"):
         model._engine.step(model.U, model.V, X, y, None, rule, bU, bV, np.array([np.inf, 0], np.float32), mom, wd)
     with pytest.raises(ValueError, match="rule: expected 'momentum_sgd'"):
-        model._engine.step(model.U, model.V, X, y, None, "adam", bU, bV, lr, mom, wd)
+        model._engine.step(model.U, model.V, X, y, None, "adamax", bU, bV, lr, mom, wd)
 
 
 def test_optimizer_stays_bound_to_its_model():

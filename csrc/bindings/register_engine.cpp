@@ -36,7 +36,11 @@ Rule parse_rule(const std::string& s) {
   if (s == "momentum_sgd") return Rule::momentum_sgd;
   if (s == "path_sgd") return Rule::path_sgd;
   if (s == "ddp_sgd") return Rule::ddp_sgd;
-  throw py::value_error("rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd', got '" + s + "'");
+  if (s == "nesterov_sgd") return Rule::nesterov_sgd;
+  if (s == "adam") return Rule::adam;
+  if (s == "adamw") return Rule::adamw;
+  throw py::value_error("rule: expected 'momentum_sgd', 'path_sgd', 'ddp_sgd', 'nesterov_sgd', 'adam' or 'adamw', got '" +
+                        s + "'");
 }
 
 template <class T>
@@ -98,11 +102,11 @@ class PyEngine {
   py::array_t<double> step(const py::array& U, const py::array& V, const py::array& X, const py::array& y,
                            const py::object& weights_, const std::string& rule, const py::array& state_U,
                            const py::array& state_V, const py::array& lr, const py::array& momentum,
-                           const py::array& weight_decay) {
+                           const py::array& weight_decay, const py::object& adam) {
     const auto [u, v] = weights(U, V, true);
     const T* x = batch(X);
     const Targets<T> t = targets(y, weights_, X.shape(0));
-    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay);
+    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
     py::array_t<double> loss(e_->N());
     double* l = loss.mutable_data();
     {
@@ -114,11 +118,11 @@ class PyEngine {
 
   void apply_update(const py::array& U, const py::array& V, const py::array& gU, const py::array& gV,
                     const std::string& rule, const py::array& state_U, const py::array& state_V, const py::array& lr,
-                    const py::array& momentum, const py::array& weight_decay) {
+                    const py::array& momentum, const py::array& weight_decay, const py::object& adam) {
     const auto [u, v] = weights(U, V, true);
     const T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, false);
     const T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, false);
-    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay);
+    const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
     py::gil_scoped_release nogil;
     e_->apply_update(u, v, pu, pv, r);
   }
@@ -257,7 +261,8 @@ class PyEngine {
   }
 
   UpdateRule<T> update_rule(const std::string& rule, const py::array& state_U, const py::array& state_V,
-                            const py::array& lr, const py::array& momentum, const py::array& weight_decay) const {
+                            const py::array& lr, const py::array& momentum, const py::array& weight_decay,
+                            const py::object& adam) const {
     UpdateRule<T> r;
     r.rule = parse_rule(rule);
     r.state_U = checked<T>(state_U, "state_U", {e_->S(), e_->d()}, true);
@@ -265,6 +270,20 @@ class PyEngine {
     r.lr = checked<T>(lr, "lr", {e_->N()}, false);
     r.momentum = checked<T>(momentum, "momentum", {e_->N()}, false);
     r.weight_decay = checked<T>(weight_decay, "weight_decay", {e_->N()}, false);
+    const bool is_adam = r.rule == Rule::adam || r.rule == Rule::adamw;
+    if (is_adam != !adam.is_none())
+      throw py::value_error("adam: expected (state2_U, state2_V, beta1, beta2, eps, t) exactly for the rules 'adam' "
+                            "and 'adamw'");
+    if (is_adam) {
+      const py::tuple a = adam.cast<py::tuple>();
+      if (a.size() != 6) throw py::value_error("adam: expected (state2_U, state2_V, beta1, beta2, eps, t)");
+      r.state2_U = checked<T>(a[0].cast<py::array>(), "state2_U", {e_->S(), e_->d()}, true);
+      r.state2_V = checked<T>(a[1].cast<py::array>(), "state2_V", {e_->S(), e_->k()}, true);
+      r.beta1 = checked<T>(a[2].cast<py::array>(), "beta1", {e_->N()}, false);
+      r.beta2 = checked<T>(a[3].cast<py::array>(), "beta2", {e_->N()}, false);
+      r.eps = checked<T>(a[4].cast<py::array>(), "eps", {e_->N()}, false);
+      r.t = checked<int64_t>(a[5].cast<py::array>(), "t", {e_->N()}, false);
+    }
     return r;
   }
 
@@ -302,10 +321,10 @@ void bind_engine(py::module_& m, const char* name) {
            py::arg("weights"), py::arg("gU"), py::arg("gV"))
       .def("step", &E::step, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
            py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
-           py::arg("weight_decay"))
+           py::arg("weight_decay"), py::arg("adam") = py::none())
       .def("apply_update", &E::apply_update, py::arg("U"), py::arg("V"), py::arg("gU"), py::arg("gV"),
            py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
-           py::arg("weight_decay"))
+           py::arg("weight_decay"), py::arg("adam") = py::none())
       .def("evaluate", &E::evaluate, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
            py::arg("batch_size"))
       .def("balance", &E::balance, py::arg("U"), py::arg("V"))

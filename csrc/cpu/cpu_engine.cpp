@@ -90,6 +90,22 @@ void CpuEngine<T>::check_rule(const UpdateRule<T>& r) const {
       throw std::invalid_argument("weight_decay: expected finite values >= 0, got " + std::to_string(r.weight_decay[n]) +
                                   " for network " + str(n));
   }
+  if (r.rule != Rule::adam && r.rule != Rule::adamw) return;
+  if (!r.state2_U || !r.state2_V || !r.beta1 || !r.beta2 || !r.eps || !r.t)
+    throw std::invalid_argument("rule: adam and adamw expect second-moment buffers, beta1, beta2, eps and step numbers");
+  for (int64_t n = 0; n < plan_->N; ++n) {
+    if (!(r.beta1[n] >= 0 && r.beta1[n] < 1))
+      throw std::invalid_argument("beta1: expected values in [0, 1), got " + std::to_string(r.beta1[n]) +
+                                  " for network " + str(n));
+    if (!(r.beta2[n] >= 0 && r.beta2[n] < 1))
+      throw std::invalid_argument("beta2: expected values in [0, 1), got " + std::to_string(r.beta2[n]) +
+                                  " for network " + str(n));
+    if (!(std::isfinite(r.eps[n]) && r.eps[n] > 0))
+      throw std::invalid_argument("eps: expected finite values > 0, got " + std::to_string(r.eps[n]) + " for network " +
+                                  str(n));
+    if (r.t[n] < 1)
+      throw std::invalid_argument("t: expected step numbers >= 1, got " + str(r.t[n]) + " for network " + str(n));
+  }
 }
 
 template <class T>

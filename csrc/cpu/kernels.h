@@ -153,12 +153,10 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
         for (int64_t h = run.begin; h < run.end; ++h)
           rule->prepare(run.net, U + h * d, V + h * k, d, k, coefU + (h - h0) * C, coefV + (h - h0) * C);
       }
-      T* SU = rule->state_U();
       for (int64_t h = h0; h < h1; ++h)
-        R::apply(d, U + h * d, SU + h * d, dU + (h - h0) * dp, coefU + (h - h0) * C);
-      T* SV = rule->state_V();
+        apply_row(*rule, false, h, d, U + h * d, dU + (h - h0) * dp, coefU + (h - h0) * C);
       for (int64_t h = h0; h < h1; ++h)
-        R::apply(k, V + h * k, SV + h * k, dV + (h - h0) * k, coefV + (h - h0) * C);
+        apply_row(*rule, true, h, k, V + h * k, dV + (h - h0) * k, coefV + (h - h0) * C);
     } else {
       (void)rule;
       if (need_dU)
@@ -239,6 +237,9 @@ void with_rule(const UpdateRule<T>& r, F&& f) {
     case Rule::momentum_sgd: f(MomentumSgdRule<T>{r}); break;
     case Rule::path_sgd: f(PathSgdRule<T>{r}); break;
     case Rule::ddp_sgd: f(DdpSgdRule<T>{r}); break;
+    case Rule::nesterov_sgd: f(NesterovSgdRule<T>{r}); break;
+    case Rule::adam: f(AdamRule<T, false>{r}); break;
+    case Rule::adamw: f(AdamRule<T, true>{r}); break;
   }
 }
 
@@ -322,16 +323,13 @@ void apply_update(const Ctx& cx, T* U, T* V, const T* gU, const T* gV, const Upd
   const Plan& p = *cx.plan;
   const int64_t d = p.d, k = p.k;
   with_rule(r, [&](const auto& rule) {
-    using R = std::decay_t<decltype(rule)>;
-    T* SU = rule.state_U();
-    T* SV = rule.state_V();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
     for (int64_t n = 0; n < p.N; ++n) {
       T cu[kMaxRuleCoefs], cv[kMaxRuleCoefs];
       for (int64_t h = p.offsets[n]; h < p.offsets[n + 1]; ++h) {
         rule.prepare(n, U + h * d, V + h * k, d, k, cu, cv);
-        R::apply(d, U + h * d, SU + h * d, gU + h * d, cu);
-        R::apply(k, V + h * k, SV + h * k, gV + h * k, cv);
+        apply_row(rule, false, h, d, U + h * d, gU + h * d, cu);
+        apply_row(rule, true, h, k, V + h * k, gV + h * k, cv);
       }
     }
   });

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/cpu.h"
 #include "cpu/simd.h"
@@ -141,6 +142,111 @@ struct DdpSgdRule {
     update_rows<1>(n, w, s, g, [&](vec<T>& wi, vec<T>& qi, vec<T> gi) { ddp_sgd_update(wi, qi, gi, vlr, vwd); });
   }
 };
+
+// ---------------------------------------------------------------- Nesterov momentum
+// torch.optim.SGD(momentum=m, nesterov=True, weight_decay=wd): g' = grad + wd w;
+// buf = m buf + g' (buf = g' on the first step, from zero); w -= lr (g' + m buf).
+template <class T>
+struct NesterovSgdRule {
+  static constexpr int kCoefs = MomentumSgdCoefs<T>::kCoefs;  // lr, momentum, weight decay
+  const UpdateRule<T>& r;
+  T* state_U() const { return r.state_U; }  // momentum buffers
+  T* state_V() const { return r.state_V; }
+  void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
+    MomentumSgdCoefs<T>::prepare(r, net, u, v, d, k, cu, cv);
+  }
+  static void apply(int64_t len, T* w, T* s, const T* g, const T* c) {
+    const vec<T> vlr = splat(c[0]), vm = splat(c[1]), vwd = splat(c[2]);
+    update_rows<2>(len, w, s, g,
+                   [&](vec<T>& wi, vec<T>& bi, vec<T> gi) { nesterov_sgd_update(wi, bi, gi, vlr, vm, vwd); });
+  }
+};
+
+// ---------------------------------------------------------------- Adam and AdamW
+// Square root lane by lane (IEEE square roots are correctly rounded: the same bits on every target).
+template <class V>
+inline V lane_sqrt(V x) {
+  using E = elem_t<V>;
+  for (int i = 0; i < lanes<V>(); ++i) {
+    if constexpr (std::is_same<E, float>::value)
+      x[i] = __builtin_sqrtf(x[i]);
+    else
+      x[i] = __builtin_sqrt(x[i]);
+  }
+  return x;
+}
+
+// update_rows with two state arrays (s1, s2), both read and written; the same tail handling.
+template <class T, class Body>
+inline void update_rows2(int64_t n, T* __restrict__ w, T* __restrict__ s1, T* __restrict__ s2,
+                         const T* __restrict__ g, Body body) {
+  constexpr int W = VecOf<T>::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    vec<T> wi = ld(w + i), ai = ld(s1 + i), bi = ld(s2 + i);
+    body(wi, ai, bi, ld(g + i));
+    st(w + i, wi);
+    st(s1 + i, ai);
+    st(s2 + i, bi);
+  }
+  if (i < n) {
+    const size_t bytes = sizeof(T) * static_cast<size_t>(n - i);
+    T wt[W] = {}, at[W] = {}, bt[W] = {}, gt[W] = {};
+    std::memcpy(wt, w + i, bytes);
+    std::memcpy(at, s1 + i, bytes);
+    std::memcpy(bt, s2 + i, bytes);
+    std::memcpy(gt, g + i, bytes);
+    vec<T> wi = ld(wt), ai = ld(at), bi = ld(bt);
+    body(wi, ai, bi, ld(gt));
+    st(wt, wi);
+    st(at, ai);
+    st(bt, bi);
+    std::memcpy(w + i, wt, bytes);
+    std::memcpy(s1 + i, at, bytes);
+    std::memcpy(s2 + i, bt, bytes);
+  }
+}
+
+// torch.optim.Adam (DECOUPLED = false: weight decay as an L2 term of the gradient) and
+// torch.optim.AdamW (DECOUPLED = true: w *= 1 - lr wd before the moment update). First moments in
+// state_U/V, second moments in state2_U/V; coefficients from AdamCoefs (engine/rule_coefs.h).
+template <class T, bool DECOUPLED>
+struct AdamRule {
+  static constexpr int kCoefs = AdamCoefs<T, DECOUPLED>::kCoefs;
+  const UpdateRule<T>& r;
+  T* state_U() const { return r.state_U; }
+  T* state_V() const { return r.state_V; }
+  T* state2_U() const { return r.state2_U; }
+  T* state2_V() const { return r.state2_V; }
+  void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
+    AdamCoefs<T, DECOUPLED>::prepare(r, net, u, v, d, k, cu, cv);
+  }
+  static void apply2(int64_t len, T* w, T* m, T* v, const T* g, const T* c) {
+    const vec<T> c0 = splat(c[0]), c1 = splat(c[1]), c2 = splat(c[2]), c3 = splat(c[3]), c4 = splat(c[4]),
+                 c5 = splat(c[5]), c6 = splat(c[6]);
+    update_rows2(len, w, m, v, g, [&](vec<T>& wi, vec<T>& mi, vec<T>& vi, vec<T> gi) {
+      adam_update<DECOUPLED>(wi, mi, vi, gi, c0, c1, c2, c3, c4, c5, c6, [](vec<T> x) { return lane_sqrt(x); });
+    });
+  }
+};
+
+// ---------------------------------------------------------------- the rows of a rule
+// Rules with a second state array (Adam's) declare state2_U; the others update from one.
+template <class R, class = void>
+struct HasSecondState : std::false_type {};
+template <class R>
+struct HasSecondState<R, std::void_t<decltype(&R::state2_U)>> : std::true_type {};
+
+// The update of row h (length len: d for a row of U, k for a row of V) of weights w from the
+// gradient g and the row's coefficients c; the row's state is row h of the rule's state arrays.
+template <class R, class T>
+inline void apply_row(const R& rule, bool layer_V, int64_t h, int64_t len, T* w, const T* g, const T* c) {
+  T* s = (layer_V ? rule.state_V() : rule.state_U()) + h * len;
+  if constexpr (HasSecondState<R>::value)
+    R::apply2(len, w, s, (layer_V ? rule.state2_V() : rule.state2_U()) + h * len, g, c);
+  else
+    R::apply(len, w, s, g, c);
+}
 
 }  // namespace PYIREG_ISA
 }  // namespace pyireg

@@ -11,6 +11,12 @@
 //                 kappa(u_h) = ||v_h||^2, kappa(v_h) = ||u_h||^2, from the weights before the step.
 //   ddp_sgd       w -= lr (grad + wd w) q with a per-weight q = 1 / kappa from the batch (the
 //                 backend's ddp_scale: ddp_kappa_U, ddp_kappa_V below), no momentum.
+//   nesterov_sgd  torch.optim.SGD(momentum=m, nesterov=True, weight_decay=wd): g = grad + wd w;
+//                 buf = m buf + g; w -= lr (g + m buf).
+//   adam, adamw   torch.optim.Adam (L2: g = grad + wd w) and torch.optim.AdamW (decoupled:
+//                 w *= 1 - lr wd) with bias correction by the network's step number t:
+//                 m += (g - m)(1 - b1); v = b2 v + (1 - b2) g^2;
+//                 w -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 //
 // Host and device: PYIREG_HD is __host__ __device__ under nvcc and empty otherwise. No SIMD types,
 // no std:: calls that device code lacks. Everything is in an unnamed namespace: every translation
@@ -20,6 +26,7 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <math.h>
 
 #include "engine/types.h"
 
@@ -94,6 +101,35 @@ PYIREG_HD inline void ddp_sgd_update(V& w, const V& q, const V& g, const V& lr, 
   w = w - lr * ((g + wd * w) * q);
 }
 
+// nesterov_sgd: g' = g + wd w; buf = m buf + g'; w -= lr (g' + m buf) (torch.optim.SGD's
+// nesterov=True; with m = 0 it is sgd_update with one more rounding-free term: m buf = 0).
+template <class V>
+PYIREG_HD inline void nesterov_sgd_update(V& w, V& buf, const V& g, const V& lr, const V& m, const V& wd) {
+  const V gd = g + wd * w;
+  buf = m * buf + gd;
+  w = w - lr * (gd + m * buf);
+}
+
+// adam / adamw, in torch.optim.Adam's order of operations (single-tensor path):
+//   (adam)  g = g + wd w          (adamw) w = w * decay, decay = 1 - lr wd
+//   m = m + (g - m) * one_m_b1    (torch's lerp with weight 1 - b1 < 0.5)
+//   v = v * b2 + one_m_b2 * g * g
+//   w = w - step_size * (m / (sqrt(v) / bc2_sqrt + eps)),  step_size = lr / (1 - b1^t)
+// sqrt_: the square root of V (a scalar's or a SIMD vector's, lane by lane; IEEE square roots are
+// correctly rounded, so every target gets the same bits).
+template <bool DECOUPLED, class V, class Sqrt>
+PYIREG_HD inline void adam_update(V& w, V& m, V& v, V g, const V& step_size, const V& wd_or_decay,
+                                  const V& one_m_b1, const V& b2, const V& one_m_b2, const V& bc2_sqrt, const V& eps,
+                                  Sqrt sqrt_) {
+  if (DECOUPLED)
+    w = w * wd_or_decay;
+  else
+    g = g + wd_or_decay * w;
+  m = m + (g - m) * one_m_b1;
+  v = v * b2 + one_m_b2 * g * g;
+  w = w - step_size * (m / (sqrt_(v) / bc2_sqrt + eps));
+}
+
 // ---------------------------------------------------------------- per-row coefficients
 // prepare(r, net, u, v, d, k, cu, cv): the coefficients of unit h's U row (cu) and V row (cv)
 // from the weights before the step (u = U[h], v = V[h]) and the hyper-parameters of the unit's
@@ -135,6 +171,27 @@ struct DdpSgdCoefs {
                                 T* cv) {
     cu[0] = cv[0] = r.lr[net];
     cu[1] = cv[1] = r.weight_decay[net];
+  }
+};
+
+// adam / adamw: the network's coefficients, the same for its U and V rows. The bias corrections
+// are computed in double from t (torch computes them in Python floats) and rounded once.
+template <class T, bool DECOUPLED>
+struct AdamCoefs {
+  static constexpr int kCoefs = 7;  // step_size, wd (adam) or 1 - lr wd (adamw), 1 - b1, b2, 1 - b2, bc2_sqrt, eps
+  PYIREG_HD static void prepare(const UpdateRule<T>& r, int64_t net, const T*, const T*, int64_t, int64_t, T* cu,
+                                T* cv) {
+    const double lr = r.lr[net], b1 = r.beta1[net], b2 = r.beta2[net], t = static_cast<double>(r.t[net]);
+    const double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+    T c[kCoefs];
+    c[0] = static_cast<T>(lr / bc1);
+    c[1] = DECOUPLED ? static_cast<T>(1.0 - lr * static_cast<double>(r.weight_decay[net])) : r.weight_decay[net];
+    c[2] = static_cast<T>(1.0 - b1);
+    c[3] = r.beta2[net];
+    c[4] = static_cast<T>(1.0 - b2);
+    c[5] = static_cast<T>(sqrt(bc2));
+    c[6] = r.eps[net];
+    for (int i = 0; i < kCoefs; ++i) cu[i] = cv[i] = c[i];
   }
 };
 

@@ -14,7 +14,7 @@ namespace pyireg {
 
 enum class Activation : int { relu = 0, linear = 1 };
 enum class Loss : int { cross_entropy = 0, squared = 1 };
-enum class Rule : int { momentum_sgd = 0, path_sgd = 1, ddp_sgd = 2 };
+enum class Rule : int { momentum_sgd = 0, path_sgd = 1, ddp_sgd = 2, adam = 3, adamw = 4, nesterov_sgd = 5 };
 
 // Where the arrays of a call live, and so which backend runs it (engine/backend.h).
 enum class Device : int { cpu = 0, cuda = 1 };
@@ -36,8 +36,9 @@ struct Targets {
 // An update rule and its arguments: per-weight state shaped like U and V, and per-network
 // hyper-parameters (length N). momentum_sgd and path_sgd keep momentum buffers in the state;
 // ddp_sgd reads its per-weight scaling from it (computed by the backend's ddp_scale) and has no
-// momentum (the engine requires momentum = 0 for it). The coefficients a rule derives per row
-// are in engine/rule_coefs.h.
+// momentum (the engine requires momentum = 0 for it). adam and adamw (torch.optim.Adam / AdamW)
+// keep the first moment in state_U/V and the second in state2_U/V, and ignore momentum. The
+// coefficients a rule derives per row are in engine/rule_coefs.h.
 template <class T>
 struct UpdateRule {
   Rule rule = Rule::momentum_sgd;
@@ -46,6 +47,15 @@ struct UpdateRule {
   const T* lr = nullptr;
   const T* momentum = nullptr;
   const T* weight_decay = nullptr;
+  // adam and adamw only: the second-moment state (state_U/state_V hold the first moment), the
+  // per-network betas and eps, and the step number t >= 1 of this update per network (the bias
+  // corrections 1 - beta^t are computed from it in double).
+  T* state2_U = nullptr;
+  T* state2_V = nullptr;
+  const T* beta1 = nullptr;
+  const T* beta2 = nullptr;
+  const T* eps = nullptr;
+  const int64_t* t = nullptr;
 };
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

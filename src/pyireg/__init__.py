@@ -18,10 +18,10 @@ from ._core import build_config, get_num_threads, max_num_threads, memory_limit,
 from ._version import __version__  # noqa: E402
 from .experiments import load_results, summarize, sweep  # noqa: E402
 from .model import PackedMLP  # noqa: E402
-from .optim import DDPSGD, MomentumSGD, Optimizer, PathSGD  # noqa: E402
+from .optim import DDPSGD, Adam, AdamW, MomentumSGD, NesterovSGD, Optimizer, PathSGD  # noqa: E402
 from .schedule import PaperSchedule  # noqa: E402
 
-__all__ = ["PackedMLP", "MomentumSGD", "PathSGD", "DDPSGD", "Optimizer", "PaperSchedule", "sweep", "summarize",
+__all__ = ["PackedMLP", "MomentumSGD", "NesterovSGD", "PathSGD", "DDPSGD", "Adam", "AdamW", "Optimizer", "PaperSchedule", "sweep", "summarize",
            "load_results", "measures",
            "build_config", "get_num_threads", "max_num_threads", "set_num_threads", "memory_limit",
            "set_memory_limit", "__version__", "_core"]

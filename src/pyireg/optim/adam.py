@@ -73,28 +73,30 @@ class Adam(Optimizer):
     def step(self, X, y, weights=None) -> np.ndarray:
         m = self._model
         X, y, w = m._batch(X, y, weights)
-        t = self.t + 1
-        with _profile.section("native training step"):
+        with _profile.section("native training step"), m._lock.write():  # one write: the step and t
+            t = self.t + 1
             loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper(t))
-        self.t = t
-        self.diverged |= ~np.isfinite(loss)
-        self.steps += 1
+            self.t = t
+            self.diverged |= ~np.isfinite(loss)
+            self.steps += 1
         return loss
 
     def apply_update(self, gU, gV) -> None:
         m = self._model
         gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
         gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
-        t = self.t + 1
-        m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper(t))
-        self.t = t
-        self.steps += 1
+        with m._lock.write():
+            t = self.t + 1
+            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper(t))
+            self.t = t
+            self.steps += 1
 
     def reset_state(self) -> None:
         super().reset_state()
-        self.sqU[...] = 0
-        self.sqV[...] = 0
-        self.t[...] = 0
+        with self._model._lock.write():
+            self.sqU[...] = 0
+            self.sqV[...] = 0
+            self.t[...] = 0
 
 
 class AdamW(Adam):

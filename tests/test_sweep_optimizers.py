@@ -29,7 +29,10 @@ from pyireg.schedule import (
 )
 
 VOLATILE = ["train_seconds"]
-OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd"]
+OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd", "nesterov_sgd", "adam", "adamw"]
+# each optimizer's own command-line arguments (not their defaults, so that they must travel)
+OWN_ARGS = {"ddp_sgd": {"alpha": 0.3}, "adam": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
+            "adamw": {"beta2": 0.95}}
 ARGS = ["--n-val", "20", "--n-test", "20", "--widths", "1,3,8", "--reps", "2", "--epochs", "3", "--batch-size", "20",
         "--quiet", "--threads", "1", "--lr", "0.05"]
 
@@ -66,7 +69,7 @@ def npz(tmp_path_factory):
 
 
 def _optimizer_args(name):
-    return ["--optimizer", name] + (["--alpha", "0.3"] if name == "ddp_sgd" else [])
+    return ["--optimizer", name] + [a for k, v in OWN_ARGS.get(name, {}).items() for a in (f"--{k}", str(v))]
 
 
 @pytest.mark.slow
@@ -78,8 +81,8 @@ def test_each_optimizer_resumes_after_sigkill_to_the_uninterrupted_history(npz, 
     ref = load_results(ref_dir).history.drop(columns=VOLATILE)
     assert ref.epoch.max() == 3 and np.isfinite(ref.train_loss).all()
     cfg = json.loads((ref_dir / "config.json").read_text())
-    assert cfg["optimizer"] == name and cfg["optimizer_args"] == ({"alpha": 0.3} if name == "ddp_sgd" else {})
-    if name == "ddp_sgd":
+    assert cfg["optimizer"] == name and cfg["optimizer_args"] == OWN_ARGS.get(name, {})
+    if name in ("ddp_sgd", "adam", "adamw"):
         assert (ref.momentum == 0).all()                 # no momentum: the history says so
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
@@ -126,15 +129,23 @@ def test_the_loop_follows_each_optimizer_step_by_step():
     X = rng.normal(size=(130, 5))
     ds = D.from_arrays(X, (X[:, 0] + X[:, 2] > 0).astype(int), n_val=20, n_test=20)
     n = len(ds.y_train)
-    classes = {"momentum_sgd": pyireg.MomentumSGD, "path_sgd": pyireg.PathSGD, "ddp_sgd": pyireg.DDPSGD}
+    from pyireg.optim import Adam, AdamW, NesterovSGD
+    classes = {"momentum_sgd": pyireg.MomentumSGD, "path_sgd": pyireg.PathSGD, "ddp_sgd": pyireg.DDPSGD,
+               "nesterov_sgd": NesterovSGD, "adam": Adam, "adamw": AdamW}
+    no_momentum = ("ddp_sgd", "adam", "adamw")
     for name, cls in classes.items():
+        args = {"adamw": {"beta1": 0.7, "eps": 1e-5}}.get(name, {})
         res = sweep(ds, [3], epochs=2, batch_size=25, optimizer=name, schedule=PaperSchedule(lr0=0.05),
-                    progress=False)
+                    progress=False, weight_decays=[0.01], optimizer_args=args)
         model = pyireg.PackedMLP([3], 5, ds.num_classes, seed=[np.random.SeedSequence(0).spawn(1)[0]])
-        opt = cls(model, 0.05) if name == "ddp_sgd" else cls(model, 0.05, 0.5)
+        if name in ("adam", "adamw"):
+            opt = cls(model, 0.05, betas=(args.get("beta1", 0.9), 0.999), eps=args.get("eps", 1e-8),
+                      weight_decay=0.01)
+        else:
+            opt = cls(model, 0.05, weight_decay=0.01) if name == "ddp_sgd" else cls(model, 0.05, 0.5, 0.01)
         for epoch in range(2):
             opt.lr = 0.05 * 0.99 ** epoch
-            if name != "ddp_sgd":
+            if name not in no_momentum:
                 opt.momentum = min(0.9, 0.5 + 0.02 * epoch)
             perm = np.random.default_rng([0, epoch]).permutation(n)
             for i in range(0, n, 25):
@@ -350,3 +361,26 @@ def test_command_line_unbalanced_initialization(tmp_path, npz):
     assert b.config["init_transform"] == "unbalanced" and b.config["init_transform_args"] == {"factor": 10.0}
     assert not np.allclose(a.history.norm_U, b.history.norm_U)                    # other weights,
     np.testing.assert_allclose(a.history.train_loss, b.history.train_loss, rtol=1e-4)   # the same functions
+
+
+def test_command_line_optimizer_arguments_are_checked_before_anything_is_written(tmp_path, npz, capsys):
+    """Adam's arguments only with an optimizer that takes them, in range; one line, nothing created."""
+    from pyireg.cli import main
+
+    def run(argv):
+        try:
+            return main(argv)
+        except SystemExit as e:               # argparse's range checks exit with 2
+            return e.code
+    base = ["sweep", "--data", str(npz), "--widths", "2", "--epochs", "1", "--quiet"]
+    for bad, msg in ((["--optimizer", "momentum_sgd", "--beta1", "0.5"], "--beta1: only with --optimizer adam or adamw"),
+                     (["--optimizer", "adam", "--alpha", "0.5"], "--alpha: only with --optimizer ddp_sgd"),
+                     (["--optimizer", "adamw", "--eps", "0"], "--eps"),
+                     (["--optimizer", "adam", "--beta2", "1"], "--beta2")):
+        assert run([*base, *bad, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err and msg in err[-1], (bad, err)
+        assert not (tmp_path / "o").exists()
+    # the library refuses out-of-range arguments too, before training
+    with pytest.raises(ValueError, match=r"optimizer_args: beta1 expected a number in \[0, 1\), got 1.5"):
+        T.check_optimizer("adam", {"beta1": 1.5})

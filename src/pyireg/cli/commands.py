@@ -114,10 +114,19 @@ def cmd_sweep(args) -> int:
         measure_names_for(args.measures, args.loss)     # a margin with the squared loss: refused here
     except ValueError as e:
         raise ValueError("--" + str(e)) from None
-    opt_args = {} if args.alpha is None else {"alpha": args.alpha}
-    if args.alpha is not None and args.optimizer != "ddp_sgd":
-        raise ValueError("--alpha: only with --optimizer ddp_sgd")
-    check_optimizer(args.optimizer, opt_args)
+    from ..experiments.training import OPTIMIZERS
+    opt_args = {}
+    for arg in ("alpha", "beta1", "beta2", "eps"):      # each optimizer's own arguments (the registry's)
+        if getattr(args, arg) is None:
+            continue
+        if arg not in dict(OPTIMIZERS[args.optimizer].args):
+            takers = [n for n, e in OPTIMIZERS.items() if arg in dict(e.args)]
+            raise ValueError(f"--{arg}: only with --optimizer {' or '.join(takers)}")
+        opt_args[arg] = getattr(args, arg)
+    try:
+        check_optimizer(args.optimizer, opt_args)
+    except ValueError as e:
+        raise ValueError("--" + str(e).split("optimizer_args: ", 1)[-1]) from None
     check_device(args.device)
     check_output(args.out, args.resume)
     executor = _executor(args)

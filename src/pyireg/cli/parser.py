@@ -159,12 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="momentum ceiling, in [0, 1)")
     from ..experiments.training import OPTIMIZERS      # the registry: a registered optimizer is a choice
     proto.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum_sgd",
-                       help="the update rule: the paper's momentum SGD, Path-SGD, or data-dependent path-normalized "
-                            "SGD (no momentum); every one resumes after a kill")
+                       help="the update rule: the paper's momentum SGD, Path-SGD, data-dependent path-normalized "
+                            "SGD (no momentum), Nesterov SGD, Adam or AdamW (--beta1, --beta2, --eps; no "
+                            "momentum); every one resumes after a kill")
     proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
                        help="ddp_sgd's mix of path norm and data statistics, in [0, 1] (default 0.5)")
+    proto.add_argument("--beta1", type=_number(0.0, 1.0, True, False), default=None,
+                       help="adam/adamw: first-moment decay, in [0, 1) (default 0.9)")
+    proto.add_argument("--beta2", type=_number(0.0, 1.0, True, False), default=None,
+                       help="adam/adamw: second-moment decay, in [0, 1) (default 0.999)")
+    proto.add_argument("--eps", type=_number(0.0, lo_in=False), default=None,
+                       help="adam/adamw: the denominator's epsilon, > 0 (default 1e-8)")
     proto.add_argument("--unbalanced", type=_number(1.0), default=None, metavar="FACTOR",
                        help="rescale every unit by a random c in [1/FACTOR, FACTOR] after initialization "
                             "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")

@@ -40,29 +40,50 @@ class OptimizerEntry:
     state: tuple = ("bufU", "bufV")
     args: tuple = ()           # ((name, default), ...)
     full_batch: bool = False   # each step takes the whole training set (batch_size = its size)
+    net_state: tuple = ()      # per-network int64 arrays a checkpoint holds too (Adam's step counts t)
+    check: Callable | None = None   # check(args dict) raises ValueError for out-of-range arguments
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {}
 
 
 def register_optimizer(name: str, build: Callable, *, momentum: bool = True, state=("bufU", "bufV"),
-                       args: dict | None = None, full_batch: bool = False) -> None:
+                       args: dict | None = None, full_batch: bool = False, net_state=(), check=None) -> None:
     """Make an optimizer available to every experiment (``optimizer=name``; ``--optimizer`` of
     pyireg sweep lists the registry). ``build(model, lr, momentum, weight_decay, **args)``
     returns an object with ``step(X, y)``, per-network ``lr`` (and ``momentum`` when it takes
     one), ``diverged``, ``steps`` and the per-weight arrays named by ``state``. A ``full_batch``
     optimizer (conjugate gradient, ...) takes the whole training set at each step: sweeps with
-    it need batch_size = the training set's size (one step per epoch)."""
+    it need batch_size = the training set's size (one step per epoch). ``net_state``: its
+    per-network int64 arrays (step counts) a checkpoint holds; ``check(args)``: raises a
+    ValueError naming the argument when one is out of range (run before anything is written)."""
     OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()),
-                                      bool(full_batch))
+                                      bool(full_batch), tuple(net_state), check)
+
+
+def _check_adam(args):
+    for k in ("beta1", "beta2"):
+        if k in args and not 0.0 <= args[k] < 1.0:
+            raise ValueError(f"optimizer_args: {k} expected a number in [0, 1), got {args[k]!r}")
+    if "eps" in args and not args["eps"] > 0:
+        raise ValueError(f"optimizer_args: eps expected a number > 0, got {args['eps']!r}")
 
 
 def _builtin_optimizers():
-    from ..optim import DDPSGD, MomentumSGD, PathSGD
+    from ..optim import DDPSGD, Adam, AdamW, MomentumSGD, NesterovSGD, PathSGD
     register_optimizer("momentum_sgd", lambda m, lr, mom, wd: MomentumSGD(m, lr, mom, wd))
     register_optimizer("path_sgd", lambda m, lr, mom, wd: PathSGD(m, lr, mom, wd))
     register_optimizer("ddp_sgd", lambda m, lr, mom, wd, alpha=0.5: DDPSGD(m, lr, alpha=alpha, weight_decay=wd),
                        momentum=False, args={"alpha": 0.5})
+    register_optimizer("nesterov_sgd", lambda m, lr, mom, wd: NesterovSGD(m, lr, mom, wd))
+    # Adam's moments: bufU/bufV (first), sqU/sqV (second); t: each network's step count (the
+    # bias corrections), so a resumed run continues the same corrections
+    adam_args = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    for name, cls in (("adam", Adam), ("adamw", AdamW)):
+        register_optimizer(name, lambda m, lr, mom, wd, beta1=0.9, beta2=0.999, eps=1e-8, cls=cls:
+                           cls(m, lr, betas=(beta1, beta2), eps=eps, weight_decay=wd),
+                           momentum=False, state=("bufU", "bufV", "sqU", "sqV"), net_state=("t",), args=adam_args,
+                           check=_check_adam)
 
 
 _builtin_optimizers()
@@ -80,6 +101,8 @@ def check_optimizer(name, args=None) -> tuple:
             raise ValueError(f"optimizer_args: {name} takes {', '.join(known) or 'no arguments'}, got {k!r}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"optimizer_args: {k} expected a finite number, got {v!r}")
+    if OPTIMIZERS[name].check is not None:
+        OPTIMIZERS[name].check({k: float(v) for k, v in args.items()})
     return name, tuple(sorted((k, float(v)) for k, v in args.items()))
 
 
@@ -179,6 +202,8 @@ class TrainSpec:
                    "offsets": ((model.num_networks + 1,), model.offsets.dtype), "sweep_id": ((), np.dtype("<U32"))}
         for name in OPTIMIZERS[self.optimizer].state:
             members[name] = (like["U" if name.endswith("U") else "V"], model.dtype)
+        for name in OPTIMIZERS[self.optimizer].net_state:
+            members[name] = ((model.num_networks,), np.int64)
         return members
 
 
@@ -310,7 +335,7 @@ def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id
     """The arrays of a checkpoint after ``epoch`` (see TrainSpec.checkpoint_members)."""
     state = dict(U=model.U, V=model.V, diverged=opt.diverged, epoch=np.int64(epoch), seed=np.int64(rep),
                  offsets=model.offsets, steps=np.int64(opt.steps), sweep_id=np.str_(sweep_id))
-    for name in OPTIMIZERS[spec.optimizer].state:
+    for name in OPTIMIZERS[spec.optimizer].state + OPTIMIZERS[spec.optimizer].net_state:
         state[name] = getattr(opt, name)
     return state
 
@@ -328,7 +353,7 @@ def restore_state(spec: TrainSpec, arrays: dict, model, opt, rep: int, epoch: in
     if not np.array_equal(arrays["offsets"], model.offsets):
         raise fail("was made for other widths (its network offsets differ)")
     model.U[...], model.V[...] = arrays["U"], arrays["V"]
-    for name in OPTIMIZERS[spec.optimizer].state:
+    for name in OPTIMIZERS[spec.optimizer].state + OPTIMIZERS[spec.optimizer].net_state:
         getattr(opt, name)[...] = arrays[name]
     opt.diverged[...] = arrays["diverged"]
     opt.steps = int(arrays["steps"])

@@ -111,3 +111,31 @@ def test_a_request_above_the_memory_limit_is_refused_before_allocating():
             hessian_top(m, np.zeros((1000, 50)), np.zeros(1000, np.int64))
     finally:
         pyireg.set_memory_limit(before)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+def test_hessian_top_is_a_measure_recorded_by_the_loop_each_epoch(loss):
+    """--measures hessian_top: each epoch's value is hessian_top of the model after that epoch on
+    the training set (the squared loss onto the one-hot code of the label); 'all' leaves it out."""
+    from pyireg import data as D
+    from pyireg import measures as M
+    from pyireg.experiments import training as T
+    from pyireg.experiments.sweep import measure_names_for
+    from pyireg.schedule import PaperSchedule
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(70, 4))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.7), n_val=10, n_test=10, dtype="float64")
+    spec = T.TrainSpec(grid_widths=(1, 5), grid_weight_decays=(0.0, 0.0), grid_lr_scales=(1.0, 1.0), epochs=2,
+                       batch_size=10, drop_last=False, schedule=PaperSchedule(lr0=0.05), init_std=None,
+                       label_noise=0.0, resample_split=False, eval_batch=512, measures=("hessian_top",), loss=loss)
+    seen = []
+
+    def check(epoch, frame, model, opt, ev):
+        y = ds.y_train if loss == "cross_entropy" else np.eye(ds.num_classes)[ds.y_train]
+        want = hessian_top(model, ds.X_train, y, iters=100, tol=1e-6, seed=0)
+        np.testing.assert_allclose(frame["hessian_top"].to_numpy(), want, rtol=1e-12)
+        seen.append(epoch)
+    T.train_networks(ds, spec, 0, [0, 1], after_epoch=check)
+    assert seen == [1, 2]
+    assert "hessian_top" in M.CURVATURE and "hessian_top" not in measure_names_for("all", loss)
+    assert measure_names_for(["hessian_top"], loss) == ("hessian_top",)

@@ -113,7 +113,7 @@ BOTH_LOSSES = ("cross_entropy", "squared")
 
 DEFAULTS = dict(percentile=5.0, alpha=5e-4, samples=8, ascent_steps=10,
                 pac_alphas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), ddp_alpha=0.5, delta=0.01, seed=0,
-                batch_size=512)
+                batch_size=512, hessian_iters=100, hessian_tol=1e-6)
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -165,7 +165,8 @@ def markdown_table() -> str:
     for m in REGISTRY.values():
         need = ", ".join(sorted(m.needs)) or "weights"
         loss = "both" if set(m.losses) == set(BOTH_LOSSES) else ", ".join(m.losses)
-        rows.append(f"| `{m.name}`{' (perturbed)' if m.perturbed else ''} | {need} | {loss} | {m.doc} |")
+        tag = " (perturbed)" if m.perturbed else " (named only)" if m.group == "curvature" else ""
+        rows.append(f"| `{m.name}`{tag} | {need} | {loss} | {m.doc} |")
     rows.append("| `path_l<p>` | weights | both | the lp path norm for any p > 0, e.g. `path_l3` |")
     return "\n".join(rows)
 
@@ -400,6 +401,19 @@ def _overparam(ctx):
     return np.where(gamma > 0, np.sqrt(cap / n_samples), np.nan)
 
 
+@measure("hessian_top", needs={"data"}, group="curvature",
+         doc="the largest eigenvalue of the Hessian of the mean loss on X (Lanczos; options hessian_iters, "
+             "hessian_tol, seed); squared loss: y as class labels (onto their one-hot code) or targets")
+def _hessian_top(ctx):
+    from .hessian import hessian_top
+    m, o = ctx.m, ctx.opt
+    y = ctx.labels()
+    if m.loss != "cross_entropy" and np.ndim(y) == 1:     # class labels: regress onto the one-hot code
+        y = np.eye(m.out_features, dtype=ctx.X.dtype)[as_labels(y, "y", ctx.X.shape[0], m.out_features)]
+    return hessian_top(m, ctx.X, y, iters=positive_int(o["hessian_iters"], "hessian_iters"),
+                       tol=float(o["hessian_tol"]), seed=int(o["seed"]))
+
+
 @measure("sharpness_expected", needs={"data"}, perturbed=True, group="perturbed",
          doc="E_ν[L(w + ν)] − L(w), relative Gaussian ν (options alpha, samples, seed)")
 def _sharpness_expected(ctx):
@@ -429,7 +443,9 @@ NATIVE = ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")
 PERTURBED = tuple(n for n, m in REGISTRY.items() if m.perturbed)
 WEIGHT = tuple(n for n, m in REGISTRY.items() if not m.needs)
 INIT = tuple(n for n, m in REGISTRY.items() if m.needs == {"init"})
-DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"data"} and not m.perturbed)
+DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"data"} and not m.perturbed and m.group != "curvature")
+#: Curvature (a Lanczos run per call): recorded only when named, never by "all".
+CURVATURE = tuple(n for n, m in REGISTRY.items() if m.group == "curvature")
 INIT_DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"init", "data"})
 #: Names ``names="all"`` may return (the perturbed ones only when named).
 ALL = WEIGHT + INIT + DATA + INIT_DATA
@@ -625,10 +641,10 @@ def pac_bayes(model, X, y, *, alphas=DEFAULTS["pac_alphas"], samples=8, delta=0.
 def names_available(init: bool = False, data: bool = False) -> list:
     """The names ``names='all'`` gives for the inputs at hand."""
     have = ({"init"} if init else set()) | ({"data"} if data else set())
-    return [n for n, m in REGISTRY.items() if not m.perturbed and m.needs <= have]
+    return [n for n, m in REGISTRY.items() if not m.perturbed and m.group != "curvature" and m.needs <= have]
 
 
 __all__ = ["compute", "needs", "losses", "measure", "markdown_table", "REGISTRY", "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
            "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
-           "PERTURBED", "NATIVE"]
+           "PERTURBED", "NATIVE", "CURVATURE"]
 

@@ -75,3 +75,20 @@ def test_langevin_quick(seed, tmp_path):
     g = t[(t["method"] == "gd+noise") & (t["lr"] == 0.05)].set_index("batch_size")["hessian_top"]
     assert g[1] > 1.1 * s[1]
     assert plot_langevin(t.dropna(), tmp_path / "langevin.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name,bad", [("edge-of-stability", ["--steps", "0"]), ("spectral-bias", ["--epochs", "0"]),
+                                      ("langevin", ["--width", "0"]), ("adam-weight-decay", ["--widths", "4,x"])])
+def test_demo_command_quick_writes_its_files_and_a_bad_override_writes_nothing(name, bad, tmp_path, capsys):
+    from pyireg.cli import main
+    out = tmp_path / "d"
+    assert main(["demo", name, "--quick", "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    for ext in ("csv", "json", "png"):
+        assert (out / f"{name}.{ext}").stat().st_size > 0
+    capsys.readouterr()
+    never = tmp_path / "never"
+    with pytest.raises(SystemExit) as e:
+        main(["demo", name, "--quick", *bad, "--out", str(never)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 2 and err[0].startswith(f"usage: pyireg demo {name} "), err
+    assert bad[0] in err[1] and not never.exists(), err

@@ -10,7 +10,7 @@ import numbers
 import time
 from pathlib import Path
 
-from . import knobs, matrix_completion, min_norm, trace_norm
+from . import knobs, matrix_completion, min_norm, trace_norm, tutorial_extra
 
 # name -> (function, what it shows, the settings of --quick)
 DEMOS = {
@@ -32,6 +32,17 @@ DEMOS = {
     "early-stopping": (knobs.early_stopping_demo, "early stopping vs training to the end, with label noise",
                        dict(widths=(8, 32), noise_levels=(0.0, 0.2), seeds=(0,), epochs=3, n_train=200, n_val=100,
                             n_test=100)),
+    # the tutorial's demos beyond the paper (quick: the settings their tests use)
+    "edge-of-stability": (tutorial_extra.edge_of_stability_demo,
+                          "full-batch GD: the sharpness rises to about 2 / lr and hovers there",
+                          dict(widths=(16, 64), lrs=(0.1, 1.2), steps=400, every=50)),
+    "spectral-bias": (tutorial_extra.spectral_bias_demo, "low frequencies of the target are learned first",
+                      dict(widths=(64, 256), frequencies=(1, 3, 5, 9), epochs=300, every=10)),
+    "langevin": (tutorial_extra.langevin_demo, "SGD against GD plus Gaussian noise of the same temperature lr / |B|",
+                 dict(lrs=(0.05, 0.1), batch_sizes=(1, 4, 16), width=32, time=20.0)),
+    "adam-weight-decay": (tutorial_extra.adam_weight_decay_demo,
+                          "L2 penalty vs decoupled weight decay: the same for SGD, not for Adam",
+                          dict(widths=(4, 16, 64), steps=100, every=20)),
 }
 
 

@@ -216,3 +216,74 @@ def langevin(lrs=(0.05, 0.1), batch_sizes=(1, 4, 16), *, width=32, time=20.0, sa
         model.V += amp * rng.standard_normal(model.V.shape)
     record("gd+noise", model, B_of, lrs_of, steps_of)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the demo commands
+# `pyireg demo NAME` wrappers (fn(out, **settings) -> DemoResult): the table and figure of each,
+# and a few sentences computed from the table. tutorial.run writes NAME.csv and NAME.json.
+def _demo_result(name, out, table, plot, summary):
+    from pathlib import Path
+
+    from ._common import DemoResult
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot(table, out / f"{name}.png")
+    return DemoResult(name, table, Path(figure), summary)
+
+
+def edge_of_stability_demo(out, *, widths=(16, 64), lrs=(0.02, 0.05, 0.1), steps=400, every=20, samples=200,
+                           seed=0, threads=None):
+    """Full-batch GD's sharpness rises to about 2 / lr and hovers there (pyireg.hessian)."""
+    from ._common import num_threads
+    from ..hessian import edge_of_stability
+    from ..tutorial_plots import plot_edge_of_stability
+    with num_threads(threads):
+        t = edge_of_stability(widths=widths, lrs=lrs, steps=steps, every=every, samples=samples, seed=seed)
+    last = t[t["step"] == t["step"].max()]
+    summary = [f"lr {r.lr:g}, H={r.width}: final sharpness {r.hessian_top:.3g} against 2/lr = {r.two_over_lr:.3g} "
+               f"(loss {r.loss:.3g})" for r in last.itertuples()]
+    return _demo_result("edge-of-stability", out, t, plot_edge_of_stability, summary)
+
+
+def spectral_bias_demo(out, *, widths=(64, 256, 1024), frequencies=(1, 3, 5, 9), samples=256, epochs=1000, every=10,
+                       lr=1e-2, seed=0, threads=None):
+    """Low frequencies of the target are learned first (full-batch Adam)."""
+    from ._common import num_threads
+    from ..tutorial_plots import plot_spectral_bias
+    with num_threads(threads):
+        t = spectral_bias(widths=widths, frequencies=frequencies, samples=samples, epochs=epochs, every=every, lr=lr,
+                          seed=seed)
+    first = learned_epoch(t)
+    summary = [f"H={w}: epoch at which each frequency's error falls below 1/2: "
+               + ", ".join(f"f={f}: {'never' if np.isnan(first.loc[w, f]) else int(first.loc[w, f])}"
+                           for f in first.columns) for w in first.index]
+    return _demo_result("spectral-bias", out, t, plot_spectral_bias, summary)
+
+
+def langevin_demo(out, *, lrs=(0.05, 0.1), batch_sizes=(1, 4, 16), width=32, time=20.0, samples=200, seed=0,
+                  threads=None):
+    """SGD against full-batch GD plus Gaussian noise of the matched temperature lr / |B|."""
+    from ._common import num_threads
+    from ..tutorial_plots import plot_langevin
+    with num_threads(threads):
+        t = langevin(lrs=lrs, batch_sizes=batch_sizes, width=width, time=time, samples=samples, seed=seed)
+    summary = []
+    for method, g in t.groupby("method", sort=False):
+        lo, hi = g.loc[g["temperature"].idxmin()], g.loc[g["temperature"].idxmax()]
+        summary.append(f"{method}: temperature {lo.temperature:g} -> sharpness {lo.hessian_top:.3g}, test loss "
+                       f"{lo.test_loss:.3g}; temperature {hi.temperature:g} -> sharpness {hi.hessian_top:.3g}, "
+                       f"test loss {hi.test_loss:.3g}")
+    return _demo_result("langevin", out, t, lambda tab, f: plot_langevin(tab.dropna(), f), summary)
+
+
+def adam_weight_decay_demo(out, *, widths=(4, 16, 64, 256), weight_decay=0.1, steps=200, every=10, seed=0,
+                           threads=None):
+    """L2 penalty against decoupled weight decay: the same for SGD, different for Adam."""
+    from ._common import num_threads
+    from ..tutorial_plots import plot_adam_weight_decay
+    with num_threads(threads):
+        t = adam_weight_decay(widths=widths, weight_decay=weight_decay, steps=steps, every=every, seed=seed)
+    last = t[t["step"] == t["step"].max()]
+    summary = [f"{name}: after {steps} steps ||w_L2 - w_decoupled|| / ||w_L2|| is at most "
+               f"{g['relative_distance'].max():.3g} over the widths" for name, g in last.groupby("optimizer", sort=False)]
+    return _demo_result("adam-weight-decay", out, t, plot_adam_weight_decay, summary)

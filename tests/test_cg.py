@@ -94,9 +94,9 @@ def test_against_float64_twin(loss, activation):
     X = rng.standard_normal((B, d))
     y = rng.integers(0, k, B) if loss == "cross_entropy" else rng.standard_normal((B, k))
     m = PackedMLP([4, 1, 9], d, k, activation=activation, loss=loss, seed=1, dtype="float64")
-    opt = ConjugateGradient(m, lr=[3.0, 0.5, 1.0], weight_decay=[1e-3, 0.0, 1e-2], restart=4)
+    opt = ConjugateGradient(m, lr=[3.0, 0.5, 1.0], weight_decay=[1e-3, 0.0, 1e-2], restart=4, refine=[3, 0, 20])
     twins = [ConjugateGradientTwin(*m.network(i), lr=opt.lr[i], weight_decay=opt.weight_decay[i], restart=4,
-                                   activation=activation, loss=loss) for i in range(3)]
+                                   refine=int(opt.refine[i]), activation=activation, loss=loss) for i in range(3)]
     for it in range(8):
         f = opt.step(X, y)
         for i, t in enumerate(twins):
@@ -144,6 +144,8 @@ def test_bad_input():
         ConjugateGradient(m, lr=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="max_ls"):
         ConjugateGradient(m, max_ls=0)
+    with pytest.raises(ValueError, match="refine"):
+        ConjugateGradient(m, refine=-1)
     with pytest.raises(ValueError, match="c1"):
         ConjugateGradient(m, c1=0.0)
     with pytest.raises(ValueError, match="c2"):
@@ -153,3 +155,25 @@ def test_bad_input():
     opt = ConjugateGradient(m)
     with pytest.raises(ValueError, match="dU"):
         opt.load_state_dict({**opt.state_dict(), "dU": np.zeros((1, 1))})
+
+
+def test_stalled_networks_stop_searching():
+    # network 1 cannot pass Armijo (one trial of an absurd step per search, max_failures 2): it
+    # stalls and keeps its weights; network 2 has a zero gradient and never searches; network 0
+    # is unaffected (equal to a run alone)
+    X, y = make_data(20, 4, 2, seed=4)
+    m = PackedMLP([3, 3, 3], 4, 2, seed=1, dtype="float64")
+    m.U[6:9] = 0
+    alone = PackedMLP.from_weights([3], *m.network(0), dtype="float64")
+    opt = ConjugateGradient(m, lr=[1.0, 1e12, 1.0], max_ls=[20, 1, 20], max_failures=2)
+    oa = ConjugateGradient(alone, lr=1.0)
+    before = m.network(1)
+    for _ in range(6):
+        opt.step(X, y)
+        oa.step(X, y)
+    assert opt.failures[1] == 2 and opt.stalled[1] and not opt.stalled[0]
+    np.testing.assert_array_equal(m.network(1)[0], before[0])
+    assert opt.line_search_trials[1] == 0 and opt.line_search_trials[2] == 0
+    np.testing.assert_array_equal(m.network(0)[0], alone.U)
+    opt.reset_state()
+    assert not opt.stalled.any()

@@ -377,10 +377,12 @@ class ConjugateGradientTwin:
     torch autograd and scalars: the objective mean loss + wd/2 ||w||^2, the same restarts (first
     iteration, every ``restart`` iterations, after a failed search, on a non-descent direction)
     and the same safeguarded line search (Armijo, strong-Wolfe stop, quadratic interpolation in
-    the bracket, growth without one, the best Armijo trial) as ``pyireg.optim.ConjugateGradient``."""
+    the bracket, growth without one, the best Armijo trial, the ``refine`` cap) as
+    ``pyireg.optim.ConjugateGradient`` (without its stalling rule, ``max_failures``)."""
 
     def __init__(self, U, V, lr=1.0, weight_decay=0.0, max_ls=20, c1=1e-4, c2=0.1, max_growth=10.0,
-                 restart=100, activation="relu", loss="cross_entropy"):
+                 restart=100, refine=3, activation="relu", loss="cross_entropy"):
+        self.refine = refine
         self.w = [torch.tensor(np.asarray(U, np.float64)), torch.tensor(np.asarray(V, np.float64))]
         self.lr, self.wd, self.max_ls, self.c1, self.c2 = lr, weight_decay, max_ls, c1, c2
         self.max_growth, self.restart, self.act, self.loss = max_growth, restart, activation, loss
@@ -418,7 +420,8 @@ class ConjugateGradientTwin:
             alpha = self.lr
         best = None                      # (phi, alpha, weights)
         lo, f_lo, d_lo, hi, f_hi = 0.0, f, slope, np.inf, np.inf
-        for _ in range(self.max_ls if slope < 0 else 0):
+        first_ok = None
+        for k in range(1, (self.max_ls if slope < 0 else 0) + 1):
             trial = [p + alpha * q for p, q in zip(self.w, d)]
             ft, gt = self._f_g(trial, X, y)
             dft = dot(gt, d)
@@ -426,6 +429,10 @@ class ConjugateGradientTwin:
             if armijo and (best is None or ft < best[0]):
                 best = (ft, alpha, trial)
             if armijo and abs(dft) <= self.c2 * abs(slope):
+                break
+            if best is not None and first_ok is None:
+                first_ok = k
+            if best is not None and k - first_ok >= self.refine:
                 break
             if not armijo or dft >= 0:
                 hi, f_hi = alpha, (ft if np.isfinite(ft) and np.isfinite(dft) else np.inf)

@@ -37,8 +37,9 @@ class ConjugateGradient:
        with phi'(alpha) < 0 the lower end; the next trial is the minimizer of the quadratic
        through phi(lo), phi'(lo), phi(hi), kept in the middle 80% of [lo, hi] (bisection when
        the fit fails), or ``max_growth`` times the step while no upper end is known. After
-       ``max_ls[n]`` trials (or at the Wolfe point) the network takes the Armijo trial with the
-       lowest phi; when no trial passed Armijo the search failed and the weights stay as they
+       ``max_ls[n]`` trials, at the Wolfe point, or ``refine[n]`` trials after the first Armijo
+       trial (which bounds the packed passes spent near a minimum, where the curvature condition
+       is hard to meet in floating point), the network takes the Armijo trial with the lowest phi; when no trial passed Armijo the search failed and the weights stay as they
        are (restart, next search from the last, shortest trial).
 
     An accepted step satisfies Armijo with phi'(0) < 0 and c1 > 0, so F_n(new) <= F_n(old) as
@@ -56,7 +57,9 @@ class ConjugateGradient:
 
     Hyper-parameters are scalars or per-network arrays: ``lr`` (first trial step, > 0),
     ``weight_decay`` (>= 0), ``max_ls`` (int >= 1), ``c1`` in (0, 1), ``c2`` in (c1, 1),
-    ``max_growth`` > 1 and ``restart`` (int >= 1, iterations between forced restarts).
+    ``max_growth`` > 1, ``refine`` (int >= 0), ``max_failures`` (int >= 1: after that many consecutive
+    failed searches a network is ``stalled`` and stops searching until ``reset_state``, as is a
+    network at objective 0) and ``restart`` (int >= 1, iterations between forced restarts).
 
     ``step`` returns the objective F_n *before* the iteration (float64, shape (N,)), like the
     other optimizers; ``objective`` holds it after. ``state_dict()`` / ``load_state_dict()``
@@ -64,7 +67,8 @@ class ConjugateGradient:
     """
 
     def __init__(self, model: PackedMLP, lr=1.0, *, weight_decay=0.0, max_ls=20, c1=1e-4, c2=0.1,
-                 max_growth=10.0, restart=100, reuse_gradient: bool = True):
+                 max_growth=10.0, restart=100, refine=3, max_failures=10,
+                 reuse_gradient: bool = True):
         if not isinstance(model, PackedMLP):
             raise TypeError(f"model: expected a PackedMLP, got {type(model).__name__}")
         self._model = model
@@ -82,6 +86,8 @@ class ConjugateGradient:
         self.max_growth = per_network(max_growth, "max_growth", N, np.float64, low=1.0)
         if (self.max_growth <= 1).any():
             raise ValueError("max_growth: expected values > 1")
+        self.refine = refine
+        self.max_failures = max_failures
         self.reuse_gradient = bool(reuse_gradient)
         self.dU = np.zeros(model.U.shape, np.float64)
         self.dV = np.zeros(model.V.shape, np.float64)
@@ -96,13 +102,13 @@ class ConjugateGradient:
     def model(self) -> PackedMLP:
         return self._model
 
-    def _ints(self, value, name):
+    def _ints(self, value, name, low=1):
         N = self._model.num_networks
         a = np.asarray(value)
         if a.shape == ():
             a = np.full(N, a)
-        if a.shape != (N,) or a.dtype.kind not in "iu" or (a < 1).any():
-            raise ValueError(f"{name}: expected a positive integer or an array of {N} positive integers, got {value!r}")
+        if a.shape != (N,) or a.dtype.kind not in "iu" or (a < low).any():
+            raise ValueError(f"{name}: expected an integer >= {low} or an array of {N} of them, got {value!r}")
         return a.astype(np.int64)
 
     lr = property(lambda self: self._lr,
@@ -110,6 +116,9 @@ class ConjugateGradient:
     weight_decay = property(lambda self: self._wd, lambda self, v: setattr(
         self, "_wd", per_network(v, "weight_decay", self._model.num_networks, np.float64, low=0.0)))
     max_ls = property(lambda self: self._max_ls, lambda self, v: setattr(self, "_max_ls", self._ints(v, "max_ls")))
+    refine = property(lambda self: self._refine, lambda self, v: setattr(self, "_refine", self._ints(v, "refine", 0)))
+    max_failures = property(lambda self: self._max_failures,
+                            lambda self, v: setattr(self, "_max_failures", self._ints(v, "max_failures")))
     restart = property(lambda self: self._restart,
                        lambda self, v: setattr(self, "_restart", self._ints(v, "restart")))
 
@@ -133,6 +142,8 @@ class ConjugateGradient:
         self.failed = np.zeros(N, dtype=bool)    # the last line search found no decrease
         self.accepted = np.zeros(N, dtype=bool)  # the last iteration moved the network
         self.line_search_trials = np.zeros(N, np.int64)
+        self.failures = np.zeros(N, np.int64)     # consecutive failed searches
+        self.stalled = np.zeros(N, dtype=bool)    # stopped searching (see max_failures)
         self.steps = 0
         self._gU = self._gV = None        # the previous gradient (float64), for PR+
         self._cache = None                # (X, y, loss, gU, gV) at the current weights
@@ -142,6 +153,7 @@ class ConjugateGradient:
         this is everything a resume needs (the cached gradient is recomputed)."""
         out = {k: np.array(getattr(self, k)) for k in _STATE_ARRAYS}
         out["failed"] = self.failed.copy()
+        out["failures"] = self.failures.copy()
         out["steps"] = self.steps
         out["has_prev"] = self._gU is not None
         if self._gU is not None:
@@ -166,6 +178,8 @@ class ConjugateGradient:
             setattr(self, k, np.asarray(state[k], np.float64).copy())
         self.since_restart = np.asarray(state["since_restart"], np.int64).copy()
         self.failed = np.asarray(state.get("failed", np.zeros(N, bool)), bool).copy()
+        self.failures = np.asarray(state.get("failures", np.zeros(N, np.int64)), np.int64).copy()
+        self.stalled = (self.failures >= self._max_failures) | (self.objective <= 0)
         self.steps = int(state.get("steps", 0))
         if state.get("has_prev", False):
             self._gU = as_float_array(state["gU_prev"], "gU_prev", np.float64, 2, m.U.shape).copy()
@@ -227,7 +241,10 @@ class ConjugateGradient:
 
         # networks with a zero gradient (or a non-finite objective) do not search
         N = m.num_networks
-        searching = (slope < 0) & np.isfinite(F) & np.isfinite(slope)
+        # nor do stalled networks: objective 0 (its least value), or max_failures consecutive
+        # failed searches (no decrease the dtype can represent): they would hold every packed
+        # trial pass to max_ls for nothing
+        searching = (slope < 0) & np.isfinite(F) & np.isfinite(slope) & (F > 0) & ~self.stalled
         done = ~searching
         have = np.zeros(N, dtype=bool)
         best_a, best_F = np.zeros(N), F.copy()
@@ -235,6 +252,7 @@ class ConjugateGradient:
         hi, F_hi = np.full(N, np.inf), np.full(N, np.inf)
         nU, nV = gU.copy(), gV.copy()                 # the gradient at the new point
         trials = np.zeros(N, np.int64)
+        first_ok = np.full(N, -1, np.int64)            # the trial that first passed Armijo
         U64, V64 = m.U.astype(np.float64), m.V.astype(np.float64)
         for _ in range(int(self._max_ls.max())):
             active = ~done & (trials < self._max_ls)
@@ -259,6 +277,8 @@ class ConjugateGradient:
                 have |= better
             wolfe = armijo & (np.abs(dFt) <= self.c2 * np.abs(slope))
             done |= wolfe
+            first_ok = np.where(have & (first_ok < 0), trials, first_ok)
+            done |= have & (trials - first_ok >= self._refine)
             go = active & ~wolfe
             upper = go & (~armijo | (dFt >= 0))
             lower = go & armijo & (dFt < 0)
@@ -278,6 +298,7 @@ class ConjugateGradient:
         accepted = have
         failed = searching & ~have
         self.failed = failed
+        self.failures = np.where(failed, self.failures + 1, np.where(accepted, 0, self.failures))
         self.accepted = accepted
         self.alpha = np.where(accepted, best_a, np.where(failed, alpha, 0.0))   # failed: start short
         self.slope = np.where(accepted, slope, 0.0)
@@ -288,6 +309,7 @@ class ConjugateGradient:
         self.line_search_trials = trials
         self.objective = F_new
         self.steps += 1
+        self.stalled = (self.failures >= self._max_failures) | (F_new <= 0)
         if self.reuse_gradient:
             self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy())
         return F

@@ -370,3 +370,87 @@ class DDPSGDTwin:
                 W1 -= lr * (W1.grad + wd * W1) * _inverse(torch.as_tensor(kU))
                 W2 -= lr * (W2.grad + wd * W2) * _inverse(torch.as_tensor(kV)).T
         return np.array(losses)
+
+
+class ConjugateGradientTwin:
+    """Polak-Ribiere+ nonlinear conjugate gradient for ONE network in float64, written plainly on
+    torch autograd and scalars: the objective mean loss + wd/2 ||w||^2, the same restarts (first
+    iteration, every ``restart`` iterations, after a failed search, on a non-descent direction)
+    and the same safeguarded line search (Armijo, strong-Wolfe stop, quadratic interpolation in
+    the bracket, growth without one, the best Armijo trial, the ``refine`` cap) as
+    ``pyireg.optim.ConjugateGradient`` (without its stalling rule, ``max_failures``)."""
+
+    def __init__(self, U, V, lr=1.0, weight_decay=0.0, max_ls=20, c1=1e-4, c2=0.1, max_growth=10.0,
+                 restart=100, refine=3, activation="relu", loss="cross_entropy"):
+        self.refine = refine
+        self.w = [torch.tensor(np.asarray(U, np.float64)), torch.tensor(np.asarray(V, np.float64))]
+        self.lr, self.wd, self.max_ls, self.c1, self.c2 = lr, weight_decay, max_ls, c1, c2
+        self.max_growth, self.restart, self.act, self.loss = max_growth, restart, activation, loss
+        self.d = None
+        self.g_prev = None
+        self.alpha, self.slope, self.failed, self.since, self.k = 0.0, 0.0, False, 0, 0
+
+    def _f_g(self, w, X, y):
+        w = [p.clone().requires_grad_(True) for p in w]
+        Z = X @ w[0].T
+        A = torch.relu(Z) if self.act == "relu" else Z
+        f = _loss(A @ w[1], y, self.loss) + 0.5 * self.wd * sum((p * p).sum() for p in w)
+        g = torch.autograd.grad(f, w)
+        return f.item(), [t.detach() for t in g]
+
+    def step(self, X, y):
+        X = torch.as_tensor(np.asarray(X, np.float64))
+        y = _targets(y, self.loss)
+        f, g = self._f_g(self.w, X, y)
+        dot = lambda a, b: sum(float((p * q).sum()) for p, q in zip(a, b))
+        gg = dot(g, g)
+        restart = self.k == 0 or self.failed or self.since % self.restart == 0
+        beta = 0.0
+        if not restart and self.gg_prev > 0:
+            beta = max(0.0, dot(g, [a - b for a, b in zip(g, self.g_prev)]) / self.gg_prev)
+        d = [-a for a in g] if restart else [-a + beta * b for a, b in zip(g, self.d)]
+        slope = dot(g, d)
+        if not slope < 0:
+            d, slope, restart = [-a for a in g], -gg, True
+        if self.failed:
+            alpha = self.alpha
+        elif self.alpha > 0 and self.slope < 0:
+            alpha = min(self.alpha * self.slope / slope, self.max_growth * self.alpha)
+        else:
+            alpha = self.lr
+        best = None                      # (phi, alpha, weights)
+        lo, f_lo, d_lo, hi, f_hi = 0.0, f, slope, np.inf, np.inf
+        first_ok = None
+        for k in range(1, (self.max_ls if slope < 0 else 0) + 1):
+            trial = [p + alpha * q for p, q in zip(self.w, d)]
+            ft, gt = self._f_g(trial, X, y)
+            dft = dot(gt, d)
+            armijo = np.isfinite(ft) and np.isfinite(dft) and ft <= f + self.c1 * alpha * slope
+            if armijo and (best is None or ft < best[0]):
+                best = (ft, alpha, trial)
+            if armijo and abs(dft) <= self.c2 * abs(slope):
+                break
+            if best is not None and first_ok is None:
+                first_ok = k
+            if best is not None and k - first_ok >= self.refine:
+                break
+            if not armijo or dft >= 0:
+                hi, f_hi = alpha, (ft if np.isfinite(ft) and np.isfinite(dft) else np.inf)
+            else:
+                lo, f_lo, d_lo = alpha, ft, dft
+            if np.isfinite(hi):
+                h = hi - lo
+                curv = f_hi - f_lo - d_lo * h
+                quad = lo - d_lo * h * h / (2 * curv) if curv > 0 and np.isfinite(curv) else np.nan
+                alpha = float(np.clip(quad if np.isfinite(quad) else lo + 0.5 * h, lo + 0.1 * h, hi - 0.1 * h))
+            else:
+                alpha = alpha * self.max_growth
+        self.failed = slope < 0 and best is None
+        if best is not None:
+            self.w = best[2]
+        self.alpha = best[1] if best is not None else (alpha if self.failed else 0.0)
+        self.slope = slope if best is not None else 0.0
+        self.g_prev, self.gg_prev, self.d = g, gg, d
+        self.since = 1 if restart else self.since + 1
+        self.k += 1
+        return f

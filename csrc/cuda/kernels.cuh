@@ -1,0 +1,230 @@
+// The CUDA engine's own kernels, written once in portable CUDA C++ (cuda/portable.h): compiled
+// by nvcc into pyireg._cuda and by the host compiler, through the emulation, into
+// pyireg._cuda_emu. The two wide products (Z = X U^T, dU = dZ^T X, and dX) are cuBLAS GEMMs in
+// cuda_engine.inc; everything else is here.
+//
+// Layouts (row-major): U S x d, V S x k, X B x d; Z and dZ S x B (unit-major, the GEMM's
+// column-major B x S); outputs, their gradients and the upstream gradient N x B x k.
+// Every sum runs over a fixed index range in index order, starting at the network's own first
+// unit (or sample, or class), so a network's results do not depend on its neighbours or on the
+// launch configuration: alone and packed give the same bits. No float atomics.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/portable.h"
+
+namespace pyireg {
+namespace cuda_kernels {
+
+constexpr int kThreads = 256;  // threads per block of every elementwise kernel
+
+template <class T> struct Lim;
+template <> struct Lim<float> {
+  __host__ __device__ static constexpr double max() { return 3.4028234663852886e38; }
+};
+template <> struct Lim<double> {
+  __host__ __device__ static constexpr double max() { return 1.7976931348623157e308; }
+};
+
+__device__ __forceinline__ float dexp(float x) { return expf(x); }
+__device__ __forceinline__ double dexp(double x) { return exp(x); }
+__device__ __forceinline__ float dlog(float x) { return logf(x); }
+__device__ __forceinline__ double dlog(double x) { return log(x); }
+__device__ __forceinline__ bool dfinite(double x) { return x - x == 0.0; }
+
+// Grid-stride loop over [0, n).
+#define PYIREG_FOR(i, n)                                                                        \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// out[n, b, c] = sum_{h in network n} act(Z[h, b]) V[h, c]; grid.y walks the networks.
+template <class T>
+__global__ void second_layer(const T* __restrict__ Z, const T* __restrict__ V, const int64_t* __restrict__ offsets,
+                             int64_t N, int64_t B, int64_t k, int relu, T* __restrict__ out) {
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t h0 = offsets[n], h1 = offsets[n + 1];
+    PYIREG_FOR(e, B * k) {
+      const int64_t b = e % B, c = e / B;
+      T acc = T(0);
+      for (int64_t h = h0; h < h1; ++h) {
+        T a = Z[h * B + b];
+        if (relu) a = a > T(0) ? a : T(0);
+        acc += a * V[h * k + c];
+      }
+      out[(n * B + b) * k + c] = acc;
+    }
+  }
+}
+
+// Per sample: the loss (lossb, double) and the prediction's error flag (wrong), and with
+// scale > 0 the gradient scale * dloss/dout written over the outputs L (N x B x k).
+// loss: 0 softmax cross-entropy with labels, 1 squared with values (B x k) and optional weights.
+// A label outside [0, k) gives a NaN loss and gradient (never a read out of bounds).
+template <class T>
+__global__ void loss_rows(T* __restrict__ L, int64_t N, int64_t B, int64_t k, int loss,
+                          const int32_t* __restrict__ labels, const T* __restrict__ values,
+                          const T* __restrict__ weights, T scale, double* __restrict__ lossb,
+                          int32_t* __restrict__ wrong) {
+  PYIREG_FOR(e, N * B) {
+    const int64_t b = e % B;
+    T* l = L + e * k;
+    double lb;
+    bool bad;
+    if (loss == 0) {
+      const int32_t y = labels[b];
+      T m = l[0];
+      int64_t arg = 0;
+      for (int64_t c = 1; c < k; ++c)
+        if (l[c] > m) {
+          m = l[c];
+          arg = c;
+        }
+      if (y < 0 || y >= k) {
+        lb = static_cast<double>(NAN);
+        bad = true;
+        if (scale > T(0))
+          for (int64_t c = 0; c < k; ++c) l[c] = T(lb);
+      } else {
+        const T ly = l[y];
+        T se = T(0);
+        for (int64_t c = 0; c < k; ++c) se += dexp(l[c] - m);
+        const T lt = dlog(se) + m - ly;
+        lb = static_cast<double>(lt);
+        bad = arg != y || !dfinite(lb);
+        if (scale > T(0)) {
+          const T inv = T(1) / se;
+          for (int64_t c = 0; c < k; ++c) l[c] = scale * (dexp(l[c] - m) * inv - (c == y ? T(1) : T(0)));
+        }
+      }
+    } else {
+      const T* yv = values + b * k;
+      const T* w = weights ? weights + b * k : nullptr;
+      int64_t arg_o = 0, arg_y = 0;
+      for (int64_t c = 1; c < k; ++c) {
+        if (l[c] > l[arg_o]) arg_o = c;
+        if (yv[c] > yv[arg_y]) arg_y = c;
+      }
+      double s = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const T r = l[c] - yv[c];
+        const T wc = w ? w[c] : T(1);
+        s += static_cast<double>(wc) * static_cast<double>(r) * static_cast<double>(r);
+        if (scale > T(0)) l[c] = scale * (wc * r);
+      }
+      lb = 0.5 * s;
+      bad = arg_o != arg_y || !dfinite(lb);
+    }
+    lossb[e] = lb;
+    wrong[e] = bad ? 1 : 0;
+  }
+}
+
+// Per network: the sum over its B samples, in order, times `mul`, stored or added.
+__global__ void reduce_rows(const double* __restrict__ lossb, const int32_t* __restrict__ wrong, int64_t N, int64_t B,
+                            double mul, int accumulate, double* __restrict__ loss, int64_t* __restrict__ errors) {
+  PYIREG_FOR(n, N) {
+    double s = 0;
+    int64_t w = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      s += lossb[n * B + b];
+      w += wrong[n * B + b];
+    }
+    if (loss) loss[n] = accumulate ? loss[n] + s * mul : s * mul;
+    if (errors) errors[n] = accumulate ? errors[n] + w : w;
+  }
+}
+
+// dV[h, c] = sum_b act(Z[h, b]) G[net(h), b, c].
+template <class T>
+__global__ void grad_V(const T* __restrict__ Z, const T* __restrict__ G, const int32_t* __restrict__ unit_net, int64_t S,
+                       int64_t B, int64_t k, int relu, T* __restrict__ gV) {
+  PYIREG_FOR(e, S * k) {
+    const int64_t h = e / k, c = e % k;
+    const T* g = G + static_cast<int64_t>(unit_net[h]) * B * k + c;
+    const T* z = Z + h * B;
+    T acc = T(0);
+    for (int64_t b = 0; b < B; ++b) {
+      T a = z[b];
+      if (relu) a = a > T(0) ? a : T(0);
+      acc += a * g[b * k];
+    }
+    gV[e] = acc;
+  }
+}
+
+// dZ[h, b] = act'(Z[h, b]) sum_c V[h, c] G[net(h), b, c], written over Z (each element reads
+// only its own pre-activation).
+template <class T>
+__global__ void grad_Z(T* __restrict__ Z, const T* __restrict__ G, const T* __restrict__ V,
+                       const int32_t* __restrict__ unit_net, int64_t S, int64_t B, int64_t k, int relu) {
+  PYIREG_FOR(e, S * B) {
+    const int64_t h = e / B, b = e % B;
+    const T* g = G + (static_cast<int64_t>(unit_net[h]) * B + b) * k;
+    const T* v = V + h * k;
+    T s = T(0);
+    for (int64_t c = 0; c < k; ++c) s += v[c] * g[c];
+    Z[e] = (!relu || Z[e] > T(0)) ? s : T(0);
+  }
+}
+
+// ---------------------------------------------------------------- update rules
+// The same formulas as the CPU rules (csrc/cpu/rules.h), one element at a time.
+template <class T>
+__device__ __forceinline__ T inverse_kappa(double kappa) {
+  if (!(kappa > 0)) return T(0);
+  const double q = 1.0 / kappa;
+  return q <= Lim<T>::max() ? static_cast<T>(q) : T(0);
+}
+
+template <class T>
+__device__ __forceinline__ double sq_norm(const T* r, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  return s;
+}
+
+// Path-SGD's per-row scaling from the weights before the step: qU[h] = 1/||v_h||^2,
+// qV[h] = 1/||u_h||^2 (0 where the norm is 0 or the quotient overflows).
+template <class T>
+__global__ void path_scaling(const T* __restrict__ U, const T* __restrict__ V, int64_t S, int64_t d, int64_t k,
+                             T* __restrict__ qU, T* __restrict__ qV) {
+  PYIREG_FOR(h, S) {
+    qU[h] = inverse_kappa<T>(sq_norm(V + h * k, k));
+    qV[h] = inverse_kappa<T>(sq_norm(U + h * d, d));
+  }
+}
+
+// One rule on the rows x cols weights W with state Sg and gradient G. rule: 0 momentum SGD
+// (torch.optim.SGD: with momentum 0 no buffer is touched), 1 Path-SGD (q: per-row scaling),
+// 2 DDP-SGD (the state holds the per-weight scaling).
+template <class T>
+__global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restrict__ G, const int32_t* __restrict__ unit_net,
+                       int64_t rows, int64_t cols, int rule, const T* __restrict__ lr, const T* __restrict__ mom,
+                       const T* __restrict__ wd, const T* __restrict__ q) {
+  PYIREG_FOR(e, rows * cols) {
+    const int64_t h = e / cols;
+    const int32_t n = unit_net[h];
+    const T w = W[e], g = G[e], l = lr[n], dk = wd[n];
+    if (rule == 0) {
+      const T m = mom[n];
+      if (m == T(0)) {
+        W[e] = w - l * (g + dk * w);
+      } else {
+        const T buf = m * Sg[e] + (g + dk * w);
+        Sg[e] = buf;
+        W[e] = w - l * buf;
+      }
+    } else if (rule == 1) {
+      const T buf = mom[n] * Sg[e] + (g + dk * w) * q[h];
+      Sg[e] = buf;
+      W[e] = w - l * buf;
+    } else {
+      W[e] = w - l * ((g + dk * w) * Sg[e]);
+    }
+  }
+}
+
+}  // namespace cuda_kernels
+}  // namespace pyireg

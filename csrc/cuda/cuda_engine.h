@@ -63,6 +63,7 @@ class CudaEngine {
   void gemm_Z(const T* U, const T* X, int64_t B, T* Z, void* stream) const;
   void gemm(int opa, int opb, int64_t m, int64_t n, int64_t kk, const T* A, int64_t lda, const T* Bm, int64_t ldb,
             T* C, int64_t ldc, void* stream, const char* what) const;
+  void second(const T* Z, const T* V, int64_t B, T* out, void* stream) const;
   void losses(T* out, int64_t B, const Targets<T>& t, T scale, double* lossb, int32_t* wrong, void* stream) const;
   void gradients(const T* V, int64_t B, const T* G, T* Z, T* gV, void* stream) const;
   void rule_update(T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r, T* qU, T* qV, void* stream) const;

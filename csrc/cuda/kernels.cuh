@@ -39,22 +39,29 @@ __device__ __forceinline__ bool dfinite(double x) { return x - x == 0.0; }
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-// out[n, b, c] = sum_{h in network n} act(Z[h, b]) V[h, c]; grid.y walks the networks.
+// out[n, b, c] = sum_{h in network n} act(Z[h, b]) V[h, c], one warp per output: lane l sums
+// the units h0 + l, h0 + l + 32, ... of its network in order, then the lanes are added by a
+// butterfly of shuffles (every lane gets the same bits). The order depends only on a unit's
+// index within its network, so alone and packed agree; 32 partial sums keep the rounding error
+// of a 4,096-unit network near that of a blocked GEMM (a sequential sum was 6x worse than
+// torch's on 1,000 units). blockDim must be a multiple of 32.
 template <class T>
 __global__ void second_layer(const T* __restrict__ Z, const T* __restrict__ V, const int64_t* __restrict__ offsets,
                              int64_t N, int64_t B, int64_t k, int relu, T* __restrict__ out) {
-  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+  const unsigned lane = threadIdx.x % 32;
+  const int64_t per_block = blockDim.x / 32, total = N * B * k;
+  for (int64_t w = static_cast<int64_t>(blockIdx.x) * per_block + threadIdx.x / 32; w < total;
+       w += static_cast<int64_t>(gridDim.x) * per_block) {
+    const int64_t n = w / (B * k), r = w % (B * k), b = r % B, c = r / B;
     const int64_t h0 = offsets[n], h1 = offsets[n + 1];
-    PYIREG_FOR(e, B * k) {
-      const int64_t b = e % B, c = e / B;
-      T acc = T(0);
-      for (int64_t h = h0; h < h1; ++h) {
-        T a = Z[h * B + b];
-        if (relu) a = a > T(0) ? a : T(0);
-        acc += a * V[h * k + c];
-      }
-      out[(n * B + b) * k + c] = acc;
+    T acc = T(0);
+    for (int64_t h = h0 + lane; h < h1; h += 32) {
+      T a = Z[h * B + b];
+      if (relu) a = a > T(0) ? a : T(0);
+      acc += a * V[h * k + c];
     }
+    for (int m = 16; m > 0; m /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, m);
+    if (lane == 0) out[(n * B + b) * k + c] = acc;
   }
 }
 

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   emu::set_schedule(emu::Schedule::forward, 0);
   if (planted == "oob_read") {
     std::vector<float> small(100, 1.0f);
-    run_selftest("oob_read", small, 32, 4);  // AddressSanitizer reports the read of in[100]
+    run_selftest("oob_read", small, 25, 4);  // AddressSanitizer reports the read of in[100]
   }
   if (planted == "race") run_selftest("reverse_no_barrier", in, 256, 1);  // ThreadSanitizer reports it
   std::printf("%s: %d failures, %llu launches\n", failures ? "FAILED" : "ok", failures,

@@ -106,7 +106,8 @@ UpdateRule<T> rule_of(const std::string& rule, uintptr_t sU, uintptr_t sV, uintp
 template <class T>
 void bind_engine(py::module_& m, const char* name) {
   using E = CudaEngine<T>;
-  py::class_<E>(m, name, "The CUDA engine of one packed model (raw device addresses; see pyireg.cuda).")
+  // module_local: pyireg._cuda and pyireg._cuda_emu both bind CudaEngine<T> (two builds of one type)
+  py::class_<E>(m, name, py::module_local(), "The CUDA engine of one packed model (raw device addresses; see pyireg.cuda).")
       .def(py::init([](const py::array& offsets, int64_t d, int64_t k, const std::string& act, const std::string& loss,
                        bool tf32) {
              const int64_t* off = pyireg_bind::checked<int64_t>(offsets, "offsets", {-1}, false);

@@ -42,6 +42,35 @@
 #endif
 #if defined(PYIREG_EMU_TSAN)
 #include <sanitizer/tsan_interface.h>
+extern "C" void AnnotateIgnoreReadsBegin(const char* f, int l);
+extern "C" void AnnotateIgnoreReadsEnd(const char* f, int l);
+extern "C" void AnnotateIgnoreWritesBegin(const char* f, int l);
+extern "C" void AnnotateIgnoreWritesEnd(const char* f, int l);
+// The emulator's own bookkeeping (fiber states, stacks, the scheduler) is ordered by the fiber
+// switches themselves, which TSan is told not to treat as synchronization: it is hidden from
+// TSan, so that only the kernels' memory accesses are checked.
+struct TsanIgnore {
+  TsanIgnore() {
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  }
+  ~TsanIgnore() {
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+  }
+};
+#define PYIREG_EMU_BOOKKEEPING TsanIgnore pyireg_tsan_ignore_
+// For a fiber that leaves for good (a guard's destructor would never run): jump() ends it.
+#define PYIREG_EMU_BOOKKEEPING_BEGIN()               \
+  do {                                               \
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);    \
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);   \
+  } while (0)
+#else
+#define PYIREG_EMU_BOOKKEEPING
+#define PYIREG_EMU_BOOKKEEPING_BEGIN() \
+  do {                                 \
+  } while (0)
 #endif
 
 #if defined(__x86_64__) && !defined(PYIREG_EMU_UCONTEXT)
@@ -140,7 +169,9 @@ struct Run : Block {
   bool failed = false;
   std::string error;
   Fiber sched;
-  char tsan_token[64];  // addresses TSan's release/acquire pairs of the barrier and the warps use
+  // addresses of TSan's release/acquire pairs: 0 the launch, 1 thread exits, 2 the barrier, 3 + w
+  // warp w's collectives (w < 32: 1,024 threads)
+  char tsan_token[35];
 };
 
 thread_local Run* g_run = nullptr;
@@ -179,6 +210,8 @@ struct StackPool {
 thread_local StackPool g_stacks;
 
 // ---------------------------------------------------------------- switching
+// Callers hold the bookkeeping ignore (TSan builds); it is ended for the switch itself, so that
+// a fiber that is never resumed (a block that raised) does not keep it, and begun again after.
 void jump(Fiber& from, Fiber& to, bool from_exits) {
 #if defined(PYIREG_EMU_ASAN)
   __sanitizer_start_switch_fiber(from_exits ? nullptr : &from.fake, to.bottom, to.asan_size);
@@ -186,12 +219,24 @@ void jump(Fiber& from, Fiber& to, bool from_exits) {
   (void)from_exits;
 #endif
 #if defined(PYIREG_EMU_TSAN)
-  __tsan_switch_to_fiber(to.tsan, __tsan_switch_to_fiber_no_sync);
+  void* to_tsan = to.tsan;
 #endif
 #if defined(PYIREG_EMU_ASM_SWITCH)
-  pyireg_emu_switch(&from.sp, to.sp);
+  void* to_sp = to.sp;
+#endif
+#if defined(PYIREG_EMU_TSAN)
+  AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+  AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+  __tsan_switch_to_fiber(to_tsan, __tsan_switch_to_fiber_no_sync);
+#endif
+#if defined(PYIREG_EMU_ASM_SWITCH)
+  pyireg_emu_switch(&from.sp, to_sp);
 #else
   swapcontext(&from.uc, &to.uc);
+#endif
+#if defined(PYIREG_EMU_TSAN)
+  AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+  AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
 #endif
 #if defined(PYIREG_EMU_ASAN)
   __sanitizer_finish_switch_fiber(from.fake, nullptr, nullptr);
@@ -214,6 +259,7 @@ void tsan_acquire(const void* a) {
 }
 
 // Called by a fiber to wait (barrier or collective): back to the scheduler until released.
+// (callers hold the bookkeeping ignore)
 void wait_here(TState* t, const void* token) {
   Run* r = g_run;
   tsan_release(token);
@@ -222,13 +268,19 @@ void wait_here(TState* t, const void* token) {
 }
 
 [[noreturn]] void fiber_entry() {
-  Run* r = g_run;
-  TState* t = g_cur;
+  Run* r;
+  TState* t;
+  {
+    PYIREG_EMU_BOOKKEEPING;
+    r = g_run;
+    t = g_cur;
 #if defined(PYIREG_EMU_ASAN)
-  __sanitizer_finish_switch_fiber(nullptr, &r->sched.bottom, &r->sched.asan_size);
+    __sanitizer_finish_switch_fiber(nullptr, &r->sched.bottom, &r->sched.asan_size);
 #endif
-  tsan_acquire(r->tsan_token);  // the launch's writes happen before the kernel
+    tsan_acquire(r->tsan_token);  // the launch's writes happen before the kernel
+  }
   (*r->body)();
+  PYIREG_EMU_BOOKKEEPING_BEGIN();
   t->st = St::done;
   tsan_release(r->tsan_token + 1);
   jump(t->f, r->sched, true);
@@ -427,9 +479,14 @@ void resume(Run& r, TState& t) {
 }
 
 void run_block(Run& r, uint64_t block_linear) {
+  PYIREG_EMU_BOOKKEEPING;  // the scheduler's context runs no kernel code
   struct Cleanup {
     Run& r;
     ~Cleanup() {
+      // every fiber released a token when it last waited, finished or failed: acquiring them all
+      // orders its accesses (to the launch's arguments too) before the block's memory is freed,
+      // also when the block raised and some fibers are never resumed
+      for (size_t i = 1; i < sizeof r.tsan_token; ++i) tsan_acquire(r.tsan_token + i);
       for (auto& t : r.th) free_fiber(t.f);
       for (void* p : r.shared) std::free(p);
       std::free(r.dyn);
@@ -500,20 +557,30 @@ void set_threads(int n) {
 int threads() { return g_threads.load(); }
 uint64_t launches() { return g_launches.load(); }
 
-[[noreturn]] void fail(const std::string& what) {
+namespace {
+// fail() with the bookkeeping ignore already held by the caller (TSan builds).
+[[noreturn]] void fail_held(const std::string& what) {
   Run* r = g_run;
   TState* t = g_cur;
-  if (!r || !t) throw Error(what);
   r->failed = true;
   r->error = where(*r, t) + ": " + what;
+  tsan_release(r->tsan_token + 1);
   t->st = St::done;
   jump(t->f, r->sched, true);
   std::abort();
+}
+}  // namespace
+
+[[noreturn]] void fail(const std::string& what) {
+  if (!g_run || !g_cur) throw Error(what);
+  PYIREG_EMU_BOOKKEEPING_BEGIN();
+  fail_held(what);
 }
 
 void syncthreads(int line) { (void)syncthreads_count(0, line); }
 
 int syncthreads_count(int pred, int line) {
+  PYIREG_EMU_BOOKKEEPING;
   TState* t = g_cur;
   if (!t) throw Error("__syncthreads outside a kernel");
   t->st = St::barrier;
@@ -524,19 +591,20 @@ int syncthreads_count(int pred, int line) {
 }
 
 uint64_t collective(Coll kind, unsigned mask, uint64_t value, int arg, int width, int line) {
+  PYIREG_EMU_BOOKKEEPING;
   TState* t = g_cur;
   Run* r = g_run;
   if (!t) throw Error("warp collective outside a kernel");
   if (width < 1 || width > 32 || (width & (width - 1)))
-    fail(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): width " + std::to_string(width) +
+    fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): width " + std::to_string(width) +
          " is not a power of two in [1, 32]");
   if (!(mask >> t->t.lane & 1u))
-    fail(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): the calling lane " +
+    fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): the calling lane " +
          std::to_string(t->t.lane) + " is not in its mask (the mask is not the live lanes)");
   const unsigned base = t->t.warp * 32;
   for (unsigned l = 0; l < 32; ++l)
     if ((mask >> l & 1u) && base + l >= r->n)
-      fail(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): its mask names lane " +
+      fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): its mask names lane " +
            std::to_string(l) + ", which does not exist in a block of " + std::to_string(r->n) +
            " threads (the mask is not the live lanes)");
   t->st = St::coll;
@@ -551,22 +619,23 @@ uint64_t collective(Coll kind, unsigned mask, uint64_t value, int arg, int width
 }
 
 void* shared_array(size_t bytes, size_t align, int line) {
+  PYIREG_EMU_BOOKKEEPING;
   TState* t = g_cur;
   Run* r = g_run;
   if (!t) throw Error("__shared__ outside a kernel");
   const size_t i = t->shared_next++;
   if (i < r->shared.size()) {
     if (r->shared_bytes[i] != bytes)
-      fail("__shared__ declaration (line " + std::to_string(line) + ") of " + std::to_string(bytes) +
+      fail_held("__shared__ declaration (line " + std::to_string(line) + ") of " + std::to_string(bytes) +
            " bytes differs from other threads' (" + std::to_string(r->shared_bytes[i]) + ")");
     return r->shared[i];
   }
   r->shared_total += bytes;
   if (r->shared_total + r->dyn_bytes > kMaxSharedBytes)
-    fail("shared memory: " + std::to_string(r->shared_total) + " static + " + std::to_string(r->dyn_bytes) +
+    fail_held("shared memory: " + std::to_string(r->shared_total) + " static + " + std::to_string(r->dyn_bytes) +
          " dynamic bytes per block exceed the " + std::to_string(kMaxSharedBytes) + " a launch may use");
   void* p = std::malloc(std::max<size_t>(bytes, 1));
-  if (!p || reinterpret_cast<uintptr_t>(p) % align) fail("shared memory: allocation failed");
+  if (!p || reinterpret_cast<uintptr_t>(p) % align) fail_held("shared memory: allocation failed");
   std::memset(p, 0xFF, bytes);  // NaN in every float and double
   r->shared.push_back(p);
   r->shared_bytes.push_back(bytes);
@@ -604,6 +673,7 @@ void launch(const char* name, dim3 grid, dim3 block, size_t shmem, cudaStream_t 
     for (uint64_t i = nb; i > 1; --i) std::swap(order[i - 1], order[splitmix(rng) % i]);
   }
   auto run_one = [&](uint64_t b) {
+    PYIREG_EMU_BOOKKEEPING;  // before r: the block's bookkeeping is freed under it
     Run r;
     r.name = name;
     r.body = &body;

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> off(N + 1, 0);
   for (int64_t n = 0; n < N; ++n) off[n + 1] = off[n] + n + 1;
   const int64_t S = off[N];
-  Plan p = make_plan(off.data(), N, d, k, 192, 8192);
+  Plan p = make_plan(make_layout(off.data(), N, d, k), 192, 8192);
   Ctx cx{&p, Activation::relu, 1};
   std::mt19937 g(0);
   std::normal_distribution<float> n01;

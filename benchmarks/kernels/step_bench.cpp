@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/engine.h"
+#include "cpu/cpu_engine.h"
 
 using namespace pyireg;
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "engine/ops.h"
+#include "cpu/cpu.h"
 #include "engine/sizes.h"
 
 namespace py = pybind11;

@@ -1,4 +1,4 @@
-// Binding of the engine (engine/engine.h): checks every array's dtype, shape, contiguity and
+// Binding of the CPU engine (cpu/cpu_engine.h): checks every array's dtype, shape, contiguity and
 // writeability, releases the GIL and calls. One name per operation: forward, backward,
 // loss_and_grad, step, apply_update, evaluate, balance, normalize_units, measures, unit_balance,
 // unit_stats, unit_moments, ddp_scale.
@@ -12,7 +12,7 @@
 
 #include "bindings/check.h"
 #include "cpu/measures.h"
-#include "engine/engine.h"
+#include "cpu/cpu_engine.h"
 
 namespace py = pybind11;
 using pyireg_bind::checked;

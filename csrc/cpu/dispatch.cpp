@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/ops.h"
+#include "cpu/cpu.h"
 
 #if defined(_OPENMP)
 #include <omp.h>

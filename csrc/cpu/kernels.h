@@ -27,7 +27,7 @@
 #include "cpu/losses.h"
 #include "cpu/rules.h"
 #include "cpu/simd.h"
-#include "engine/ops.h"
+#include "cpu/cpu.h"
 
 namespace pyireg {
 namespace PYIREG_ISA {
@@ -461,8 +461,9 @@ void unit_moments(Workspace<T>& ws, const Ctx& cx, const T* U, const T* X, int64
 // linear):
 //   kappa(U[h, i]) = ||v_h||^2 (a^2 + a (1 - a) M_i + (1 - a) Q_hi)
 //   kappa(V[h, j]) = a^2 ||u_h||^2 + a (1 - a) E z_h^2 + (1 - a) E act(z_h)^2
-// (src/pyireg/optim/ddp_sgd.py derives them), stored as kU = 1/kappa(U), kV = 1/kappa(V) with
-// inverse_kappa's zero policy. The norms are rules.h's sq_norm, so at a = 1 the scaling has
+// (src/pyireg/optim/ddp_sgd.py derives them; engine/rule_coefs.h's ddp_kappa_U/V), stored as
+// kU = 1/kappa(U), kV = 1/kappa(V) with inverse_kappa's zero policy. The norms are sq_norm
+// (rule_coefs.h), as Path-SGD's, so at a = 1 the scaling has
 // exactly Path-SGD's bits. Q is one product of the activation mask with X*X, shaped like the
 // dU product of the training step.
 template <class T>
@@ -501,8 +502,7 @@ void ddp_scale(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T*
         T* zr = z + (h - h0) * Bp;
         double s2, a2;
         unit_sums(zr, B, use_relu, &s2, &a2);
-        const T kv = inverse_kappa<T>(a * a * sq_norm(U + h * d, d) + a * (1 - a) * (s2 * inv_B) +
-                                      (1 - a) * (a2 * inv_B));
+        const T kv = inverse_kappa<T>(ddp_kappa_V(a, sq_norm(U + h * d, d), s2 * inv_B, a2 * inv_B));
         for (int64_t j = 0; j < k; ++j) kV[h * k + j] = kv;
         // the row becomes its activation mask (the padding columns stay zero)
         for (int64_t b = 0; b < B; ++b) zr[b] = (!use_relu || zr[b] > 0) ? T(1) : T(0);
@@ -516,7 +516,7 @@ void ddp_scale(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T*
         const double v2 = sq_norm(V + h * k, k);
         const T* q = Q + (h - h0) * dp;
         for (int64_t i = 0; i < d; ++i)
-          kU[h * d + i] = inverse_kappa<T>(v2 * (a * a + a * (1 - a) * M[i] + (1 - a) * (q[i] * inv_B)));
+          kU[h * d + i] = inverse_kappa<T>(ddp_kappa_U(a, v2, M[i], q[i] * inv_B));
       }
     }
   }

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "engine/ops.h"
+#include "cpu/cpu.h"
 #include "cpu/simd.h"
 
 namespace pyireg {

@@ -8,13 +8,14 @@
 // The training step calls prepare for the rows of a chunk, then apply to them once the chunk's
 // gradients are in scratch (U rows after the dU product, V rows after the dV pass). A new
 // optimizer is a new rule here plus one case in kernels.h's rule switch; the GEMM does not
-// change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
+// change. Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h). The
+// coefficient and element formulas are engine/rule_coefs.h's (host and device); this file adds
+// the SIMD row drivers.
 #pragma once
 
 #include <cstring>
-#include <limits>
 
-#include "engine/ops.h"
+#include "cpu/cpu.h"
 #include "cpu/simd.h"
 
 namespace pyireg {
@@ -63,52 +64,28 @@ template <class T>
 inline void sgd_rows(int64_t n, T* w, T* buf, const T* g, T lr, T m, T wd) {
   const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd);
   if (m == T(0)) {
-    update_rows<0>(n, w, buf, g, [&](vec<T>& wi, vec<T>&, vec<T> gi) { wi = wi - vlr * (gi + vwd * wi); });
+    update_rows<0>(n, w, buf, g, [&](vec<T>& wi, vec<T>&, vec<T> gi) { sgd_update(wi, gi, vlr, vwd); });
     return;
   }
-  update_rows<2>(n, w, buf, g, [&](vec<T>& wi, vec<T>& bi, vec<T> gi) {
-    bi = vm * bi + (gi + vwd * wi);
-    wi = wi - vlr * bi;
-  });
+  update_rows<2>(n, w, buf, g,
+                 [&](vec<T>& wi, vec<T>& bi, vec<T> gi) { momentum_sgd_update(wi, bi, gi, vlr, vm, vwd); });
 }
 
 template <class T>
 struct MomentumSgdRule {
-  static constexpr int kCoefs = 3;  // lr, momentum, weight decay of the unit's network
+  static constexpr int kCoefs = MomentumSgdCoefs<T>::kCoefs;  // lr, momentum, weight decay of the unit's network
   const UpdateRule<T>& r;
   T* state_U() const { return r.state_U; }  // momentum buffers
   T* state_V() const { return r.state_V; }
-  void prepare(int64_t net, const T*, const T*, int64_t, int64_t, T* cu, T* cv) const {
-    cu[0] = cv[0] = r.lr[net];
-    cu[1] = cv[1] = r.momentum[net];
-    cu[2] = cv[2] = r.weight_decay[net];
+  void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
+    MomentumSgdCoefs<T>::prepare(r, net, u, v, d, k, cu, cv);
   }
   static void apply(int64_t len, T* w, T* s, const T* g, const T* c) { sgd_rows(len, w, s, g, c[0], c[1], c[2]); }
 };
 
 // ---------------------------------------------------------------- Path-SGD and DDP-SGD
-// Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
-// prepare, apply_update's prepare, the DDP scaling) gets the same bits for the same row.
-template <class T>
-inline double sq_norm(const T* r, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
-  return s;
-}
-
-// 1 / kappa, the per-weight scaling of Path-SGD and DDP-SGD, in the model's dtype. The zero-row
-// policy: where kappa = 0 the scaling is 0 (no gradient step). For Path-SGD kappa(u_h) =
-// ||v_h||^2 = 0 means v_h = 0, and then the gradient of u_h is exactly 0 as well (and likewise
-// for v_h when u_h = 0): the quotient is 0 / 0, and the unit, which computes the zero function,
-// is left where it is. The same 0 is used where 1/kappa overflows the dtype (kappa below about
-// 3e-39 in float32, 6e-309 in float64), a unit that is numerically dead, and where kappa is
-// NaN (a diverged network, which stays marked by its NaN loss).
-template <class T>
-inline T inverse_kappa(double kappa) {
-  if (!(kappa > 0)) return T(0);
-  const double q = 1.0 / kappa;
-  return q <= static_cast<double>(std::numeric_limits<T>::max()) ? static_cast<T>(q) : T(0);
-}
+// sq_norm (a row's squared norm in double, index order) and inverse_kappa (1 / kappa with the
+// zero policy) are engine/rule_coefs.h's, shared with device code.
 
 // The Path-SGD row update: torch.optim.SGD's momentum recursion on the preconditioned gradient
 // of the weight-decayed loss,
@@ -117,10 +94,8 @@ inline T inverse_kappa(double kappa) {
 template <class T>
 inline void path_sgd_rows(int64_t n, T* w, T* buf, const T* g, T lr, T m, T wd, T q) {
   const vec<T> vlr = splat(lr), vm = splat(m), vwd = splat(wd), vq = splat(q);
-  update_rows<2>(n, w, buf, g, [&](vec<T>& wi, vec<T>& bi, vec<T> gi) {
-    bi = vm * bi + (gi + vwd * wi) * vq;
-    wi = wi - vlr * bi;
-  });
+  update_rows<2>(n, w, buf, g,
+                 [&](vec<T>& wi, vec<T>& bi, vec<T> gi) { path_sgd_update(wi, bi, gi, vlr, vm, vwd, vq); });
 }
 
 // Path-SGD (Neyshabur, Salakhutdinov & Srebro 2015) for y = sum_h v_h act(<u_h, x>): the
@@ -134,16 +109,12 @@ inline void path_sgd_rows(int64_t n, T* w, T* buf, const T* g, T lr, T m, T wd, 
 // invariance under u_h -> c u_h, v_h -> v_h / c.
 template <class T>
 struct PathSgdRule {
-  static constexpr int kCoefs = 4;  // lr, momentum, weight decay of the unit's network; 1 / kappa
+  static constexpr int kCoefs = PathSgdCoefs<T>::kCoefs;  // lr, momentum, weight decay; 1 / kappa
   const UpdateRule<T>& r;
   T* state_U() const { return r.state_U; }  // momentum buffers of the preconditioned gradient
   T* state_V() const { return r.state_V; }
   void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
-    cu[0] = cv[0] = r.lr[net];
-    cu[1] = cv[1] = r.momentum[net];
-    cu[2] = cv[2] = r.weight_decay[net];
-    cu[3] = inverse_kappa<T>(sq_norm(v, k));
-    cv[3] = inverse_kappa<T>(sq_norm(u, d));
+    PathSgdCoefs<T>::prepare(r, net, u, v, d, k, cu, cv);
   }
   static void apply(int64_t len, T* w, T* s, const T* g, const T* c) {
     path_sgd_rows(len, w, s, g, c[0], c[1], c[2], c[3]);
@@ -158,17 +129,16 @@ struct PathSgdRule {
 // bits: m * buf + g is g exactly).
 template <class T>
 struct DdpSgdRule {
-  static constexpr int kCoefs = 2;  // lr, weight decay of the unit's network
+  static constexpr int kCoefs = DdpSgdCoefs<T>::kCoefs;  // lr, weight decay of the unit's network
   const UpdateRule<T>& r;
   T* state_U() const { return r.state_U; }  // 1 / kappa of every weight of U
   T* state_V() const { return r.state_V; }  // 1 / kappa of every weight of V
-  void prepare(int64_t net, const T*, const T*, int64_t, int64_t, T* cu, T* cv) const {
-    cu[0] = cv[0] = r.lr[net];
-    cu[1] = cv[1] = r.weight_decay[net];
+  void prepare(int64_t net, const T* u, const T* v, int64_t d, int64_t k, T* cu, T* cv) const {
+    DdpSgdCoefs<T>::prepare(r, net, u, v, d, k, cu, cv);
   }
   static void apply(int64_t n, T* w, T* s, const T* g, const T* c) {
     const vec<T> vlr = splat(c[0]), vwd = splat(c[1]);
-    update_rows<1>(n, w, s, g, [&](vec<T>& wi, vec<T>& qi, vec<T> gi) { wi = wi - vlr * ((gi + vwd * wi) * qi); });
+    update_rows<1>(n, w, s, g, [&](vec<T>& wi, vec<T>& qi, vec<T> gi) { ddp_sgd_update(wi, qi, gi, vlr, vwd); });
   }
 };
 

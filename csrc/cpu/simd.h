@@ -5,7 +5,7 @@
 //             64 bytes, 16 floats, for AVX-512), used where every element is computed on its own
 //             (the GEMM tiles, the second layer, the update rules);
 //   vec32<T>  32 bytes on every target: the padding unit of batches and features (simd_width in
-//             engine/ops.h) and the lanes of the sums across a row (dV, the data moments), so that
+//             cpu/cpu.h) and the lanes of the sums across a row (dV, the data moments), so that
 //             every target adds the same numbers in the same order and gets the same bits.
 #pragma once
 

@@ -1,6 +1,8 @@
-// The engine of one packed model: its layout (offsets, d, k, activation, loss), its plan, a pool
-// of scratch workspaces and a lock. The weights stay with the caller (numpy arrays or torch
-// tensors); every operation takes them as raw pointers.
+// The CPU engine of one packed model: its layout (offsets, d, k, activation, loss), its CPU plan,
+// a pool of scratch workspaces and a lock. The weights stay with the caller (numpy arrays or
+// torch tensors); every operation takes them as raw pointers, checks its arguments and sizes,
+// and calls the Device::cpu backend of engine/backend.h (which picks the SIMD target).
+// `Engine<T>` is this class's historical name, kept as an alias.
 //
 // Thread safety: read-only operations (forward, backward, loss_and_grad, evaluate, measures,
 // unit_balance, unit_stats, unit_moments, ddp_scale) hold the lock shared and may run at the same time, each on a workspace of its
@@ -14,30 +16,35 @@
 
 #include <climits>
 #include <cstdint>
+#include <memory>
 #include <shared_mutex>
 
-#include "engine/ops.h"
-#include "engine/plan.h"
+#include "cpu/cpu.h"
+#include "cpu/plan.h"
+#include "cpu/workspace.h"
+#include "engine/backend.h"
 #include "engine/sizes.h"
-#include "engine/workspace.h"
 
 namespace pyireg {
 
 template <class T>
-class Engine {
+class CpuEngine {
  public:
+  static constexpr Device device = Device::cpu;
+
   // Validates every argument (std::invalid_argument) and checks that the model's weights and
   // plan fit the memory limit (MemoryLimitError) before building the plan.
-  Engine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
-         int64_t chunk_units = 192, int64_t group_units = 8192);
+  CpuEngine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
+            int64_t chunk_units = 192, int64_t group_units = 8192);
 
-  const Plan& plan() const { return plan_; }
+  const Plan& plan() const { return *plan_; }
+  const Layout& layout() const { return *plan_; }
   Activation activation() const { return act_; }
   Loss loss() const { return loss_; }
-  int64_t N() const { return plan_.N; }
-  int64_t S() const { return plan_.S; }
-  int64_t d() const { return plan_.d; }
-  int64_t k() const { return plan_.k; }
+  int64_t N() const { return plan_->N; }
+  int64_t S() const { return plan_->S; }
+  int64_t d() const { return plan_->d; }
+  int64_t k() const { return plan_->k; }
 
   // Bytes of U and V together (S x (d + k) elements).
   int64_t weights_bytes() const;
@@ -84,25 +91,38 @@ class Engine {
   // thread (starting a thread team costs more than it saves there, far more on a loaded machine,
   // and results do not depend on the thread count).
   static constexpr int64_t kSerialWork = int64_t(1) << 22;
-  Ctx ctx(int64_t work) const { return Ctx{&plan_, act_, work < kSerialWork ? 1 : num_threads()}; }
   int threads_for(int64_t work) const { return work < kSerialWork ? 1 : num_threads(); }
+  Exec exec(int64_t work, Workspace<T>* ws = nullptr) const {
+    Exec e;
+    e.layout = plan_;
+    e.plan = plan_;
+    e.act = act_;
+    e.threads = threads_for(work);
+    e.scratch = ws;
+    return e;
+  }
+  // The backend of this engine's device, looked up per call.
+  static const Backend<T>& be() { return backend<T>(device); }
   int64_t batch_work(int64_t B) const {  // S x B x (d + k), saturating
     int64_t a, b;
-    if (__builtin_mul_overflow(plan_.S, B, &a) || __builtin_mul_overflow(a, plan_.d + plan_.k, &b)) return INT64_MAX;
+    if (__builtin_mul_overflow(plan_->S, B, &a) || __builtin_mul_overflow(a, plan_->d + plan_->k, &b)) return INT64_MAX;
     return b;
   }
   void check_batch(int64_t B) const;
   void check_targets(const Targets<T>& t, int64_t B) const;
   void check_rule(const UpdateRule<T>& r) const;
 
-  Plan plan_;
+  std::shared_ptr<const void> plan_holder_;  // the backend's plan (a cpu Plan)
+  const Plan* plan_ = nullptr;
   Activation act_;
   Loss loss_;
   mutable std::shared_mutex lock_;
   mutable WorkspacePool<T> pool_;
 };
 
-extern template class Engine<float>;
-extern template class Engine<double>;
+extern template class CpuEngine<float>;
+extern template class CpuEngine<double>;
+
+template <class T> using Engine = CpuEngine<T>;
 
 }  // namespace pyireg

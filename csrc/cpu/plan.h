@@ -1,10 +1,13 @@
-// How the S hidden units of a packed model are cut into work: fixed chunks of units (the unit of
-// parallel work), runs of one network inside a chunk, and groups of whole networks that a
-// training step streams through. Raw sizes only.
+// The CPU plan: how the S hidden units of a packed model (its Layout, engine/layout.h) are cut
+// into work on the CPU: fixed chunks of units (the unit of parallel work), runs of one network
+// inside a chunk, and groups of whole networks that a training step streams through. Raw sizes
+// only.
 #pragma once
 
 #include <cstdint>
 #include <vector>
+
+#include "engine/layout.h"
 
 namespace pyireg {
 
@@ -19,9 +22,9 @@ struct Run {
 // cut into pieces of chunk_units units counted from its own first unit, so the cut depends on
 // neither the thread count nor a network's neighbours: every network's result is bit-identical
 // for any thread count and any packing.
-struct Plan {
-  int64_t N = 0, S = 0, d = 0, k = 0, chunk_units = 0;
-  std::vector<int64_t> offsets;        // N + 1
+// The plan is its layout (N, S, d, k, offsets) plus the cut.
+struct Plan : Layout {
+  int64_t chunk_units = 0;
   std::vector<int64_t> chunk_begin;    // nchunks + 1, first unit of each chunk
   std::vector<int64_t> chunk_run_ptr;  // nchunks + 1, into runs
   std::vector<Run> runs;
@@ -43,14 +46,9 @@ struct Plan {
 constexpr int64_t kMaxChunkUnits = int64_t(1) << 16;
 constexpr int64_t kMaxGroupUnits = int64_t(1) << 40;
 
-// Validates everything (offsets strictly increasing from 0, sizes in range) and checks the
-// plan's own memory against the limit before building it. Throws std::invalid_argument or
-// MemoryLimitError.
-Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units,
-               int64_t group_units);
-
-// Throws std::invalid_argument unless N >= 1 and 0 = offsets[0] < offsets[1] < ... < offsets[N].
-void validate_offsets(const int64_t* offsets, int64_t N);
+// Validates the options and checks the plan's own memory against the limit before building it
+// (the layout is validated by make_layout). Throws std::invalid_argument or MemoryLimitError.
+Plan make_plan(const Layout& layout, int64_t chunk_units, int64_t group_units);
 
 // Upper bound of the memory make_plan would use (validated offsets).
 int64_t plan_bytes_bound(const int64_t* offsets, int64_t N, int64_t chunk_units);

@@ -1,7 +1,7 @@
 // Builds the Plan of a packed model: fixed chunks of hidden units, cut further at network
 // boundaries into runs, the per-network list of runs used to reduce partial outputs, and the
 // groups of whole networks a training step streams through.
-#include "engine/plan.h"
+#include "cpu/plan.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -26,19 +26,9 @@ int64_t plan_bytes_bound(const int64_t* offsets, int64_t N, int64_t chunk_units)
   return checked_add(checked_mul(runs, per_run, "plan"), checked_mul(N + 1, 3 * sizeof(int64_t), "plan"), "plan");
 }
 
-void validate_offsets(const int64_t* offsets, int64_t N) {
-  if (N < 1) throw std::invalid_argument("offsets: expected at least two entries (one network)");
-  if (offsets[0] != 0) throw std::invalid_argument("offsets: expected offsets[0] == 0");
-  for (int64_t n = 0; n < N; ++n)
-    if (offsets[n + 1] <= offsets[n])
-      throw std::invalid_argument("offsets: expected strictly increasing offsets (every width >= 1)");
-}
-
-Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t chunk_units,
-               int64_t group_units) {
-  validate_offsets(offsets, N);
-  if (d < 1) throw std::invalid_argument("d: expected a positive number of input features");
-  if (k < 1) throw std::invalid_argument("k: expected a positive number of outputs");
+Plan make_plan(const Layout& layout, int64_t chunk_units, int64_t group_units) {
+  const int64_t N = layout.N;
+  const int64_t* offsets = layout.offsets.data();
   if (chunk_units < 1 || chunk_units > kMaxChunkUnits)
     throw std::invalid_argument("chunk_units: expected an integer in [1, " + std::to_string(kMaxChunkUnits) + "], got " +
                                 std::to_string(chunk_units));
@@ -46,12 +36,8 @@ Plan make_plan(const int64_t* offsets, int64_t N, int64_t d, int64_t k, int64_t 
     throw std::invalid_argument("group_units: expected an integer in [1, 2^40], got " + std::to_string(group_units));
   check_fits(plan_bytes_bound(offsets, N, chunk_units), "the plan of " + std::to_string(N) + " networks");
   Plan p;
-  p.N = N;
-  p.d = d;
-  p.k = k;
+  static_cast<Layout&>(p) = layout;
   p.chunk_units = chunk_units;
-  p.offsets.assign(offsets, offsets + N + 1);
-  p.S = p.offsets[N];
   // Whole pieces of chunk_units units (counted from each network's first unit) are packed
   // greedily into chunks of at most chunk_units units.
   std::vector<int64_t> runs_of_net(N, 0);

@@ -1,0 +1,156 @@
+// The update rules written once, for host and device code: the per-row coefficients each rule
+// derives from the weights before a step (prepare), and the per-element update formulas. The
+// formulas are templates on the value type V, so the CPU rules (cpu/rules.h) call them on SIMD
+// vectors and a GPU kernel on scalars: the same expression, the same rounding (FMA contraction
+// aside, which the compiler decides per target).
+//
+// Rules (see cpu/rules.h and src/pyireg/optim/ for the derivations):
+//   momentum_sgd  torch.optim.SGD(momentum=m, weight_decay=wd): g = grad + wd w; buf = m buf + g;
+//                 w -= lr buf (with m = 0: w -= lr g, the buffer untouched).
+//   path_sgd      the same recursion on (grad + wd w) q, q = 1 / kappa of the row:
+//                 kappa(u_h) = ||v_h||^2, kappa(v_h) = ||u_h||^2, from the weights before the step.
+//   ddp_sgd       w -= lr (grad + wd w) q with a per-weight q = 1 / kappa from the batch (the
+//                 backend's ddp_scale: ddp_kappa_U, ddp_kappa_V below), no momentum.
+//
+// Host and device: PYIREG_HD is __host__ __device__ under nvcc and empty otherwise. No SIMD types,
+// no std:: calls that device code lacks. Everything is in an unnamed namespace: every translation
+// unit (the CPU kernels are compiled once per instruction set) gets its own copy, so the linker
+// never swaps one target's code for another's.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+
+#include "engine/types.h"
+
+#if defined(__CUDACC__)
+#define PYIREG_HD __host__ __device__
+#else
+#define PYIREG_HD
+#endif
+
+namespace pyireg {
+
+// Most coefficients per row an update rule may use.
+constexpr int kMaxRuleCoefs = 8;
+
+namespace {
+
+template <class T> struct MaxFinite;
+template <> struct MaxFinite<float> { static constexpr double value = FLT_MAX; };
+template <> struct MaxFinite<double> { static constexpr double value = DBL_MAX; };
+
+// Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
+// prepare, apply_update's prepare, the DDP scaling) gets the same bits for the same row.
+template <class T>
+PYIREG_HD inline double sq_norm(const T* r, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  return s;
+}
+
+// 1 / kappa, the per-weight scaling of Path-SGD and DDP-SGD, in the model's dtype. The zero-row
+// policy: where kappa = 0 the scaling is 0 (no gradient step). For Path-SGD kappa(u_h) =
+// ||v_h||^2 = 0 means v_h = 0, and then the gradient of u_h is exactly 0 as well (and likewise
+// for v_h when u_h = 0): the quotient is 0 / 0, and the unit, which computes the zero function,
+// is left where it is. The same 0 is used where 1/kappa overflows the dtype (kappa below about
+// 3e-39 in float32, 6e-309 in float64), a unit that is numerically dead, and where kappa is
+// NaN (a diverged network, which stays marked by its NaN loss).
+template <class T>
+PYIREG_HD inline T inverse_kappa(double kappa) {
+  if (!(kappa > 0)) return T(0);
+  const double q = 1.0 / kappa;
+  return q <= MaxFinite<T>::value ? static_cast<T>(q) : T(0);
+}
+
+// ---------------------------------------------------------------- per-element updates
+// V: a scalar or a SIMD vector of the weights w, their state s, the gradient g and the row's
+// coefficients (broadcast).
+
+// momentum_sgd with m = 0 (torch keeps no buffer): w -= lr (g + wd w).
+template <class V>
+PYIREG_HD inline void sgd_update(V& w, const V& g, const V& lr, const V& wd) {
+  w = w - lr * (g + wd * w);
+}
+
+// momentum_sgd: buf = m buf + (g + wd w); w -= lr buf.
+template <class V>
+PYIREG_HD inline void momentum_sgd_update(V& w, V& buf, const V& g, const V& lr, const V& m, const V& wd) {
+  buf = m * buf + (g + wd * w);
+  w = w - lr * buf;
+}
+
+// path_sgd: buf = m buf + (g + wd w) q; w -= lr buf (with q = 1 momentum_sgd's formula, but with
+// one more rounding, so it is kept separate).
+template <class V>
+PYIREG_HD inline void path_sgd_update(V& w, V& buf, const V& g, const V& lr, const V& m, const V& wd, const V& q) {
+  buf = m * buf + (g + wd * w) * q;
+  w = w - lr * buf;
+}
+
+// ddp_sgd: w -= lr ((g + wd w) q), q the weight's scaling (read from the rule's state).
+template <class V>
+PYIREG_HD inline void ddp_sgd_update(V& w, const V& q, const V& g, const V& lr, const V& wd) {
+  w = w - lr * ((g + wd * w) * q);
+}
+
+// ---------------------------------------------------------------- per-row coefficients
+// prepare(r, net, u, v, d, k, cu, cv): the coefficients of unit h's U row (cu) and V row (cv)
+// from the weights before the step (u = U[h], v = V[h]) and the hyper-parameters of the unit's
+// network `net`. A backend that has the rows' squared norms already (a GPU's row reduction) calls
+// the _from_norms form.
+
+template <class T>
+struct MomentumSgdCoefs {
+  static constexpr int kCoefs = 3;  // lr, momentum, weight decay of the unit's network
+  PYIREG_HD static void prepare(const UpdateRule<T>& r, int64_t net, const T*, const T*, int64_t, int64_t, T* cu,
+                                T* cv) {
+    cu[0] = cv[0] = r.lr[net];
+    cu[1] = cv[1] = r.momentum[net];
+    cu[2] = cv[2] = r.weight_decay[net];
+  }
+};
+
+template <class T>
+struct PathSgdCoefs {
+  static constexpr int kCoefs = 4;  // lr, momentum, weight decay of the unit's network; 1 / kappa
+  // u2 = ||u_h||^2, v2 = ||v_h||^2 (sq_norm)
+  PYIREG_HD static void prepare_from_norms(const UpdateRule<T>& r, int64_t net, double u2, double v2, T* cu, T* cv) {
+    cu[0] = cv[0] = r.lr[net];
+    cu[1] = cv[1] = r.momentum[net];
+    cu[2] = cv[2] = r.weight_decay[net];
+    cu[3] = inverse_kappa<T>(v2);
+    cv[3] = inverse_kappa<T>(u2);
+  }
+  PYIREG_HD static void prepare(const UpdateRule<T>& r, int64_t net, const T* u, const T* v, int64_t d, int64_t k,
+                                T* cu, T* cv) {
+    prepare_from_norms(r, net, sq_norm(u, d), sq_norm(v, k), cu, cv);
+  }
+};
+
+template <class T>
+struct DdpSgdCoefs {
+  static constexpr int kCoefs = 2;  // lr, weight decay of the unit's network
+  PYIREG_HD static void prepare(const UpdateRule<T>& r, int64_t net, const T*, const T*, int64_t, int64_t, T* cu,
+                                T* cv) {
+    cu[0] = cv[0] = r.lr[net];
+    cu[1] = cv[1] = r.weight_decay[net];
+  }
+};
+
+// The DDP-SGD half-curvatures of unit h, with a = alpha of its network, on a batch of B samples:
+// M_i = mean_b x_bi^2, z = U X^T, Ez2 = mean_b z_hb^2, Ea2 = mean_b act(z_hb)^2,
+// Q_i = mean_b act'(z_hb) x_bi^2 (act' = 1{z > 0} for relu, 1 for linear):
+//   kappa(U[h, i]) = ||v_h||^2 (a^2 + a (1 - a) M_i + (1 - a) Q_i)
+//   kappa(V[h, j]) = a^2 ||u_h||^2 + a (1 - a) Ez2 + (1 - a) Ea2
+// (src/pyireg/optim/ddp_sgd.py derives them). The scaling is inverse_kappa of these; at a = 1 it
+// is Path-SGD's, bit for bit.
+PYIREG_HD inline double ddp_kappa_V(double a, double u2, double Ez2, double Ea2) {
+  return a * a * u2 + a * (1 - a) * Ez2 + (1 - a) * Ea2;
+}
+PYIREG_HD inline double ddp_kappa_U(double a, double v2, double M_i, double Q_i) {
+  return v2 * (a * a + a * (1 - a) * M_i + (1 - a) * Q_i);
+}
+
+}  // namespace
+}  // namespace pyireg

@@ -14,7 +14,7 @@ out="${1:-$(mktemp -d)}"
 mkdir -p "$out"
 CXX="${CXX:-g++}"
 src=(benchmarks/cuda/emu_driver.cpp csrc/cuda/emu/emu.cpp csrc/cuda/emu/runtime.cpp csrc/cuda/emu/blas_emu.cpp
-     csrc/cuda/emu/engine_emu.cpp)
+     csrc/cuda/emu/engine_emu.cpp csrc/engine/layout.cpp)
 fail=0
 check() {  # name, expected exit (0 or non-zero), pattern that must (or must not) appear, command...
   local name="$1" want="$2" pat="$3"; shift 3

@@ -1,6 +1,7 @@
 // CudaEngine<T>: the engine's operations on a CUDA device (or on the emulated one), beside the
-// CPU's Engine<T>, on the same device-neutral argument types (engine/ops.h: Activation, Loss,
-// Targets, UpdateRule). Every pointer is a device pointer; the stream is a cudaStream_t passed as
+// CPU's engine, on the same device-neutral types (engine/types.h: Activation, Loss, Targets,
+// UpdateRule; engine/layout.h: the layout and its validation; engine/rule_coefs.h: the rules'
+// formulas, shared with the CPU kernels). Every pointer is a device pointer; the stream is a cudaStream_t passed as
 // void* (this header needs no CUDA headers). Each operation takes a caller-provided workspace of
 // at least workspace_bytes(op, B) bytes; no operation allocates or synchronizes with the host,
 // so a step can be captured in a CUDA graph. The engine owns only its layout on the device (the
@@ -16,7 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/ops.h"
+#include "engine/layout.h"
+#include "engine/types.h"
 
 namespace pyireg {
 

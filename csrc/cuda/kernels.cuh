@@ -14,19 +14,12 @@
 #include <cstdint>
 
 #include "cuda/portable.h"
+#include "engine/rule_coefs.h"
 
 namespace pyireg {
 namespace cuda_kernels {
 
 constexpr int kThreads = 256;  // threads per block of every elementwise kernel
-
-template <class T> struct Lim;
-template <> struct Lim<float> {
-  __host__ __device__ static constexpr double max() { return 3.4028234663852886e38; }
-};
-template <> struct Lim<double> {
-  __host__ __device__ static constexpr double max() { return 1.7976931348623157e308; }
-};
 
 __device__ __forceinline__ float dexp(float x) { return expf(x); }
 __device__ __forceinline__ double dexp(double x) { return exp(x); }
@@ -177,21 +170,7 @@ __global__ void grad_Z(T* __restrict__ Z, const T* __restrict__ G, const T* __re
 }
 
 // ---------------------------------------------------------------- update rules
-// The same formulas as the CPU rules (csrc/cpu/rules.h), one element at a time.
-template <class T>
-__device__ __forceinline__ T inverse_kappa(double kappa) {
-  if (!(kappa > 0)) return T(0);
-  const double q = 1.0 / kappa;
-  return q <= Lim<T>::max() ? static_cast<T>(q) : T(0);
-}
-
-template <class T>
-__device__ __forceinline__ double sq_norm(const T* r, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
-  return s;
-}
-
+// The formulas are engine/rule_coefs.h's, written once for the CPU's vectors and these scalars.
 // Path-SGD's per-row scaling from the weights before the step: qU[h] = 1/||v_h||^2,
 // qV[h] = 1/||u_h||^2 (0 where the norm is 0 or the quotient overflows).
 template <class T>
@@ -213,23 +192,25 @@ __global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restric
   PYIREG_FOR(e, rows * cols) {
     const int64_t h = e / cols;
     const int32_t n = unit_net[h];
-    const T w = W[e], g = G[e], l = lr[n], dk = wd[n];
+    T w = W[e];
+    const T g = G[e], l = lr[n], dk = wd[n];
     if (rule == 0) {
       const T m = mom[n];
       if (m == T(0)) {
-        W[e] = w - l * (g + dk * w);
+        sgd_update(w, g, l, dk);
       } else {
-        const T buf = m * Sg[e] + (g + dk * w);
+        T buf = Sg[e];
+        momentum_sgd_update(w, buf, g, l, m, dk);
         Sg[e] = buf;
-        W[e] = w - l * buf;
       }
     } else if (rule == 1) {
-      const T buf = mom[n] * Sg[e] + (g + dk * w) * q[h];
+      T buf = Sg[e];
+      path_sgd_update(w, buf, g, l, mom[n], dk, q[h]);
       Sg[e] = buf;
-      W[e] = w - l * buf;
     } else {
-      W[e] = w - l * ((g + dk * w) * Sg[e]);
+      ddp_sgd_update(w, Sg[e], g, l, dk);
     }
+    W[e] = w;
   }
 }
 

@@ -10,8 +10,8 @@ import pyireg
 import pyireg.cuda as pc
 
 pt = pytest.importorskip("pyireg.torch")
+pytest.importorskip("pyireg.torch._devices")  # the per-device kernel registry, which _kernels_cuda joins
 _ops = pytest.importorskip("pyireg.torch._ops")
-pytest.importorskip("pyireg.torch._kernels_cuda")  # the per-device kernel registry (pyireg.torch._devices)
 
 WIDTHS = [1, 3, 2, 6]
 

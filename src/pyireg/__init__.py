@@ -10,8 +10,9 @@ needed by what uses them.
 import importlib as _importlib
 
 from . import _core, measures
-from ._core import build_config, get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads
+from ._core import get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads
 from ._version import __version__
+from .cuda import build_config  # _core's build_config plus the CUDA keys (cuda, cuda_archs, cuda_emulated)
 from .experiments import load_results, summarize, sweep
 from .model import PackedMLP
 from .optim import DDPSGD, MomentumSGD, Optimizer, PathSGD

@@ -173,6 +173,9 @@ def _check_dir_target(path, what: str) -> Path:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_bench(args) -> int:
+    if getattr(args, "device", "cpu") == "cuda":        # the GPU benchmark: pyireg/bench_cuda.py
+        from . import bench_cuda
+        return bench_cuda.main(["--emulate"] if args.emulate else [])
     if args.json:
         _check_file_target(args.json, "--json")          # before minutes of timing, not after
     from . import bench
@@ -379,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = mk("bench", help="benchmark the native core against PyTorch formulations",
            description="Time width-sweep training and evaluation, native vs PyTorch, with useful "
                        "GFLOP/s and ratios to the matmul peak measured in the same run.")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: every width 1..4096 on 50,000 samples on the GPU against torch on the same GPU")
+    b.add_argument("--emulate", action="store_true", help="with --device cuda: a tiny run through the emulation")
     b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval", "custom"], default=["dense", "pow2", "eval"],
                    help="workloads to time; custom: training on --widths and --samples")
     b.add_argument("--widths", type=_widths, default=None, help="widths of the custom workload: '1,2,4', '1:64' or 'pow2:4096'")

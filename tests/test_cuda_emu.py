@@ -6,10 +6,10 @@ launch limits, a wrong GEMM leading dimension)."""
 import numpy as np
 import pytest
 import torch
+from pyireg._cuda_emu import gemm_status, live_allocations, selftest
 
 import pyireg.cuda as pc
 from pyireg import reference as ref
-from pyireg._cuda_emu import gemm_status, live_allocations, selftest
 from pyireg.testing import assert_tolerance
 
 SCHEDULES = [("forward", 0), ("reverse", 0), ("random", 1), ("random", 2)]
@@ -82,9 +82,8 @@ def test_planted_missing_barrier_changes_with_the_order():
 
 
 def test_planted_early_return_before_a_barrier_raises():
-    with pc.emulate():
-        with pytest.raises(RuntimeError, match=r"thread \(3, 0, 0\).*barrier divergence"):
-            selftest("early_return", np.zeros(64, np.float32), 64, 1)
+    with pc.emulate(), pytest.raises(RuntimeError, match=r"thread \(3, 0, 0\).*barrier divergence"):
+        selftest("early_return", np.zeros(64, np.float32), 64, 1)
 
 
 @pytest.mark.parametrize("name,threads,match", [
@@ -107,7 +106,7 @@ def test_cublas_stand_in_checks_leading_dimensions():
 
 
 def test_planted_wrong_leading_dimension_in_the_engine_raises():
-    U, V, X, y = make_model([3, 2], 6, 4, 5)
+    U, V, X, _y = make_model([3, 2], 6, 4, 5)
     e = pc.Engine(offsets_of([3, 2]), 6, 4)
     e.plant_bug(1)
     with pc.emulate(), pytest.raises(RuntimeError, match=r"sgemm \(Z = X U\^T\): CUBLAS_STATUS_INVALID_VALUE"):
@@ -120,7 +119,7 @@ def test_planted_wrong_leading_dimension_in_the_engine_raises():
 def test_forward_backward_match_the_twin(layout, B):
     widths, d, k = LAYOUTS[layout]
     off = offsets_of(widths)
-    U, V, X, y = make_model(widths, d, k, B, seed=B)
+    U, V, X, _y = make_model(widths, d, k, B, seed=B)
     m32, m64 = twins(U, V, off)
     e = pc.Engine(off, d, k)
     with pc.emulate() as em:
@@ -220,7 +219,7 @@ def test_evaluate_matches_the_twin_in_blocks():
         L5, E5 = e.evaluate(U, V, X, y, block=5)
     err64, loss64 = ref.evaluate(ref.modules_from_packed(U.astype(np.float64), V.astype(np.float64), off),
                                  X.astype(np.float64), y)
-    err32, loss32 = ref.evaluate(ref.modules_from_packed(U, V, off, dtype=torch.float32), X, y)
+    _, loss32 = ref.evaluate(ref.modules_from_packed(U, V, off, dtype=torch.float32), X, y)
     np.testing.assert_array_equal(E1, np.round(err64 * 23).astype(np.int64))
     np.testing.assert_array_equal(E5, E1)
     assert_tolerance(L1 / 23, loss32, loss64, "evaluate loss")
@@ -306,7 +305,7 @@ def test_fused_step_equals_loss_and_grad_then_apply_update(rule, loss):
 def test_device_memory_is_freed_and_workspaces_poisoned():
     before = live_allocations()
     widths, d, k = [2, 3], 4, 3
-    U, V, X, y = make_model(widths, d, k, 3)
+    U, V, X, _y = make_model(widths, d, k, 3)
     with pc.emulate():
         e = pc.Engine(offsets_of(widths), d, k)
         e.forward(U, V, X)

@@ -49,7 +49,7 @@ def test_gradcheck_on_the_emulated_engine():
 
 
 def test_operators_inside_emulate_run_the_cuda_kernels():
-    U, V, X, off, y = _setup(dtype=torch.float32)
+    U, V, X, off, _y = _setup(dtype=torch.float32)
     with torch.no_grad():
         with pc.emulate() as em:
             out = pt.packed_forward(U, V, X, off)
@@ -89,7 +89,7 @@ def test_train_step_on_the_emulated_engine_matches_the_cpu():
 def test_cuda_tensors_match_the_cpu():
     if not pc.is_available() or not torch.cuda.is_available():
         pytest.skip(pc.status())
-    U, V, X, off, y = _setup(dtype=torch.float32)
+    U, V, X, off, _y = _setup(dtype=torch.float32)
     with torch.no_grad():
         cpu = pt.packed_forward(U, V, X, off)
         gpu = pt.packed_forward(U.cuda(), V.cuda(), X.cuda(), off).cpu()

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     V = (rng.standard_normal((S, k)) / 3).astype(np.float32)
     X = rng.standard_normal((B, d)).astype(np.float32)
     y = rng.integers(0, k, B)
-    t = {n: torch.from_numpy(v).to(dev) for n, v in dict(U=U, V=V, X=X).items()}
+    t = {n: torch.from_numpy(v).to(dev) for n, v in {"U": U, "V": V, "X": X}.items()}
     lab = torch.from_numpy(y.astype(np.int32)).to(dev)
     e = mod.Engine32(off, d, k, "relu", "cross_entropy", False)
     stream = 0 if a.emulate else torch.cuda.current_stream().cuda_stream

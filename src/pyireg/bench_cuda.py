@@ -155,18 +155,18 @@ def run(max_width=4096, samples=50000, emulate=False, compiled=True) -> list:
             try:
                 s = f()
                 rows.append((name, s, flops / s / 1e12))
-            except Exception as exc:  # one formulation failing (memory, compile) must not hide the others
+            except Exception as exc:  # noqa: BLE001  one formulation failing (memory, compile) must not hide the others
                 rows.append((name + f" (failed: {type(exc).__name__}: {str(exc)[:60]})", float("nan"), float("nan")))
     finally:
         if ctx:
             ctx.__exit__(None, None, None)
-    return [(n, s, t, 100 * t * 1e3 / peak if peak == peak else float("nan")) for n, s, t in rows], peak
+    return [(n, s, t, 100 * t * 1e3 / peak if not np.isnan(peak) else float("nan")) for n, s, t in rows], peak
 
 
 def format_table(rows, peak, emulate, max_width, samples) -> str:
     head = (f"CUDA benchmark: widths 1..{max_width}, {samples} samples, d={D}, k={K}, batch {BATCH}; "
             + ("EMULATED on the CPU: times are meaningless" if emulate else f"fp32 matmul peak {peak:.0f} GFLOP/s"))
-    best = min((s for n, s, _, _ in rows[1:] if s == s), default=float("nan"))
+    best = min((s for n, s, _, _ in rows[1:] if not np.isnan(s)), default=float("nan"))
     lines = [head, "", "| implementation | s / epoch | useful TFLOP/s | % of fp32 peak | vs fastest torch |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for n, s, t, pct in rows:
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     print(format_table(rows, peak, a.emulate, a.max_width, a.samples))
-    return 0 if all(s == s for _, s, _, _ in rows) else 1
+    return 0 if all(not np.isnan(s) for _, s, _, _ in rows) else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["is_available", "status", "emulate", "emulating", "Engine", "build_config", "cublas_candidates"]
+__all__ = ["Engine", "build_config", "cublas_candidates", "emulate", "emulating", "is_available", "status"]
 
 _SCHEDULES = ("forward", "reverse", "random")
 _state = threading.local()
@@ -97,7 +97,7 @@ def status() -> str:
     mod, why = _device_status()
     if why:
         return why
-    code, message, count = mod.device_status()
+    _, _, count = mod.device_status()
     return f"available: {count} CUDA device(s), pyireg._cuda built for {', '.join(mod.archs)}"
 
 

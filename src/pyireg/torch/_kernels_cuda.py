@@ -120,7 +120,7 @@ class NativeKernels:
         out = self._out((N, B, V.shape[1]), U)
         if B:
             U, V, X = U.detach().contiguous(), V.detach().contiguous(), X.detach().contiguous()
-            ws, wp, wb = self._workspace(engine, "forward", B, U)
+            _ws, wp, wb = self._workspace(engine, "forward", B, U)
             engine.forward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, out.data_ptr(), wp, wb, self._stream(U))
         return (out, None) if keep else out
 
@@ -136,7 +136,7 @@ class NativeKernels:
             gU.zero_(), gV.zero_()
             return gU, gV, gX
         U, V, X, G = (t.detach().contiguous() for t in (U, V, X, grad_out))
-        ws, wp, wb = self._workspace(engine, "backward", B, U)
+        _ws, wp, wb = self._workspace(engine, "backward", B, U)
         engine.backward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, G.data_ptr(), self._p(gU if need_U else None),
                         self._p(gV if need_V else None), self._p(gX if need_X else None), wp, wb, self._stream(U))
         return gU, gV, gX
@@ -155,12 +155,12 @@ class NativeKernels:
         if not with_grad:
             block = min(B, EVAL_BLOCK)
             errors = torch.empty((N,), dtype=torch.int64, device=U.device)
-            ws, wp, wb = self._workspace(engine, "evaluate", B, U, block)
+            _ws, wp, wb = self._workspace(engine, "evaluate", B, U, block)
             engine.evaluate(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
                             self._p(w), block, losses.data_ptr(), errors.data_ptr(), wp, wb, self._stream(U))
             return (losses / B).to(U.dtype), U.new_empty((0,)), V.new_empty((0,))
         gU, gV = self._out(U.shape, U), self._out(V.shape, V)
-        ws, wp, wb = self._workspace(engine, "loss_and_grad", B, U)
+        _ws, wp, wb = self._workspace(engine, "loss_and_grad", B, U)
         engine.loss_and_grad(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
                              self._p(w), losses.data_ptr(), gU.data_ptr(), gV.data_ptr(), wp, wb, self._stream(U))
         return losses.to(U.dtype), gU, gV
@@ -190,7 +190,7 @@ class NativeKernels:
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         Xc = X.detach().contiguous()
         losses = self._out((offsets.shape[0] - 1,), U, torch.float64)
-        ws, wp, wb = self._workspace(engine, "step", B, U)
+        _ws, wp, wb = self._workspace(engine, "step", B, U)
         engine.step(Uw.data_ptr(), Vw.data_ptr(), Xc.data_ptr(), B, loss, self._p(lab), self._p(vals), self._p(w),
                     RULE, sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(),
                     losses.data_ptr(), wp, wb, self._stream(U))
@@ -204,7 +204,7 @@ class NativeKernels:
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         gU, gV = gU.detach().contiguous(), gV.detach().contiguous()
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
-        ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
+        _ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
         engine.apply_update(Uw.data_ptr(), Vw.data_ptr(), gU.data_ptr(), gV.data_ptr(), RULE, sU.data_ptr(),
                             sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(), wp, wb, self._stream(U))
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from pyireg._cuda_emu import gemm_status, live_allocations, selftest
 
+import pyireg
 import pyireg.cuda as pc
 from pyireg import reference as ref
 from pyireg.testing import assert_tolerance
@@ -339,3 +340,31 @@ def test_status_and_build_config_say_what_was_built():
     if pc._native() is None:
         assert not pc.is_available()
         assert "not built" in pc.status()
+
+
+# ---------------------------------------------------------------- Theorem 1 and measures
+def test_rescalings_and_measures_match_the_cpu_and_the_twin():
+    widths, d, k = [1, 4, 9, 2], 6, 5
+    off = offsets_of(widths)
+    U, V, _, _ = make_model(widths, d, k, 1, seed=30)
+    U[2] = 0.0   # a zero unit: balance zeroes it, normalize_units zeroes its v
+    V[5] = 0.0
+    e = pc.Engine(off, d, k)
+    cpu = pyireg.PackedMLP(widths, d, k, seed=0)
+    eps = np.finfo(np.float32).eps
+    for how, twin, zeros in (("balance", ref.balance, 2), ("normalize_units", ref.normalize_units, 1)):
+        u, v = U.copy(), V.copy()
+        with pc.emulate():
+            assert getattr(e, how)(u, v) == zeros
+        r64 = twin(U, V)
+        for got, want in zip((u, v), r64):   # one rounding of the float64 rescaling
+            assert np.all(np.abs(got - want) <= eps * np.abs(want))
+        cpu.U[:], cpu.V[:] = U, V
+        assert getattr(cpu, how)() == zeros
+        np.testing.assert_array_equal(u, cpu.U)   # the CPU's formulas, summed in the same order
+        np.testing.assert_array_equal(v, cpu.V)
+    with pc.emulate():
+        got = e.measures(U, V)
+    want = ref.measures(U, V, off)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)

@@ -53,7 +53,9 @@ CudaOp op_from(const std::string& s) {
   if (s == "step") return CudaOp::step;
   if (s == "evaluate") return CudaOp::evaluate;
   if (s == "apply_update") return CudaOp::apply_update;
-  throw py::value_error("op: expected forward, backward, loss_and_grad, step, evaluate or apply_update, got '" + s + "'");
+  if (s == "rescale") return CudaOp::rescale;
+  throw py::value_error("op: expected forward, backward, loss_and_grad, step, evaluate, apply_update or rescale, got '" +
+                        s + "'");
 }
 
 // The workspace of one call: the caller's, or (emulated build, address 0) an exactly sized one
@@ -204,7 +206,27 @@ void bind_engine(py::module_& m, const char* name) {
            },
            py::arg("U"), py::arg("V"), py::arg("X"), py::arg("B"), py::arg("loss"), py::arg("labels"),
            py::arg("values"), py::arg("weights"), py::arg("block"), py::arg("loss_out"), py::arg("errors_out"),
-           py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("stream") = 0);
+           py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("stream") = 0)
+      .def("rescale",
+           [](const E& e, const std::string& how, uintptr_t U, uintptr_t V, uintptr_t zero, uintptr_t ws, size_t wsb,
+              uintptr_t stream) {
+             if (how != "balance" && how != "normalize_units")
+               throw py::value_error("how: expected 'balance' or 'normalize_units', got '" + how + "'");
+             Scratch s(ws, wsb, e.workspace_bytes(CudaOp::rescale, 1));
+             py::gil_scoped_release nogil;
+             if (how == "balance")
+               e.balance(ptr<T>(U), ptr<T>(V), ptr<int64_t>(zero), s.p, s.bytes, ptr<void>(stream));
+             else
+               e.normalize_units(ptr<T>(U), ptr<T>(V), ptr<int64_t>(zero), s.p, s.bytes, ptr<void>(stream));
+           },
+           py::arg("how"), py::arg("U"), py::arg("V"), py::arg("zero_units"), py::arg("workspace") = 0,
+           py::arg("workspace_bytes") = 0, py::arg("stream") = 0)
+      .def("measures",
+           [](const E& e, uintptr_t U, uintptr_t V, uintptr_t out, uintptr_t stream) {
+             py::gil_scoped_release nogil;
+             e.measures(ptr<const T>(U), ptr<const T>(V), ptr<double>(out), ptr<void>(stream));
+           },
+           py::arg("U"), py::arg("V"), py::arg("out"), py::arg("stream") = 0);
 }
 
 }  // namespace

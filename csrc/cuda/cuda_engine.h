@@ -22,7 +22,15 @@
 
 namespace pyireg {
 
-enum class CudaOp : int { forward = 0, backward = 1, loss_and_grad = 2, step = 3, evaluate = 4, apply_update = 5 };
+enum class CudaOp : int {
+  forward = 0,
+  backward = 1,
+  loss_and_grad = 2,
+  step = 3,
+  evaluate = 4,
+  apply_update = 5,
+  rescale = 6  // balance, normalize_units
+};
 
 template <class T>
 class CudaEngine {
@@ -55,6 +63,13 @@ class CudaEngine {
   void evaluate(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, int64_t block, double* loss,
                 int64_t* errors, void* ws, size_t ws_bytes, void* stream) const;
 
+  // Theorem 1's rescalings (the CPU's rescale.h): balance makes ||u_h|| = ||v_h||, normalize_units
+  // ||u_h|| = 1; zero_units (device, one int64) receives the number of zero units.
+  void balance(T* U, T* V, int64_t* zero_units, void* ws, size_t ws_bytes, void* stream) const;
+  void normalize_units(T* U, T* V, int64_t* zero_units, void* ws, size_t ws_bytes, void* stream) const;
+  // out (device, 6 x N doubles): l2_penalty, group_l1, path_l1, path_l2, norm_U, norm_V.
+  void measures(const T* U, const T* V, double* out, void* stream) const;
+
   // Testing only: plant a known bug so the tests can prove the net catches it.
   // 1: the first GEMM gets a leading dimension one short (cuBLAS must return INVALID_VALUE).
   void plant_bug(int which) { bug_ = which; }
@@ -68,6 +83,7 @@ class CudaEngine {
   void second(const T* Z, const T* V, int64_t B, T* out, void* stream) const;
   void losses(T* out, int64_t B, const Targets<T>& t, T scale, double* lossb, int32_t* wrong, void* stream) const;
   void gradients(const T* V, int64_t B, const T* G, T* Z, T* gV, void* stream) const;
+  void rescale(T* U, T* V, int mode, int64_t* zero_units, void* ws, size_t ws_bytes, void* stream) const;
   void rule_update(T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>& r, T* qU, T* qV, void* stream) const;
 
   int64_t N_, S_, d_, k_;

@@ -214,5 +214,74 @@ __global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restric
   }
 }
 
+// ---------------------------------------------------------------- Theorem 1 and measures
+// The CPU's row operations (csrc/cpu/rescale.cpp), one thread per unit: norms summed in double in
+// index order, each weight scaled once. mode 0 balance (||u_h|| = ||v_h||; units with u_h = 0 or
+// v_h = 0 zeroed), 1 normalize_units (||u_h|| = 1, the scale moved into v_h; u_h = 0 gives
+// v_h = 0). zero[h] = 1 for a zero unit (summed by count_rows).
+__device__ __forceinline__ double dsqrt(double x) { return sqrt(x); }
+
+template <class T>
+__global__ void rescale_rows(T* __restrict__ U, T* __restrict__ V, int64_t S, int64_t d, int64_t k, int mode,
+                             int32_t* __restrict__ zero) {
+  PYIREG_FOR(h, S) {
+    T* u = U + h * d;
+    T* v = V + h * k;
+    const double nu = dsqrt(sq_norm(u, d)), nv = mode == 0 ? dsqrt(sq_norm(v, k)) : 1.0;
+    double su, sv;
+    if (nu == 0 || nv == 0) {
+      su = mode == 0 ? 0.0 : 1.0;  // normalize_units leaves a zero u_h as it is
+      sv = 0.0;
+    } else if (mode == 0) {
+      su = dsqrt(nv / nu);
+      sv = 1.0 / su;
+    } else {
+      su = 1.0 / nu;
+      sv = nu;
+    }
+    for (int64_t i = 0; i < d; ++i) u[i] = static_cast<T>(u[i] * su);
+    for (int64_t j = 0; j < k; ++j) v[j] = static_cast<T>(v[j] * sv);
+    zero[h] = (nu == 0 || nv == 0) ? 1 : 0;
+  }
+}
+
+// count[0] = sum of flags[0 .. n), in one thread (a handful of microseconds for a million units;
+// the count is the rescaling's return value, not on a training path).
+__global__ void count_rows(const int32_t* __restrict__ flags, int64_t n, int64_t* __restrict__ count) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; ++i) c += flags[i];
+    count[0] = c;
+  }
+}
+
+// Per network, in unit order (the CPU's measures): out[0..5][n] = l2_penalty, group_l1,
+// path_l1, path_l2, norm_U, norm_V.
+template <class T>
+__global__ void measures(const T* __restrict__ U, const T* __restrict__ V, const int64_t* __restrict__ offsets,
+                         int64_t N, int64_t d, int64_t k, double* __restrict__ out) {
+  PYIREG_FOR(n, N) {
+    double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
+    for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
+      const double u2 = sq_norm(U + h * d, d), v2 = sq_norm(V + h * k, k);
+      double l1u = 0, l1v = 0;
+      for (int64_t i = 0; i < d; ++i) l1u += fabs(static_cast<double>(U[h * d + i]));
+      for (int64_t j = 0; j < k; ++j) l1v += fabs(static_cast<double>(V[h * k + j]));
+      fu += u2;
+      fv += v2;
+      a += 0.5 * (u2 + v2);
+      b += dsqrt(u2 * v2);
+      c += l1u * l1v;
+      e += u2 * v2;
+    }
+    out[0 * N + n] = a;
+    out[1 * N + n] = b;
+    out[2 * N + n] = c;
+    out[3 * N + n] = dsqrt(e);
+    out[4 * N + n] = dsqrt(fu);
+    out[5 * N + n] = dsqrt(fv);
+  }
+}
+
 }  // namespace cuda_kernels
 }  // namespace pyireg

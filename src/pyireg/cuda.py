@@ -318,3 +318,25 @@ class Engine:
                          _addr(loss), _addr(errors))
         return loss, errors
 
+
+    def _rescale(self, how, U, V):
+        self._weights(U, V, True)
+        zero = np.full(1, -1, dtype=np.int64)
+        self._e.rescale(how, _addr(U), _addr(V), _addr(zero))
+        return int(zero[0])
+
+    def balance(self, U, V) -> int:
+        """Theorem 1's rescaling in place: ||u_h|| = ||v_h|| for every unit (zero units zeroed);
+        returns the number of zero units."""
+        return self._rescale("balance", U, V)
+
+    def normalize_units(self, U, V) -> int:
+        """||u_h|| = 1 in place, the scale moved into v_h; returns the number of units with u_h = 0."""
+        return self._rescale("normalize_units", U, V)
+
+    def measures(self, U, V) -> dict:
+        """Per-network l2_penalty, group_l1, path_l1, path_l2, norm_U, norm_V (N each)."""
+        self._weights(U, V)
+        out = self._nan((6, self.N), np.float64)
+        self._e.measures(_addr(U), _addr(V), _addr(out))
+        return dict(zip(("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V"), out))

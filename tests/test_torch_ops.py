@@ -169,27 +169,46 @@ def test_loss_retain_graph_second_backward_is_the_same():
         assert torch.equal(a, b)
 
 
+def _plain_outputs(U, V, X, off, activation="relu"):
+    """Plain torch, one network at a time (slices of U and V): the twin of packed_forward."""
+    act = torch.relu if activation == "relu" else (lambda z: z)
+    return torch.stack([act(X @ U[a:b].T) @ V[a:b] for a, b in zip(off[:-1].tolist(), off[1:].tolist())])
+
+
+def _plain_losses(U, V, X, y, off):
+    out = _plain_outputs(U, V, X, off)
+    return torch.stack([torch.nn.functional.cross_entropy(o, y) for o in out])
+
+
 @pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("op", ["forward", "loss"])
-def test_second_derivatives_raise(op, registered):
-    """The native gradients are not themselves differentiable: with create_graph=True they must
-    raise when differentiated, not act as constants (a silently wrong second derivative)."""
+def test_second_derivatives_equal_plain_torch(op, registered):
+    """With create_graph=True the gradients are differentiable (the composite path): a
+    Hessian-vector product in U, V and X equals plain torch's, on both paths."""
     _, U, V, X, off, y = _setup()
+    g = torch.Generator().manual_seed(5)
+    vU, vV, vX = (torch.randn(t.shape, dtype=t.dtype, generator=g) for t in (U, V, X))
+
+    def hvp(f):
+        gU, gV, gX = torch.autograd.grad(f(), (U, V, X), create_graph=True)
+        assert gU.requires_grad and gV.requires_grad and gX.requires_grad
+        return torch.autograd.grad((gU * vU).sum() + (gV * vV).sum() + (gX * vX).sum(), (U, V, X))
+
+    plain = hvp((lambda: _plain_outputs(U, V, X, off).square().sum()) if op == "forward"
+                else (lambda: _plain_losses(U, V, X, y, off).sum()))
     mode = _PassThrough() if registered else None
     if mode:
         mode.__enter__()
     try:
-        if op == "forward":
-            out = pt.packed_forward(U, V, X, off).square().sum()
-        else:
-            out = pt.packed_loss(U, V, X, y, off).sum()
-        gU, gX = torch.autograd.grad(out, (U, X), create_graph=True)
-        assert gU.requires_grad and gX.requires_grad
-        with pytest.raises(RuntimeError, match=f"pyireg::packed_{op}: second derivatives are not supported"):
-            (gU * U).sum().backward()
+        ours = hvp((lambda: pt.packed_forward(U, V, X, off).square().sum()) if op == "forward"
+                   else (lambda: pt.packed_loss(U, V, X, y, off).sum()))
     finally:
         if mode:
             mode.__exit__(None, None, None)
+    if registered:
+        assert f"pyireg.packed_{op}.default" in mode.ops
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_step_ops_equal_the_numpy_optimizer_bit_for_bit():
@@ -340,7 +359,7 @@ def test_bad_inputs_name_the_argument():
         (lambda: pt.packed_forward(U, V, X, off, loss="hinge"), ValueError, "loss: expected 'cross_entropy'"),
         (lambda: pt.packed_forward(U, V, X, torch.tensor([0, 5, 4, 11])), ValueError, "offsets: expected strictly"),
         (lambda: pt.packed_forward(U, V, X, torch.tensor([0, 5, 12])), ValueError,
-         "U: expected a float64 array of shape"),
+         r"U, V: expected 12 rows \(offsets\[-1\]\), got 11"),
         (lambda: pt.packed_loss(U, V, X, y.float(), off), TypeError, "y: expected integer class labels"),
         (lambda: pt.packed_loss(U, V, X, y + 10, off), ValueError, r"y: expected labels in \[0, 3\)"),
         (lambda: pt.packed_loss(U, V, X, y[:2], off), ValueError, r"y: expected shape \(4,\)"),
@@ -405,3 +424,66 @@ def test_import_pyireg_does_not_import_torch():
     import sys
     code = "import sys, pyireg; assert 'torch' not in sys.modules; import pyireg.torch; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).resolve().parents[1])
+
+
+# --------------------------------------------------------------------------- raw operators: devices, layouts
+def _raw_calls(U, V, X, off, y, G):
+    """Every raw operator with a full argument list."""
+    N = off.shape[0] - 1
+    hyper = [torch.full((N,), v, dtype=U.dtype) for v in (0.1, 0.5, 0.0)]
+    sU, sV = torch.zeros_like(U), torch.zeros_like(V)
+    return {
+        "packed_forward": lambda: torch.ops.pyireg.packed_forward(U, V, X, off),
+        "packed_backward": lambda: torch.ops.pyireg.packed_backward(G, U, V, X, off),
+        "packed_loss": lambda: torch.ops.pyireg.packed_loss(U, V, X, y, None, off),
+        "packed_step": lambda: torch.ops.pyireg.packed_step(U, V, X, y, None, off, "relu", "cross_entropy", sU, sV,
+                                                            *hyper),
+        "packed_apply_update": lambda: torch.ops.pyireg.packed_apply_update(U, V, U.clone(), V.clone(), off, sU, sV,
+                                                                            *hyper),
+    }
+
+
+@pytest.mark.parametrize("which", ["U", "X", "offsets", "y"])
+def test_raw_operators_refuse_a_meta_tensor_among_cpu_tensors(which):
+    """The dispatcher sends such a call to the fake kernel, whose outputs are uninitialized
+    memory (and a step that changes nothing): refused with the devices named."""
+    _, U, V, X, off, y = _setup(grad=False)
+    G = torch.randn(len(WIDTHS), X.shape[0], V.shape[1], dtype=U.dtype)
+    y = y.int()
+    args = {"U": U, "X": X, "offsets": off, "y": y}
+    args[which] = args[which].to("meta")
+    calls = _raw_calls(args["U"], V, args["X"], args["offsets"], args["y"], G)
+    if which == "y":
+        calls = {k: calls[k] for k in ("packed_loss", "packed_step")}
+    if which == "X":
+        calls.pop("packed_apply_update")
+    for name, call in calls.items():
+        U0 = U.clone()
+        with pytest.raises(RuntimeError, match=f"pyireg::{name}: expected every tensor on one device, got .*meta"):
+            call()
+        assert torch.equal(U, U0)
+
+
+@pytest.mark.parametrize("bad", ["float", "decreasing", "too_few_units", "not_from_zero"])
+def test_raw_operators_check_the_layout_on_an_empty_batch(bad):
+    """With B == 0 no native call checks anything: the layout is checked first all the same."""
+    _, U, V, X, off, y = _setup(grad=False)
+    X0 = X[:0]
+    G0 = torch.zeros(len(WIDTHS), 0, V.shape[1], dtype=U.dtype)
+    offsets = {"float": off.double(), "decreasing": torch.tensor([0, 5, 4, 11]),
+               "too_few_units": torch.tensor([0, 1, 4, 6, 10]), "not_from_zero": torch.tensor([1, 2, 5, 7, 11])}[bad]
+    match = {"float": "offsets: expected a 1-d int64", "decreasing": "offsets: expected strictly increasing",
+             "too_few_units": r"U, V: expected 10 rows", "not_from_zero": r"offsets: expected offsets\[0\] == 0"}[bad]
+    for call in (lambda: torch.ops.pyireg.packed_forward(U, V, X0, offsets),
+                 lambda: torch.ops.pyireg.packed_backward(G0[:offsets.shape[0] - 1], U, V, X0, offsets),
+                 lambda: torch.ops.pyireg.packed_loss(U, V, X0, y[:0].int(), None, offsets)):
+        with pytest.raises((ValueError, TypeError), match=match):
+            call()
+
+
+def test_raw_operators_on_an_empty_batch_with_a_good_layout():
+    _, U, V, X, off, y = _setup(grad=False)
+    out = torch.ops.pyireg.packed_forward(U, V, X[:0], off)
+    assert out.shape == (len(WIDTHS), 0, V.shape[1])
+    gU, gV, gX = torch.ops.pyireg.packed_backward(out, U, V, X[:0], off)
+    assert torch.equal(gU, torch.zeros_like(U)) and torch.equal(gV, torch.zeros_like(V)) and gX.shape == (0, 5)

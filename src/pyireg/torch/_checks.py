@@ -1,0 +1,157 @@
+"""Argument checks of the ``pyireg.torch`` operators: dtypes, shapes, devices and names, each
+error naming the argument and what was expected. Metadata only (never tensor data), so the
+checks run unchanged while tracing; the layout's values (offsets increasing from 0 to S) are
+checked by the kernels (``_kernels_cpu``), where the data is real."""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _core
+from ._devices import has_kernels
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+ACTIVATIONS = ("relu", "linear")
+LOSSES = ("cross_entropy", "squared")
+
+
+def check_device(t, name: str) -> None:
+    """A tensor on a device with kernels (the CPU, or one registered in ``_devices``) or meta,
+    or an error that says why not (for CUDA: the CUDA backend is not built)."""
+    dev = t.device
+    if dev.type == "meta" or has_kernels(dev.type):
+        return
+    if dev.type == "cuda":
+        built = _core.build_config().get("cuda", False)
+        raise RuntimeError(f"{name}: got a CUDA tensor ({dev}), but the CUDA backend of pyireg is "
+                           + ("not available in this process" if built else
+                              "not built (pyireg._core.build_config()['cuda'] is False)")
+                           + "; move the tensors to the CPU with .cpu()")
+    raise RuntimeError(f"{name}: expected a CPU tensor, got one on {dev} (pyireg runs on the CPU)")
+
+
+def one_device(op: str, named) -> None:
+    """Every tensor of a call on one device. The dispatcher sends a call with a meta tensor among
+    real ones to the fake kernel, whose outputs are uninitialized memory: refused instead."""
+    devs = {}
+    for name, t in named:
+        if isinstance(t, Tensor):
+            devs.setdefault(t.device, name)
+    if len(devs) > 1:
+        what = ", ".join(f"{name} on {dev}" for dev, name in devs.items())
+        raise RuntimeError(f"pyireg::{op}: expected every tensor on one device, got {what}; move them to one "
+                           "device (meta tensors only for tracing)")
+
+
+def check_float(t: Tensor, name: str, dtype: Optional[torch.dtype] = None) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    check_device(t, name)
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name}: expected {dtype} like U, got {t.dtype}")
+
+
+def check_shape(t: Tensor, name: str, shape) -> None:
+    if t.dim() != len(shape) or any(w is not None and w != g for w, g in zip(shape, t.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(t.shape)}")
+
+
+def check_offsets(offsets) -> None:
+    if not isinstance(offsets, Tensor):
+        raise TypeError(f"offsets: expected an int64 tensor of N + 1 offsets, got {type(offsets).__name__}")
+    check_device(offsets, "offsets")
+    if offsets.dtype != torch.int64 or offsets.dim() != 1 or offsets.shape[0] < 2:
+        raise ValueError(f"offsets: expected a 1-d int64 tensor of N + 1 >= 2 offsets, got {offsets.dtype} "
+                         f"of shape {tuple(offsets.shape)}")
+
+
+def check_layout(U: Tensor, V: Tensor, offsets: Tensor, activation: str, loss: str) -> None:
+    """Weights, layout and names (not the offsets' values: those are checked by the kernels, so
+    that tracing never reads tensor data)."""
+    check_float(U, "U")
+    check_float(V, "V", U.dtype)
+    if U.dim() != 2 or V.dim() != 2 or U.shape[0] != V.shape[0]:
+        raise ValueError(f"U, V: expected 2-d tensors (S, d) and (S, k) with the same rows, got "
+                         f"{tuple(U.shape)} and {tuple(V.shape)}")
+    check_offsets(offsets)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected 'relu' or 'linear', got {activation!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected 'cross_entropy' or 'squared', got {loss!r}")
+
+
+def same_device(t: Tensor, name: str, U: Tensor) -> None:
+    """t on the weights' device (a meta input to CPU weights would run no kernel at all)."""
+    if t.device != U.device:
+        raise ValueError(f"{name}: expected a tensor on the weights' device ({U.device}), got one on {t.device}")
+
+
+def check_batch(X: Tensor, U: Tensor) -> None:
+    check_float(X, "X", U.dtype)
+    same_device(X, "X", U)
+    check_shape(X, "X", (None, U.shape[1]))
+
+
+def check_targets(y: Tensor, weights: Optional[Tensor], B: int, U: Tensor, V: Tensor, loss: str) -> None:
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    check_device(y, "y")
+    same_device(y, "y", U)
+    if loss == "cross_entropy":
+        if y.dtype != torch.int32:
+            raise TypeError(f"y: expected int32 class labels for the operator (the module converts), got {y.dtype}")
+        check_shape(y, "y", (B,))
+        if weights is not None:
+            raise ValueError("weights: entry weights apply to the squared loss only")
+        return
+    check_float(y, "y", U.dtype)
+    check_shape(y, "y", (B, V.shape[1]))
+    if weights is not None:
+        check_float(weights, "weights", U.dtype)
+        check_shape(weights, "weights", (B, V.shape[1]))
+
+
+def check_hyper(lr: Tensor, momentum: Tensor, weight_decay: Tensor, N: int, U: Tensor) -> None:
+    for name, t in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        check_float(t, name, U.dtype)
+        check_shape(t, name, (N,))
+
+
+def check_state(state_U: Tensor, state_V: Tensor, U: Tensor, V: Tensor) -> None:
+    for name, s, w in (("state_U", state_U, U), ("state_V", state_V, V)):
+        check_float(s, name, U.dtype)
+        check_shape(s, name, tuple(w.shape))
+
+
+def targets_no_grad(y, weights) -> None:
+    if y.requires_grad or (weights is not None and weights.requires_grad):
+        raise ValueError("y, weights: gradients with respect to the targets or the entry weights are not "
+                         "supported; detach them")
+
+
+def targets(y: Tensor, weights: Optional[Tensor], B: int, loss: str, dtype: torch.dtype):
+    """Targets and entry weights in the operators' form: int32 labels for cross-entropy (from any
+    integer dtype); for the squared loss, values and weights of the weights' dtype (from any
+    floating dtype). Not differentiable."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    check_device(y, "y")
+    if loss == "cross_entropy":
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"y: expected integer class labels, got {y.dtype}")
+        check_shape(y, "y", (B,))
+        return y.to(torch.int32).contiguous(), weights
+    if not y.dtype.is_floating_point:
+        raise TypeError(f"y: expected real targets (a floating tensor) for the squared loss, got {y.dtype}")
+    y = y.to(dtype).contiguous()
+    if weights is not None:
+        if not isinstance(weights, Tensor):
+            raise TypeError(f"weights: expected a torch.Tensor, got {type(weights).__name__}")
+        check_device(weights, "weights")
+        if not weights.dtype.is_floating_point:
+            raise TypeError(f"weights: expected real entry weights (a floating tensor), got {weights.dtype}")
+        weights = weights.to(dtype).contiguous()
+    return y, weights

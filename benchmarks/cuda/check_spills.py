@@ -6,6 +6,9 @@ a stack frame reads local memory in its loop: this script makes that a build fai
 
     python benchmarks/cuda/check_spills.py            # configure and build into a temporary dir
     python benchmarks/cuda/check_spills.py build.log  # check an existing build's output
+    python benchmarks/cuda/check_spills.py --import-check
+        # also import the built pyireg._cuda (no GPU needed) and print cudaGetDeviceCount's status:
+        # 0 (devices), 35 (no driver) or 100 (no device) pass, anything else fails
 
 Exit status: 0 clean, 1 a spill or stack frame, 2 the build failed or printed no kernel.
 """
@@ -21,7 +24,23 @@ PROPS = re.compile(r"Function properties for (\S+)\s*\n\s*(\d+) bytes stack fram
                    r"(\d+) bytes spill loads")
 
 
-def build_log(src: str) -> str:
+def import_check(build_dir: str) -> int:
+    import glob
+    import importlib.util
+    found = glob.glob(os.path.join(build_dir, "_cuda.*.so")) + glob.glob(os.path.join(build_dir, "_cuda.so"))
+    if not found:
+        print("check_spills: no _cuda module in the build")
+        return 2
+    spec = importlib.util.spec_from_file_location("pyireg._cuda", found[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    code, message, count = mod.device_status()
+    print(f"check_spills: pyireg._cuda imports; cudaGetDeviceCount: {code} ({message}), {count} device(s); "
+          f"archs {list(mod.archs)}")
+    return 0 if code in (0, 35, 100) else 1
+
+
+def build_log(src: str, with_import: bool = False):
     import pybind11
     with tempfile.TemporaryDirectory(prefix="pyireg-cuda-") as tmp:
         cfg = ["cmake", "-S", src, "-B", tmp, "-DCMAKE_BUILD_TYPE=Release", "-DPYIREG_CUDA=ON",
@@ -37,7 +56,7 @@ def build_log(src: str) -> str:
             sys.stderr.write(out)
             print("check_spills: the nvcc build failed")
             sys.exit(2)
-        return out
+        return out, (import_check(tmp) if with_import else 0)
 
 
 def check(log: str) -> int:
@@ -56,11 +75,13 @@ def check(log: str) -> int:
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        with open(argv[1], encoding="utf-8", errors="replace") as f:
+    args = [a for a in argv[1:] if a != "--import-check"]
+    if args:
+        with open(args[0], encoding="utf-8", errors="replace") as f:
             return check(f.read())
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return check(build_log(src))
+    log, imported = build_log(src, "--import-check" in argv)
+    return max(check(log), imported)
 
 
 if __name__ == "__main__":

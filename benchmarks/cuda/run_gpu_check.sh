@@ -7,8 +7,9 @@
 #   4. pyireg bench --device cuda, whose Markdown table is printed last.
 # --emulate runs the same Python parts through the emulation on any machine (no GPU, no nvcc):
 # the emulated tests, the smoke run, the sanitizer builds of the emulation (sanitize_emu.sh:
-# ASan/UBSan and TSan, with their planted bugs) and the tiny emulated benchmark.
-# Usage: bash benchmarks/cuda/run_gpu_check.sh [--emulate] [--quick]   (--quick: no sanitizer builds)
+# ASan/UBSan and TSan, with their planted bugs), the tiny emulated benchmark, and, where nvcc is
+# on the PATH, the nvcc build with its spill check and an import of pyireg._cuda without a GPU.
+# Usage: bash benchmarks/cuda/run_gpu_check.sh [--emulate] [--quick]   (--quick: no sanitizer or nvcc builds)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 emulate=0; quick=0
@@ -41,6 +42,9 @@ if [[ $emulate -eq 1 ]]; then
     step "sanitizer builds of the emulation" 400 bash benchmarks/cuda/sanitize_emu.sh "$tmp/san"
   fi
   step "emulated benchmark (plumbing only)" 120 "$PY" -m pyireg.bench_cuda --emulate
+  if [[ $quick -eq 0 ]] && command -v nvcc >/dev/null; then   # nvcc without a GPU: build, spills, import
+    step "nvcc build, spill check, import without a device" 400 "$PY" benchmarks/cuda/check_spills.py --import-check
+  fi
   exit $fail
 fi
 

@@ -368,3 +368,32 @@ def test_rescalings_and_measures_match_the_cpu_and_the_twin():
     want = ref.measures(U, V, off)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
+
+
+def test_ddp_scale_and_unit_moments_match_the_twin():
+    widths, d, k, B = [1, 5, 12, 3], 7, 4, 9
+    off = offsets_of(widths)
+    U, V, X, _ = make_model(widths, d, k, B, seed=31)
+    alpha = np.array([0.0, 0.3, 1.0, 0.7])
+    e = pc.Engine(off, d, k)
+    with pc.emulate():
+        kU, kV = e.ddp_scale(U, V, X, alpha)
+        z2, a2 = e.unit_moments(U, X, block=4)
+    unit_alpha = np.repeat(alpha, widths)
+    inv = [[ref._inverse(torch.as_tensor(kappa)).numpy() for kappa in ref.ddp_kappa(U, V, X, unit_alpha, dtype=dt)]
+           for dt in (torch.float32, torch.float64)]
+    assert_tolerance(kU, inv[0][0], inv[1][0], "kU")
+    assert_tolerance(kV, inv[0][1], inv[1][1], "kV")
+    Z64, Z32 = X.astype(np.float64) @ U.T.astype(np.float64), (torch.as_tensor(X) @ torch.as_tensor(U).T).double()
+    assert_tolerance(z2, (Z32 ** 2).sum(0).numpy(), (Z64 ** 2).sum(0), "z2")
+    assert_tolerance(a2, (torch.relu(Z32) ** 2).sum(0).numpy(), (np.maximum(Z64, 0) ** 2).sum(0), "a2")
+    # the DDP rule's state from this scaling: a step at alpha = 1 is Path-SGD's with momentum 0
+    one = np.ones(len(widths))
+    with pc.emulate():
+        qU, qV = e.ddp_scale(U, V, X, one)
+        u1, v1 = U.copy(), V.copy()
+        e.step(u1, v1, X, np.zeros(B, np.int64), "ddp_sgd", qU, qV, 0.1, 0.0, 0.0)
+        u2, v2 = U.copy(), V.copy()
+        e.step(u2, v2, X, np.zeros(B, np.int64), "path_sgd", np.zeros_like(U), np.zeros_like(V), 0.1, 0.0, 0.0)
+    np.testing.assert_array_equal(u1, u2)
+    np.testing.assert_array_equal(v1, v2)

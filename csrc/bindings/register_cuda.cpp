@@ -54,8 +54,10 @@ CudaOp op_from(const std::string& s) {
   if (s == "evaluate") return CudaOp::evaluate;
   if (s == "apply_update") return CudaOp::apply_update;
   if (s == "rescale") return CudaOp::rescale;
-  throw py::value_error("op: expected forward, backward, loss_and_grad, step, evaluate, apply_update or rescale, got '" +
-                        s + "'");
+  if (s == "unit_moments") return CudaOp::unit_moments;
+  if (s == "ddp_scale") return CudaOp::ddp_scale;
+  throw py::value_error("op: expected forward, backward, loss_and_grad, step, evaluate, apply_update, rescale, "
+                        "unit_moments or ddp_scale, got '" + s + "'");
 }
 
 // The workspace of one call: the caller's, or (emulated build, address 0) an exactly sized one
@@ -226,7 +228,27 @@ void bind_engine(py::module_& m, const char* name) {
              py::gil_scoped_release nogil;
              e.measures(ptr<const T>(U), ptr<const T>(V), ptr<double>(out), ptr<void>(stream));
            },
-           py::arg("U"), py::arg("V"), py::arg("out"), py::arg("stream") = 0);
+           py::arg("U"), py::arg("V"), py::arg("out"), py::arg("stream") = 0)
+      .def("unit_moments",
+           [](const E& e, uintptr_t U, uintptr_t X, int64_t B, int64_t block, uintptr_t z2, uintptr_t a2, uintptr_t ws,
+              size_t wsb, uintptr_t stream) {
+             Scratch s(ws, wsb, e.workspace_bytes(CudaOp::unit_moments, std::max<int64_t>(B, 1), block));
+             py::gil_scoped_release nogil;
+             e.unit_moments(ptr<const T>(U), ptr<const T>(X), B, block, ptr<double>(z2), ptr<double>(a2), s.p,
+                            s.bytes, ptr<void>(stream));
+           },
+           py::arg("U"), py::arg("X"), py::arg("B"), py::arg("block"), py::arg("z2"), py::arg("a2"),
+           py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("stream") = 0)
+      .def("ddp_scale",
+           [](const E& e, uintptr_t U, uintptr_t V, uintptr_t X, int64_t B, uintptr_t alpha, uintptr_t kU, uintptr_t kV,
+              uintptr_t ws, size_t wsb, uintptr_t stream) {
+             Scratch s(ws, wsb, e.workspace_bytes(CudaOp::ddp_scale, std::max<int64_t>(B, 1)));
+             py::gil_scoped_release nogil;
+             e.ddp_scale(ptr<const T>(U), ptr<const T>(V), ptr<const T>(X), B, ptr<const T>(alpha), ptr<T>(kU),
+                         ptr<T>(kV), s.p, s.bytes, ptr<void>(stream));
+           },
+           py::arg("U"), py::arg("V"), py::arg("X"), py::arg("B"), py::arg("alpha"), py::arg("kU"), py::arg("kV"),
+           py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("stream") = 0);
 }
 
 }  // namespace

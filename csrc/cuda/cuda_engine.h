@@ -29,7 +29,9 @@ enum class CudaOp : int {
   step = 3,
   evaluate = 4,
   apply_update = 5,
-  rescale = 6  // balance, normalize_units
+  rescale = 6,  // balance, normalize_units
+  unit_moments = 7,
+  ddp_scale = 8
 };
 
 template <class T>
@@ -69,6 +71,15 @@ class CudaEngine {
   void normalize_units(T* U, T* V, int64_t* zero_units, void* ws, size_t ws_bytes, void* stream) const;
   // out (device, 6 x N doubles): l2_penalty, group_l1, path_l1, path_l2, norm_U, norm_V.
   void measures(const T* U, const T* V, double* out, void* stream) const;
+
+  // Per unit (device arrays of S doubles), over the B samples of X in blocks: z2[h] = sum_b z_hb^2,
+  // a2[h] = sum_b act(z_hb)^2, z = U X^T (U: any array of the model's shape).
+  void unit_moments(const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2, void* ws,
+                    size_t ws_bytes, void* stream) const;
+  // The DDP-SGD scaling 1 / kappa of every weight (kU: S x d, kV: S x k) from the batch X and the
+  // per-network alpha (N), engine/rule_coefs.h's kappa (the CPU's ddp_scale).
+  void ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV, void* ws,
+                 size_t ws_bytes, void* stream) const;
 
   // Testing only: plant a known bug so the tests can prove the net catches it.
   // 1: the first GEMM gets a leading dimension one short (cuBLAS must return INVALID_VALUE).

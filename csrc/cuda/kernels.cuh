@@ -214,6 +214,70 @@ __global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restric
   }
 }
 
+// ---------------------------------------------------------------- data statistics, DDP-SGD
+// Per unit h, over the nb samples of one block of Z (S x nb): z2[h] (+)= sum_b z^2 and
+// a2[h] (+)= sum_b act(z)^2, in double, samples in order.
+template <class T>
+__global__ void unit_sums(const T* __restrict__ Z, int64_t S, int64_t nb, int relu, int accumulate,
+                          double* __restrict__ z2, double* __restrict__ a2) {
+  PYIREG_FOR(h, S) {
+    double s = 0, a = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const double z = static_cast<double>(Z[h * nb + b]);
+      const double r = (!relu || z > 0) ? z : 0.0;
+      s += z * z;
+      a += r * r;
+    }
+    z2[h] = accumulate ? z2[h] + s : s;
+    a2[h] = accumulate ? a2[h] + a : a;
+  }
+}
+
+// M[i] = mean_b x_bi^2 (double) and X2 = X * X (the B operand of the mask product).
+template <class T>
+__global__ void feature_squares(const T* __restrict__ X, int64_t B, int64_t d, double* __restrict__ M,
+                                T* __restrict__ X2) {
+  PYIREG_FOR(e, B * d) X2[e] = X[e] * X[e];
+  PYIREG_FOR(i, d) {
+    double s = 0;
+    for (int64_t b = 0; b < B; ++b) s += static_cast<double>(X[b * d + i]) * static_cast<double>(X[b * d + i]);
+    M[i] = s / static_cast<double>(B);
+  }
+}
+
+// The DDP-SGD scaling of V's weights (engine/rule_coefs.h's ddp_kappa_V), and Z (S x B) turned
+// into the activation mask act'(z) for the product Q = mask X^2.
+template <class T>
+__global__ void ddp_units(T* __restrict__ Z, const T* __restrict__ U, const T* __restrict__ alpha,
+                          const int32_t* __restrict__ unit_net, int64_t S, int64_t B, int64_t d, int64_t k, int relu,
+                          T* __restrict__ kV) {
+  PYIREG_FOR(h, S) {
+    double s2 = 0, a2 = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const T z = Z[h * B + b];
+      const double zd = static_cast<double>(z), r = (!relu || z > T(0)) ? zd : 0.0;
+      s2 += zd * zd;
+      a2 += r * r;
+      Z[h * B + b] = (!relu || z > T(0)) ? T(1) : T(0);
+    }
+    const double a = static_cast<double>(alpha[unit_net[h]]), inv_B = 1.0 / static_cast<double>(B);
+    const T kv = inverse_kappa<T>(ddp_kappa_V(a, sq_norm(U + h * d, d), s2 * inv_B, a2 * inv_B));
+    for (int64_t j = 0; j < k; ++j) kV[h * k + j] = kv;
+  }
+}
+
+// The DDP-SGD scaling of U's weights (ddp_kappa_U) from Q = mask X^2 (S x d).
+template <class T>
+__global__ void ddp_weights(const T* __restrict__ Q, const T* __restrict__ V, const T* __restrict__ alpha,
+                            const int32_t* __restrict__ unit_net, const double* __restrict__ M, int64_t S, int64_t B,
+                            int64_t d, int64_t k, T* __restrict__ kU) {
+  PYIREG_FOR(e, S * d) {
+    const int64_t h = e / d, i = e % d;
+    const double a = static_cast<double>(alpha[unit_net[h]]), inv_B = 1.0 / static_cast<double>(B);
+    kU[e] = inverse_kappa<T>(ddp_kappa_U(a, sq_norm(V + h * k, k), M[i], static_cast<double>(Q[e]) * inv_B));
+  }
+}
+
 // ---------------------------------------------------------------- Theorem 1 and measures
 // The CPU's row operations (csrc/cpu/rescale.cpp), one thread per unit: norms summed in double in
 // index order, each weight scaled once. mode 0 balance (||u_h|| = ||v_h||; units with u_h = 0 or

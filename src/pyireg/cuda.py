@@ -340,3 +340,25 @@ class Engine:
         out = self._nan((6, self.N), np.float64)
         self._e.measures(_addr(U), _addr(V), _addr(out))
         return dict(zip(("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V"), out))
+
+    def unit_moments(self, U, X, block: int = 1024):
+        """Per unit (S,): sum over the samples of z^2 and of act(z)^2, z = U X^T, in double."""
+        _arr(U, "U", self.dtype, (self.S, self.d))
+        B = self._batch(X)
+        if not (isinstance(block, (int, np.integer)) and block >= 1):
+            raise ValueError(f"block: expected a positive integer, got {block!r}")
+        z2, a2 = self._nan(self.S, np.float64), self._nan(self.S, np.float64)
+        self._e.unit_moments(_addr(U), _addr(X), B, int(block), _addr(z2), _addr(a2))
+        return z2, a2
+
+    def ddp_scale(self, U, V, X, alpha):
+        """DDP-SGD's per-weight scaling 1 / kappa (kU like U, kV like V) from the batch X and the
+        per-network alpha in [0, 1]: the state of the "ddp_sgd" rule."""
+        self._weights(U, V)
+        B = self._batch(X)
+        a = self._hyper(alpha, "alpha")
+        if np.any((a < 0) | (a > 1)):
+            raise ValueError("alpha: expected values in [0, 1]")
+        kU, kV = self._nan(U.shape), self._nan(V.shape)
+        self._e.ddp_scale(_addr(U), _addr(V), _addr(X), B, _addr(a), _addr(kU), _addr(kV))
+        return kU, kV

@@ -3,9 +3,10 @@
 # emulation, the engine and the self-test kernels (csrc/cuda) twice, with AddressSanitizer +
 # UndefinedBehaviorSanitizer and with ThreadSanitizer (fiber-aware: csrc/cuda/emu/emu.cpp), and
 # checks four things:
-#   1. ASan/UBSan: every self-test passes with no report;
+#   1. ASan/UBSan: every self-test and every CUDA engine operation run with no report;
 #   2. ASan: the planted one-past-the-end read (selftest oob_read) is reported, by source line;
-#   3. TSan: every self-test passes with no report (barriers and collectives order the threads);
+#   3. TSan: the same with no report (barriers and collectives order the threads; blocks on 2 CPU
+#      threads);
 #   4. TSan: the planted missing barrier (reverse_no_barrier) is reported as a data race.
 # Usage: bash benchmarks/cuda/sanitize_emu.sh [build-dir]   (needs g++ with libasan/libtsan)
 set -uo pipefail

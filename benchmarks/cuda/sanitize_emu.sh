@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA emulation under the sanitizers: builds benchmarks/cuda/emu_driver.cpp with the
 # emulation, the engine and the self-test kernels (csrc/cuda) twice, with AddressSanitizer +
-# UndefinedBehaviorSanitizer and with ThreadSanitizer (fiber-aware: csrc/cuda/emu/emu.cpp), and
+# UndefinedBehaviorSanitizer and with ThreadSanitizer (fiber-aware: csrc/cuda/emu/emu.cpp, fiber.h), and
 # checks four things:
 #   1. ASan/UBSan: every self-test and every CUDA engine operation run with no report;
 #   2. ASan: the planted one-past-the-end read (selftest oob_read) is reported, by source line;

@@ -23,6 +23,11 @@ def unit_network(offsets: Tensor, S: int) -> Tensor:
     return torch.repeat_interleave(torch.arange(N, device=offsets.device), offsets.diff(), output_size=S)
 
 
+def one_hot(y: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """(B, k) indicators of the labels; unlike F.one_hot, no data-dependent checks (vmap)."""
+    return (y.long().unsqueeze(-1) == torch.arange(k, device=y.device)).to(dtype)
+
+
 def _act(Z: Tensor, activation: str) -> Tensor:
     return torch.relu(Z) if activation == "relu" else Z
 
@@ -71,7 +76,7 @@ def loss_vjp(g_loss: Tensor, U, V, X, y, weights, offsets, activation: str, loss
     out = forward(U, V, X, offsets, activation)
     B, k = X.shape[0], V.shape[1]
     if loss == "cross_entropy":
-        G = torch.softmax(out, dim=-1) - F.one_hot(y.long(), k).to(out.dtype)
+        G = torch.softmax(out, dim=-1) - one_hot(y, k, out.dtype)
     else:
         G = out - y
         if weights is not None:

@@ -111,7 +111,7 @@ def _loss_input_grad(g_loss, U, V, X, y, weights, offsets, activation, loss, ker
     out = kernels.forward(U, V, X, offsets, activation, loss)
     B, k = X.shape[0], V.shape[1]
     if loss == "cross_entropy":
-        G = torch.softmax(out, dim=-1) - torch.nn.functional.one_hot(y.long(), k).to(out.dtype)
+        G = torch.softmax(out, dim=-1) - _composite.one_hot(y, k, out.dtype)
     else:
         G = out - y
         if weights is not None:
@@ -367,6 +367,10 @@ class _FuncForward(torch.autograd.Function):
     def backward(ctx, grad_out):
         return _forward_backward(ctx, grad_out)
 
+    @staticmethod
+    def jvp(ctx, *tangents):
+        _no_forward_mode("packed_forward")
+
 
 class _FuncLoss(torch.autograd.Function):
     """packed_loss under torch.func transforms (see _FuncForward)."""
@@ -383,6 +387,16 @@ class _FuncLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_loss, g_gU, g_gV):
         return _loss_backward(ctx, g_loss, g_gU, g_gV)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        _no_forward_mode("packed_loss")
+
+
+def _no_forward_mode(name):
+    raise RuntimeError(f"pyireg::{name}: forward-mode differentiation (torch.func.jvp, jacfwd, hessian) is not "
+                       "supported; use reverse mode: torch.func.jacrev(torch.func.jacrev(f)) for a Hessian, "
+                       "torch.func.vjp or torch.autograd.grad(..., create_graph=True) for Hessian-vector products")
 
 
 def _functorch() -> bool:

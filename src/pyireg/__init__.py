@@ -14,8 +14,9 @@ from . import _env
 _env.configure()        # before _core loads OpenMP: the thread bound and the wait policy
 
 from . import _core, measures  # noqa: E402
-from ._core import build_config, get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads  # noqa: E402
+from ._core import get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
+from .cuda import build_config  # noqa: E402  (_core's keys plus cuda, cuda_archs, cuda_emulated)
 from .experiments import load_results, summarize, sweep  # noqa: E402
 from .model import PackedMLP  # noqa: E402
 from .optim import DDPSGD, Adam, AdamW, MomentumSGD, NesterovSGD, Optimizer, PathSGD  # noqa: E402

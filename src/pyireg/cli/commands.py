@@ -15,6 +15,11 @@ from .table import given
 
 
 def cmd_bench(args) -> int:
+    if args.device == "cuda":                            # the GPU benchmark: pyireg/bench_cuda.py
+        from .. import bench_cuda
+        return bench_cuda.main(["--emulate"] if args.emulate else [])
+    if args.emulate:
+        raise ValueError("--emulate: only with --device cuda")
     if args.json:
         _check_file_target(args.json, "--json")          # before minutes of timing, not after
     from .. import bench

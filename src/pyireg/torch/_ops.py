@@ -47,6 +47,7 @@ from torch import Tensor
 
 from . import _composite
 from . import _kernels_cpu  # noqa: F401  (registers the "cpu" kernels)
+from . import _kernels_cuda  # noqa: F401  (the "cuda" kernels; the emulated ones inside pyireg.cuda.emulate())
 from ._checks import (ACTIVATIONS, FLOAT_DTYPES, LOSSES, check_batch, check_device, check_float,  # noqa: F401
                       check_hyper, check_layout, check_shape, check_state, check_targets, one_device, same_device,
                       targets, targets_no_grad)

@@ -1,0 +1,105 @@
+"""pyireg.torch on the CUDA engine, run through the emulation: inside ``pyireg.cuda.emulate()``
+the operators on CPU tensors run the CUDA kernels (counted launches prove it); opcheck and
+gradcheck there; the module's fused train_step against the CPU kernels under the tolerance rule.
+Real CUDA tensors are covered by the ``cuda``-marked test, which needs a GPU and pyireg._cuda."""
+import numpy as np
+import pytest
+import torch
+
+import pyireg
+import pyireg.cuda as pc
+from pyireg import reference as ref
+
+pt = pytest.importorskip("pyireg.torch")
+pytest.importorskip("pyireg.torch._devices")  # the per-device kernel registry, which _kernels_cuda joins
+_ops = pytest.importorskip("pyireg.torch._ops")
+
+WIDTHS = [1, 3, 2, 6]
+
+
+def _setup(dtype=torch.float64, d=5, k=3, B=4, loss="cross_entropy", seed=0):
+    m = pyireg.PackedMLP(WIDTHS, d, k, loss=loss, seed=seed, dtype=str(dtype).replace("torch.", ""))
+    g = torch.Generator().manual_seed(seed)
+    U = torch.from_numpy(m.U.copy()).requires_grad_(True)
+    V = torch.from_numpy(m.V.copy()).requires_grad_(True)
+    X = torch.randn(B, d, dtype=dtype, generator=g).requires_grad_(True)
+    off = torch.from_numpy(m.offsets.copy())
+    y = torch.randint(0, k, (B,), generator=g) if loss == "cross_entropy" else torch.randn(B, k, dtype=dtype,
+                                                                                          generator=g)
+    return U, V, X, off, y
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+def test_opcheck_on_the_emulated_engine(loss):
+    U, V, X, off, y = _setup(loss=loss)
+    G = torch.randn(len(WIDTHS), X.shape[0], V.shape[1], dtype=U.dtype)
+    with pc.emulate() as em:
+        torch.library.opcheck(_ops.packed_forward_op, (U, V, X, off, "relu", loss))
+        torch.library.opcheck(_ops.packed_backward_op, (G, U.detach(), V.detach(), X.detach(), off, "relu", loss,
+                                                        True, True, True))
+        torch.library.opcheck(_ops.packed_loss_op, (U, V, X, y, None, off, "relu", loss, True))
+    assert em.launches > 0
+
+
+def test_gradcheck_on_the_emulated_engine():
+    U, V, X, off, y = _setup()
+    with pc.emulate() as em:
+        assert torch.autograd.gradcheck(lambda u, v, x: pt.packed_forward(u, v, x, off), (U, V, X))
+        assert torch.autograd.gradcheck(lambda u, v, x: pt.packed_loss(u, v, x, y, off), (U, V, X))
+    assert em.launches > 0
+
+
+def test_operators_inside_emulate_run_the_cuda_kernels():
+    U, V, X, off, _y = _setup(dtype=torch.float32)
+    with torch.no_grad(), pc.emulate() as em:
+        out = pt.packed_forward(U, V, X, off)
+    assert em.launches == 1  # the second layer (the GEMM is a cuBLAS call, not a launch)
+    e = pc.Engine(off.numpy(), U.shape[1], V.shape[1])
+    with pc.emulate():
+        np.testing.assert_array_equal(out.numpy(), e.forward(U.detach().numpy(), V.detach().numpy(),
+                                                             X.detach().numpy()))
+    u, v, x = U.detach().numpy(), V.detach().numpy(), X.detach().numpy()
+    r32 = ref.forward(ref.modules_from_packed(u, v, off.numpy(), dtype=torch.float32), x).numpy()
+    r64 = ref.forward(ref.modules_from_packed(u, v, off.numpy(), dtype=torch.float64), x.astype(np.float64)).numpy()
+    pyireg.testing.assert_tolerance(out.numpy(), r32, r64, "forward")
+
+
+def test_train_step_on_the_emulated_engine_matches_the_cpu():
+    torch.manual_seed(0)
+    X = torch.randn(16, 7)
+    y = torch.randint(0, 4, (16,))
+    models, losses = [], []
+    for emulated in (False, True):
+        m = pt.PackedMLP(WIDTHS, 7, 4, seed=3)
+        opt = pt.PackedSGD(m, lr=0.1, momentum=0.9, weight_decay=1e-3)
+        with pc.emulate() if emulated else torch.no_grad() as ctx:
+            ls = [m.train_step(X, y, opt) for _ in range(3)]
+        if emulated:
+            assert ctx.launches >= 3 * 6
+        models.append(m)
+        losses.append(torch.stack(ls))
+    m64 = pt.PackedMLP(WIDTHS, 7, 4, seed=3, dtype="float64")
+    opt64 = pt.PackedSGD(m64, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    l64 = torch.stack([m64.train_step(X.double(), y, opt64) for _ in range(3)])
+    pyireg.testing.assert_tolerance(losses[1].numpy(), losses[0].numpy(), l64.numpy(), "losses")
+    pyireg.testing.assert_tolerance(models[1].U.detach().numpy(), models[0].U.detach().numpy(),
+                                    m64.U.detach().numpy(), "U")
+
+
+@pytest.mark.cuda
+def test_cuda_tensors_match_the_cpu():
+    if not pc.is_available() or not torch.cuda.is_available():
+        pytest.skip(pc.status())
+    U, V, X, off, _y = _setup(dtype=torch.float32)
+    with torch.no_grad():
+        cpu = pt.packed_forward(U, V, X, off)
+        gpu = pt.packed_forward(U.cuda(), V.cuda(), X.cuda(), off).cpu()
+        ref64 = pt.packed_forward(U.double(), V.double(), X.double(), off)
+    pyireg.testing.assert_tolerance(gpu.numpy(), cpu.numpy(), ref64.numpy(), "forward on CUDA")
+    m = pt.PackedMLP(WIDTHS, 5, 3, seed=1).to("cuda")
+    opt = pt.PackedSGD(m, lr=0.1, momentum=0.9)
+    Xc, yc = torch.randn(8, 5, device="cuda"), torch.randint(0, 3, (8,), device="cuda")
+    l0 = m.train_step(Xc, yc, opt)
+    for _ in range(20):
+        m.train_step(Xc, yc, opt)
+    assert bool((m.losses(Xc, yc) < l0).all())

@@ -38,7 +38,6 @@ int main() {
   }
   std::printf("%ld floats checked: worst error %.3f ulp at x = %.9g\n", checked, worst, at);
   const float special[] = {-INFINITY, -1000.f, -104.1f, -100.f, -87.34f, 0.f, 88.8f, INFINITY, NAN};
-  for (float x : special)
-    std::printf("exp_lanes(%g) = %g, libm %g\n", x, exp_lanes(splat(x))[0], std::exp(x));
+  for (float x : special) std::printf("exp_lanes(%g) = %g, libm %g\n", x, exp_lanes(splat(x))[0], std::exp(x));
   return 0;
 }

@@ -41,8 +41,8 @@ void gemm_panel_outer(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t l
 
 // ---- variant 2: A packed per 6-row panel, k-major (the 6 broadcasts of a k step are adjacent)
 template <class Epi>
-void gemm_packA(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-                const Epi& epi, T* pack) {
+void gemm_packA(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi,
+                T* pack) {
   constexpr int MR = 6;
   int64_t i = 0;
   for (; i + MR <= M; i += MR) {
@@ -51,7 +51,8 @@ void gemm_packA(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, co
     // packed: element (r, kk) at pack[r + kk * MR]: the transposed-A micro-kernel with lda = MR
     tile_row<T, MR, true>(ncols, K, pack, MR, Bm, ldb, i, epi);
   }
-  if (i < M) gemm<T>(M - i, ncols, K, A + i * lda, lda, Bm, ldb, [&](int64_t r, int64_t c, vec<T> v) { epi(i + r, c, v); });
+  if (i < M)
+    gemm<T>(M - i, ncols, K, A + i * lda, lda, Bm, ldb, [&](int64_t r, int64_t c, vec<T> v) { epi(i + r, c, v); });
 }
 
 int main(int argc, char** argv) {
@@ -71,10 +72,17 @@ int main(int argc, char** argv) {
   for (auto& x : dZ) x = n01(g);
   for (auto& x : Xp) x = n01(g);
   std::vector<T> pack(6 * std::max(d, B));
-  const double fwd_flops = 2.0 * M * d * B * chunks;   // useful (unpadded)
-  struct V { const char* name; double best = 1e9; };
-  V vs[] = {{"forward: current (rows outer)"}, {"forward: column panel outer"}, {"forward: packed A"},
-            {"dU: current"}, {"dU: column panel outer"}, {"dU: packed A"}};
+  const double fwd_flops = 2.0 * M * d * B * chunks;  // useful (unpadded)
+  struct V {
+    const char* name;
+    double best = 1e9;
+  };
+  V vs[] = {{"forward: current (rows outer)"},
+            {"forward: column panel outer"},
+            {"forward: packed A"},
+            {"dU: current"},
+            {"dU: column panel outer"},
+            {"dU: packed A"}};
   for (int r = 0; r < rounds; ++r) {
     for (int v = 0; v < 6; ++v) {
       const double t0 = thread_seconds();

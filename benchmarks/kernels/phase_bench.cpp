@@ -20,7 +20,7 @@ using T = float;
 
 namespace pyireg {
 int num_threads() { return 1; }  // the harness runs one thread; dispatch.cpp is not linked
-}
+}  // namespace pyireg
 
 static double now() {
   timespec ts;
@@ -58,8 +58,8 @@ int main(int argc, char** argv) {
   Workspace<T> ws;
   const Pass ps = make_pass<T>(p, B);
   enum { PACK, FWD_GEMM, SECOND, LOSS, BACKWARD, UPDATE_GEMM, NPH };
-  const char* names[NPH] = {"pack batch", "forward GEMM + relu", "second layer", "reduce + loss",
-                            "dV, dZ (units_backward)", "dU GEMM + U, V update"};
+  const char* names[NPH] = {"pack batch",    "forward GEMM + relu",     "second layer",
+                            "reduce + loss", "dV, dZ (units_backward)", "dU GEMM + U, V update"};
   double best[NPH];
   std::fill(best, best + NPH, 1e9);
   for (int s = 0; s < steps; ++s) {
@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
   double total = 0;
   for (int i = 0; i < NPH; ++i) total += best[i];
   const double flops[NPH] = {0, 2.0 * S * d * B, 2.0 * S * k * B, 0, 4.0 * S * k * B, 2.0 * S * d * B};
-  std::printf("S = %lld units, batch %lld, 1 thread, best of %d steps (thread CPU time)\n", (long long)S, (long long)B, steps);
+  std::printf("S = %lld units, batch %lld, 1 thread, best of %d steps (thread CPU time)\n", (long long)S, (long long)B,
+              steps);
   for (int i = 0; i < NPH; ++i)
     std::printf("%-26s %7.1f ms  %5.1f%%  %6.1f GFLOP/s\n", names[i], 1e3 * best[i], 100 * best[i] / total,
                 flops[i] > 0 ? flops[i] / best[i] / 1e9 : 0.0);

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   r.lr = lr.data();
   r.momentum = mom.data();
   r.weight_decay = wd.data();
-  const char* names[] = {"forward", "backward (dU, dV)", "backward (dU, dV, dX)", "loss_and_grad", "step", "apply_update"};
+  const char* names[] = {"forward", "backward (dU, dV)", "backward (dU, dV, dX)", "loss_and_grad",
+                         "step",    "apply_update"};
   double best[6];
   std::fill(best, best + 6, 1e9);
   for (int rep = 0; rep < rounds; ++rep) {
@@ -65,7 +66,8 @@ int main(int argc, char** argv) {
     }
   }
   const double train_flops = (4.0 * d + 6.0 * k) * S * B, fwd_flops = 2.0 * (d + k) * S * B;
-  std::printf("S = %lld units, batch %lld, 1 thread, thread CPU time, best of %d\n", (long long)S, (long long)B, rounds);
+  std::printf("S = %lld units, batch %lld, 1 thread, thread CPU time, best of %d\n", (long long)S, (long long)B,
+              rounds);
   for (int op = 0; op < 6; ++op) std::printf("%-24s %8.1f ms\n", names[op], 1e3 * best[op]);
   std::printf("forward: %.1f GFLOP/s useful; step: %.1f GFLOP/s useful\n", fwd_flops / best[0] / 1e9,
               train_flops / best[4] / 1e9);

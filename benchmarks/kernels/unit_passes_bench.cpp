@@ -52,12 +52,12 @@ int main(int argc, char** argv) {
         if (v == 2)
           for (int64_t h = 0; h < H; ++h)
             unit_backward(AT.data() + h * Bp, G.data(), V.data() + h * k, k, Bp, dZ0.data() + h * Bp,
-                              dV0.data() + h * k, true);
+                          dV0.data() + h * k, true);
         if (v == 3) v1::units_backward(AT.data(), G.data(), V.data(), H, k, Bp, dZ.data(), dV.data(), true);
       }
       best[v] = std::min(best[v], thread_seconds() - t0);
     }
-  const double flops = 2.0 * H * k * Bp * reps;   // per pass (the backward does two)
+  const double flops = 2.0 * H * k * Bp * reps;  // per pass (the backward does two)
   std::printf("k = %lld: second layer   v0 %6.1f  v1 %6.1f GFLOP/s\n", (long long)k, flops / best[0] / 1e9,
               flops / best[1] / 1e9);
   std::printf("k = %lld: unit backward  v0 %6.1f  v1 %6.1f GFLOP/s\n", (long long)k, 2 * flops / best[2] / 1e9,

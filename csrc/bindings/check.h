@@ -12,20 +12,39 @@
 namespace pyireg_bind {
 namespace py = pybind11;
 
-template <class T> const char* dtype_name();
-template <> inline const char* dtype_name<float>() { return "float32"; }
-template <> inline const char* dtype_name<double>() { return "float64"; }
-template <> inline const char* dtype_name<int32_t>() { return "int32"; }
-template <> inline const char* dtype_name<int64_t>() { return "int64"; }
+template <class T>
+const char* dtype_name();
+template <>
+inline const char* dtype_name<float>() {
+  return "float32";
+}
+template <>
+inline const char* dtype_name<double>() {
+  return "float64";
+}
+template <>
+inline const char* dtype_name<int32_t>() {
+  return "int32";
+}
+template <>
+inline const char* dtype_name<int64_t>() {
+  return "int64";
+}
 
-template <class T> char dtype_kind() { return std::is_floating_point<T>::value ? 'f' : 'i'; }
+template <class T>
+char dtype_kind() {
+  return std::is_floating_point<T>::value ? 'f' : 'i';
+}
 
 inline std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream o;
   o << "(";
   for (size_t i = 0; i < s.size(); ++i) {
     if (i) o << ", ";
-    if (s[i] < 0) o << "*"; else o << s[i];
+    if (s[i] < 0)
+      o << "*";
+    else
+      o << s[i];
   }
   if (s.size() == 1) o << ",";
   o << ")";
@@ -41,13 +60,12 @@ T* checked(const py::array& a, const char* name, const std::vector<int64_t>& sha
   for (size_t i = 0; shape_ok && i < shape.size(); ++i) shape_ok = shape[i] < 0 || shape[i] == got[i];
   if (!dtype_ok || !shape_ok) {
     std::ostringstream o;
-    o << name << ": expected a " << dtype_name<T>() << " array of shape " << shape_str(shape)
-      << ", got " << std::string(py::str(a.dtype())) << " array of shape " << shape_str(got);
+    o << name << ": expected a " << dtype_name<T>() << " array of shape " << shape_str(shape) << ", got "
+      << std::string(py::str(a.dtype())) << " array of shape " << shape_str(got);
     if (!dtype_ok) throw py::type_error(o.str());
     throw py::value_error(o.str());
   }
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": expected a writeable array");
   return static_cast<T*>(const_cast<void*>(a.data()));
 }

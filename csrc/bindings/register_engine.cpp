@@ -39,8 +39,8 @@ Rule parse_rule(const std::string& s) {
   if (s == "nesterov_sgd") return Rule::nesterov_sgd;
   if (s == "adam") return Rule::adam;
   if (s == "adamw") return Rule::adamw;
-  throw py::value_error("rule: expected 'momentum_sgd', 'path_sgd', 'ddp_sgd', 'nesterov_sgd', 'adam' or 'adamw', got '" +
-                        s + "'");
+  throw py::value_error(
+      "rule: expected 'momentum_sgd', 'path_sgd', 'ddp_sgd', 'nesterov_sgd', 'adam' or 'adamw', got '" + s + "'");
 }
 
 template <class T>
@@ -77,8 +77,9 @@ class PyEngine {
     T* pu = gU.is_none() ? nullptr : checked<T>(gU.cast<py::array>(), "gU", {e_->S(), e_->d()}, true);
     T* pv = gV.is_none() ? nullptr : checked<T>(gV.cast<py::array>(), "gV", {e_->S(), e_->k()}, true);
     T* px = gX.is_none() ? nullptr : checked<T>(gX.cast<py::array>(), "gX", {B, e_->d()}, true);
-    const T* pa = act.is_none() ? nullptr
-                                : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
+    const T* pa = act.is_none()
+                      ? nullptr
+                      : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
     py::gil_scoped_release nogil;
     e_->backward(u, v, x, B, go, pu, pv, px, pa);
   }
@@ -182,7 +183,8 @@ class PyEngine {
     double pv = 0;
     if (!p.is_none()) {
       pv = p.cast<double>();
-      if (!(pv > 0 && std::isfinite(pv))) throw py::value_error("p: expected a finite p > 0, got " + std::to_string(pv));
+      if (!(pv > 0 && std::isfinite(pv)))
+        throw py::value_error("p: expected a finite p > 0, got " + std::to_string(pv));
     }
     check_fits(checked_mul3(e_->S(), kUnitStats, sizeof(double), "unit statistics"),
                "the unit statistics of " + std::to_string(e_->S()) + " units");
@@ -272,8 +274,9 @@ class PyEngine {
     r.weight_decay = checked<T>(weight_decay, "weight_decay", {e_->N()}, false);
     const bool is_adam = r.rule == Rule::adam || r.rule == Rule::adamw;
     if (is_adam != !adam.is_none())
-      throw py::value_error("adam: expected (state2_U, state2_V, beta1, beta2, eps, t) exactly for the rules 'adam' "
-                            "and 'adamw'");
+      throw py::value_error(
+          "adam: expected (state2_U, state2_V, beta1, beta2, eps, t) exactly for the rules 'adam' "
+          "and 'adamw'");
     if (is_adam) {
       const py::tuple a = adam.cast<py::tuple>();
       if (a.size() != 6) throw py::value_error("adam: expected (state2_U, state2_V, beta1, beta2, eps, t)");
@@ -303,14 +306,18 @@ void bind_engine(py::module_& m, const char* name) {
       .def_property_readonly("k", [](const E& e) { return e.engine().k(); })
       .def_property_readonly("num_groups", [](const E& e) { return e.engine().plan().ngroups(); })
       .def_property_readonly("weights_bytes", [](const E& e) { return e.engine().weights_bytes(); })
-      .def_property_readonly("workspace_bytes", [](const E& e) { return e.engine().workspace_bytes(); },
-                             "Bytes held by the native scratch buffers (grown on demand, then reused).")
-      .def_property_readonly("workspace_allocations", [](const E& e) { return e.engine().workspace_allocations(); },
-                             "How many times a scratch buffer had to grow (no step allocates once warmed up).")
-      .def_property_readonly("workspaces", [](const E& e) { return e.engine().workspaces(); },
-                             "Scratch workspaces in the pool (one per call that ran concurrently with others).")
-      .def("pass_bytes", [](const E& e, int64_t B, bool input_grad) { return e.engine().pass_bytes(B, input_grad); },
-           py::arg("B"), py::arg("input_grad") = false, "Scratch bytes of a training pass on B samples.")
+      .def_property_readonly(
+          "workspace_bytes", [](const E& e) { return e.engine().workspace_bytes(); },
+          "Bytes held by the native scratch buffers (grown on demand, then reused).")
+      .def_property_readonly(
+          "workspace_allocations", [](const E& e) { return e.engine().workspace_allocations(); },
+          "How many times a scratch buffer had to grow (no step allocates once warmed up).")
+      .def_property_readonly(
+          "workspaces", [](const E& e) { return e.engine().workspaces(); },
+          "Scratch workspaces in the pool (one per call that ran concurrently with others).")
+      .def(
+          "pass_bytes", [](const E& e, int64_t B, bool input_grad) { return e.engine().pass_bytes(B, input_grad); },
+          py::arg("B"), py::arg("input_grad") = false, "Scratch bytes of a training pass on B samples.")
       .def_static("activation_columns", &Engine<T>::activation_columns, py::arg("B"),
                   "Columns of the activations forward keeps (act): B rounded up to the SIMD width.")
       .def("forward", &E::forward, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("act") = py::none())
@@ -322,9 +329,9 @@ void bind_engine(py::module_& m, const char* name) {
       .def("step", &E::step, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
            py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
            py::arg("weight_decay"), py::arg("adam") = py::none())
-      .def("apply_update", &E::apply_update, py::arg("U"), py::arg("V"), py::arg("gU"), py::arg("gV"),
-           py::arg("rule"), py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"),
-           py::arg("weight_decay"), py::arg("adam") = py::none())
+      .def("apply_update", &E::apply_update, py::arg("U"), py::arg("V"), py::arg("gU"), py::arg("gV"), py::arg("rule"),
+           py::arg("state_U"), py::arg("state_V"), py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"),
+           py::arg("adam") = py::none())
       .def("evaluate", &E::evaluate, py::arg("U"), py::arg("V"), py::arg("X"), py::arg("y"), py::arg("weights"),
            py::arg("batch_size"))
       .def("balance", &E::balance, py::arg("U"), py::arg("V"))

@@ -17,7 +17,10 @@ namespace {
 
 const Plan& plan_of(const Exec& e) { return *static_cast<const Plan*>(e.plan); }
 Ctx ctx_of(const Exec& e) { return Ctx{&plan_of(e), e.act, e.threads}; }
-template <class T> Workspace<T>& ws_of(const Exec& e) { return *static_cast<Workspace<T>*>(e.scratch); }
+template <class T>
+Workspace<T>& ws_of(const Exec& e) {
+  return *static_cast<Workspace<T>*>(e.scratch);
+}
 
 std::shared_ptr<const void> cpu_make_plan(const Layout& layout, const PlanOptions& o) {
   return std::make_shared<const Plan>(make_plan(layout, o.chunk_units, o.group_units));
@@ -39,17 +42,17 @@ template <class T>
 int64_t pass_scratch(const Plan& p, int64_t B, bool input_grad) {
   const int64_t Bp = round_up(B, simd_width<T>()), dp = round_up(p.d, simd_width<T>());
   const char* w = "training scratch";
-  int64_t e = checked_mul(p.d, xt_stride<T>(Bp), w);                        // XT
-  e = checked_add(e, checked_mul(B, dp, w), w);                             // Xp
-  e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);             // AT
+  int64_t e = checked_mul(p.d, xt_stride<T>(Bp), w);             // XT
+  e = checked_add(e, checked_mul(B, dp, w), w);                  // Xp
+  e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);  // AT
   e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
-  e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);                     // outs
+  e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);  // outs
   const int64_t cu = p.chunk_units;
   const int64_t per_thread =
       checked_add(checked_add(checked_mul(cu, Bp, w), checked_mul(cu, dp, w), w), cu * (p.k + 2 * kMaxRuleCoefs), w);
   e = checked_add(e, checked_mul(num_threads(), per_thread, w), w);
   if (input_grad) {
-    e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);           // dZ
+    e = checked_add(e, checked_mul(p.max_group_units, Bp, w), w);  // dZ
   }
   e = checked_mul(e, sizeof(T), w);
   if (input_grad) e = checked_add(e, checked_mul3(p.d, Bp, sizeof(double), w), w);  // dXT, in double
@@ -60,7 +63,8 @@ template <class T>
 int64_t moments_scratch(const Plan& p, int64_t B, int64_t block) {
   const int64_t blk = std::min(B, block), Bp = round_up(blk, simd_width<T>());
   const char* w = "moments scratch";
-  const int64_t e = checked_add(checked_mul(p.d, xt_stride<T>(Bp), w), checked_mul3(num_threads(), p.chunk_units, Bp, w), w);
+  const int64_t e =
+      checked_add(checked_mul(p.d, xt_stride<T>(Bp), w), checked_mul3(num_threads(), p.chunk_units, Bp, w), w);
   return checked_mul(e, sizeof(T), w);
 }
 
@@ -90,8 +94,8 @@ void cpu_backward(const Exec& e, const T* U, const T* V, const T* X, int64_t B, 
   active_kernels<T>().backward(ws_of<T>(e), ctx_of(e), U, V, X, B, dOut, gU, gV, gX, act);
 }
 template <class T>
-void cpu_loss_and_grad(const Exec& e, const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t,
-                       double* loss, T* gU, T* gV) {
+void cpu_loss_and_grad(const Exec& e, const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, double* loss,
+                       T* gU, T* gV) {
   active_kernels<T>().loss_and_grad(ws_of<T>(e), ctx_of(e), U, V, X, B, t, loss, gU, gV);
 }
 template <class T>

@@ -28,30 +28,34 @@ template <class T>
 struct Kernels {
   // The operations of engine/backend.h's table, on the CPU plan and a workspace.
   void (*forward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, T* out, T* act);
-  void (*backward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* dOut,
-                   T* gU, T* gV, T* gX, const T* act);
-  void (*loss_and_grad)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B,
-                        const Targets<T>&, double* loss, T* gU, T* gV);
-  void (*step)(Workspace<T>&, const Ctx&, T* U, T* V, const T* X, int64_t B, const Targets<T>&,
-               const UpdateRule<T>&, double* loss);
+  void (*backward)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU,
+                   T* gV, T* gX, const T* act);
+  void (*loss_and_grad)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const Targets<T>&,
+                        double* loss, T* gU, T* gV);
+  void (*step)(Workspace<T>&, const Ctx&, T* U, T* V, const T* X, int64_t B, const Targets<T>&, const UpdateRule<T>&,
+               double* loss);
   void (*apply_update)(const Ctx&, T* U, T* V, const T* gU, const T* gV, const UpdateRule<T>&);
-  void (*evaluate)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B,
-                   const Targets<T>&, int64_t block, double* loss, int64_t* errors);
-  void (*unit_moments)(Workspace<T>&, const Ctx&, const T* U, const T* X, int64_t B, int64_t block,
-                       double* z2, double* a2);
+  void (*evaluate)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const Targets<T>&,
+                   int64_t block, double* loss, int64_t* errors);
+  void (*unit_moments)(Workspace<T>&, const Ctx&, const T* U, const T* X, int64_t B, int64_t block, double* z2,
+                       double* a2);
   // see kernels.h for the formulas
-  void (*ddp_scale)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* alpha,
-                    T* kU, T* kV);
+  void (*ddp_scale)(Workspace<T>&, const Ctx&, const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU,
+                    T* kV);
 };
 
 // The padding unit of batches and features, in elements of T: 32 bytes on every target (the
 // AVX-512 kernels end a row with a 32-byte vector), so layouts do not depend on the target.
-template <class T> constexpr int64_t simd_width() { return 32 / sizeof(T); }
+template <class T>
+constexpr int64_t simd_width() {
+  return 32 / sizeof(T);
+}
 
 // Row stride of the transposed batch XT (d x Bp, the B operand of the first-layer GEMM): one
 // vector more when a row is a multiple of 256 bytes, so that the rows of a 16-column panel do
 // not all fall into the same few L1 sets (measured in benchmarks/kernels/README.md).
-template <class T> constexpr int64_t xt_stride(int64_t Bp) {
+template <class T>
+constexpr int64_t xt_stride(int64_t Bp) {
   return (Bp * static_cast<int64_t>(sizeof(T))) % 256 == 0 ? Bp + simd_width<T>() : Bp;
 }
 
@@ -63,16 +67,19 @@ inline int64_t backward_thread_scratch(const Plan& p, int64_t Bp, int64_t dp) {
 }
 
 namespace generic {
-template <class T> const Kernels<T>& kernels();
+template <class T>
+const Kernels<T>& kernels();
 }
 #if defined(PYIREG_HAVE_AVX2)
 namespace avx2 {
-template <class T> const Kernels<T>& kernels();
+template <class T>
+const Kernels<T>& kernels();
 }
 #endif
 #if defined(PYIREG_HAVE_AVX512)
 namespace avx512 {
-template <class T> const Kernels<T>& kernels();
+template <class T>
+const Kernels<T>& kernels();
 }
 #endif
 
@@ -80,10 +87,11 @@ template <class T> const Kernels<T>& kernels();
 enum class Simd : int { generic = 0, avx2 = 1, avx512 = 2 };
 Simd active_simd();
 bool simd_available(Simd s);
-void set_simd(Simd s);  // throws std::invalid_argument if s is not available
+void set_simd(Simd s);                         // throws std::invalid_argument if s is not available
 Simd simd_from_name(const std::string& name);  // "generic", "avx2", "avx512"; throws otherwise
 const char* simd_name(Simd s);
-template <class T> const Kernels<T>& active_kernels();
+template <class T>
+const Kernels<T>& active_kernels();
 
 // Threads used by every kernel, process-wide (not per calling thread). OMP_NUM_THREADS sets the
 // initial value; set_num_threads accepts 1 .. max_num_threads() = 4 x the processors OpenMP sees.
@@ -92,6 +100,7 @@ int max_num_threads();
 void set_num_threads(int n);  // throws std::invalid_argument outside [1, max_num_threads()]
 
 // The CPU backend's tables (backend_cpu.cpp), also registered as Device::cpu in engine/backend.h.
-template <class T> const Backend<T>& cpu_backend();
+template <class T>
+const Backend<T>& cpu_backend();
 
 }  // namespace pyireg

@@ -9,7 +9,6 @@
 #include <stdexcept>
 #include <string>
 
-
 namespace pyireg {
 
 namespace {
@@ -18,7 +17,7 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 template <class T>
 CpuEngine<T>::CpuEngine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
-                  int64_t chunk_units, int64_t group_units)
+                        int64_t chunk_units, int64_t group_units)
     : act_(act), loss_(loss) {
   validate_offsets(offsets, N);
   if (d < 1) throw std::invalid_argument("d: expected a positive number of input features, got " + str(d));
@@ -79,20 +78,24 @@ void CpuEngine<T>::check_rule(const UpdateRule<T>& r) const {
     throw std::invalid_argument("rule: expected state buffers and per-network hyper-parameters");
   for (int64_t n = 0; n < plan_->N; ++n) {
     if (r.rule == Rule::ddp_sgd && r.momentum[n] != 0)
-      throw std::invalid_argument("momentum: the ddp_sgd rule has no momentum (its state holds the scaling); "
-                                  "expected 0, got " + std::to_string(r.momentum[n]) + " for network " + str(n));
+      throw std::invalid_argument(
+          "momentum: the ddp_sgd rule has no momentum (its state holds the scaling); "
+          "expected 0, got " +
+          std::to_string(r.momentum[n]) + " for network " + str(n));
     if (!(std::isfinite(r.lr[n]) && r.lr[n] >= 0))
-      throw std::invalid_argument("lr: expected finite values >= 0, got " + std::to_string(r.lr[n]) + " for network " + str(n));
+      throw std::invalid_argument("lr: expected finite values >= 0, got " + std::to_string(r.lr[n]) + " for network " +
+                                  str(n));
     if (!(r.momentum[n] >= 0 && r.momentum[n] < 1))
       throw std::invalid_argument("momentum: expected values in [0, 1), got " + std::to_string(r.momentum[n]) +
                                   " for network " + str(n));
     if (!(std::isfinite(r.weight_decay[n]) && r.weight_decay[n] >= 0))
-      throw std::invalid_argument("weight_decay: expected finite values >= 0, got " + std::to_string(r.weight_decay[n]) +
-                                  " for network " + str(n));
+      throw std::invalid_argument("weight_decay: expected finite values >= 0, got " +
+                                  std::to_string(r.weight_decay[n]) + " for network " + str(n));
   }
   if (r.rule != Rule::adam && r.rule != Rule::adamw) return;
   if (!r.state2_U || !r.state2_V || !r.beta1 || !r.beta2 || !r.eps || !r.t)
-    throw std::invalid_argument("rule: adam and adamw expect second-moment buffers, beta1, beta2, eps and step numbers");
+    throw std::invalid_argument(
+        "rule: adam and adamw expect second-moment buffers, beta1, beta2, eps and step numbers");
   for (int64_t n = 0; n < plan_->N; ++n) {
     if (!(r.beta1[n] >= 0 && r.beta1[n] < 1))
       throw std::invalid_argument("beta1: expected values in [0, 1), got " + std::to_string(r.beta1[n]) +
@@ -119,7 +122,7 @@ void CpuEngine<T>::forward(const T* U, const T* V, const T* X, int64_t B, T* out
 
 template <class T>
 void CpuEngine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const T* dOut, T* gU, T* gV, T* gX,
-                         const T* act) const {
+                            const T* act) const {
   check_batch(B);
   check_fits(pass_bytes(B, gX != nullptr), "the backward scratch for a batch of " + str(B));
   std::shared_lock<std::shared_mutex> lock(lock_);
@@ -129,7 +132,7 @@ void CpuEngine<T>::backward(const T* U, const T* V, const T* X, int64_t B, const
 
 template <class T>
 void CpuEngine<T>::loss_and_grad(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, double* loss,
-                              T* gU, T* gV) const {
+                                 T* gU, T* gV) const {
   check_batch(B);
   check_targets(t, B);
   check_fits(pass_bytes(B, false), "the training scratch for a batch of " + str(B));
@@ -158,7 +161,7 @@ void CpuEngine<T>::apply_update(T* U, T* V, const T* gU, const T* gV, const Upda
 
 template <class T>
 void CpuEngine<T>::evaluate(const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t, int64_t block,
-                         double* loss, int64_t* errors) const {
+                            double* loss, int64_t* errors) const {
   check_batch(B);
   if (block < 1) throw std::invalid_argument("batch_size: expected a positive integer, got " + str(block));
   check_targets(t, B);

@@ -5,10 +5,9 @@
 // `Engine<T>` is this class's historical name, kept as an alias.
 //
 // Thread safety: read-only operations (forward, backward, loss_and_grad, evaluate, measures,
-// unit_balance, unit_stats, unit_moments, ddp_scale) hold the lock shared and may run at the same time, each on a workspace of its
-// own from the pool; operations that write the weights (step, apply_update, balance,
-// normalize_units) hold it exclusively. Concurrent calls on one engine therefore behave as some
-// serial order of the same calls.
+// unit_balance, unit_stats, unit_moments, ddp_scale) hold the lock shared and may run at the same time, each on a
+// workspace of its own from the pool; operations that write the weights (step, apply_update, balance, normalize_units)
+// hold it exclusively. Concurrent calls on one engine therefore behave as some serial order of the same calls.
 //
 // Sizes: every operation checks, with overflow-checked arithmetic, that its scratch fits the
 // memory limit (sizes.h) before anything is allocated, and throws MemoryLimitError if not.
@@ -123,6 +122,7 @@ class CpuEngine {
 extern template class CpuEngine<float>;
 extern template class CpuEngine<double>;
 
-template <class T> using Engine = CpuEngine<T>;
+template <class T>
+using Engine = CpuEngine<T>;
 
 }  // namespace pyireg

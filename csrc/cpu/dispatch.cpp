@@ -24,8 +24,7 @@ bool simd_available(Simd s) {
     case Simd::avx512:
 #if defined(PYIREG_HAVE_AVX512)
       __builtin_cpu_init();
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 #else
       return false;
 #endif

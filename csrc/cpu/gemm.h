@@ -22,7 +22,9 @@ struct StoreEpilogue {
   T* C;
   int64_t ldc;
   template <class V>
-  void operator()(int64_t i, int64_t j, V acc) const { st(C + i * ldc + j, RELU ? relu(acc) : acc); }
+  void operator()(int64_t i, int64_t j, V acc) const {
+    st(C + i * ldc + j, RELU ? relu(acc) : acc);
+  }
 };
 
 // C[i, j] += tile, C in double: a product summed over blocks of its inner dimension (the input
@@ -50,8 +52,7 @@ constexpr int64_t kInnerBlock = 128;
 constexpr int kTileRows = PYIREG_VEC_BYTES >= 64 ? 8 : 6;
 
 template <class T, class V, int MR, int NV, bool TA>
-inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-                        V (&acc)[MR][NV]) {
+inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb, V (&acc)[MR][NV]) {
   constexpr int W = lanes<V>();
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
@@ -117,8 +118,7 @@ constexpr int kPrefetchBlocks = 2;
 // One column panel [j, j + width) (a width of two vectors, one, or a 32-byte one: V, NV) for
 // every block of MR rows, then the rows left over.
 template <class T, class V, int MR, int NV, bool TA, class Epi>
-inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j,
-                  const Epi& epi) {
+inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j, const Epi& epi) {
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
   for (; i + MR <= M; i += MR) {
@@ -134,8 +134,12 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
     case 3: micro<T, V, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
     case 4: micro<T, V, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
     case 5: micro<T, V, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 6: if constexpr (MR > 6) micro<T, V, 6, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 7: if constexpr (MR > 7) micro<T, V, 7, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 6:
+      if constexpr (MR > 6) micro<T, V, 6, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+      break;
+    case 7:
+      if constexpr (MR > 7) micro<T, V, 7, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+      break;
     default: break;
   }
 }
@@ -171,8 +175,12 @@ void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T*
     case 3: tile_row<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
     case 4: tile_row<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
     case 5: tile_row<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 6: if constexpr (MR > 6) tile_row<T, 6, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 7: if constexpr (MR > 7) tile_row<T, 7, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 6:
+      if constexpr (MR > 6) tile_row<T, 6, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+      break;
+    case 7:
+      if constexpr (MR > 7) tile_row<T, 7, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+      break;
     default: break;
   }
 }

@@ -37,8 +37,8 @@ namespace {
 // per-thread scratch when AT is null; with `outs`, each run's partial outputs go into its slot
 // or straight into its network's outputs.
 template <class T>
-void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t Bp, T* AT, int64_t at_unit0,
-                    T* slots, T* outs, T* scratch, int64_t scratch_stride, int64_t c0, int64_t c1) {
+void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t Bp, T* AT, int64_t at_unit0, T* slots,
+                    T* outs, T* scratch, int64_t scratch_stride, int64_t c0, int64_t c1) {
   const Plan& p = *cx.plan;
   const int64_t d = p.d, k = p.k;
   const bool use_relu = cx.act == Activation::relu;
@@ -80,8 +80,8 @@ struct Pass {
 
 // Forward + loss + d(loss)/d(outputs) of group g; its activations stay in AT for the backward.
 template <class T>
-void forward_loss_group(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const Targets<T>& t,
-                        const Pass& ps, int64_t g, double* loss) {
+void forward_loss_group(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const Targets<T>& t, const Pass& ps,
+                        int64_t g, double* loss) {
   const Plan& p = *cx.plan;
   const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
   forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], ws.slots.data(), ws.outs.data(),
@@ -182,8 +182,8 @@ void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& 
   for (int64_t i0 = 0; i0 < d; i0 += rows)
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
-      gemm<T, true>(std::min(rows, d - i0), ps.Bp, h1 - h0, U + h0 * d + i0, d, dZ_group + (h0 - unit0) * ps.Bp,
-                    ps.Bp, AddDoubleEpilogue<T>{dXT + i0 * ps.Bp, ps.Bp});
+      gemm<T, true>(std::min(rows, d - i0), ps.Bp, h1 - h0, U + h0 * d + i0, d, dZ_group + (h0 - unit0) * ps.Bp, ps.Bp,
+                    AddDoubleEpilogue<T>{dXT + i0 * ps.Bp, ps.Bp});
     }
 }
 
@@ -216,8 +216,8 @@ Pass make_pass(const Plan& p, int64_t B) {
 // A training pass with the loss: every group's forward, loss and backward; then either the
 // gradients in sink or the rule's update.
 template <class T, class R>
-void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t B, const Targets<T>& t,
-               const R* rule, double* loss, GradSink<T> sink) {
+void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t B, const Targets<T>& t, const R* rule,
+               double* loss, GradSink<T> sink) {
   const Plan& p = *cx.plan;
   const Pass ps = make_pass<T>(p, B);
   pack_batch(ws, X, B, p.d, ps.Bp, ps.dp, true);
@@ -254,8 +254,8 @@ void forward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X
   ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * Bp));
   const int64_t stride = p.chunk_units * Bp;
   if (!act) ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * stride));
-  forward_chunks(cx, U, V, ws.XT.data(), Bp, act, 0, ws.slots.data(), ws.outs.data(), ws.thread_scratch.data(),
-                 stride, 0, p.nchunks());
+  forward_chunks(cx, U, V, ws.XT.data(), Bp, act, 0, ws.slots.data(), ws.outs.data(), ws.thread_scratch.data(), stride,
+                 0, p.nchunks());
   T* outs = ws.outs.data();
   const T* slots = ws.slots.data();
 #pragma omp parallel for schedule(static) num_threads(cx.threads)
@@ -306,8 +306,8 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
 }
 
 template <class T>
-void loss_and_grad(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B,
-                   const Targets<T>& t, double* loss, T* gU, T* gV) {
+void loss_and_grad(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* X, int64_t B, const Targets<T>& t,
+                   double* loss, T* gU, T* gV) {
   loss_pass(ws, cx, const_cast<T*>(U), const_cast<T*>(V), X, B, t, static_cast<const void*>(nullptr), loss,
             GradSink<T>{gU, gV});
 }
@@ -513,8 +513,7 @@ void ddp_scale(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T*
       for (int64_t h = run.begin; h < run.end; ++h) {
         const double v2 = sq_norm(V + h * k, k);
         const T* q = Q + (h - h0) * dp;
-        for (int64_t i = 0; i < d; ++i)
-          kU[h * d + i] = inverse_kappa<T>(ddp_kappa_U(a, v2, M[i], q[i] * inv_B));
+        for (int64_t i = 0; i < d; ++i) kU[h * d + i] = inverse_kappa<T>(ddp_kappa_U(a, v2, M[i], q[i] * inv_B));
       }
     }
   }
@@ -524,8 +523,8 @@ void ddp_scale(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T*
 
 template <class T>
 const Kernels<T>& kernels() {
-  static const Kernels<T> table{&forward<T>,  &backward<T>, &loss_and_grad<T>, &step<T>,
-                                &apply_update<T>, &evaluate<T>, &unit_moments<T>, &ddp_scale<T>};
+  static const Kernels<T> table{&forward<T>,      &backward<T>, &loss_and_grad<T>, &step<T>,
+                                &apply_update<T>, &evaluate<T>, &unit_moments<T>,  &ddp_scale<T>};
   return table;
 }
 template const Kernels<float>& kernels<float>();

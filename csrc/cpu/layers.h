@@ -66,7 +66,7 @@ void second_layer_group(const T* AT, int64_t nrows, const T* V, int64_t k, int64
   }
 }
 
-#define PYIREG_CLASS_CASES(CALL)                                                                 \
+#define PYIREG_CLASS_CASES(CALL) \
   CALL(1) CALL(2) CALL(3) CALL(4) CALL(5) CALL(6) CALL(7) CALL(8) CALL(9) CALL(10) CALL(11) CALL(12)
 
 // L (k x Bp) = V[rows]^T AT[rows]: the outputs of nrows units of one network.

@@ -55,8 +55,8 @@ inline VT exp_lanes(VT x) {
 // Softmax cross-entropy of the samples [b0, b0 + lanes of VT) of L (float), vectorized across
 // samples: per sample the same operations as the scalar loop below, but exp is exp_lanes.
 template <class VT>
-inline void softmax_ce_lanes(int64_t k, int64_t B, int64_t Bp, int64_t b0, float* L, const int32_t* y,
-                             float grad_scale, double& total, int64_t& wrong) {
+inline void softmax_ce_lanes(int64_t k, int64_t B, int64_t Bp, int64_t b0, float* L, const int32_t* y, float grad_scale,
+                             double& total, int64_t& wrong) {
   typedef typename VecN<int32_t, static_cast<int>(sizeof(VT))>::type VI;
   constexpr int W = lanes<VT>();
   VT m = ldv<VT>(L + b0);
@@ -133,8 +133,7 @@ void softmax_ce(int64_t k, int64_t B, int64_t Bp, T* L, const int32_t* y, T grad
       if (arg != yb || !std::isfinite(lb)) ++wrong;
       if (grad_scale > 0) {
         const T inv = T(1) / se;
-        for (int64_t c = 0; c < k; ++c)
-          L[c * Bp + b] = grad_scale * (L[c * Bp + b] * inv - (c == yb ? T(1) : T(0)));
+        for (int64_t c = 0; c < k; ++c) L[c * Bp + b] = grad_scale * (L[c * Bp + b] * inv - (c == yb ? T(1) : T(0)));
       }
     }
   }
@@ -155,7 +154,7 @@ void squared(int64_t k, int64_t B, int64_t Bp, T* L, const T* Y, const T* Wt, T 
   double total = 0;
   int64_t wrong = 0;
   for (int64_t b = 0; b < B; ++b) {
-    int64_t arg_out = 0, arg_y = 0;   // before L is overwritten by the gradient
+    int64_t arg_out = 0, arg_y = 0;  // before L is overwritten by the gradient
     if (errors)
       for (int64_t c = 1; c < k; ++c) {
         if (L[c * Bp + b] > L[arg_out * Bp + b]) arg_out = c;
@@ -180,8 +179,8 @@ void squared(int64_t k, int64_t B, int64_t Bp, T* L, const T* Y, const T* Wt, T 
 
 // The loss of the targets' kind, on samples b0 .. b0 + B of the targets.
 template <class T>
-void apply_loss(const Targets<T>& t, int64_t b0, int64_t k, int64_t B, int64_t Bp, T* L, T grad_scale,
-                double* loss_sum, int64_t* errors) {
+void apply_loss(const Targets<T>& t, int64_t b0, int64_t k, int64_t B, int64_t Bp, T* L, T grad_scale, double* loss_sum,
+                int64_t* errors) {
   if (t.loss == Loss::cross_entropy)
     softmax_ce(k, B, Bp, L, t.labels + b0, grad_scale, loss_sum, errors);
   else

@@ -64,7 +64,7 @@ void unit_stats(const T* U, const T* V, const T* U0, const T* V0, int64_t S, int
 
 template void unit_stats<float>(const float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
                                 double, double*, int);
-template void unit_stats<double>(const double*, const double*, const double*, const double*, int64_t, int64_t,
-                                 int64_t, double, double*, int);
+template void unit_stats<double>(const double*, const double*, const double*, const double*, int64_t, int64_t, int64_t,
+                                 double, double*, int);
 
 }  // namespace pyireg

@@ -12,9 +12,10 @@
 namespace pyireg {
 
 int64_t Plan::bytes() const {
-  return static_cast<int64_t>(sizeof(int64_t) * (offsets.capacity() + chunk_begin.capacity() + chunk_run_ptr.capacity() +
-                                                 net_run_ptr.capacity() + net_runs.capacity() +
-                                                 group_chunk_ptr.capacity() + group_net_ptr.capacity()) +
+  return static_cast<int64_t>(sizeof(int64_t) *
+                                  (offsets.capacity() + chunk_begin.capacity() + chunk_run_ptr.capacity() +
+                                   net_run_ptr.capacity() + net_runs.capacity() + group_chunk_ptr.capacity() +
+                                   group_net_ptr.capacity()) +
                               sizeof(Run) * runs.capacity());
 }
 
@@ -30,8 +31,8 @@ Plan make_plan(const Layout& layout, int64_t chunk_units, int64_t group_units) {
   const int64_t N = layout.N;
   const int64_t* offsets = layout.offsets.data();
   if (chunk_units < 1 || chunk_units > kMaxChunkUnits)
-    throw std::invalid_argument("chunk_units: expected an integer in [1, " + std::to_string(kMaxChunkUnits) + "], got " +
-                                std::to_string(chunk_units));
+    throw std::invalid_argument("chunk_units: expected an integer in [1, " + std::to_string(kMaxChunkUnits) +
+                                "], got " + std::to_string(chunk_units));
   if (group_units < 1 || group_units > kMaxGroupUnits)
     throw std::invalid_argument("group_units: expected an integer in [1, 2^40], got " + std::to_string(group_units));
   check_fits(plan_bytes_bound(offsets, N, chunk_units), "the plan of " + std::to_string(N) + " networks");

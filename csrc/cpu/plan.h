@@ -28,9 +28,9 @@ struct Plan : Layout {
   std::vector<int64_t> chunk_begin;    // nchunks + 1, first unit of each chunk
   std::vector<int64_t> chunk_run_ptr;  // nchunks + 1, into runs
   std::vector<Run> runs;
-  std::vector<int64_t> net_run_ptr;    // N + 1, into net_runs
-  std::vector<int64_t> net_runs;       // run ids of each network, in unit order
-  int64_t nslots = 0;                  // runs with a private output buffer
+  std::vector<int64_t> net_run_ptr;  // N + 1, into net_runs
+  std::vector<int64_t> net_runs;     // run ids of each network, in unit order
+  int64_t nslots = 0;                // runs with a private output buffer
   // Groups of whole networks (consecutive chunks) of about group_units units: a training step
   // runs forward, loss and backward group by group, so a group's activations and weights are
   // still in cache when its backward and update need them, and the activation buffer holds

@@ -7,23 +7,27 @@
 namespace pyireg {
 namespace {
 
-template <class T> inline double sq(const T* r, int64_t n) {
+template <class T>
+inline double sq(const T* r, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * r[i];
   return s;
 }
-template <class T> inline double l1(const T* r, int64_t n) {
+template <class T>
+inline double l1(const T* r, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(r[i]));
   return s;
 }
-template <class T> inline void scale(T* r, int64_t n, double s) {
+template <class T>
+inline void scale(T* r, int64_t n, double s) {
   for (int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(r[i] * s);
 }
 
 }  // namespace
 
-template <class T> int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
+template <class T>
+int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
   int64_t zero = 0;
 #pragma omp parallel for schedule(static) reduction(+ : zero) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) {
@@ -43,7 +47,8 @@ template <class T> int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, 
   return zero;
 }
 
-template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
+template <class T>
+int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
   int64_t zero = 0;
 #pragma omp parallel for schedule(static) reduction(+ : zero) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) {
@@ -85,16 +90,17 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
   }
 }
 
-template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads) {
+template <class T>
+void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t h = 0; h < S; ++h) out[h] = sq(U + h * d, d) - sq(V + h * k, k);
 }
 
-#define PYIREG_INSTANTIATE(T)                                                                          \
-  template int64_t balance<T>(T*, T*, int64_t, int64_t, int64_t, int);                                 \
-  template int64_t normalize_units<T>(T*, T*, int64_t, int64_t, int64_t, int);                         \
-  template void measures<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int64_t, double*, double*, \
-                            double*, double*, double*, double*, int);                                  \
+#define PYIREG_INSTANTIATE(T)                                                                                         \
+  template int64_t balance<T>(T*, T*, int64_t, int64_t, int64_t, int);                                                \
+  template int64_t normalize_units<T>(T*, T*, int64_t, int64_t, int64_t, int);                                        \
+  template void measures<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int64_t, double*, double*, double*, \
+                            double*, double*, double*, int);                                                          \
   template void unit_balance<T>(const T*, const T*, int64_t, int64_t, int64_t, double*, int);
 PYIREG_INSTANTIATE(float)
 PYIREG_INSTANTIATE(double)

@@ -11,12 +11,14 @@ namespace pyireg {
 // 1/2 (||u_h||^2 + ||v_h||^2) among rescalings. A unit with u_h = 0 or v_h = 0 computes the zero
 // function; both rows are set to zero (the least-norm way to write it). Returns the number of
 // such units.
-template <class T> int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads);
+template <class T>
+int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads);
 
 // Rescale every unit so that ||u_h|| = 1, moving the scale into v_h. A unit with u_h = 0 cannot
 // be normalized: it computes zero, so v_h is set to zero and u_h stays zero. Returns the number
 // of such units.
-template <class T> int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads);
+template <class T>
+int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads);
 
 // Per network n (units offsets[n]..offsets[n+1]), accumulated in double in unit order:
 //   l2_penalty = 1/2 sum_h (||u_h||^2 + ||v_h||^2)     group_l1 = sum_h ||u_h|| ||v_h||
@@ -28,6 +30,7 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
               double* group_l1, double* path_l1, double* path_l2, double* norm_U, double* norm_V, int threads);
 
 // Per unit: ||u_h||^2 - ||v_h||^2 (conserved by gradient flow on any loss).
-template <class T> void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads);
+template <class T>
+void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads);
 
 }  // namespace pyireg

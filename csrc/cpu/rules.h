@@ -178,8 +178,8 @@ inline V lane_sqrt(V x) {
 
 // update_rows with two state arrays (s1, s2), both read and written; the same tail handling.
 template <class T, class Body>
-inline void update_rows2(int64_t n, T* __restrict__ w, T* __restrict__ s1, T* __restrict__ s2,
-                         const T* __restrict__ g, Body body) {
+inline void update_rows2(int64_t n, T* __restrict__ w, T* __restrict__ s1, T* __restrict__ s2, const T* __restrict__ g,
+                         Body body) {
   constexpr int W = VecOf<T>::W;
   int64_t i = 0;
   for (; i + W <= n; i += W) {

@@ -33,23 +33,40 @@ struct VecN {
   typedef T type __attribute__((vector_size(BYTES)));
   static constexpr int W = BYTES / static_cast<int>(sizeof(T));
 };
-template <class T> struct VecOf : VecN<T, PYIREG_VEC_BYTES> {};
-template <class T> using vec = typename VecOf<T>::type;
-template <class T> using vec32 = typename VecN<T, 32>::type;
+template <class T>
+struct VecOf : VecN<T, PYIREG_VEC_BYTES> {};
+template <class T>
+using vec = typename VecOf<T>::type;
+template <class T>
+using vec32 = typename VecN<T, 32>::type;
 
 // Lanes of a vector type.
-template <class V> using elem_t = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<V&>()[0])>>;
-template <class V> constexpr int lanes() { return static_cast<int>(sizeof(V) / sizeof(elem_t<V>)); }
+template <class V>
+using elem_t = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<V&>()[0])>>;
+template <class V>
+constexpr int lanes() {
+  return static_cast<int>(sizeof(V) / sizeof(elem_t<V>));
+}
 
 // Unaligned loads and stores (memcpy compiles to one vmovups/vmovupd).
-template <class V, class T> inline V ldv(const T* p) {
+template <class V, class T>
+inline V ldv(const T* p) {
   V r;
   std::memcpy(&r, p, sizeof r);
   return r;
 }
-template <class T> inline vec<T> ld(const T* p) { return ldv<vec<T>>(p); }
-template <class T> inline vec32<T> ld32(const T* p) { return ldv<vec32<T>>(p); }
-template <class T, class V> inline void st(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+template <class T>
+inline vec<T> ld(const T* p) {
+  return ldv<vec<T>>(p);
+}
+template <class T>
+inline vec32<T> ld32(const T* p) {
+  return ldv<vec32<T>>(p);
+}
+template <class T, class V>
+inline void st(T* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 // Brace initialization compiles to a single vbroadcast (from memory when s is loaded); the
 // shorter `V{} + s` costs an extra scalar add, since 0 + s is not s for s = -0.
@@ -57,18 +74,31 @@ template <class V, class T, std::size_t... I>
 inline V splat_lanes(T s, std::index_sequence<I...>) {
   return V{((void)I, s)...};
 }
-template <class V, class T> inline V splatv(T s) { return splat_lanes<V>(s, std::make_index_sequence<lanes<V>()>{}); }
-template <class T> inline vec<T> splat(T s) { return splatv<vec<T>>(s); }
-template <class T> inline vec32<T> splat32(T s) { return splatv<vec32<T>>(s); }
+template <class V, class T>
+inline V splatv(T s) {
+  return splat_lanes<V>(s, std::make_index_sequence<lanes<V>()>{});
+}
+template <class T>
+inline vec<T> splat(T s) {
+  return splatv<vec<T>>(s);
+}
+template <class T>
+inline vec32<T> splat32(T s) {
+  return splatv<vec32<T>>(s);
+}
 
 // Lanes added in index order.
-template <class T, class V> inline T hsum(V v) {
+template <class T, class V>
+inline T hsum(V v) {
   T s = 0;
   for (int i = 0; i < lanes<V>(); ++i) s += v[i];
   return s;
 }
 // relu that keeps NaN (as torch.relu does), so a diverged network stays visibly diverged
-template <class V> inline V relu(V v) { return v < 0 ? V{} : v; }
+template <class V>
+inline V relu(V v) {
+  return v < 0 ? V{} : v;
+}
 
 inline int thread_id() {
 #if defined(_OPENMP)

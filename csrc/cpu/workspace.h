@@ -15,7 +15,7 @@ namespace pyireg {
 template <class T>
 struct Workspace {
   std::vector<T> XT, Xp, AT, dZ, slots, outs, thread_scratch;
-  std::vector<double> dXT;  // the input gradient, accumulated in double across chunks of units
+  std::vector<double> dXT;              // the input gradient, accumulated in double across chunks of units
   std::atomic<int64_t> allocations{0};  // how many times a buffer had to grow
   std::atomic<int64_t> bytes{0};        // bytes held
 
@@ -70,7 +70,7 @@ class WorkspacePool {
     std::lock_guard<std::mutex> g(m_);
     free_.push_back(ws);
   }
-  int64_t sum(std::atomic<int64_t> Workspace<T>::*field) const {
+  int64_t sum(std::atomic<int64_t> Workspace<T>::* field) const {
     std::lock_guard<std::mutex> g(m_);
     int64_t s = 0;
     for (const auto& w : all_) s += ((*w).*field).load();

@@ -39,8 +39,8 @@ struct Api {
   Status (*set_math_mode)(Handle, Math);
   Status (*sgemm)(Handle, Op, Op, int, int, int, const float*, const float*, int, const float*, int, const float*,
                   float*, int);
-  Status (*dgemm)(Handle, Op, Op, int, int, int, const double*, const double*, int, const double*, int,
-                  const double*, double*, int);
+  Status (*dgemm)(Handle, Op, Op, int, int, int, const double*, const double*, int, const double*, int, const double*,
+                  double*, int);
 };
 
 // The table; throws std::runtime_error with a clear message when cuBLAS cannot be loaded (the

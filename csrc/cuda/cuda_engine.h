@@ -74,12 +74,12 @@ class CudaEngine {
 
   // Per unit (device arrays of S doubles), over the B samples of X in blocks: z2[h] = sum_b z_hb^2,
   // a2[h] = sum_b act(z_hb)^2, z = U X^T (U: any array of the model's shape).
-  void unit_moments(const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2, void* ws,
-                    size_t ws_bytes, void* stream) const;
+  void unit_moments(const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2, void* ws, size_t ws_bytes,
+                    void* stream) const;
   // The DDP-SGD scaling 1 / kappa of every weight (kU: S x d, kV: S x k) from the batch X and the
   // per-network alpha (N), engine/rule_coefs.h's kappa (the CPU's ddp_scale).
-  void ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV, void* ws,
-                 size_t ws_bytes, void* stream) const;
+  void ddp_scale(const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV, void* ws, size_t ws_bytes,
+                 void* stream) const;
 
   // Testing only: plant a known bug so the tests can prove the net catches it.
   // 1: the first GEMM gets a leading dimension one short (cuBLAS must return INVALID_VALUE).
@@ -89,8 +89,8 @@ class CudaEngine {
   void check_batch(int64_t B) const;
   void check_ws(CudaOp op, int64_t B, int64_t block, size_t ws_bytes) const;
   void gemm_Z(const T* U, const T* X, int64_t B, T* Z, void* stream) const;
-  void gemm(int opa, int opb, int64_t m, int64_t n, int64_t kk, const T* A, int64_t lda, const T* Bm, int64_t ldb,
-            T* C, int64_t ldc, void* stream, const char* what) const;
+  void gemm(int opa, int opb, int64_t m, int64_t n, int64_t kk, const T* A, int64_t lda, const T* Bm, int64_t ldb, T* C,
+            int64_t ldc, void* stream, const char* what) const;
   void second(const T* Z, const T* V, int64_t B, T* out, void* stream) const;
   void losses(T* out, int64_t B, const Targets<T>& t, T scale, double* lossb, int32_t* wrong, void* stream) const;
   void gradients(const T* V, int64_t B, const T* G, T* Z, T* gV, void* stream) const;
@@ -102,7 +102,7 @@ class CudaEngine {
   Loss loss_;
   bool tf32_;
   int bug_ = 0;
-  int64_t* offsets_dev_ = nullptr;  // N + 1
+  int64_t* offsets_dev_ = nullptr;   // N + 1
   int32_t* unit_net_dev_ = nullptr;  // S
   void* blas_ = nullptr;             // the cuBLAS handle
 };

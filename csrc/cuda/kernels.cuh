@@ -28,8 +28,8 @@ __device__ __forceinline__ double dlog(double x) { return log(x); }
 __device__ __forceinline__ bool dfinite(double x) { return x - x == 0.0; }
 
 // Grid-stride loop over [0, n).
-#define PYIREG_FOR(i, n)                                                                        \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+#define PYIREG_FOR(i, n)                                                                 \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 // out[n, b, c] = sum_{h in network n} act(Z[h, b]) V[h, c], one warp per output: lane l sums
@@ -138,8 +138,8 @@ __global__ void reduce_rows(const double* __restrict__ lossb, const int32_t* __r
 
 // dV[h, c] = sum_b act(Z[h, b]) G[net(h), b, c].
 template <class T>
-__global__ void grad_V(const T* __restrict__ Z, const T* __restrict__ G, const int32_t* __restrict__ unit_net, int64_t S,
-                       int64_t B, int64_t k, int relu, T* __restrict__ gV) {
+__global__ void grad_V(const T* __restrict__ Z, const T* __restrict__ G, const int32_t* __restrict__ unit_net,
+                       int64_t S, int64_t B, int64_t k, int relu, T* __restrict__ gV) {
   PYIREG_FOR(e, S * k) {
     const int64_t h = e / k, c = e % k;
     const T* g = G + static_cast<int64_t>(unit_net[h]) * B * k + c;
@@ -186,9 +186,10 @@ __global__ void path_scaling(const T* __restrict__ U, const T* __restrict__ V, i
 // (torch.optim.SGD: with momentum 0 no buffer is touched), 1 Path-SGD (q: per-row scaling),
 // 2 DDP-SGD (the state holds the per-weight scaling).
 template <class T>
-__global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restrict__ G, const int32_t* __restrict__ unit_net,
-                       int64_t rows, int64_t cols, int rule, const T* __restrict__ lr, const T* __restrict__ mom,
-                       const T* __restrict__ wd, const T* __restrict__ q) {
+__global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restrict__ G,
+                       const int32_t* __restrict__ unit_net, int64_t rows, int64_t cols, int rule,
+                       const T* __restrict__ lr, const T* __restrict__ mom, const T* __restrict__ wd,
+                       const T* __restrict__ q) {
   PYIREG_FOR(e, rows * cols) {
     const int64_t h = e / cols;
     const int32_t n = unit_net[h];

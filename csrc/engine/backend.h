@@ -22,9 +22,9 @@ struct Exec {
   const Layout* layout = nullptr;
   const void* plan = nullptr;  // the backend's plan of *layout (Backend::make_plan)
   Activation act = Activation::relu;
-  int threads = 1;             // host threads the call may use (the CPU's OpenMP team)
-  void* stream = nullptr;      // the device stream (null on the CPU)
-  void* scratch = nullptr;     // CPU: its workspace object; a device: a workspace of scratch_bytes
+  int threads = 1;          // host threads the call may use (the CPU's OpenMP team)
+  void* stream = nullptr;   // the device stream (null on the CPU)
+  void* scratch = nullptr;  // CPU: its workspace object; a device: a workspace of scratch_bytes
   int64_t scratch_bytes = 0;
 };
 
@@ -41,8 +41,8 @@ enum class Op : int {
   backward_input_grad = 2,  // with it
   loss_and_grad = 3,
   step = 4,
-  evaluate = 5,             // in blocks of `block` samples
-  unit_moments = 6,         // in blocks of `block` samples
+  evaluate = 5,      // in blocks of `block` samples
+  unit_moments = 6,  // in blocks of `block` samples
   ddp_scale = 7,
 };
 
@@ -79,12 +79,10 @@ struct Backend {
                    double* loss, int64_t* errors) = nullptr;
   // Per unit h (S), summed over the samples of X in blocks, in double: z2[h] = sum_b z_hb^2 and
   // a2[h] = sum_b act(z_hb)^2, z = U X^T (any U of the model's shape).
-  void (*unit_moments)(const Exec&, const T* U, const T* X, int64_t B, int64_t block, double* z2,
-                       double* a2) = nullptr;
+  void (*unit_moments)(const Exec&, const T* U, const T* X, int64_t B, int64_t block, double* z2, double* a2) = nullptr;
   // The DDP-SGD scaling 1 / kappa of every weight (kU: S x d, kV: S x k) from the batch X, the
   // weights and the per-network alpha (N); rule_coefs.h gives kappa.
-  void (*ddp_scale)(const Exec&, const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU,
-                    T* kV) = nullptr;
+  void (*ddp_scale)(const Exec&, const T* U, const T* V, const T* X, int64_t B, const T* alpha, T* kU, T* kV) = nullptr;
 
   // Row operations of Theorem 1 and the measures (one unit = row h of U and of V).
   // balance: ||u_h|| = ||v_h||; normalize_units: ||u_h|| = 1. Both return the zero units.
@@ -96,14 +94,14 @@ struct Backend {
   void (*unit_balance)(const Exec&, const T* U, const T* V, double* out) = nullptr;
   // out (S x 10, cpu/measures.h's columns): per-unit weight statistics; U0, V0 may be null,
   // p <= 0 for none.
-  void (*unit_stats)(const Exec&, const T* U, const T* V, const T* U0, const T* V0, double p,
-                     double* out) = nullptr;
+  void (*unit_stats)(const Exec&, const T* U, const T* V, const T* U0, const T* V0, double p, double* out) = nullptr;
 };
 
 // Put a backend's tables in the registry (the latest registration of a device wins).
 void register_backend(const Backend<float>& f32, const Backend<double>& f64);
 // The backend of device d; throws std::runtime_error naming the device if none is registered.
-template <class T> const Backend<T>& backend(Device d);
+template <class T>
+const Backend<T>& backend(Device d);
 bool backend_registered(Device d);
 
 // A backend registers itself with a static object of this type in its library.

@@ -43,9 +43,16 @@ constexpr int kMaxRuleCoefs = 8;
 
 namespace {
 
-template <class T> struct MaxFinite;
-template <> struct MaxFinite<float> { static constexpr double value = FLT_MAX; };
-template <> struct MaxFinite<double> { static constexpr double value = DBL_MAX; };
+template <class T>
+struct MaxFinite;
+template <>
+struct MaxFinite<float> {
+  static constexpr double value = FLT_MAX;
+};
+template <>
+struct MaxFinite<double> {
+  static constexpr double value = DBL_MAX;
+};
 
 // Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
 // prepare, apply_update's prepare, the DDP scaling) gets the same bits for the same row.
@@ -118,9 +125,8 @@ PYIREG_HD inline void nesterov_sgd_update(V& w, V& buf, const V& g, const V& lr,
 // sqrt_: the square root of V (a scalar's or a SIMD vector's, lane by lane; IEEE square roots are
 // correctly rounded, so every target gets the same bits).
 template <bool DECOUPLED, class V, class Sqrt>
-PYIREG_HD inline void adam_update(V& w, V& m, V& v, V g, const V& step_size, const V& wd_or_decay,
-                                  const V& one_m_b1, const V& b2, const V& one_m_b2, const V& bc2_sqrt, const V& eps,
-                                  Sqrt sqrt_) {
+PYIREG_HD inline void adam_update(V& w, V& m, V& v, V g, const V& step_size, const V& wd_or_decay, const V& one_m_b1,
+                                  const V& b2, const V& one_m_b2, const V& bc2_sqrt, const V& eps, Sqrt sqrt_) {
   if (DECOUPLED)
     w = w * wd_or_decay;
   else

@@ -80,8 +80,14 @@ Status gemm(Handle h, Op ta, Op tb, int m, int n, int k, const T* alpha, const T
   if (!alpha || !beta) return STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return STATUS_SUCCESS;
   const bool round = std::is_same<T, float>::value && h->math == TF32_TENSOR_OP_MATH;
-  auto a = [&](int i, int p) { const T v = ta == OP_N ? A[i + int64_t(p) * lda] : A[p + int64_t(i) * lda]; return round ? T(tf32(float(v))) : v; };
-  auto b = [&](int p, int j) { const T v = tb == OP_N ? B[p + int64_t(j) * ldb] : B[j + int64_t(p) * ldb]; return round ? T(tf32(float(v))) : v; };
+  auto a = [&](int i, int p) {
+    const T v = ta == OP_N ? A[i + int64_t(p) * lda] : A[p + int64_t(i) * lda];
+    return round ? T(tf32(float(v))) : v;
+  };
+  auto b = [&](int p, int j) {
+    const T v = tb == OP_N ? B[p + int64_t(j) * ldb] : B[j + int64_t(p) * ldb];
+    return round ? T(tf32(float(v))) : v;
+  };
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
       T s = T(0);
@@ -95,8 +101,8 @@ Status sgemm(Handle h, Op ta, Op tb, int m, int n, int k, const float* al, const
              int ldb, const float* be, float* C, int ldc) {
   return gemm<float>(h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc);
 }
-Status dgemm(Handle h, Op ta, Op tb, int m, int n, int k, const double* al, const double* A, int lda,
-             const double* B, int ldb, const double* be, double* C, int ldc) {
+Status dgemm(Handle h, Op ta, Op tb, int m, int n, int k, const double* al, const double* A, int lda, const double* B,
+             int ldb, const double* be, double* C, int ldc) {
   return gemm<double>(h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc);
 }
 }  // namespace

@@ -126,9 +126,7 @@ const char* coll_name(Coll k) {
   return "?";
 }
 
-[[noreturn]] void raise_at(Run& r, const TState* t, const std::string& what) {
-  throw Error(where(r, t) + ": " + what);
-}
+[[noreturn]] void raise_at(Run& r, const TState* t, const std::string& what) { throw Error(where(r, t) + ": " + what); }
 
 // Completes the collectives whose every named lane has arrived; true if any was.
 bool release_collectives(Run& r) {
@@ -152,11 +150,16 @@ bool release_collectives(Run& r) {
       if (!(t.mask >> l & 1u)) continue;
       const TState& o = r.th[base + l];
       if (o.mask != t.mask || o.kind != t.kind || o.width != t.width)
-        raise_at(r, &o,
-                 std::string(coll_name(o.kind)) + " (line " + std::to_string(o.line) + ", mask 0x" +
-                     [](unsigned m) { char b[16]; std::snprintf(b, sizeof b, "%08x", m); return std::string(b); }(o.mask) +
-                     ") meets " + coll_name(t.kind) + " (line " + std::to_string(t.line) +
-                     ") of another lane: mismatched warp collectives");
+        raise_at(
+            r, &o,
+            std::string(coll_name(o.kind)) + " (line " + std::to_string(o.line) + ", mask 0x" +
+                [](unsigned m) {
+                  char b[16];
+                  std::snprintf(b, sizeof b, "%08x", m);
+                  return std::string(b);
+                }(o.mask) +
+                ") meets " + coll_name(t.kind) + " (line " + std::to_string(t.line) +
+                ") of another lane: mismatched warp collectives");
     }
     uint64_t ballot = 0;
     for (unsigned l = 0; l < 32; ++l)
@@ -173,11 +176,15 @@ bool release_collectives(Run& r) {
         case Coll::any: o.result = ballot != 0; break;
         case Coll::all: o.result = ballot == (t.mask & 0xffffffffu); break;
         case Coll::idx: src = (o.arg & (w - 1)) + seg; break;
-        case Coll::up: src = static_cast<int>(l) - o.arg >= seg ? static_cast<int>(l) - o.arg : static_cast<int>(l); break;
+        case Coll::up:
+          src = static_cast<int>(l) - o.arg >= seg ? static_cast<int>(l) - o.arg : static_cast<int>(l);
+          break;
         case Coll::down:
           src = static_cast<int>(l) + o.arg < seg + w ? static_cast<int>(l) + o.arg : static_cast<int>(l);
           break;
-        case Coll::bxor: src = (static_cast<int>(l) ^ o.arg) < seg + w ? static_cast<int>(l) ^ o.arg : static_cast<int>(l); break;
+        case Coll::bxor:
+          src = (static_cast<int>(l) ^ o.arg) < seg + w ? static_cast<int>(l) ^ o.arg : static_cast<int>(l);
+          break;
       }
       if (src >= 0)  // a lane outside the mask gives an undefined value on the GPU: all-ones bits (NaN)
         o.result = (src < 32 && (t.mask >> src & 1u)) ? r.th[base + src].value : ~uint64_t(0);
@@ -376,16 +383,16 @@ uint64_t collective(Coll kind, unsigned mask, uint64_t value, int arg, int width
   if (!t) throw Error("warp collective outside a kernel");
   if (width < 1 || width > 32 || (width & (width - 1)))
     fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): width " + std::to_string(width) +
-         " is not a power of two in [1, 32]");
+              " is not a power of two in [1, 32]");
   if (!(mask >> t->t.lane & 1u))
     fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): the calling lane " +
-         std::to_string(t->t.lane) + " is not in its mask (the mask is not the live lanes)");
+              std::to_string(t->t.lane) + " is not in its mask (the mask is not the live lanes)");
   const unsigned base = t->t.warp * 32;
   for (unsigned l = 0; l < 32; ++l)
     if ((mask >> l & 1u) && base + l >= r->n)
       fail_held(std::string(coll_name(kind)) + " (line " + std::to_string(line) + "): its mask names lane " +
-           std::to_string(l) + ", which does not exist in a block of " + std::to_string(r->n) +
-           " threads (the mask is not the live lanes)");
+                std::to_string(l) + ", which does not exist in a block of " + std::to_string(r->n) +
+                " threads (the mask is not the live lanes)");
   t->st = St::coll;
   t->kind = kind;
   t->mask = mask;
@@ -406,13 +413,13 @@ void* shared_array(size_t bytes, size_t align, int line) {
   if (i < r->shared.size()) {
     if (r->shared_bytes[i] != bytes)
       fail_held("__shared__ declaration (line " + std::to_string(line) + ") of " + std::to_string(bytes) +
-           " bytes differs from other threads' (" + std::to_string(r->shared_bytes[i]) + ")");
+                " bytes differs from other threads' (" + std::to_string(r->shared_bytes[i]) + ")");
     return r->shared[i];
   }
   r->shared_total += bytes;
   if (r->shared_total + r->dyn_bytes > kMaxSharedBytes)
     fail_held("shared memory: " + std::to_string(r->shared_total) + " static + " + std::to_string(r->dyn_bytes) +
-         " dynamic bytes per block exceed the " + std::to_string(kMaxSharedBytes) + " a launch may use");
+              " dynamic bytes per block exceed the " + std::to_string(kMaxSharedBytes) + " a launch may use");
   void* p = std::malloc(std::max<size_t>(bytes, 1));
   if (!p || reinterpret_cast<uintptr_t>(p) % align) fail_held("shared memory: allocation failed");
   std::memset(p, 0xFF, bytes);  // NaN in every float and double

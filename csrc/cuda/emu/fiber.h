@@ -54,10 +54,10 @@ struct TsanIgnore {
 };
 #define PYIREG_EMU_BOOKKEEPING TsanIgnore pyireg_tsan_ignore_
 // For a fiber that leaves for good (a guard's destructor would never run): jump() ends it.
-#define PYIREG_EMU_BOOKKEEPING_BEGIN()               \
-  do {                                               \
-    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);    \
-    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);   \
+#define PYIREG_EMU_BOOKKEEPING_BEGIN()             \
+  do {                                             \
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);  \
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__); \
   } while (0)
 #else
 #define PYIREG_EMU_BOOKKEEPING

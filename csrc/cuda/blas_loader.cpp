@@ -61,19 +61,5 @@ const Api& api() {
   return table;
 }
 
-const char* status_name(Status s) {
-  switch (s) {
-    case STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-  }
-  return "CUBLAS_STATUS_UNKNOWN";
-}
-
 }  // namespace blas
 }  // namespace pyireg

@@ -63,10 +63,15 @@ class Optimizer:
         m = self._model
         X, y, w = m._batch(X, y, weights)
         with _profile.section("native training step"), m._lock.write():
-            loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
+            loss = self._native_step(m, X, y, w)
             self.diverged |= ~np.isfinite(loss)
             self.steps += 1
         return loss
+
+    def _native_step(self, m, X, y, w) -> np.ndarray:
+        """The native call(s) of one fused step, under the model's write lock (a rule with more
+        state to prepare or advance overrides this, not ``step``)."""
+        return m._engine.step(m.U, m.V, X, y, w, *self._hyper())
 
     def apply_update(self, gU, gV) -> None:
         """Apply the rule to given gradients (shaped like U and V): the unfused path, which the
@@ -75,8 +80,12 @@ class Optimizer:
         gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
         gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
         with m._lock.write():
-            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
+            self._native_update(m, gU, gV)
             self.steps += 1
+
+    def _native_update(self, m, gU, gV) -> None:
+        """The native call of ``apply_update``, under the model's write lock."""
+        m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
 
     def reset_state(self) -> None:
         """Zero the state (as a freshly built optimizer would have)."""

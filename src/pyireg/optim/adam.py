@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _profile
-from .._validate import as_float_array, per_network
+from .._validate import per_network
 from ._base import Optimizer
 
 
@@ -70,26 +69,16 @@ class Adam(Optimizer):
         return (self.rule, self.bufU, self.bufV, self._lr, self._zero, self._weight_decay,
                 (self.sqU, self.sqV, self._beta1, self._beta2, self._eps, t))
 
-    def step(self, X, y, weights=None) -> np.ndarray:
-        m = self._model
-        X, y, w = m._batch(X, y, weights)
-        with _profile.section("native training step"), m._lock.write():  # one write: the step and t
-            t = self.t + 1
-            loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper(t))
-            self.t = t
-            self.diverged |= ~np.isfinite(loss)
-            self.steps += 1
+    def _native_step(self, m, X, y, w) -> np.ndarray:
+        t = self.t + 1                 # each network's step count, advanced inside the write lock
+        loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper(t))
+        self.t = t
         return loss
 
-    def apply_update(self, gU, gV) -> None:
-        m = self._model
-        gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
-        gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
-        with m._lock.write():
-            t = self.t + 1
-            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper(t))
-            self.t = t
-            self.steps += 1
+    def _native_update(self, m, gU, gV) -> None:
+        t = self.t + 1
+        m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper(t))
+        self.t = t
 
     def reset_state(self) -> None:
         super().reset_state()

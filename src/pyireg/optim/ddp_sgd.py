@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, per_network
+from .._validate import per_network
 from ._base import Optimizer
 
 
@@ -93,20 +93,7 @@ class DDPSGD(Optimizer):
         with m._lock.write():       # writes the optimizer's state: one writer at a time
             m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
 
-    def step(self, X, y, weights=None) -> np.ndarray:
-        m = self._model
-        X, y, w = m._batch(X, y, weights)
-        with m._lock.write():       # the scaling and the update are one write
-            m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
-            loss = m._engine.step(m.U, m.V, X, y, w, *self._hyper())
-            self.diverged |= ~np.isfinite(loss)
-            self.steps += 1
-        return loss
-
-    def apply_update(self, gU, gV) -> None:
-        m = self._model
-        gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
-        gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
-        with m._lock.write():
-            m._engine.apply_update(m.U, m.V, gU, gV, *self._hyper())
-            self.steps += 1
+    def _native_step(self, m, X, y, w) -> np.ndarray:
+        # the scaling and the update are one write (Optimizer.step holds the lock across both)
+        m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
+        return super()._native_step(m, X, y, w)

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="multipliers of the learning rate")
     proto = s.add_argument_group("protocol")
     proto.add_argument("--epochs", type=_positive, default=EPOCHS, help="epochs of training, as in the paper")
-    proto.add_argument("--batch-size", type=_positive, default=100, help="mini-batch size")
+    proto.add_argument("--batch-size", type=_positive, default=None,
+                       help="mini-batch size (default: 100; with --optimizer cg, which takes the whole training set "
+                            "at each step, the training set's size, the only value it takes)")
     proto.add_argument("--drop-last", action="store_true",
                        help="skip the last, smaller batch of an epoch (by default every sample is used)")
     proto.add_argument("--schedule", choices=["paper", "step", "cosine", "constant"], default="paper",
@@ -164,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum_sgd",
                        help="the update rule: the paper's momentum SGD, Path-SGD, data-dependent path-normalized "
                             "SGD (no momentum), Nesterov SGD, Adam or AdamW (--beta1, --beta2, --eps; no "
-                            "momentum); every one resumes after a kill")
+                            "momentum), or cg: full-batch conjugate gradient (Polak-Ribiere+, a monotone line "
+                            "search per network whose first trial step is the schedule's lr; --max-ls); every one "
+                            "resumes after a kill")
     proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
@@ -175,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="adam/adamw: second-moment decay, in [0, 1) (default 0.999)")
     proto.add_argument("--eps", type=_number(0.0, lo_in=False), default=None,
                        help="adam/adamw: the denominator's epsilon, > 0 (default 1e-8)")
+    proto.add_argument("--max-ls", type=_positive, default=None, metavar="N",
+                       help="cg: line-search trials per iteration at most (default 20)")
     proto.add_argument("--unbalanced", type=_number(1.0), default=None, metavar="FACTOR",
                        help="rescale every unit by a random c in [1/FACTOR, FACTOR] after initialization "
                             "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")

@@ -303,3 +303,12 @@ def cmd_convex(args) -> int:
     return 0
 
 
+
+
+def cmd_data_fetch(args) -> int:
+    from ..data import fetch as F
+    if args.idx_dir is not None and not Path(args.idx_dir).expanduser().is_dir():
+        raise FileNotFoundError(f"--idx-dir: {args.idx_dir} is not a directory")
+    path = F.fetch(args.name, cache_dir=args.cache_dir, idx_dir=args.idx_dir)
+    print(path)
+    return 0

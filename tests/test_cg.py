@@ -139,7 +139,9 @@ def test_bad_input():
     with pytest.raises(TypeError, match="model"):
         ConjugateGradient("x")
     with pytest.raises(ValueError, match="lr"):
-        ConjugateGradient(m, lr=0.0)
+        ConjugateGradient(m, lr=-1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        ConjugateGradient(m).momentum = 0.5
     with pytest.raises(ValueError, match="lr"):
         ConjugateGradient(m, lr=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="max_ls"):
@@ -177,3 +179,21 @@ def test_stalled_networks_stop_searching():
     np.testing.assert_array_equal(m.network(0)[0], alone.U)
     opt.reset_state()
     assert not opt.stalled.any()
+
+
+def test_lr_zero_freezes_a_network_and_nonfinite_objectives_are_diverged():
+    """lr 0 (a schedule's end, or a network's epoch budget spent): that network does not move, the
+    others do; a non-finite objective marks the network diverged, like the other optimizers."""
+    X, y = make_data(30, 4, 2, seed=6)
+    m = PackedMLP([3, 4], 4, 2, seed=2, dtype="float64")
+    U0, V0 = m.U.copy(), m.V.copy()
+    opt = ConjugateGradient(m, lr=[0.0, 1.0])
+    assert opt.diverged.shape == (2,) and not opt.diverged.any() and (opt.momentum == 0).all()
+    for _ in range(3):
+        opt.step(X, y)
+    np.testing.assert_array_equal(m.U[:3], U0[:3])
+    np.testing.assert_array_equal(m.V[:3], V0[:3])
+    assert not np.array_equal(m.U[3:], U0[3:]) and opt.steps == 3 and not opt.diverged.any()
+    m.U[0, 0] = np.nan
+    opt.step(X, y)
+    assert opt.diverged.tolist() == [True, False]

@@ -94,7 +94,8 @@ def test_mnist_errors(tmp_path, monkeypatch):
         int(s).to_bytes(4, "big") for s in (5, 28, 28)) + b"\x00" * 100)
     with pytest.raises(ValueError, match="header says"):
         D.load("mnist", data_dir=tmp_path)
-    with pytest.raises(ValueError, match="data_dir: mnist is read from a directory"):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))       # no cached copy there
+    with pytest.raises(FileNotFoundError, match="data_dir: mnist has no data directory given and no cached copy"):
         D.load("mnist", data_dir=None)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         D.load("mnist", data_dir=tmp_path / "nope")

@@ -167,3 +167,49 @@ def test_real_mnist_cached():
     assert d["train_images"].shape == (60000, 28, 28) and d["test_images"].shape == (10000, 28, 28)
     assert int(d["train_labels"][0]) == 5
     assert np.bincount(d["train_labels"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def _idx_dir(tmp_path, n_train=30, n_test=12):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "idx"
+    d.mkdir()
+    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "test_labels": (np.arange(n_test) % 10).astype(np.uint8)}
+    for key, a in arrays.items():
+        (d / F._IDX_STEMS[key]).write_bytes(F._idx_bytes(a))
+    return d, arrays
+
+
+def test_data_fetch_command_and_load_from_the_cache(tmp_path, monkeypatch, capsys):
+    """`pyireg data fetch mnist --idx-dir` fills the cache and prints its path; load("mnist") and
+    `--dataset mnist` with no data dir then read it; without a cache, one line says what to do."""
+    from pyireg.cli import main
+    from pyireg.data import load
+    monkeypatch.delenv("PYIREG_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))          # the default cache root
+    with pytest.raises(FileNotFoundError, match="run `pyireg data fetch mnist`.*--data-dir"):
+        load("mnist", n_train=20, n_val=10, n_test=12)
+    capsys.readouterr()
+    assert main(["sweep", "--dataset", "mnist", "--widths", "2", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "s0")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pyireg data fetch mnist" in err[0] and not (tmp_path / "s0").exists()
+    d, arrays = _idx_dir(tmp_path)
+    assert main(["data", "fetch", "mnist", "--idx-dir", str(d)]) == 0
+    cache = tmp_path / "home" / ".cache" / "pyireg" / "mnist"
+    assert capsys.readouterr().out.strip() == str(cache) and F.is_cached()
+    ds = load("mnist", n_train=20, n_val=10, n_test=12)
+    ref = load("mnist", data_dir=d, n_train=20, n_val=10, n_test=12)
+    np.testing.assert_array_equal(ds.X_train, ref.X_train)
+    np.testing.assert_array_equal(ds.y_test, ref.y_test)
+    np.testing.assert_array_equal(np.sort(ds.y_test), np.sort(arrays["test_labels"]))   # the t10k split
+    assert main(["sweep", "--dataset", "mnist", "--n-train", "20", "--n-val", "10", "--n-test", "12", "--widths",
+                 "2", "--epochs", "1", "--batch-size", "10", "--quiet", "--out", str(tmp_path / "s1")]) == 0
+    # --cache-dir elsewhere; a missing --idx-dir is one line
+    capsys.readouterr()
+    assert main(["data", "fetch", "mnist", "--idx-dir", str(d), "--cache-dir", str(tmp_path / "c2")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "c2" / "mnist")
+    assert main(["data", "fetch", "mnist", "--idx-dir", str(tmp_path / "nope")]) == 2
+    assert "--idx-dir" in capsys.readouterr().err

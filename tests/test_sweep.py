@@ -166,7 +166,7 @@ def test_sweep_takes_a_pair_of_arrays_of_any_kind():
     (dict(init_std=[1.0, 2.0, 3.0]), ValueError, "init_std: expected a positive number or 2 positive numbers"),
     (dict(dtype="int8"), ValueError, "dtype: expected float32 or float64"),
     (dict(schedule="paper"), TypeError, r"schedule: expected a schedule \(an object with lr\(epoch\)"),
-    (dict(optimizer="adagrad"), ValueError, "optimizer: expected one of momentum_sgd, path_sgd, ddp_sgd, nesterov_sgd, adam, adamw, got .adagrad"),
+    (dict(optimizer="adagrad"), ValueError, "optimizer: expected one of momentum_sgd, path_sgd, ddp_sgd, nesterov_sgd, adam, adamw, cg, got .adagrad"),
     (dict(optimizer="ddp_sgd", optimizer_args={"beta": 1}), ValueError, "optimizer_args: ddp_sgd takes alpha"),
     (dict(device="cuda"), ValueError, "device: .cuda."),
     (dict(measures=["margin"], loss="squared"), ValueError, "measures: .margin. needs class labels"),

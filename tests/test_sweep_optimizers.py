@@ -29,10 +29,10 @@ from pyireg.schedule import (
 )
 
 VOLATILE = ["train_seconds"]
-OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd", "nesterov_sgd", "adam", "adamw"]
+OPTIMIZERS = ["momentum_sgd", "path_sgd", "ddp_sgd", "nesterov_sgd", "adam", "adamw", "cg"]
 # each optimizer's own command-line arguments (not their defaults, so that they must travel)
 OWN_ARGS = {"ddp_sgd": {"alpha": 0.3}, "adam": {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
-            "adamw": {"beta2": 0.95}}
+            "adamw": {"beta2": 0.95}, "cg": {"max_ls": 6}}
 ARGS = ["--n-val", "20", "--n-test", "20", "--widths", "1,3,8", "--reps", "2", "--epochs", "3", "--batch-size", "20",
         "--quiet", "--threads", "1", "--lr", "0.05"]
 
@@ -69,7 +69,13 @@ def npz(tmp_path_factory):
 
 
 def _optimizer_args(name):
-    return ["--optimizer", name] + [a for k, v in OWN_ARGS.get(name, {}).items() for a in (f"--{k}", str(v))]
+    # cg takes the whole training set at each step: the command line sets its batch size
+    return ["--optimizer", name] + [a for k, v in OWN_ARGS.get(name, {}).items()
+                                    for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def _args(name):
+    return [a for i, a in enumerate(ARGS) if name != "cg" or "--batch-size" not in ARGS[max(i - 1, 0):i + 1]]
 
 
 @pytest.mark.slow
@@ -77,12 +83,12 @@ def _optimizer_args(name):
 def test_each_optimizer_resumes_after_sigkill_to_the_uninterrupted_history(npz, tmp_path, name):
     from pyireg.cli import main
     ref_dir = tmp_path / "ref"
-    assert main(["sweep", "--data", str(npz), "--out", str(ref_dir), *ARGS, *_optimizer_args(name)]) == 0
+    assert main(["sweep", "--data", str(npz), "--out", str(ref_dir), *_args(name), *_optimizer_args(name)]) == 0
     ref = load_results(ref_dir).history.drop(columns=VOLATILE)
     assert ref.epoch.max() == 3 and np.isfinite(ref.train_loss).all()
     cfg = json.loads((ref_dir / "config.json").read_text())
     assert cfg["optimizer"] == name and cfg["optimizer_args"] == OWN_ARGS.get(name, {})
-    if name in ("ddp_sgd", "adam", "adamw"):
+    if name in ("ddp_sgd", "adam", "adamw", "cg"):
         assert (ref.momentum == 0).all()                 # no momentum: the history says so
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
@@ -90,7 +96,7 @@ def test_each_optimizer_resumes_after_sigkill_to_the_uninterrupted_history(npz, 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_WAIT_POLICY="passive")
     kills, committed = 0, []
     for target in (4, 9, 15, 22, None):                   # kill at the target-th file operation of each run
-        p = subprocess.Popen([sys.executable, str(script), str(npz), str(out), *ARGS, *_optimizer_args(name)],
+        p = subprocess.Popen([sys.executable, str(script), str(npz), str(out), *_args(name), *_optimizer_args(name)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         killed, rc, err = kill_after_ops(p, target, signal.SIGKILL)
         kills += killed
@@ -111,13 +117,14 @@ def test_each_optimizer_in_packs_equals_one_model(tmp_path, name):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(90, 5))
     ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
-    kw = dict(widths=[1, 4, 9], seeds=[0, 1], epochs=2, batch_size=20, progress=False, optimizer=name,
-              schedule=PaperSchedule(lr0=0.05))
+    kw = dict(widths=[1, 4, 9], seeds=[0, 1], epochs=2, batch_size=50 if name == "cg" else 20, progress=False,
+              optimizer=name, schedule=PaperSchedule(lr0=0.05))
     one = sweep(ds, **kw).history.drop(columns=VOLATILE)
     from pyireg.distributed import LocalExecutor
     packs = sweep(ds, executor=LocalExecutor(pack_units=5), out=tmp_path / "p", **kw).history.drop(columns=VOLATILE)
     pd.testing.assert_frame_equal(one, packs)
-    other = sweep(ds, **{**kw, "optimizer": "momentum_sgd" if name != "momentum_sgd" else "path_sgd"})
+    other = sweep(ds, **{**kw, "optimizer": "momentum_sgd" if name != "momentum_sgd" else "path_sgd",
+                         "batch_size": 20})
     assert not np.array_equal(other.history.train_loss.to_numpy(), one.train_loss.to_numpy())
 
 
@@ -231,8 +238,15 @@ def test_registries_take_new_optimizers():
             sweep(ds, [2], epochs=1, batch_size=20, progress=False, optimizer="test_full_batch")
         n = len(ds.y_train)
         a = sweep(ds, [2], epochs=2, batch_size=n, progress=False, optimizer="test_full_batch")
-        b = sweep(ds, [2], epochs=2, batch_size=n, progress=False)
-        pd.testing.assert_frame_equal(a.history.drop(columns=VOLATILE), b.history.drop(columns=VOLATILE))
+        # the loop hands a full-batch optimizer the training set in its stored order (not permuted)
+        model = pyireg.PackedMLP([2], 3, ds.num_classes, seed=[np.random.SeedSequence(0).spawn(1)[0]])
+        opt = pyireg.MomentumSGD(model, 0.1, 0.5, 0.0)
+        for epoch in range(2):
+            opt.lr, opt.momentum = 0.1 * 0.99 ** epoch, min(0.9, 0.5 + 0.02 * epoch)
+            opt.step(ds.X_train, ds.y_train)
+            assert a.history.train_loss.iloc[epoch] == model.evaluate(ds.X_train, ds.y_train, batch_size=512)[1][0]
+        b = sweep(ds, [2], epochs=2, batch_size=n, progress=False)      # permuted: the same up to rounding
+        np.testing.assert_allclose(a.history.train_loss, b.history.train_loss, rtol=1e-5)
     finally:
         del T.OPTIMIZERS["test_full_batch"]
 
@@ -384,3 +398,59 @@ def test_command_line_optimizer_arguments_are_checked_before_anything_is_written
     # the library refuses out-of-range arguments too, before training
     with pytest.raises(ValueError, match=r"optimizer_args: beta1 expected a number in \[0, 1\), got 1.5"):
         T.check_optimizer("adam", {"beta1": 1.5})
+
+
+def test_cg_in_the_loop_is_the_optimizer_on_the_whole_training_set(tmp_path):
+    """optimizer="cg": one conjugate-gradient iteration per epoch on the whole training set, the
+    same as the class driven by hand (with weight decay, per-network lr scales); each network's
+    training loss never increases; other batch sizes are refused in one line."""
+    from pyireg import PackedMLP
+    from pyireg.optim.cg import ConjugateGradient
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(110, 5))
+    ds = D.from_arrays(X, (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 1), n_val=20, n_test=20)
+    n = len(ds.y_train)
+    widths, lss = [1, 3, 8, 20], [1.0, 4.0]
+    res = sweep(ds, widths, epochs=6, batch_size=n, optimizer="cg", optimizer_args={"max_ls": 8},
+                weight_decays=[0.0, 1e-3], lr_scales=lss, schedule=PaperSchedule(lr0=0.5), progress=False)
+    h = res.history
+    assert (h.momentum == 0).all() and not h.diverged.any() and len(h) == 6 * len(widths) * 4
+    grid = [(w, wd, ls) for wd in (0.0, 1e-3) for ls in lss for w in widths]
+    model = PackedMLP([g[0] for g in grid], 5, ds.num_classes, seed=np.random.SeedSequence(0).spawn(len(grid)))
+    opt = ConjugateGradient(model, 0.5, weight_decay=[g[1] for g in grid], max_ls=8)
+    for epoch in range(6):
+        opt.lr = 0.5 * 0.99 ** epoch * np.array([g[2] for g in grid])
+        opt.step(ds.X_train, ds.y_train)
+        got = h[h.epoch == epoch + 1].sort_values("network").train_loss.to_numpy()
+        np.testing.assert_array_equal(got, model.evaluate(ds.X_train, ds.y_train, batch_size=512)[1])
+    for _, g in h[h.weight_decay == 0].groupby("network"):
+        loss = g.sort_values("epoch").train_loss.to_numpy()
+        # the line search never lets the objective rise; the recorded loss is evaluated in another
+        # summation order, hence the rounding allowance
+        assert (np.diff(loss) <= 1e-6 * loss[:-1]).all(), loss
+    assert h[h.epoch == 6].train_loss.mean() < h[h.epoch == 1].train_loss.mean()
+    with pytest.raises(ValueError, match=f"batch_size: the optimizer cg takes the whole training set.*{n}"):
+        sweep(ds, [2], epochs=1, batch_size=20, optimizer="cg", progress=False, out=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(ValueError, match="max_ls expected an integer >= 1"):
+        sweep(ds, [2], epochs=1, batch_size=n, optimizer="cg", optimizer_args={"max_ls": 0.5}, progress=False)
+
+
+def test_cg_from_the_command_line_sets_the_batch_size(tmp_path, npz, capsys):
+    from pyireg.cli import main
+    base = ["sweep", "--data", str(npz), "--n-val", "20", "--n-test", "20", "--widths", "2,6", "--epochs", "2",
+            "--quiet", "--optimizer", "cg", "--lr", "0.5"]
+    assert main([*base, "--max-ls", "5", "--out", str(tmp_path / "a")]) == 0
+    r = load_results(tmp_path / "a")
+    assert r.config["batch_size"] == 40 and r.config["optimizer"] == "cg" and r.config["optimizer_args"] == {"max_ls": 5}
+    assert main([*base, "--batch-size", "40", "--out", str(tmp_path / "b")]) == 0
+    pd.testing.assert_frame_equal(r.history.drop(columns=VOLATILE),
+                                  load_results(tmp_path / "b").history.drop(columns=VOLATILE))
+    capsys.readouterr()
+    assert main([*base, "--batch-size", "20", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch-size: --optimizer cg takes the whole training set" in err[0] and "40" in err[0]
+    assert not (tmp_path / "c").exists()
+    assert main(["sweep", "--data", str(npz), "--widths", "2", "--epochs", "1", "--quiet", "--batch-size", "20",
+                 "--max-ls", "3", "--out", str(tmp_path / "d")]) == 2
+    assert "--max-ls: only with --optimizer cg" in capsys.readouterr().err

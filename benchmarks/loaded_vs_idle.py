@@ -49,7 +49,8 @@ def main() -> None:
         rows = []
         for load in ("idle", "loaded"):
             stop = mp.Event()
-            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.busy if load == "loaded" else 0)]
+            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True)
+                        for _ in range(args.busy if load == "loaded" else 0)]
             for p in spinners:
                 p.start()
             try:

@@ -130,7 +130,8 @@ def estimate_part(report, reps):
     per_unit = sum(r["seconds"] for r in recs) / sum(r["units"] for r in recs)
     grid = WIDTHS * len(WEIGHT_DECAYS)
     seeds = list(range(reps))
-    one = makespan([over + p.units * per_unit for p in plan_packs(grid, seeds, 1, default_pack_units(grid, reps, 1))], 1)
+    one = makespan([over + p.units * per_unit
+                    for p in plan_packs(grid, seeds, 1, default_pack_units(grid, reps, 1))], 1)
     rows = []
     for M in (1, 2, 4, 8, 16, 32, 64, 128):
         plan = plan_packs(grid, seeds, 1, default_pack_units(grid, reps, M))

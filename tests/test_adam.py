@@ -121,7 +121,8 @@ def test_nesterov_matches_torch_sgd_nesterov(widths, d, k, B):
     n = len(widths)
     lr, mom, wd = rng.uniform(0.005, 0.03, n), rng.uniform(0.0, 0.9, n), rng.choice([0.0, 1e-3], n)
     opt = NesterovSGD(model, lr, mom, wd)
-    mods = {dt: R.modules_from_packed(model.U, model.V, model.offsets, dtype=dt) for dt in (torch.float32, torch.float64)}
+    mods = {dt: R.modules_from_packed(model.U, model.V, model.offsets, dtype=dt)
+            for dt in (torch.float32, torch.float64)}
     topt = {dt: [torch.optim.SGD(m.parameters(), lr=float(lr[i]), momentum=float(mom[i]), weight_decay=float(wd[i]),
                                  nesterov=True, foreach=False) for i, m in enumerate(ms)] for dt, ms in mods.items()}
     for _ in range(25):

@@ -198,7 +198,8 @@ def test_cifar10_protocol2_batches_like_the_real_files(tmp_path):
 
 @pytest.mark.parametrize("mutate,match", [
     (lambda o: o[b"labels"].__setitem__(4, 99), r"data_batch_3: label 99 at index 4"),
-    (lambda o: o.__setitem__(b"data", o[b"data"].astype(np.float64)), r"data_batch_3: pixels are float64, expected a uint8"),
+    (lambda o: o.__setitem__(b"data", o[b"data"].astype(np.float64)),
+     r"data_batch_3: pixels are float64, expected a uint8"),
     (lambda o: o.__setitem__(b"labels", [0.5] * 20), r"data_batch_3: labels are float64"),
     (lambda o: o.__setitem__(b"data", o[b"data"][:, :100]), r"data_batch_3 holds data \(20, 100\)"),
 ])
@@ -288,8 +289,10 @@ def test_from_arrays_label_rule():
     (np.zeros(10), np.zeros(10, int), {}, ValueError, r"X: expected a 2-d array .* X.reshape\(-1, 1\)"),
     (np.ones((10, 2)), np.eye(10, 3), {}, ValueError, r"y: expected a 1-d array .* y.argmax\(1\)"),
     (np.ones((10, 2)), np.arange(9) % 2, {}, ValueError, "y: expected 10 labels"),
-    (np.ones((10, 2)), np.arange(10) % 2 + 0.5, {}, ValueError, r"y: expected integer class labels, got 0.5 at index 0"),
-    (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, ValueError, r"X: contains NaN or inf \(first at index \(0, 1\)\)"),
+    (np.ones((10, 2)), np.arange(10) % 2 + 0.5, {}, ValueError,
+     r"y: expected integer class labels, got 0.5 at index 0"),
+    (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, ValueError,
+     r"X: contains NaN or inf \(first at index \(0, 1\)\)"),
     (np.array([["a", "b"]] * 10), np.arange(10) % 2, {}, TypeError, "X: expected numbers"),
     (np.ones((10, 2)), np.zeros(10, int), {}, ValueError, "y: expected at least 2 classes"),
     (np.ones((10, 2)), np.arange(10) % 2, dict(n_val=5, n_test=5), ValueError, "leave 0 for training"),

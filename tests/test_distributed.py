@@ -192,7 +192,8 @@ def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     pack = out / "packs" / "pack-00000.parquet"
     good = pack.read_bytes()
     pack.write_bytes(good[:200])
-    with pytest.raises(SweepStateError, match=r"pack-00000.parquet is corrupt.*delete it to train pack 0 \(repetition 0"):
+    with pytest.raises(SweepStateError,
+                       match=r"pack-00000.parquet is corrupt.*delete it to train pack 0 \(repetition 0"):
         sweep(tiny, out=out, executor=ex, resume=True, **KW)
     (out / "packs.json").rename(out / "packs.json.away")
     pack.write_bytes(good)
@@ -430,7 +431,7 @@ def test_command_line_ray(ray_address, tmp_path, capsys):
     assert "6/6 packs, 100% of the work" in err
     pd.testing.assert_frame_equal(load_results(tmp_path / "ray").history.drop(columns=VOLATILE),
                                   load_results(tmp_path / "local").history.drop(columns=VOLATILE), check_exact=True)
-    assert main(base + ["--out", str(tmp_path / "ray"), "--ray", "--resume", "--quiet"]) == 0    # finished: nothing to do
+    assert main(base + ["--out", str(tmp_path / "ray"), "--ray", "--resume", "--quiet"]) == 0  # finished: nothing to do
     for argv, match in ((["--address", "auto"], "--address: only with --ray"),
                         (["--workers", "2"], "--workers: only with --ray"),
                         (["--ray", "--address", "auto"], "--address: this process is already connected"),

@@ -85,7 +85,8 @@ def test_bad_arguments_are_refused(kwargs, match):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_edge_of_stability_quick(seed, tmp_path):
     """At lr 1.2 (2 / lr = 1.67, above the initial sharpness) the sharpness rises and then stays
-    within 15% below / 25% above 2 / lr from step 150 (it hovers just above it); at lr 0.1 (2 / lr = 20) it stays far below its edge."""
+    within 15% below / 25% above 2 / lr from step 150 (it hovers just above it); at lr 0.1
+    (2 / lr = 20) it stays far below its edge."""
     t = edge_of_stability(widths=(16, 64), lrs=(0.1, 1.2), steps=400, every=50, seed=seed)
     assert set(t.columns) >= {"step", "width", "lr", "two_over_lr", "loss", "hessian_top", "lanczos_iters"}
     assert np.isfinite(t["hessian_top"]).all()

@@ -37,7 +37,8 @@ def test_copy_and_from_weights_share_or_copy_as_asked():
     before = shared.forward(X)
     V *= 2
     np.testing.assert_allclose(shared.forward(X), 2 * before, rtol=1e-6)
-    with pytest.raises(ValueError, match="U: with copy=False, expected a writeable, aligned, C-contiguous float32 array"):
+    with pytest.raises(ValueError,
+                       match="U: with copy=False, expected a writeable, aligned, C-contiguous float32 array"):
         pyireg.PackedMLP.from_weights([2, 5], np.asfortranarray(U), V, copy=False)
     with pytest.raises(ValueError, match=r"U: expected shape \(6, 3\)"):
         pyireg.PackedMLP.from_weights([2, 4], U, V[:6])

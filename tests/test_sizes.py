@@ -26,7 +26,8 @@ def _maxrss_mb():
 
 def test_huge_model_fails_before_allocating():
     before = _maxrss_mb()
-    with pytest.raises(MemoryError, match=r"a model of 1099511627776 hidden units x \(1 \+ 1\) weights needs about 8\.0 TiB"):
+    with pytest.raises(MemoryError,
+                       match=r"a model of 1099511627776 hidden units x \(1 \+ 1\) weights needs about 8\.0 TiB"):
         pyireg.PackedMLP([2 ** 40], 1, 1)
     with pytest.raises(MemoryError, match="does not fit in 64 bits"):
         pyireg.PackedMLP([2 ** 62, 2 ** 62], 4, 1)

@@ -147,7 +147,8 @@ def test_sweep_takes_a_pair_of_arrays_of_any_kind():
     f64 = sweep((X, y), dtype="float64", **kw)
     assert f64.config["dtype"] == "float64"
     np.testing.assert_allclose(f64.history.train_loss, ref.history.train_loss, rtol=1e-3)
-    with pytest.raises(TypeError, match=r"dataset: expected a pyireg.data.Dataset or a pair \(X, y\), got tuple of length 3"):
+    with pytest.raises(TypeError,
+                       match=r"dataset: expected a pyireg.data.Dataset or a pair \(X, y\), got tuple of length 3"):
         sweep((X, y, y), **kw)
 
 
@@ -166,7 +167,8 @@ def test_sweep_takes_a_pair_of_arrays_of_any_kind():
     (dict(init_std=[1.0, 2.0, 3.0]), ValueError, "init_std: expected a positive number or 2 positive numbers"),
     (dict(dtype="int8"), ValueError, "dtype: expected float32 or float64"),
     (dict(schedule="paper"), TypeError, r"schedule: expected a schedule \(an object with lr\(epoch\)"),
-    (dict(optimizer="adagrad"), ValueError, "optimizer: expected one of momentum_sgd, path_sgd, ddp_sgd, nesterov_sgd, adam, adamw, cg, got .adagrad"),
+    (dict(optimizer="adagrad"), ValueError,
+     "optimizer: expected one of momentum_sgd, path_sgd, ddp_sgd, nesterov_sgd, adam, adamw, cg, got .adagrad"),
     (dict(optimizer="ddp_sgd", optimizer_args={"beta": 1}), ValueError, "optimizer_args: ddp_sgd takes alpha"),
     (dict(device="cuda"), ValueError, "device: .cuda."),
     (dict(measures=["margin"], loss="squared"), ValueError, "measures: .margin. needs class labels"),
@@ -280,7 +282,8 @@ def test_import_pyireg_needs_only_numpy_and_exposes_the_subpackages():
         import sys
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in ('pandas', 'pyarrow', 'matplotlib', 'torch', 'sklearn', 'tqdm', 'mlxtend', 'ray'):
+                blocked = ('pandas', 'pyarrow', 'matplotlib', 'torch', 'sklearn', 'tqdm', 'mlxtend', 'ray')
+                if name.split('.')[0] in blocked:
                     raise ImportError('blocked ' + name)
         sys.meta_path.insert(0, Block())
         import pyireg

@@ -168,7 +168,8 @@ def test_unbalanced_initialization_keeps_each_function_and_changes_sgd():
                        batch_size=20, drop_last=False, schedule=PaperSchedule(), init_std=None, label_noise=0.0,
                        resample_split=False, eval_batch=512)
     plain, _ = T.build(ds, spec, 0, np.arange(2))
-    spec_u = T.TrainSpec(**{**spec.__dict__, "init_transform": "unbalanced", "init_transform_args": (("factor", 10.0),)})
+    spec_u = T.TrainSpec(**{**spec.__dict__, "init_transform": "unbalanced",
+                            "init_transform_args": (("factor", 10.0),)})
     unb, _ = T.build(ds, spec_u, 0, np.arange(2))
     assert not np.allclose(plain.U, unb.U)
     np.testing.assert_allclose(unb.forward(ds.X_val)[0], plain.forward(ds.X_val)[0], rtol=1e-4, atol=1e-5)
@@ -387,7 +388,8 @@ def test_command_line_optimizer_arguments_are_checked_before_anything_is_written
         except SystemExit as e:               # argparse's range checks exit with 2
             return e.code
     base = ["sweep", "--data", str(npz), "--widths", "2", "--epochs", "1", "--quiet"]
-    for bad, msg in ((["--optimizer", "momentum_sgd", "--beta1", "0.5"], "--beta1: only with --optimizer adam or adamw"),
+    for bad, msg in ((["--optimizer", "momentum_sgd", "--beta1", "0.5"],
+                      "--beta1: only with --optimizer adam or adamw"),
                      (["--optimizer", "adam", "--alpha", "0.5"], "--alpha: only with --optimizer ddp_sgd"),
                      (["--optimizer", "adamw", "--eps", "0"], "--eps"),
                      (["--optimizer", "adam", "--beta2", "1"], "--beta2")):
@@ -442,7 +444,8 @@ def test_cg_from_the_command_line_sets_the_batch_size(tmp_path, npz, capsys):
             "--quiet", "--optimizer", "cg", "--lr", "0.5"]
     assert main([*base, "--max-ls", "5", "--out", str(tmp_path / "a")]) == 0
     r = load_results(tmp_path / "a")
-    assert r.config["batch_size"] == 40 and r.config["optimizer"] == "cg" and r.config["optimizer_args"] == {"max_ls": 5}
+    assert (r.config["batch_size"] == 40 and r.config["optimizer"] == "cg"
+            and r.config["optimizer_args"] == {"max_ls": 5})
     assert main([*base, "--batch-size", "40", "--out", str(tmp_path / "b")]) == 0
     pd.testing.assert_frame_equal(r.history.drop(columns=VOLATILE),
                                   load_results(tmp_path / "b").history.drop(columns=VOLATILE))

@@ -22,8 +22,8 @@ from .model import PackedMLP  # noqa: E402
 from .optim import DDPSGD, Adam, AdamW, MomentumSGD, NesterovSGD, Optimizer, PathSGD  # noqa: E402
 from .schedule import PaperSchedule  # noqa: E402
 
-__all__ = ["PackedMLP", "MomentumSGD", "NesterovSGD", "PathSGD", "DDPSGD", "Adam", "AdamW", "Optimizer", "PaperSchedule", "sweep", "summarize",
-           "load_results", "measures",
+__all__ = ["PackedMLP", "MomentumSGD", "NesterovSGD", "PathSGD", "DDPSGD", "Adam", "AdamW", "Optimizer",
+           "PaperSchedule", "sweep", "summarize", "load_results", "measures",
            "build_config", "get_num_threads", "max_num_threads", "set_num_threads", "memory_limit",
            "set_memory_limit", "__version__", "_core"]
 

@@ -67,6 +67,7 @@ def report(total: float) -> str:
         lines.append(f"{name:44s} {s:9.1f} {100 * s / total:6.1f}% {calls[name]:9d}")
     lines.append("")
     lines.append(f"{'in the native kernels (training, evaluation)':44s} {kern:9.1f} {100 * kern / total:6.1f}%")
-    lines.append(f"{'outside them (all the rest of the run)':44s} {total - kern:9.1f} {100 * (total - kern) / total:6.1f}%"
+    lines.append(f"{'outside them (all the rest of the run)':44s} {total - kern:9.1f} "
+                 f"{100 * (total - kern) / total:6.1f}%"
                  f"   (total {total:.1f} s; the run is {total / kern:.2f}x its kernel time)" if kern else "")
     return "\n".join(lines)

@@ -52,7 +52,8 @@ def to_numpy(x, name: str) -> np.ndarray:
 
 def _real_kind(a: np.ndarray, name: str) -> None:
     if a.dtype.kind not in "iuf":
-        what = {"c": "complex", "b": "boolean", "O": "object", "U": "string", "S": "bytes"}.get(a.dtype.kind, a.dtype.name)
+        what = {"c": "complex", "b": "boolean", "O": "object", "U": "string",
+                "S": "bytes"}.get(a.dtype.kind, a.dtype.name)
         raise TypeError(f"{name}: expected real numbers (integer or floating), got {what} data ({a.dtype})")
 
 
@@ -110,7 +111,8 @@ def per_network(value, name: str, n: int, dtype, *, low=0.0, high=None, high_ope
     if a.shape == ():
         a = np.full(n, a, dtype=np.float64)
     elif a.shape != (n,):
-        raise ValueError(f"{name}: expected a scalar or an array of shape ({n},) (one value per network), got shape {a.shape}")
+        raise ValueError(f"{name}: expected a scalar or an array of shape ({n},) (one value per network), "
+                         f"got shape {a.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = aligned(np.ascontiguousarray(a, dtype=dtype))
     if not np.isfinite(out).all():

@@ -280,7 +280,8 @@ class Engine:
             raise ValueError(f"rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd', got {rule!r}")
         _arr(state_U, "state_U", self.dtype, (self.S, self.d), True)
         _arr(state_V, "state_V", self.dtype, (self.S, self.k), True)
-        lr, mom, wd = self._hyper(lr, "lr"), self._hyper(momentum, "momentum"), self._hyper(weight_decay, "weight_decay")
+        lr, mom, wd = (self._hyper(lr, "lr"), self._hyper(momentum, "momentum"),
+                       self._hyper(weight_decay, "weight_decay"))
         if rule == "ddp_sgd" and np.any(mom != 0):
             raise ValueError("momentum: DDP-SGD has no momentum (expected 0)")
         return lr, mom, wd

@@ -163,8 +163,8 @@ def edge_of_stability(widths=(16, 64), lrs=(0.02, 0.05, 0.1), *, steps: int = 40
     """Full-batch GD (torch.optim.SGD without momentum) of every (width, lr) pair, packed into
     one model, on a squared-loss regression of a random ReLU teacher (``samples`` Gaussian
     inputs in ``d`` dimensions, one output) from a small initialization (``init_scale`` times
-    the default standard deviations, so the sharpness starts low and rises), recording each network's loss and ``hessian_top``
-    every ``every`` steps. Returns a tidy pandas DataFrame with columns
+    the default standard deviations, so the sharpness starts low and rises), recording each
+    network's loss and ``hessian_top`` every ``every`` steps. Returns a tidy pandas DataFrame with columns
     step, width, lr, two_over_lr, loss, hessian_top, lanczos_iters.
 
     Learning rates at which 2 / lr is below the initial sharpness diverge or settle at once;

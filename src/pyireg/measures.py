@@ -208,7 +208,8 @@ def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
         if "data" in need and not have_data:
             raise ValueError(f"X: the measure {n!r} needs data; pass X and y (normally the training set)")
         if "init" in need and init is None:
-            raise ValueError(f"init: the measure {n!r} needs the initial weights; pass init=(U0, V0) or the initial model")
+            raise ValueError(f"init: the measure {n!r} needs the initial weights; "
+                             f"pass init=(U0, V0) or the initial model")
     ctx = _Context(model, X, y, init, opt)
     return {n: ctx.get(n) for n in names}
 
@@ -644,7 +645,8 @@ def names_available(init: bool = False, data: bool = False) -> list:
     return [n for n, m in REGISTRY.items() if not m.perturbed and m.group != "curvature" and m.needs <= have]
 
 
-__all__ = ["compute", "needs", "losses", "measure", "markdown_table", "REGISTRY", "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
+__all__ = ["compute", "needs", "losses", "measure", "markdown_table", "REGISTRY", "margins", "spectral_norms",
+           "sharpness_expected", "sharpness_worst", "pac_bayes",
            "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
            "PERTURBED", "NATIVE", "CURVATURE"]
 

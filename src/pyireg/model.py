@@ -511,6 +511,7 @@ def _check_build_fits(widths, d: int, k: int, dtype) -> None:
     limit = _core.memory_limit()
     if total > limit:
         raise MemoryError(f"widths: a model of {N} networks and {S} hidden units (d={d}, k={k}, "
-                          f"{np.dtype(dtype).name}) needs about {total / 2**30:.3g} GiB to build ({weights / 2**30:.3g} "
+                          f"{np.dtype(dtype).name}) needs about {total / 2**30:.3g} GiB to build "
+                          f"({weights / 2**30:.3g} "
                           f"GiB of weights, {per_network / 2**30:.3g} GiB per-network arrays), more than the memory "
                           f"limit ({limit / 2**30:.3g} GiB; pyireg.set_memory_limit)")

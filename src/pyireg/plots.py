@@ -123,7 +123,8 @@ def describe(res, key=None, lr_scale=None) -> list[str]:
     if cfg:
         parts.append(f"{cfg['epochs']} epochs")
         nrep = len(cfg["seeds"])
-        parts.append(f"{nrep} repetition{'s' if nrep > 1 else ''}" + (", split redrawn" if cfg.get("resample_split") else ""))
+        parts.append(f"{nrep} repetition{'s' if nrep > 1 else ''}"
+                     + (", split redrawn" if cfg.get("resample_split") else ""))
     else:
         parts.append(f"{h['epoch'].max()} epochs, {reps} repetition{'s' if reps > 1 else ''}")
     wds = sorted(h["weight_decay"].unique().tolist())
@@ -157,7 +158,8 @@ def _curves(res, ls):
         out[col] = (H, s[col + "_mean"].to_numpy(), s[col + "_std"].fillna(0).to_numpy())
     if "chosen" in wds:
         H, s = _series(summ, "chosen", ls)
-        out["chosen:test_error_es"] = (H, s["test_error_es_mean"].to_numpy(), s["test_error_es_std"].fillna(0).to_numpy())
+        out["chosen:test_error_es"] = (H, s["test_error_es_mean"].to_numpy(),
+                                       s["test_error_es_std"].fillna(0).to_numpy())
     return out, base
 
 
@@ -273,10 +275,12 @@ def results_table(source, meta=None) -> str:
             ch = _series(summ, "chosen", ls)[1] if "chosen" in wds else None
             for H, row in b.iterrows():
                 line = (f"| {H} | {row.train_error_final_mean:.4f} | {row.test_error_final_mean:.4f} "
-                        f"± {_sd(row.test_error_final_std)} | {row.test_error_es_mean:.4f} ± {_sd(row.test_error_es_std)} |")
+                        f"± {_sd(row.test_error_final_std)} | {row.test_error_es_mean:.4f} "
+                        f"± {_sd(row.test_error_es_std)} |")
                 if ch is not None:
                     c = ch.loc[H]
-                    line += f" {c.test_error_es_mean:.4f} ± {_sd(c.test_error_es_std)} | {c.chosen_weight_decay_mean:.1e} |"
+                    line += (f" {c.test_error_es_mean:.4f} ± {_sd(c.test_error_es_std)} | "
+                             f"{c.chosen_weight_decay_mean:.1e} |")
                 lines.append(line)
             at = res.history
             if "at_chance" in at.columns:

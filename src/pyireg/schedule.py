@@ -173,7 +173,8 @@ def schedule_to_json(schedule, epochs: int) -> dict:
             body = {}
             for f in dataclasses.fields(schedule):
                 v = getattr(schedule, f.name)
-                body[f.name] = schedule_to_json(v, epochs) if f.name == "base" else list(v) if isinstance(v, tuple) else v
+                body[f.name] = (schedule_to_json(v, epochs) if f.name == "base"
+                                else list(v) if isinstance(v, tuple) else v)
             return {"kind": kind, **body}
     lrs, moms = [], []
     for e in range(max(1, int(epochs))):

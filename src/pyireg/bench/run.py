@@ -291,7 +291,8 @@ def custom_workload(widths, samples: int, label: Optional[str] = None) -> dict:
     if samples < BATCH or samples % BATCH:
         raise ValueError(f"samples: expected a positive multiple of {BATCH}, got {samples}")
     return dict(widths=widths, samples=int(samples), kind="train",
-                label=label or f"train, {len(widths):,} networks ({sum(widths):,} units), 1 epoch of {samples:,} samples")
+                label=label or f"train, {len(widths):,} networks ({sum(widths):,} units), "
+                               f"1 epoch of {samples:,} samples")
 
 
 def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implementations=None,

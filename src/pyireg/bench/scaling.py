@@ -137,7 +137,8 @@ def run_scaling(repeats=SCALING_REPEATS, samples=SCALING_SAMPLES, fixed_repeats=
                         raise RuntimeError(f"tuning the buckets for {R} repeats: {err}")
                     tuned[R] = {k: v for k, v in res.items() if k != "trials"}
                 cfg = tuned[R]
-            res, sec, err = _run_child(_child_payload(what="call", entry="pyireg.bench.scaling:_scaling_point", impl=impl, mix=mix, repeats=R, samples=n,
+            res, sec, err = _run_child(_child_payload(what="call", entry="pyireg.bench.scaling:_scaling_point",
+                                                      impl=impl, mix=mix, repeats=R, samples=n,
                                                       steps=steps, config=cfg), None)
             if err:
                 raise RuntimeError(f"scaling point {impl}, {R} repeats, {n} samples: {err}")
@@ -164,7 +165,8 @@ def _fmt(v, spec, none="-"):
 def format_table(report: dict) -> str:
     lines = [f"float32 matmul peak measured in this run: {report['matmul_peak_gflops']:.1f} GFLOP/s "
              f"(torch {report['torch']}, {report['torch_threads']} threads)", "",
-             "| workload | implementation | seconds | steps timed | useful GFLOP/s | % of matmul peak | vs strongest torch | loss check | notes |",
+             "| workload | implementation | seconds | steps timed | useful GFLOP/s | % of matmul peak "
+             "| vs strongest torch | loss check | notes |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     labels = report.get("labels", {})
     for r in report["rows"]:
@@ -188,7 +190,8 @@ def format_scaling(report: dict) -> str:
         note = f"{cfg['count']} buckets ({cfg['layout']}), padding {100 * cfg['padding']:.1f}%" if cfg else ""
         if not r.get("peak_reset", True):
             note += "; peak includes setup"
-        lines.append(f"| {r['sweep']} | {r['networks']:,} | {r['units']:,} | {r['samples']:,} | {r['implementation']} | "
+        lines.append(f"| {r['sweep']} | {r['networks']:,} | {r['units']:,} | {r['samples']:,} | "
+                     f"{r['implementation']} | "
                      f"{r['step_seconds'] * 1e3:.1f} | {r['epoch_seconds']:.3f} | {r['gflops']:.1f} | "
                      f"{_fmt(r.get('speedup_vs_torch'), '.2f')}{'x' if r.get('speedup_vs_torch') else ''} | "
                      f"{r['peak_mb']:.0f} | {r['ideal_mb']:.0f} | {r['peak_mb'] / r['ideal_mb']:.2f}x | {note} |")

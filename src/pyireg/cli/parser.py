@@ -48,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = mk("bench", help="benchmark the native core against PyTorch formulations",
            description="Time width-sweep training and evaluation, native vs PyTorch, with useful "
                        "GFLOP/s and ratios to the matmul peak measured in the same run.")
-    b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval", "custom"], default=["dense", "pow2", "eval"],
+    b.add_argument("--workload", nargs="+", choices=["dense", "pow2", "eval", "custom"],
+                   default=["dense", "pow2", "eval"],
                    help="workloads to time; custom: training on --widths and --samples")
-    b.add_argument("--widths", type=_widths, default=None, help="widths of the custom workload: '1,2,4', '1:64' or 'pow2:4096'")
+    b.add_argument("--widths", type=_widths, default=None,
+                   help="widths of the custom workload: '1,2,4', '1:64' or 'pow2:4096'")
     b.add_argument("--samples", type=_positive, default=1000, help="samples of the custom workload (a multiple of 100)")
     b.add_argument("--implementations", nargs="+", metavar="NAME",
                    choices=["native-1thread", "module-fused", "module-losses", "module-autograd", "loop", "buckets",
@@ -105,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "'--seeds 5' is the one repetition of seed 5)")
         q.add_argument("--resample-split", action="store_true",
                        help="draw the training/validation split again for each repetition (the test split is kept)")
-        q.add_argument("--data-dir", metavar="DIR", help="directory with the MNIST IDX files or the CIFAR-10 python batches "
-                                          "(or set PYIREG_DATA)")
+        q.add_argument("--data-dir", metavar="DIR",
+                       help="directory with the MNIST IDX files or the CIFAR-10 python batches "
+                            "(or set PYIREG_DATA)")
 
     s = mk("sweep", help="train a grid of widths x weight decays x repetitions and record every epoch",
            description="A width sweep with the paper's protocol. Results go to OUT/history.parquet after every "
@@ -126,20 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-standardize", action="store_true",
                       help="keep the features of --data as they are (by default each is standardized with the "
                            "training split's mean and standard deviation)")
-    data.add_argument("--n-train", type=_positive, metavar="N", help="training samples (default: the data set's split, or "
-                                                        "what remains after validation and test for --data)")
+    data.add_argument("--n-train", type=_positive, metavar="N",
+                      help="training samples (default: the data set's split, or "
+                           "what remains after validation and test for --data)")
     data.add_argument("--n-val", type=_positive, metavar="N", help="validation samples (default: the data set's split; "
                                                       "20%% for --data)")
-    data.add_argument("--n-test", type=_positive, metavar="N", help="test samples (default: the data set's split; 20%% for "
-                                                       "--data, or all of --test-data)")
-    data.add_argument("--split-seed", type=_number(0, kind=int), default=0, metavar="SEED", help="seed of the shuffle before splitting")
+    data.add_argument("--n-test", type=_positive, metavar="N",
+                      help="test samples (default: the data set's split; 20%% for "
+                           "--data, or all of --test-data)")
+    data.add_argument("--split-seed", type=_number(0, kind=int), default=0, metavar="SEED",
+                      help="seed of the shuffle before splitting")
     data.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="model and data dtype")
     grid = s.add_argument_group("grid")
-    grid.add_argument("--widths", type=_widths, default="pow2:1024", metavar="LIST", help="'1,2,4', '1:1024' or 'pow2:4096'")
+    grid.add_argument("--widths", type=_widths, default="pow2:1024", metavar="LIST",
+                      help="'1,2,4', '1:1024' or 'pow2:4096'")
     grid.add_argument("--weight-decay", type=_list(_number(0.0), "non-negative numbers"), default="0", metavar="LIST",
                       help="weight decays, e.g. 0,1e-4,1e-3")
-    grid.add_argument("--lr-scale", type=_list(_number(0.0, lo_in=False), "positive numbers"), default="1", metavar="LIST",
-                      help="multipliers of the learning rate")
+    grid.add_argument("--lr-scale", type=_list(_number(0.0, lo_in=False), "positive numbers"), default="1",
+                      metavar="LIST", help="multipliers of the learning rate")
     proto = s.add_argument_group("protocol")
     proto.add_argument("--epochs", type=_positive, default=EPOCHS, help="epochs of training, as in the paper")
     proto.add_argument("--batch-size", type=_positive, default=None,
@@ -159,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--lr", type=_number(0.0, lo_in=False), default=0.1, help="initial step size")
     proto.add_argument("--lr-decay", type=_number(0.0, 1.0, False, True), default=0.99,
                        help="step size factor per epoch, in (0, 1]")
-    proto.add_argument("--momentum", type=_number(0.0, 1.0, True, False), default=0.5, help="initial momentum, in [0, 1)")
+    proto.add_argument("--momentum", type=_number(0.0, 1.0, True, False), default=0.5,
+                       help="initial momentum, in [0, 1)")
     proto.add_argument("--momentum-step", type=_number(0.0, 1.0), default=0.02, help="momentum increase per epoch")
     proto.add_argument("--momentum-max", type=_number(0.0, 1.0, True, False), default=0.9,
                        help="momentum ceiling, in [0, 1)")

@@ -275,7 +275,8 @@ class RayExecutor:
         workers = self.workers or max(1, cpus // threads)
         return {"workers": workers, "threads": threads, "per_machine": workers if embedded else None,
                 "where": f"{where} ({cpus} CPUs on {len(nodes)} node{'s' if len(nodes) != 1 else ''}): "
-                         f"{workers} worker{'s' if workers != 1 else ''} x {threads} thread{'s' if threads != 1 else ''}"}
+                         f"{workers} worker{'s' if workers != 1 else ''} x "
+                         f"{threads} thread{'s' if threads != 1 else ''}"}
 
     def stop(self) -> None:
         """Leave Ray (stopping the embedded one) when the last user is done."""

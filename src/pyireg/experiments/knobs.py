@@ -464,5 +464,6 @@ def early_stopping_demo(out, *, widths=(4, 16, 64, 256, 1024), noise_levels=(0.0
         t = table[table["label_noise"] == q]
         summary.append(f"{q:.0%} label noise: test error final " + ", ".join(f"{e:.3f}" for e in t["test_error"])
                        + "; early stopped " + ", ".join(f"{e:.3f}" for e in t["test_error_es"])
-                       + f" (H = {list(t['H'])}); train error at the end " + ", ".join(f"{e:.3f}" for e in t["train_error"]))
+                       + f" (H = {list(t['H'])}); train error at the end "
+                       + ", ".join(f"{e:.3f}" for e in t["train_error"]))
     return DemoResult("early-stopping", table, fig_path, summary, time.perf_counter() - t0)

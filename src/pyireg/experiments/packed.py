@@ -263,8 +263,8 @@ def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
               and (frame["network"].to_numpy().reshape(R, n) == nets).all()
               and (frame["width"].to_numpy().reshape(R, n) == np.asarray(spec.grid_widths)[nets]).all())
     if not ok:
-        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs {first}..{E} of the {n} networks of "
-                              f"pack {pack.id}); {again}")
+        raise SweepStateError(f"out: {path} is inconsistent (its rows are not epochs {first}..{E} of the {n} "
+                              f"networks of pack {pack.id}); {again}")
     return frame
 
 
@@ -295,7 +295,8 @@ def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory) -> No
     if limit is None or need <= limit:
         return
     raise MemoryError(f"pack_units: {at_once} pack(s) trained at once on {'this machine' if per_machine else 'a node'} "
-                      f"need about {resources.fmt_bytes(need)} (the largest, {biggest.describe(spec.grid_widths)}, about "
+                      f"need about {resources.fmt_bytes(need)} "
+                      f"(the largest, {biggest.describe(spec.grid_widths)}, about "
                       f"{resources.fmt_bytes(est['total'])}) but {resources.fmt_bytes(limit)} "
                       f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; use smaller packs "
                       "(pack_units), fewer workers, or more machines")

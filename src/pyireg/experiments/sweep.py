@@ -106,7 +106,8 @@ def _check_init_std(init_std, N):
         return None
     if isinstance(init_std, tuple):
         if len(init_std) != 2:
-            raise ValueError(f"init_std: expected a number, one per network, or a pair (std_u, std_v), got {init_std!r}")
+            raise ValueError(f"init_std: expected a number, one per network, or a pair (std_u, std_v), "
+                             f"got {init_std!r}")
         return [one(init_std[0], "init_std[0]"), one(init_std[1], "init_std[1]")]
     return one(init_std, "init_std")
 

@@ -65,7 +65,8 @@ def censor(dataset, h0: int, *, epochs: int = 100, seed: int = 0, schedule=None,
             teacher, _ = build(ds_all, spec, int(seed), np.arange(1))
         else:
             kept = {}
-            train_networks(ds_all, spec, int(seed), [0], after_epoch=lambda e, frame, model, opt, ev: kept.update(m=model))
+            train_networks(ds_all, spec, int(seed), [0],
+                           after_epoch=lambda e, frame, model, opt, ev: kept.update(m=model))
             teacher = kept["m"]
     preds = np.concatenate([teacher.forward(X[i:i + 4096])[0].argmax(1) for i in range(0, len(X), 4096)])
     n1, n2 = len(dataset.y_train), len(dataset.y_train) + len(dataset.y_val)

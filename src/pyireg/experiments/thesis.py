@@ -98,8 +98,8 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
             # one sweep directory per (labels, seed): the one training loop, its history and its
             # final weights (checkpoints="final"), from which the measures are computed
             run_dir = out / f"{labels}-seed{rep}"
-            _quiet_sweep(dsl, widths, seeds=[rep], epochs=ep, schedule=PaperSchedule(), out=run_dir, checkpoints="final",
-                  progress=progress, tag=f"thesis measures, {labels} labels, seed {rep}")
+            _quiet_sweep(dsl, widths, seeds=[rep], epochs=ep, schedule=PaperSchedule(), out=run_dir,
+                         checkpoints="final", progress=progress, tag=f"thesis measures, {labels} labels, seed {rep}")
             init, model = models_of(dsl, run_dir, rep)
             t1 = time.perf_counter()
             tr_err, tr_loss = model.evaluate(ds.X_train, ytr)
@@ -120,8 +120,9 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
     summary = summarize_measures(table)
     summary.to_csv(out / "summary.csv", index=False)
     seconds = time.perf_counter() - t_start
-    (out / "run.json").write_text(json.dumps({"experiment": "measures", "dataset": dataset, "seconds": round(seconds, 1),
-                                              "timing": timing, "widths": widths, "seeds": seeds}, indent=2))
+    (out / "run.json").write_text(json.dumps({"experiment": "measures", "dataset": dataset,
+                                              "seconds": round(seconds, 1), "timing": timing,
+                                              "widths": widths, "seeds": seeds}, indent=2))
     plot_measures(table, figure or out / "measures.png")
     _log(progress, f"measures: {seconds:.0f} s; table {out / 'measures.csv'}")
     return table, summary
@@ -249,7 +250,8 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     for method, optimizer in methods.items():
         h = {k: {"error": [], "loss": []} for k in ("train", "val", "test")}
         for ini in inits:
-            res = _quiet_sweep(ds, widths, seeds=seeds, lr_scales=scales, epochs=epochs, schedule=PaperSchedule(lr0=0.1),
+            res = _quiet_sweep(ds, widths, seeds=seeds, lr_scales=scales, epochs=epochs,
+                        schedule=PaperSchedule(lr0=0.1),
                         optimizer=optimizer, init_transform=None if ini == "standard" else "unbalanced",
                         init_transform_args=None if ini == "standard" else {"factor": float(unbalance)},
                         out=out / f"{method}-{ini}", progress=progress, tag=f"{method}, {ini} init")

@@ -96,7 +96,8 @@ def spectral_bias(widths=(64, 256, 1024), frequencies=(1, 3, 5, 9), *, samples=2
     import pandas as pd
     widths = [positive_int(w, "widths") for w in widths]
     freqs = [positive_int(f, "frequencies") for f in frequencies]
-    samples, epochs, every = positive_int(samples, "samples"), positive_int(epochs, "epochs"), positive_int(every, "every")
+    samples, epochs, every = (positive_int(samples, "samples"), positive_int(epochs, "epochs"),
+                              positive_int(every, "every"))
     x = -1.0 + 2.0 * np.arange(samples) / samples
     X = np.stack([x, np.ones_like(x)], 1)
     y = spectral_target(x, freqs)[:, None]
@@ -285,5 +286,6 @@ def adam_weight_decay_demo(out, *, widths=(4, 16, 64, 256), weight_decay=0.1, st
         t = adam_weight_decay(widths=widths, weight_decay=weight_decay, steps=steps, every=every, seed=seed)
     last = t[t["step"] == t["step"].max()]
     summary = [f"{name}: after {steps} steps ||w_L2 - w_decoupled|| / ||w_L2|| is at most "
-               f"{g['relative_distance'].max():.3g} over the widths" for name, g in last.groupby("optimizer", sort=False)]
+               f"{g['relative_distance'].max():.3g} over the widths"
+               for name, g in last.groupby("optimizer", sort=False)]
     return _demo_result("adam-weight-decay", out, t, plot_adam_weight_decay, summary)

@@ -39,8 +39,9 @@ class ConjugateGradient:
        the fit fails), or ``max_growth`` times the step while no upper end is known. After
        ``max_ls[n]`` trials, at the Wolfe point, or ``refine[n]`` trials after the first Armijo
        trial (which bounds the packed passes spent near a minimum, where the curvature condition
-       is hard to meet in floating point), the network takes the Armijo trial with the lowest phi; when no trial passed Armijo the search failed and the weights stay as they
-       are (restart, next search from the last, shortest trial).
+       is hard to meet in floating point), the network takes the Armijo trial with the lowest phi;
+       when no trial passed Armijo the search failed and the weights stay as they are (restart,
+       next search from the last, shortest trial).
 
     An accepted step satisfies Armijo with phi'(0) < 0 and c1 > 0, so F_n(new) <= F_n(old) as
     computed, and a failed search leaves w unchanged: **each network's objective never

@@ -142,8 +142,9 @@ def test_output_paths_are_checked_before_long_runs(capsys, tmp_path, monkeypatch
     out = tmp_path / "s"
     assert main(["sweep", "--widths", "2", "--out", str(out), *SMALL]) == 0
     capsys.readouterr()
-    monkeypatch.setattr("pyireg.experiments.teacher.censor",
-                        lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
+    for fn in ("censor", "censor_entire"):
+        monkeypatch.setattr(f"pyireg.experiments.teacher.{fn}",
+                            lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
     err = _one_line_error(capsys, ["sweep", "--widths", "2", "--censor", "4", "--out", str(out), *SMALL])
     assert "already holds a sweep; pass resume=True (--resume)" in err
     monkeypatch.setattr("pyireg.experiments.paper.reproduce_figure2", lambda *a, **k: pytest.fail("ran"))

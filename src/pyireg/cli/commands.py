@@ -159,8 +159,13 @@ def cmd_sweep(args) -> int:
           f"decay(s) x {len(args.lr_scale)} lr scale(s) = {len(args.widths) * grid} networks, {_reps_text(seeds)}, "
           f"{args.epochs} epochs -> {args.out}", flush=True)
     if args.censor:
-        from ..experiments.teacher import censor
-        ds = censor(ds, args.censor, epochs=args.epochs)
+        from ..experiments.teacher import censor, censor_entire
+        if args.data is None:           # a built-in data set: the teacher sees all of it, as in the paper
+            ds = censor_entire(args.dataset or "mnist5k", args.censor, n_train=args.n_train, n_val=args.n_val,
+                               n_test=args.n_test, split_seed=args.split_seed, data_dir=args.data_dir,
+                               dtype=args.dtype, epochs=args.epochs)
+        else:
+            ds = censor(ds, args.censor, epochs=args.epochs)
         print(f"censored labels from an H0={args.censor} teacher: {ds.info['censor']['changed']} changed", flush=True)
     t0 = time.perf_counter()
     try:
@@ -190,7 +195,8 @@ def cmd_reproduce(args) -> int:
     from ..experiments.results import load_source
     from ..plots import plot_results, results_table
     if args.figure == "figure1":
-        for opt, val in (("--weight-decay", args.weight_decay), ("--label-noise", args.label_noise)):
+        for opt, val in (("--weight-decay", args.weight_decay), ("--label-noise", args.label_noise),
+                         ("--teacher-data", args.teacher_data)):
             if val is not None:
                 raise ValueError(f"{opt}: figure1 is the paper's Figure 1, trained without explicit regularization "
                                  "or label noise; use figure2, or pyireg sweep for other settings")
@@ -209,7 +215,8 @@ def cmd_reproduce(args) -> int:
         if args.figure == "figure1":
             paper.reproduce_figure1(out, **kw)
         else:
-            paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise, **kw)
+            paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise,
+                                    teacher_data=args.teacher_data or "entire", **kw)
         with _profile.section("figure"):
             rows, meta = load_source(out)
             png = plot_results(rows, out / f"{meta.get('figure', 'sweep')}.png", meta=meta)

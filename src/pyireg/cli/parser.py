@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
     lab = s.add_argument_group("labels")
     lab.add_argument("--censor", type=_positive, default=None, metavar="H0",
-                     help="replace the labels by the predictions of an H0-unit teacher trained on all the data")
+                     help="replace the labels by the predictions of an H0-unit teacher trained on all the data "
+                          "(a built-in data set: all of it, e.g. 70,000 mnist images; --data FILE: its splits)")
     lab.add_argument("--label-noise", type=_fraction, default=0.0, metavar="FRACTION",
                      help="fraction of training labels changed at random, drawn anew for each repetition")
     outg = s.add_argument_group("output")
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "0,1e-5,1e-4,1e-3,1e-2)")
         q.add_argument("--label-noise", type=_fraction, default=None, metavar="FRACTION",
                        help="figure2 only: the label noise of its bottom row (default: 0.05)")
+        q.add_argument("--teacher-data", choices=["entire", "splits"], default=None,
+                       help="figure2 only: the censoring teacher trains on the entire data set, as the paper says "
+                            "(default: entire), or on the 2,000 / 2,000 / test subsets")
         q.add_argument("--out", metavar="DIR", help="output directory (default: results/FIGURE-DATASET)")
         q.add_argument("--profile", action="store_true",
                        help="print where the time went: the native training and evaluation kernels against the rest")

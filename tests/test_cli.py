@@ -67,7 +67,7 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     for text in ("(default: pow2:1024)", "(default: 0.1)", "(default: 0.99)", "(default: 0.5)", "(default: 0.02)",
                  "(default: 0.9)", "(default: 100)", "(default: mnist5k)", "(default: float32)"):
         assert text in s, text
-    assert "(default: 3)" in helps["bench"] and "(default: 2000)" in helps["theorem1"]
+    assert "(default: 3)" in helps["bench"] and "(default: 2000 for k >= 2" in helps["theorem1"]
     import inspect
     assert inspect.signature(pyireg.sweep).parameters["epochs"].default == 60
     assert "(default: None)" not in " ".join(helps.values())

@@ -289,12 +289,26 @@ def _save_table(table, path: Path, seconds: float, extra: str = "") -> None:
 
 def cmd_theorem1(args) -> int:
     from ..experiments import theory_demo as TD
+    k = args.out_features
+    if k == 1 and args.loss == "cross_entropy":
+        raise ValueError("--loss: --out-features 1 has one output: use squared or logistic (labels +-1)")
+    if k != 1 and args.loss in ("squared", "logistic"):
+        raise ValueError(f"--loss: {args.loss} is for --out-features 1 (scalar v_h); k >= 2 uses cross_entropy")
+    size = dict(TD.QUICK) if args.quick else dict(n=300, width=64 if k == 1 else 128, iters=500 if k == 1 else 2000)
+    for key in size:
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
     out = _check_dir_target(args.out, "--out")
     _threads(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    table, traces = TD.theorem1_table(args.dataset, n=args.n, lams=args.lam, width=args.width, iters=args.iters)
-    png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
+    if k == 1:
+        losses = (args.loss,) if args.loss else ("squared", "logistic")
+        table = TD.theorem1_scalar_table(args.dataset, lams=args.lam, losses=losses, **size)
+        png = TD.plot_theorem1_scalar(table, out / "theorem1.png")
+    else:
+        table, traces = TD.theorem1_table(args.dataset, lams=args.lam, out_features=k, **size)
+        png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
     _save_table(table, out / "theorem1.csv", time.perf_counter() - t0, f"figure {png}, ")
     return 0
 

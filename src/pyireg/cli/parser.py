@@ -260,10 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
             add_entry_parser(rsub, entry).set_defaults(func=cmd_experiment)
 
     t = mk("theorem1", help="verify Theorem 1: weight decay (4) vs unit norm + group-l1 (5)",
-           description="Solve objectives (4) and (5) on real data (k = 2 and k = 10, several lambdas, "
-                       "one packed model per objective), print the comparison table, plot the objectives.")
-    theory(t, n=300, lam="1e-3,1e-2,3e-2", lam_help="regularization strengths", iters=2000, out="results/theorem1")
-    t.add_argument("--width", type=_positive, default=128, help="hidden units")
+           description="Solve objectives (4) and (5) on real data (k = 2 and k = 10 with the softmax cross-entropy, "
+                       "one packed model per objective; or, with --out-features 1, the paper's scalar-output case "
+                       "with the squared and/or logistic loss on digits 3 vs 5), several lambdas; print the "
+                       "comparison table, plot the objectives.")
+    theory(t, n=None, lam="1e-3,1e-2,3e-2", lam_help="regularization strengths", iters=None, out="results/theorem1",
+           n_help="training samples (default: 300; --quick: 100)",
+           iters_help="iterations of each solver (default: 2000 for k >= 2, 500 for --out-features 1; --quick: 300)")
+    t.add_argument("--width", type=_positive, default=None,
+                   help="hidden units (default: 128 for k >= 2, 64 for --out-features 1; --quick: 32)")
+    t.add_argument("--out-features", type=int, choices=[1, 2, 10], default=None,
+                   help="k: 1 (scalar v_h, the theorem as stated), 2 (digits 3 vs 5) or 10 (default: 2 and 10)")
+    t.add_argument("--loss", choices=["cross_entropy", "squared", "logistic"], default=None,
+                   help="squared or logistic (labels +-1) with --out-features 1 (default: both); cross_entropy "
+                        "for k >= 2 (the default there)")
+    t.add_argument("--quick", action="store_true", help="small sizes that run in seconds (n 100, width 32, 300 "
+                                                        "iterations), unless given")
     t.set_defaults(func=cmd_theorem1)
 
     c = mk("convex", help="Corollary 1: weight-decay networks vs the convex neural net",
@@ -306,12 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def theory(q, *, n, lam, lam_help, iters, out) -> None:
+def theory(q, *, n, lam, lam_help, iters, out, n_help="training samples", iters_help="iterations of each solver"):
     """The options theorem1 and convex share (their defaults differ)."""
     q.add_argument("--dataset", choices=["mnist5k", "digits", "mnist1d"], default="mnist5k", help="data set")
-    q.add_argument("--n", type=_positive, default=n, help="training samples")
+    q.add_argument("--n", type=_positive, default=n, help=n_help)
     q.add_argument("--lam", type=_list(_number(0.0, lo_in=False), "positive numbers"), default=lam, help=lam_help)
-    q.add_argument("--iters", type=_positive, default=iters, help="iterations of each solver")
+    q.add_argument("--iters", type=_positive, default=iters, help=iters_help)
     q.add_argument("--threads", type=_positive, default=None, help="native threads (default: all cores)")
     q.add_argument("--out", default=out, help="output directory")
 

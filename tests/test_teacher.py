@@ -137,3 +137,29 @@ def test_sweep_censor_on_a_built_in_set_trains_the_teacher_on_all_of_it(tmp_path
                  "--out", str(tmp_path / "s")]) == 0
     cfg = load_results(tmp_path / "s").config
     assert cfg["dataset"]["censor"]["teacher_samples"] == 1797 and cfg["dataset"]["n_train"] == 800
+
+
+def test_entire_mnist_is_the_training_file_then_t10k(tmp_path, monkeypatch):
+    """mnist has a separate test file: the entire data set is the 60,000 (here 40) training images
+    followed by the 10,000 (here 12) t10k images, and labels given in that order go to the right
+    splits."""
+    import gzip
+    monkeypatch.delenv("PYIREG_DATA", raising=False)
+    rng = np.random.default_rng(0)
+    for name, arr in (("train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28))),
+                      ("train-labels-idx1-ubyte", np.arange(40) % 10),
+                      ("t10k-images-idx3-ubyte", rng.integers(0, 256, (12, 28, 28))),
+                      ("t10k-labels-idx1-ubyte", np.arange(12) % 10)):
+        arr = np.asarray(arr, dtype=np.uint8)
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+        with gzip.open(tmp_path / (name + ".gz"), "wb") as f:
+            f.write(header + arr.tobytes())
+    entire = D.load_entire("mnist", data_dir=tmp_path)
+    assert len(entire.y_train) == 52 and "40 samples + 12 of the separate test file" in entire.info["parts"]
+    np.testing.assert_array_equal(entire.y_train, np.concatenate([np.arange(40) % 10, np.arange(12) % 10]))
+    labels = np.r_[np.full(40, 1), np.full(12, 2)]
+    ds = D.load("mnist", data_dir=tmp_path, n_train=30, n_val=10, n_test=12, labels=labels)
+    assert set(ds.y_train) == {1} and set(ds.y_val) == {1} and set(ds.y_test) == {2}
+    from pyireg.experiments.teacher import censor_entire
+    cens = censor_entire("mnist", 4, data_dir=tmp_path, n_train=30, n_val=10, n_test=12, epochs=1)
+    assert cens.info["censor"]["teacher_samples"] == 52

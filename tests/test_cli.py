@@ -67,7 +67,7 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     for text in ("(default: pow2:1024)", "(default: 0.1)", "(default: 0.99)", "(default: 0.5)", "(default: 0.02)",
                  "(default: 0.9)", "(default: 100)", "(default: mnist5k)", "(default: float32)"):
         assert text in s, text
-    assert "(default: 3)" in helps["bench"] and "(default: 2000)" in helps["theorem1"]
+    assert "(default: 3)" in helps["bench"] and "(default: 2000 for k >= 2" in helps["theorem1"]
     import inspect
     assert inspect.signature(pyireg.sweep).parameters["epochs"].default == 60
     assert "(default: None)" not in " ".join(helps.values())
@@ -142,8 +142,9 @@ def test_output_paths_are_checked_before_long_runs(capsys, tmp_path, monkeypatch
     out = tmp_path / "s"
     assert main(["sweep", "--widths", "2", "--out", str(out), *SMALL]) == 0
     capsys.readouterr()
-    monkeypatch.setattr("pyireg.experiments.teacher.censor",
-                        lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
+    for fn in ("censor", "censor_entire"):
+        monkeypatch.setattr(f"pyireg.experiments.teacher.{fn}",
+                            lambda *a, **k: pytest.fail("censoring ran before the output was checked"))
     err = _one_line_error(capsys, ["sweep", "--widths", "2", "--censor", "4", "--out", str(out), *SMALL])
     assert "already holds a sweep; pass resume=True (--resume)" in err
     monkeypatch.setattr("pyireg.experiments.paper.reproduce_figure2", lambda *a, **k: pytest.fail("ran"))

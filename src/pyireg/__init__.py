@@ -14,6 +14,7 @@ from . import _env
 _env.configure()        # before _core loads OpenMP: the thread bound and the wait policy
 
 from . import _core, measures  # noqa: E402
+from . import conditions  # noqa: E402,F401  (registers the thesis's C1-C3 in the measures registry)
 from ._core import get_num_threads, max_num_threads, memory_limit, set_memory_limit, set_num_threads  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .cuda import build_config  # noqa: E402  (_core's keys plus cuda, cuda_archs, cuda_emulated)

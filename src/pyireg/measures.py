@@ -58,6 +58,9 @@ Data (``X``, ``y``: class labels; cross-entropy models)
                     For the linear activation [U0 X]_+ is replaced by U0 X (our choice: the proof
                     uses only that the activation is 1-Lipschitz).
 
+The thesis's conditions C1-C3 (Figures 3-5; only when named): c1, c2, c2_<eps>, c3, c3_min,
+registered by :mod:`pyireg.conditions`, which defines them.
+
 Sharpness and PAC-Bayes (only when named: they evaluate many perturbed copies)
     sharpness_expected
                     E_nu[L(w + nu)] - L(w), L = mean training loss (the model's loss), nu_i ~
@@ -113,7 +116,10 @@ BOTH_LOSSES = ("cross_entropy", "squared")
 
 DEFAULTS = dict(percentile=5.0, alpha=5e-4, samples=8, ascent_steps=10,
                 pac_alphas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), ddp_alpha=0.5, delta=0.01, seed=0,
-                batch_size=512, hessian_iters=100, hessian_tol=1e-6)
+                batch_size=512, hessian_iters=100, hessian_tol=1e-6, condition_samples=100, c2_magnitude=1e-2,
+                c2_draws=4)
+#: Groups of measures recorded only when named (never by "all"): too costly for every epoch.
+NAMED_ONLY = ("curvature", "conditions")
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -130,6 +136,24 @@ class Measure:
 
 
 REGISTRY: dict = {}      # name -> Measure, in the order of the documentation
+PATTERNS: list = []      # (regex, needs, fn(ctx, match), documentation row): names with a parameter
+
+
+def pattern(regex: str, *, needs=(), doc_row: str = ""):
+    """Register ``fn(ctx, match)`` for every measure name matching ``regex`` (a decorator), such
+    as ``c2_0.001``; recorded only when named."""
+    def deco(fn):
+        PATTERNS.append((re.compile(regex), frozenset(needs), fn, doc_row))
+        return fn
+    return deco
+
+
+def _pattern_of(name):
+    for rx, need, fn, _ in PATTERNS:
+        mt = rx.match(name)
+        if mt:
+            return mt, need, fn
+    return None
 
 
 def measure(name: str, *, needs=(), losses=BOTH_LOSSES, perturbed=False, group="weights", doc=""):
@@ -148,8 +172,10 @@ def needs(name: str) -> set:
         return set(REGISTRY[name].needs)
     if _PATH.match(name):
         return set()
-    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)} "
-                     "or path_l<p> (p > 0)")
+    if _pattern_of(name):
+        return set(_pattern_of(name)[1])
+    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)}, "
+                     "path_l<p> (p > 0) or c2_<eps> (eps > 0)")
 
 
 def losses(name: str) -> tuple:
@@ -165,9 +191,10 @@ def markdown_table() -> str:
     for m in REGISTRY.values():
         need = ", ".join(sorted(m.needs)) or "weights"
         loss = "both" if set(m.losses) == set(BOTH_LOSSES) else ", ".join(m.losses)
-        tag = " (perturbed)" if m.perturbed else " (named only)" if m.group == "curvature" else ""
+        tag = " (perturbed)" if m.perturbed else " (named only)" if m.group in NAMED_ONLY else ""
         rows.append(f"| `{m.name}`{tag} | {need} | {loss} | {m.doc} |")
     rows.append("| `path_l<p>` | weights | both | the lp path norm for any p > 0, e.g. `path_l3` |")
+    rows.extend(row for *_, row in PATTERNS if row)
     return "\n".join(rows)
 
 
@@ -181,7 +208,7 @@ def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
     normally the training set. ``init``: the model at initialization (a model of the same
     widths, or a pair (U0, V0)). Options (``DEFAULTS``): percentile, alpha (sharpness scale),
     samples, ascent_steps, pac_alphas, ddp_alpha, delta, seed (of the perturbations),
-    batch_size (samples per native block).
+    batch_size (samples per native block), condition_samples, c2_magnitude, c2_draws (C1, C2).
     """
     missing = [a for a in ("U", "V", "offsets", "widths", "_engine") if not hasattr(model, a)]
     if missing:
@@ -277,6 +304,9 @@ class _Context:
             return self.cache[name]
         if name in REGISTRY:
             v = REGISTRY[name].fn(self)
+        elif _pattern_of(name):
+            mt, _, fn = _pattern_of(name)
+            v = fn(self, mt)
         else:
             v = self._path(name)
         self.cache[name] = np.asarray(v, dtype=np.float64)
@@ -444,7 +474,7 @@ NATIVE = ("l2_penalty", "group_l1", "path_l1", "path_l2", "norm_U", "norm_V")
 PERTURBED = tuple(n for n, m in REGISTRY.items() if m.perturbed)
 WEIGHT = tuple(n for n, m in REGISTRY.items() if not m.needs)
 INIT = tuple(n for n, m in REGISTRY.items() if m.needs == {"init"})
-DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"data"} and not m.perturbed and m.group != "curvature")
+DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"data"} and not m.perturbed and m.group not in NAMED_ONLY)
 #: Curvature (a Lanczos run per call): recorded only when named, never by "all".
 CURVATURE = tuple(n for n, m in REGISTRY.items() if m.group == "curvature")
 INIT_DATA = tuple(n for n, m in REGISTRY.items() if m.needs == {"init", "data"})
@@ -642,11 +672,11 @@ def pac_bayes(model, X, y, *, alphas=DEFAULTS["pac_alphas"], samples=8, delta=0.
 def names_available(init: bool = False, data: bool = False) -> list:
     """The names ``names='all'`` gives for the inputs at hand."""
     have = ({"init"} if init else set()) | ({"data"} if data else set())
-    return [n for n, m in REGISTRY.items() if not m.perturbed and m.group != "curvature" and m.needs <= have]
+    return [n for n, m in REGISTRY.items() if not m.perturbed and m.group not in NAMED_ONLY and m.needs <= have]
 
 
-__all__ = ["compute", "needs", "losses", "measure", "markdown_table", "REGISTRY", "margins", "spectral_norms",
-           "sharpness_expected", "sharpness_worst", "pac_bayes",
+__all__ = ["compute", "needs", "losses", "measure", "pattern", "markdown_table", "REGISTRY", "margins",
+           "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
            "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
-           "PERTURBED", "NATIVE", "CURVATURE"]
+           "PERTURBED", "NATIVE", "CURVATURE", "NAMED_ONLY"]
 

@@ -159,8 +159,13 @@ def cmd_sweep(args) -> int:
           f"decay(s) x {len(args.lr_scale)} lr scale(s) = {len(args.widths) * grid} networks, {_reps_text(seeds)}, "
           f"{args.epochs} epochs -> {args.out}", flush=True)
     if args.censor:
-        from ..experiments.teacher import censor
-        ds = censor(ds, args.censor, epochs=args.epochs)
+        from ..experiments.teacher import censor, censor_entire
+        if args.data is None:           # a built-in data set: the teacher sees all of it, as in the paper
+            ds = censor_entire(args.dataset or "mnist5k", args.censor, n_train=args.n_train, n_val=args.n_val,
+                               n_test=args.n_test, split_seed=args.split_seed, data_dir=args.data_dir,
+                               dtype=args.dtype, epochs=args.epochs)
+        else:
+            ds = censor(ds, args.censor, epochs=args.epochs)
         print(f"censored labels from an H0={args.censor} teacher: {ds.info['censor']['changed']} changed", flush=True)
     t0 = time.perf_counter()
     try:
@@ -190,7 +195,8 @@ def cmd_reproduce(args) -> int:
     from ..experiments.results import load_source
     from ..plots import plot_results, results_table
     if args.figure == "figure1":
-        for opt, val in (("--weight-decay", args.weight_decay), ("--label-noise", args.label_noise)):
+        for opt, val in (("--weight-decay", args.weight_decay), ("--label-noise", args.label_noise),
+                         ("--teacher-data", args.teacher_data)):
             if val is not None:
                 raise ValueError(f"{opt}: figure1 is the paper's Figure 1, trained without explicit regularization "
                                  "or label noise; use figure2, or pyireg sweep for other settings")
@@ -209,7 +215,8 @@ def cmd_reproduce(args) -> int:
         if args.figure == "figure1":
             paper.reproduce_figure1(out, **kw)
         else:
-            paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise, **kw)
+            paper.reproduce_figure2(out, weight_decays=args.weight_decay, noise=args.label_noise,
+                                    teacher_data=args.teacher_data or "entire", **kw)
         with _profile.section("figure"):
             rows, meta = load_source(out)
             png = plot_results(rows, out / f"{meta.get('figure', 'sweep')}.png", meta=meta)
@@ -282,12 +289,26 @@ def _save_table(table, path: Path, seconds: float, extra: str = "") -> None:
 
 def cmd_theorem1(args) -> int:
     from ..experiments import theory_demo as TD
+    k = args.out_features
+    if k == 1 and args.loss == "cross_entropy":
+        raise ValueError("--loss: --out-features 1 has one output: use squared or logistic (labels +-1)")
+    if k != 1 and args.loss in ("squared", "logistic"):
+        raise ValueError(f"--loss: {args.loss} is for --out-features 1 (scalar v_h); k >= 2 uses cross_entropy")
+    size = dict(TD.QUICK) if args.quick else dict(n=300, width=64 if k == 1 else 128, iters=500 if k == 1 else 2000)
+    for key in size:
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
     out = _check_dir_target(args.out, "--out")
     _threads(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    table, traces = TD.theorem1_table(args.dataset, n=args.n, lams=args.lam, width=args.width, iters=args.iters)
-    png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
+    if k == 1:
+        losses = (args.loss,) if args.loss else ("squared", "logistic")
+        table = TD.theorem1_scalar_table(args.dataset, lams=args.lam, losses=losses, **size)
+        png = TD.plot_theorem1_scalar(table, out / "theorem1.png")
+    else:
+        table, traces = TD.theorem1_table(args.dataset, lams=args.lam, out_features=k, **size)
+        png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
     _save_table(table, out / "theorem1.csv", time.perf_counter() - t0, f"figure {png}, ")
     return 0
 

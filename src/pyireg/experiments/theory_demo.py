@@ -2,6 +2,8 @@
 `pyireg convex`."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import convex as C
@@ -23,16 +25,19 @@ def _problem(dataset, n, classes, seed):
     return X[:n], y[:n], (len(classes) if classes is not None else ds.num_classes)
 
 
-def theorem1_table(dataset="mnist5k", n=300, lams=(1e-3, 1e-2, 3e-2), width=128, iters=2000, seed=0):
-    """For k = 2 (digits 3 vs 5) and k = 10: objective (4) by full-batch momentum GD with weight
+def theorem1_table(dataset="mnist5k", n=300, lams=(1e-3, 1e-2, 3e-2), width=128, iters=2000, seed=0,
+                   out_features=None):
+    """For k = 2 (digits 3 vs 5) and k = 10 (``out_features``: 2 or 10 for one of them; for k = 1
+    see :func:`theorem1_scalar_table`): objective (4) by full-batch momentum GD with weight
     decay, objective (5) by accelerated proximal gradient, from the same initialization; the
     (5) value of the balanced, normalized (4) solution; and each optimizer restarted from the
     other's rescaled solution. Returns (DataFrame, traces)."""
     import pandas as pd
     rows, traces = [], {}
     lams = np.asarray(lams, dtype=np.float64)
-    for classes in ((3, 5), None):
-        X, y, k = _problem(dataset, n, None if classes is None else np.array(classes), seed)
+    cases = {2: (3, 5), 10: None}
+    for sel in ((3, 5), None) if out_features is None else (cases[out_features],):
+        X, y, k = _problem(dataset, n, None if sel is None else np.array(sel), seed)
         m0 = PackedMLP([width] * len(lams), X.shape[1], k, seed=seed, dtype="float64")
         m4, m5 = m0.copy(), m0.copy()
         t4 = T.train_objective4(m4, X, y, lams, iters=iters)
@@ -57,6 +62,110 @@ def theorem1_table(dataset="mnist5k", n=300, lams=(1e-3, 1e-2, 3e-2), width=128,
                          "l2_drop_by_balance": gap_balance[j],
                          "(5) restarted from (4)": cross5[j], "(4) restarted from (5)": cross4[j]})
     return pd.DataFrame(rows), traces
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch and BLAS on one thread: the k = 1 problems are tiny, and extra threads only contend on
+    a busy host (500 proximal iterations at n = 300, H = 64 took 0.3 s on one thread against
+    2-9 s on two, with other jobs on the 2 cores)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(1)
+    except ImportError:         # scikit-learn's dependency; without it BLAS keeps its threads
+        limits = None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+#: `pyireg theorem1 --quick`: sizes that run in seconds (either k).
+QUICK = dict(n=100, width=32, iters=300)
+
+
+def theorem1_scalar(X, y, lams, loss: str, *, width=64, iters=500, seed=0, return_solutions=False):
+    """Theorem 1 as the paper states it: one output (k = 1, scalar v_h) and ``loss`` "squared" or
+    "logistic" (labels +-1), in float64 (:mod:`pyireg.infinite`). For each lambda, from one
+    Gaussian initialization of ``width`` units: (4) by L-BFGS (``iters`` iterations at most) and (5)
+    by accelerated proximal gradient (``iters`` iterations); the (4) solution balanced
+    (||u_h|| = |v_h|, the same function) and normalized to unit ||u_h||, whose (5) value must equal
+    the balanced (4) value (Theorem 1's identity, to rounding, since lam/2 (||u_h||^2 + v_h^2) =
+    lam ||u_h|| |v_h| there), and each solver restarted from the other's rescaled solution
+    (``iters // 4``), which can only lower it. Returns a list of rows (dicts); with
+    ``return_solutions`` also, per lambda, {"balanced4": (U, v), "normalized4": (U, v),
+    "solution5": (U, v)}."""
+    with _one_thread():
+        return _theorem1_scalar(X, y, lams, loss, width, iters, seed, return_solutions)
+
+
+def _theorem1_scalar(X, y, lams, loss, width, iters, seed, return_solutions):
+    from .. import infinite as I
+    rows, sols = [], []
+    for lam in np.asarray(lams, dtype=np.float64).reshape(-1):
+        lam = float(lam)
+        init = I._init(np.asarray(X, np.float64), int(width), seed, 1.0, None)
+        U4, v4, o4 = I.train4(X, y, width, lam, loss, iters=iters, init=init)
+        U5, v5, o5 = I.train5(X, y, width, lam, loss, iters=iters, init=init)
+        Ub, vb = I.balance(U4, v4)
+        o4b = I.objective4(Ub, vb, X, y, lam, loss)
+        Un, vn = I.to_unit_norm(Ub, vb)
+        o5_of_4 = I.objective5(Un, vn, X, y, lam, loss)
+        group = float(np.sum(np.sqrt((Ub ** 2).sum(1)) * np.abs(vb)))
+        l2 = 0.5 * float((Ub ** 2).sum() + (vb ** 2).sum())
+        cross5 = I.train5(X, y, width, lam, loss, iters=max(1, iters // 4), init=(Un, vn))[2]
+        cross4 = I.train4(X, y, width, lam, loss, iters=max(1, iters // 4), init=I.balance(U5, v5))[2]
+        best = min(o4, o5, cross4, cross5)
+        rows.append({"k": 1, "loss": loss, "n": len(y), "H": int(width), "lambda": lam, "objective4": o4,
+                     "objective5": o5, "rel_gap_4_vs_5": abs(o4 - o5) / best,
+                     "objective4_balanced": o4b, "objective5_of_normalized_4": o5_of_4,
+                     "identity_error": abs(o5_of_4 - o4b) / o4b,
+                     "group_norm_error": abs(l2 - group) / max(group, 1e-300),
+                     "(5) restarted from (4)": cross5, "(4) restarted from (5)": cross4})
+        sols.append({"balanced4": (Ub, vb), "normalized4": (Un, vn), "solution5": (U5, v5)})
+    return (rows, sols) if return_solutions else rows
+
+
+def theorem1_scalar_table(dataset="mnist5k", n=300, lams=(1e-3, 1e-2, 3e-2), width=64, iters=500,
+                          losses=("squared", "logistic"), seed=0):
+    """:func:`theorem1_scalar` on digits 3 (label -1) vs 5 (label +1) of ``dataset``, the first
+    ``n`` of them, for each loss. Returns a DataFrame."""
+    import pandas as pd
+    X, y, _ = _problem(dataset, n, np.array((3, 5)), seed)
+    y = np.where(y == 1, 1.0, -1.0)
+    rows = []
+    for loss in losses:
+        rows += theorem1_scalar(X, y, lams, loss, width=width, iters=iters, seed=seed)
+    return pd.DataFrame(rows)
+
+
+def plot_theorem1_scalar(table, path):
+    """Objectives (4) and (5) per lambda, and (5) of the balanced, normalized (4) solution."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    losses = list(dict.fromkeys(table["loss"]))
+    fig, axes = plt.subplots(1, len(losses), figsize=(5.5 * len(losses), 3.8), squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        t = table[table["loss"] == loss]
+        ax.plot(t["lambda"], t["objective4"], "o-", label="(4) weight decay, L-BFGS")
+        ax.plot(t["lambda"], t["objective5"], "s--", label="(5) unit norm + l1, proximal")
+        ax.plot(t["lambda"], t["objective5_of_normalized_4"], "x", ms=10, label="(5) at the rescaled (4) solution")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ")
+        ax.set_ylabel("objective")
+        ax.set_title(f"Theorem 1, k = 1, {loss} loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_theorem1(traces, lams, path):

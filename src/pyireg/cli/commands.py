@@ -250,6 +250,21 @@ def cmd_experiment(args) -> int:
                 print("- " + line)
         print(f"\nwrote {result.figure} and {out / (entry.name + '.csv')} in {result.seconds:.1f} s")
         return 0
+    if entry.name == "sgd-vs-cg":
+        from ..experiments import sgd_vs_cg
+        from ..experiments._common import markdown_table
+        from ..experiments.stopping import parse_stop_when
+        parse_stop_when(kw.get("stop_when"), kw.get("patience", 1), what=("--stop-when", "--patience"))
+        table, lines, png, head = sgd_vs_cg.reproduce_sgd_vs_cg(out, seed=args.seed, figure=args.figure,
+                                                                quick=args.quick, progress=not args.quiet, **kw)
+        if not args.quiet:
+            print(head + "\n")
+            print(markdown_table(table))
+            print()
+        for line in lines:
+            print("- " + line)
+        print(f"\nsgd-vs-cg: {time.perf_counter() - t0:.1f} s -> {out} (comparison.csv, comparison.md, {png.name})")
+        return 0
     from ..experiments import thesis
     if entry.name == "measures":
         _, summary = thesis.reproduce_measures(out, seed=args.seed, figure=args.figure, progress=not args.quiet, **kw)

@@ -181,12 +181,16 @@ def test_packs_equal_one_model_and_resume_equals_uninterrupted(tiny, tmp_path):
 
 def test_config_records_the_rule_and_a_resume_with_another_is_refused(tiny, tmp_path):
     out = tmp_path / "s"
-    sweep(tiny, [2, 64], epochs=3, batch_size=10, progress=False, out=out, stop_when="loss:0.25", patience=2)
+    sweep(tiny, [2, 64], epochs=3, batch_size=10, progress=False, out=out, stop_when="loss:0.25", patience=2,
+          checkpoints="final")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["stop_when"] == {"stop_when": "loss:0.25", "patience": 2}
     assert spec_from_config(cfg).stop_rule == ("loss", 0.25, 2)
     with pytest.raises(ValueError, match="stop_when"):
         sweep(tiny, [2, 64], epochs=3, batch_size=10, progress=False, out=out, resume=True, stop_when="zero-error")
+    from pyireg.experiments.training import models_of
+    _, model = models_of(tiny, out, 0)            # the final weights of a run with a rule
+    assert model.num_networks == 2
     plain = sweep(tiny, [2, 64], epochs=3, batch_size=10, progress=False, out=tmp_path / "p")
     assert json.loads((tmp_path / "p" / "config.json").read_text())["stop_when"] is None
     assert "converged_epoch" not in plain.history.columns

@@ -506,6 +506,8 @@ def restore_state(spec: TrainSpec, arrays: dict, model, opt, rep: int, epoch: in
     if OPTIMIZERS[spec.optimizer].checkpoint is not None:
         OPTIMIZERS[spec.optimizer].checkpoint.load(opt, arrays)
     if spec.stop_rule is not None:
+        if getattr(opt, "stopper", None) is None:        # an optimizer built outside the loop (models_of)
+            opt.stopper = stopping.Stopper(spec.stop_rule, model.num_networks)
         opt.stopper.load(arrays)
     opt.diverged[...] = arrays["diverged"]
     opt.steps = int(arrays["steps"])

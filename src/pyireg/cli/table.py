@@ -76,10 +76,13 @@ SHARED = {
     "n_test": (_positive, "N", "test samples"),
     "data_dir": (str, "DIR", "directory with the MNIST IDX files or the CIFAR-10 python batches"),
     "epochs": (_positive, "N", "epochs of training"),
+    "cg_lr": (_number(0.0, lo_in=False), "X", "conjugate gradient's first trial step"),
     "batch_size": (_positive, "N", "mini-batch size"),
     "stop_when": (_stop_when, "RULE", "train each network to convergence: 'zero-error' or 'loss:TOL', held for "
                   "--patience epochs, the epochs being the cap"),
     "patience": (_positive, "P", "epochs in a row the --stop-when criterion must hold"),
+    "cg_epochs": (_positive, "N", "conjugate gradient iterations, one full-batch step per epoch (100; 20 with "
+                  "--quick)"),
 }
 
 

@@ -25,6 +25,7 @@ from .sweep import sweep
 
 ROWS = ("sgd", "cg")
 LABELS = {"sgd": "momentum SGD (batch 100, the paper's schedule)", "cg": "batch conjugate gradient (full batch)"}
+FULL = dict(widths=tuple(2 ** i for i in range(12)), epochs=60, cg_epochs=100, n_train=None, n_val=None, n_test=None)
 QUICK = dict(widths=(1, 4, 16, 64), epochs=10, cg_epochs=20, n_train=400, n_val=200, n_test=200)
 
 
@@ -88,21 +89,21 @@ def plot_comparison(table, path, title=""):
 
 
 def reproduce_sgd_vs_cg(out="results/sgd-vs-cg", *, dataset="mnist5k", data_dir=None, widths=None, seeds=(0,),
-                        epochs=60, cg_epochs=100, cg_lr=1.0, n_train=None, n_val=None, n_test=None,
+                        epochs=None, cg_epochs=None, cg_lr=1.0, n_train=None, n_val=None, n_test=None,
                         stop_when=None, patience=1, resume=False, progress=True, seed=None, figure=None,
                         quick=False):
-    """Figure 1's protocol (every width of ``widths``, default 1..2048 in powers of two, no
-    explicit regularization) with momentum SGD (batch 100, the paper's schedule, ``epochs``) and
-    with batch conjugate gradient (``cg_epochs`` full-batch iterations, first trial step
-    ``cg_lr``), the same data, initializations (seeds) and widths. ``stop_when``, ``patience``:
-    both train each network to convergence, their epochs being the caps. ``quick``: a run of
-    seconds on a subset of the embedded data (QUICK replaces the settings left at their
-    defaults). Returns (table, summary lines, figure path, heading)."""
+    """Figure 1's protocol (every width of ``widths``, no explicit regularization) with momentum
+    SGD (batch 100, the paper's schedule, ``epochs``) and with batch conjugate gradient
+    (``cg_epochs`` full-batch iterations, first trial step ``cg_lr``), the same data,
+    initializations (seeds) and widths. The settings left None take FULL's values (widths
+    1..2048 in powers of two, 60 epochs, 100 CG iterations, the data set's split), or QUICK's
+    with ``quick`` (a run of seconds on 400 embedded digits). ``stop_when``, ``patience``: both
+    train each network to convergence, their epochs being the caps. Returns (table, summary
+    lines, figure path, heading)."""
     given = dict(widths=widths, epochs=epochs, cg_epochs=cg_epochs, n_train=n_train, n_val=n_val, n_test=n_test)
-    if quick:
-        defaults = dict(widths=None, epochs=60, cg_epochs=100, n_train=None, n_val=None, n_test=None)
-        given = {k: (QUICK[k] if v == defaults[k] else v) for k, v in given.items()}
-    widths = list(given["widths"] or [2 ** i for i in range(12)])
+    base = QUICK if quick else FULL
+    given = {k: (base[k] if v is None else v) for k, v in given.items()}
+    widths = list(given["widths"])
     seeds = [seed] if seed is not None else list(seeds)
     parse_stop_when(stop_when, patience)
     out = Path(out)

@@ -83,7 +83,7 @@ def _resume_through(tiny, out, ref, hook_factory, policy, why, **extra):
     for runs in range(1, 50):
         S._FAULT_HOOK = hook_factory()
         try:
-            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **KW, **extra)
+            res = sweep(tiny, out=out, resume=True, checkpoints=policy, **{**KW, **extra})
         except (Killed, OSError):
             _assert_prefix(out, ref, f"{why}, after interruption {runs}")
             continue
@@ -148,6 +148,39 @@ def test_killed_at_every_file_operation_then_resumed(tiny, tmp_path, policy):
     assert kills == len(ops) and second >= len(ops) // 2
     print(f"\n{policy}: {len(ops)} file operations killed at, then {second} kills before the changes the "
           "resume's reconciliation makes; every one resumed to the same history")
+
+
+def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path):
+    """A run with a stopping rule, killed before each of its file operations and resumed: its
+    state (streaks, converged epochs) travels in the checkpoints, and the commit that ends a
+    repetition early (every network converged: the remaining epochs' rows at once) is atomic."""
+    rule = dict(epochs=3, stop_when="loss:1.13")
+    plain = sweep(tiny, **{**KW, "epochs": 3}).history
+    conv = {}
+    for (rep, net), r in plain.groupby(["repetition", "network"]):
+        met = (r.sort_values("epoch").train_loss <= 1.13).tolist()
+        conv[rep, net] = met.index(True) + 1 if True in met else -1
+    # the scenario: in seed 0 network 0 is frozen while network 1 trains, then both have converged
+    # and epoch 3 is filled; in seed 1 network 1 is frozen while network 0 trains to the cap
+    assert conv == {(0, 0): 1, (0, 1): 2, (1, 0): -1, (1, 1): 2}, conv
+    ref, ops = _ops(tiny, tmp_path / "ref", **rule)
+    assert ref.groupby(["repetition", "network"])["converged_epoch"].last().tolist() == [1, 2, -1, 2]
+    publish = [i for i, (op, name) in enumerate(ops) if op == "rename" and name == "history.parquet"]
+    assert len(publish) == 6                            # seed 0: epochs 1, 2, then 3 filled; seed 1: 3 epochs
+    assert (ref[(ref.repetition == 0) & (ref.epoch == 3)].lr == 0).all()
+    for i in range(len(ops) + 1):
+        out = tmp_path / f"k{i}"
+        why = f"killed before operation {i} {ops[i:i + 1]}"
+        S._FAULT_HOOK = _kill_at(i)
+        try:
+            sweep(tiny, out=out, **{**KW, **rule})
+            assert i == len(ops), why
+        except Killed:
+            pass
+        finally:
+            S._FAULT_HOOK = None
+        _assert_prefix(out, ref, why)
+        _resume_through(tiny, out, ref, lambda: None, "resume", why, **rule)
 
 
 def _kill_at(i):

@@ -39,19 +39,20 @@ def start(num_networks: int) -> StopState:
 
 
 def criterion(train_error, train_loss=None, *, loss_tol=None) -> np.ndarray:
-    """Per network: zero training error, or (with ``loss_tol``) a training loss <= loss_tol."""
+    """Per network: zero training error, or (with ``loss_tol``) a training loss <= loss_tol,
+    whatever the error (a loss tolerance asks for a small loss, which zero error alone does not
+    give)."""
     err = np.asarray(train_error, np.float64)
-    met = err == 0
-    if loss_tol is not None:
-        if not loss_tol >= 0:
-            raise ValueError(f"loss_tol: expected a non-negative number, got {loss_tol!r}")
-        if train_loss is None:
-            raise ValueError("train_loss: needed with loss_tol")
-        loss = np.asarray(train_loss, np.float64)
-        if loss.shape != err.shape:
-            raise ValueError(f"train_loss: expected shape {err.shape}, got {loss.shape}")
-        met = met | (loss <= loss_tol)
-    return met
+    if loss_tol is None:
+        return err == 0
+    if not loss_tol >= 0:
+        raise ValueError(f"loss_tol: expected a non-negative number, got {loss_tol!r}")
+    if train_loss is None:
+        raise ValueError("train_loss: needed with loss_tol")
+    loss = np.asarray(train_loss, np.float64)
+    if loss.shape != err.shape:
+        raise ValueError(f"train_loss: expected shape {err.shape}, got {loss.shape}")
+    return loss <= loss_tol
 
 
 def update(state: StopState, epoch: int, train_error, train_loss=None, *, loss_tol=None,

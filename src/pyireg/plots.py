@@ -121,7 +121,10 @@ def describe(res, key=None, lr_scale=None) -> list[str]:
     if info.get("n_train"):
         parts.append(f"{info['n_train']:,} train / {info.get('n_val', 0):,} validation")
     if cfg:
-        parts.append(f"{cfg['epochs']} epochs")
+        opt = cfg.get("optimizer", "momentum_sgd")
+        parts.append(f"{cfg['epochs']} epochs" + ("" if opt == "momentum_sgd" else f" of {opt}"))
+        if cfg.get("stop_when"):
+            parts.append(f"to convergence ({cfg['stop_when']['stop_when']}, patience {cfg['stop_when']['patience']})")
         nrep = len(cfg["seeds"])
         parts.append(f"{nrep} repetition{'s' if nrep > 1 else ''}"
                      + (", split redrawn" if cfg.get("resample_split") else ""))

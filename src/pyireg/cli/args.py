@@ -107,6 +107,33 @@ def _measures(text):
         raise argparse.ArgumentTypeError(str(e).removeprefix("measures: ").removeprefix("names: ")) from None
 
 
+def _stop_when(text):
+    """'zero-error' or 'loss:TOL', checked as the loop checks it (pyireg.experiments.stopping)."""
+    from ..experiments.stopping import parse_stop_when
+    try:
+        parse_stop_when(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("stop_when: ")) from None
+    return text
+
+
+def add_stop_options(q) -> None:
+    """--stop-when and --patience: the loop's per-network stopping rule (sweep and the figures)."""
+    q.add_argument("--stop-when", type=_stop_when, default=None, metavar="RULE",
+                   help="train each network to convergence, --epochs being the cap: 'zero-error' (training error 0) "
+                        "or 'loss:TOL' (training loss at most TOL), held for --patience epochs; a converged network "
+                        "is frozen, and the run ends when every network has converged (default: every network "
+                        "trains every epoch)")
+    q.add_argument("--patience", type=_positive, default=1, metavar="P",
+                   help="epochs in a row the --stop-when criterion must hold")
+
+
+def stop_rule(args):
+    """The parsed rule of --stop-when / --patience (checked before anything is written)."""
+    from ..experiments.stopping import parse_stop_when
+    return parse_stop_when(args.stop_when, args.patience, what=("--stop-when", "--patience"))
+
+
 def _seeds(text):
     seeds = _list(_number(0, kind=int), "non-negative integers")(text)
     if len(set(seeds)) != len(seeds):

@@ -10,6 +10,7 @@ from .args import (
     _repetitions,
     _reps_text,
     _threads,
+    stop_rule,
 )
 from .table import given
 
@@ -112,6 +113,7 @@ def cmd_sweep(args) -> int:
     from ..experiments.sweep import measure_names_for, sweep
     from ..experiments.training import check_device, check_optimizer
     seeds = _repetitions(args, [0])
+    stop_rule(args)
     sched = _schedule(args)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
@@ -176,7 +178,8 @@ def cmd_sweep(args) -> int:
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
                     activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args,
                     device=args.device, init_transform=None if args.unbalanced is None else "unbalanced",
-                    init_transform_args=None if args.unbalanced is None else {"factor": args.unbalanced})
+                    init_transform_args=None if args.unbalanced is None else {"factor": args.unbalanced},
+                    stop_when=args.stop_when, patience=args.patience)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
                          ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
@@ -200,13 +203,14 @@ def cmd_reproduce(args) -> int:
             if val is not None:
                 raise ValueError(f"{opt}: figure1 is the paper's Figure 1, trained without explicit regularization "
                                  "or label noise; use figure2, or pyireg sweep for other settings")
+    stop_rule(args)
     out = Path(args.out or f"results/{args.figure}-{args.dataset}")
     paper.check_outputs(out, args.figure, args.resume)
     _threads(args)
     kw = dict(dataset=args.dataset, data_dir=args.data_dir, widths=args.widths, epochs=args.epochs,
               seeds=_repetitions(args, paper.FIGURE1["seeds"] if args.figure == "figure1" else paper.FIGURE2["seeds"]),
               progress=not args.quiet, resume=args.resume, resample_split=args.resample_split,
-              checkpoints=args.keep_checkpoints)
+              checkpoints=args.keep_checkpoints, stop_when=args.stop_when, patience=args.patience)
     from .. import _profile
     _profile.reset()
     _profile.enable(args.profile)
@@ -252,6 +256,21 @@ def cmd_experiment(args) -> int:
             for line in result.summary:
                 print("- " + line)
         print(f"\nwrote {result.figure} and {out / (entry.name + '.csv')} in {result.seconds:.1f} s")
+        return 0
+    if entry.name == "sgd-vs-cg":
+        from ..experiments import sgd_vs_cg
+        from ..experiments._common import markdown_table
+        from ..experiments.stopping import parse_stop_when
+        parse_stop_when(kw.get("stop_when"), kw.get("patience", 1), what=("--stop-when", "--patience"))
+        table, lines, png, head = sgd_vs_cg.reproduce_sgd_vs_cg(out, seed=args.seed, figure=args.figure,
+                                                                quick=args.quick, progress=not args.quiet, **kw)
+        if not args.quiet:
+            print(head + "\n")
+            print(markdown_table(table))
+            print()
+        for line in lines:
+            print("- " + line)
+        print(f"\nsgd-vs-cg: {time.perf_counter() - t0:.1f} s -> {out} (comparison.csv, comparison.md, {png.name})")
         return 0
     from ..experiments import thesis
     if entry.name == "measures":

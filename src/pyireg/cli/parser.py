@@ -19,6 +19,7 @@ from .args import (
     _size,
     _TopFormatter,
     _widths,
+    add_stop_options,
 )
 from .commands import (
     cmd_bench,
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "momentum), or cg: full-batch conjugate gradient (Polak-Ribiere+, a monotone line "
                             "search per network whose first trial step is the schedule's lr; --max-ls); every one "
                             "resumes after a kill")
+    add_stop_options(proto)
     proto.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="where the networks train (cuda: refused until the sweep's loop runs there)")
     proto.add_argument("--alpha", type=_number(0.0, 1.0), default=None,
@@ -251,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="figure2 only: the censoring teacher trains on the entire data set, as the paper says "
                             "(default: entire), or on the 2,000 / 2,000 / test subsets")
         q.add_argument("--out", metavar="DIR", help="output directory (default: results/FIGURE-DATASET)")
+        add_stop_options(q)
         q.add_argument("--profile", action="store_true",
                        help="print where the time went: the native training and evaluation kernels against the rest")
         common(q, reps_default="1 for figure1, 5 for figure2")

@@ -13,7 +13,7 @@ import inspect
 import numbers
 from typing import Callable
 
-from .args import DATASETS, _Formatter, _list, _number, _positive, _seeds, _widths
+from .args import DATASETS, _Formatter, _list, _number, _positive, _seeds, _stop_when, _widths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,14 @@ def _thesis() -> dict:
     }
 
 
+def _paper() -> dict:
+    from ..experiments import sgd_vs_cg
+    return {"sgd-vs-cg": Entry("sgd-vs-cg", "reproduce", "Figure 1's protocol with momentum SGD and with batch "
+                               "conjugate gradient side by side (same widths, data, seeds): comparison table and "
+                               "figure", sgd_vs_cg.reproduce_sgd_vs_cg, quick=sgd_vs_cg.QUICK,
+                               out="results/sgd-vs-cg", skip=("out", "progress", "threads", "seed", "figure", "quick"))}
+
+
 FIGURES = {"figure1": "Figure 1: error vs width, no regularization, one repetition",
            "figure2": "Figure 2: 2,000 train / 2,000 validation images; original labels with and without weight "
                       "decay, censored labels, censored labels with 5% noise; 5 repetitions"}
@@ -54,6 +62,7 @@ FIGURES = {"figure1": "Figure 1: error vs width, no regularization, one repetiti
 def table() -> dict:
     """{"reproduce": {name: Entry}, "demo": {name: Entry}} (imported on first use)."""
     reproduce = {k: Entry(k, "reproduce", v, out=f"results/{k}-DATASET") for k, v in FIGURES.items()}
+    reproduce.update(_paper())
     reproduce.update(_thesis())
     return {"reproduce": reproduce, "demo": _demos()}
 
@@ -67,7 +76,13 @@ SHARED = {
     "n_test": (_positive, "N", "test samples"),
     "data_dir": (str, "DIR", "directory with the MNIST IDX files or the CIFAR-10 python batches"),
     "epochs": (_positive, "N", "epochs of training"),
+    "cg_lr": (_number(0.0, lo_in=False), "X", "conjugate gradient's first trial step"),
     "batch_size": (_positive, "N", "mini-batch size"),
+    "stop_when": (_stop_when, "RULE", "train each network to convergence: 'zero-error' or 'loss:TOL', held for "
+                  "--patience epochs, the epochs being the cap"),
+    "patience": (_positive, "P", "epochs in a row the --stop-when criterion must hold"),
+    "cg_epochs": (_positive, "N", "conjugate gradient iterations, one full-batch step per epoch (100; 20 with "
+                  "--quick)"),
 }
 
 
@@ -124,9 +139,9 @@ def add_entry_parser(sub, entry: Entry):
     q.add_argument("--out", metavar="DIR", default=None, help=f"output directory (default: {entry.out})")
     q.add_argument("--threads", type=_positive, default=None, metavar="N", help="native threads")
     q.add_argument("--quiet", action="store_true", help="no progress output; no table")
-    if entry.kind == "demo":
+    if entry.kind == "demo" or entry.quick:
         q.add_argument("--quick", action="store_true", help="a tiny version that runs in seconds")
-    else:
+    if entry.kind != "demo":
         q.add_argument("--seed", type=_number(0, kind=int), default=None, metavar="SEED",
                        help="one repetition with this seed (default: the experiment's seeds)")
         q.add_argument("--figure", default=None, metavar="PNG", help="figure path (default: inside --out)")

@@ -255,7 +255,7 @@ def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
     E, n = spec.epochs, len(pack.networks)
     first = 0 if spec.record_epoch0 else 1
     R = E - first + 1
-    ok = list(frame.columns) == store.COLUMNS + list(spec.measures) and len(frame) == R * n
+    ok = list(frame.columns) == store.COLUMNS + spec.extra_columns and len(frame) == R * n
     if ok:
         nets = np.asarray(pack.networks)
         ok = ((frame["repetition"].to_numpy() == pack.repetition).all()

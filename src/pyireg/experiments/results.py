@@ -11,7 +11,8 @@ from ..summary import summarize
 from .store import SweepStateError, read_bounded, read_history
 
 __all__ = ["SweepResult", "load_results", "load_source", "summarize"]
-FIGURE_ROWS = ("original", "censored", "censored_noise")   # the rows of a figure's directory, in order
+# the rows of a figure's directory, in order (sgd, cg: reproduce sgd-vs-cg)
+FIGURE_ROWS = ("original", "censored", "censored_noise", "sgd", "cg")
 
 
 @dataclasses.dataclass

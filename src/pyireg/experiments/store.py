@@ -338,7 +338,8 @@ def check_history(hist, done, cfg, path) -> None:
     def bad(why):
         return SweepStateError(f"out: {path} is inconsistent ({why}); restore the sweep's own history, "
                                "or start in another directory")
-    missing = (set(COLUMNS) | set(cfg.get("measures", []))) - set(hist.columns)
+    stop = ["converged_epoch"] if cfg.get("stop_when") else []      # the stopping rule's column
+    missing = (set(COLUMNS) | set(cfg.get("measures", [])) | set(stop)) - set(hist.columns)
     if missing:
         raise bad(f"columns {sorted(missing)} are missing")
     if set(done) - set(seeds) or set(hist["repetition"].unique().tolist()) - set(done):

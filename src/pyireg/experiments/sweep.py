@@ -136,7 +136,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None,
           activation: str = "relu", loss: str = "cross_entropy", optimizer: str = "momentum_sgd",
           optimizer_args: dict | None = None, init_transform: str | None = None, init_transform_args=None,
-          device: str = "cpu", record_epoch0: bool = False, run: dict | None = None) -> SweepResult:
+          device: str = "cpu", record_epoch0: bool = False, stop_when: str | None = None, patience: int = 1,
+          run: dict | None = None) -> SweepResult:
     """Train every combination of width x weight decay x lr scale for ``epochs`` epochs of the
     paper's protocol, once per seed in ``seeds`` (a repetition: its own initialization and data
     order), and record every epoch.
@@ -162,6 +163,15 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     device : "cpu" (the only one the loop runs on so far).
     record_epoch0 : also record every network at its initialization, as epoch 0 (committed with
         epoch 1; summaries may then pick epoch 0 as the early-stopped one).
+    stop_when, patience : train each network to convergence, ``epochs`` being the cap: None (the
+        default: every network trains every epoch), "zero-error" (training error 0) or
+        "loss:TOL" (training loss at most TOL), held for ``patience`` consecutive epochs. A
+        network that converged is frozen (lr 0; its weights and optimizer state no longer
+        change; the others train bit for bit as without it); when every network of a
+        repetition has converged, its training ends and the rows of its remaining epochs repeat
+        the frozen networks' (see :mod:`.stopping`). The history gains the column
+        ``converged_epoch``: the first epoch of the streak that reached ``patience``, -1 while
+        not converged.
     run : the run record to keep in config.json (the command line's; default: this call's).
     init_std : passed to PackedMLP (default 1/sqrt(fan_in) per layer).
     dtype : the model's dtype, float32 or float64 (numpy dtype, name or torch dtype); default
@@ -216,6 +226,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     optimizer, optimizer_args = check_optimizer(optimizer, optimizer_args)
     init_transform, init_transform_args = check_init_transform(init_transform, init_transform_args)
     device = check_device(device)
+    from .stopping import parse_stop_when, rule_to_json
+    stop_rule = parse_stop_when(stop_when, patience)
     widths = _int_list(widths, "widths", 1)
     seeds = _int_list(seeds, "seeds", 0)
     if len(set(seeds)) != len(seeds):
@@ -273,7 +285,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "eval_batch": eval_batch, "measures": list(measure_names), "activation": activation, "loss": loss,
               "optimizer": optimizer, "optimizer_args": dict(optimizer_args), "init_transform": init_transform,
               "init_transform_args": dict(init_transform_args), "device": device,
-              "record_epoch0": bool(record_epoch0),
+              "record_epoch0": bool(record_epoch0), "stop_when": rule_to_json(stop_rule),
               "tag": str(tag), "run": run if run is not None else run_record()}
     import pandas as pd  # the experiments extra, needed from here on
 
@@ -283,7 +295,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                      label_noise=float(label_noise), resample_split=bool(resample_split), eval_batch=eval_batch,
                      measures=measure_names, activation=activation, loss=loss, optimizer=optimizer,
                      optimizer_args=optimizer_args, init_transform=init_transform,
-                     init_transform_args=init_transform_args, device=device, record_epoch0=bool(record_epoch0))
+                     init_transform_args=init_transform_args, device=device, record_epoch0=bool(record_epoch0),
+                     stop_rule=stop_rule)
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from .packed import run_in_packs

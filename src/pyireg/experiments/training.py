@@ -26,6 +26,7 @@ import numpy as np
 from .. import _profile
 from .. import data as D
 from ..model import PackedMLP
+from . import stopping
 from .store import COLUMNS
 
 CHANCE_RTOL = 1e-4            # |train_loss - ln k| <= CHANCE_RTOL * ln k  ->  at chance
@@ -61,6 +62,7 @@ class OptimizerEntry:
     net_state: tuple = ()      # per-network int64 arrays a checkpoint holds too (Adam's step counts t)
     check: Callable | None = None   # check(args dict) raises ValueError for out-of-range arguments
     checkpoint: CheckpointHook | None = None   # the rest of its state (see CheckpointHook)
+    freeze: Callable | None = None  # freeze(opt, frozen, units) -> restore(): the rest of its state (stopping)
 
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {}
@@ -68,7 +70,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {}
 
 def register_optimizer(name: str, build: Callable, *, momentum: bool = True, state=("bufU", "bufV"),
                        args: dict | None = None, full_batch: bool = False, net_state=(), check=None,
-                       checkpoint: CheckpointHook | None = None) -> None:
+                       checkpoint: CheckpointHook | None = None, freeze: Callable | None = None) -> None:
     """Make an optimizer available to every experiment (``optimizer=name``; ``--optimizer`` of
     pyireg sweep lists the registry). ``build(model, lr, momentum, weight_decay, **args)``
     returns an object with ``step(X, y)``, per-network ``lr`` (and ``momentum`` when it takes
@@ -77,9 +79,11 @@ def register_optimizer(name: str, build: Callable, *, momentum: bool = True, sta
     it need batch_size = the training set's size (one step per epoch). ``net_state``: its
     per-network int64 arrays (step counts) a checkpoint holds; ``check(args)``: raises a
     ValueError naming the argument when one is out of range (run before anything is written);
-    ``checkpoint``: a CheckpointHook for the rest of its state."""
+    ``checkpoint``: a CheckpointHook for the rest of its state; ``freeze(opt, frozen, units)``:
+    saves the rest of its state of the networks (units) marked in the masks and returns a
+    function that writes it back (the stopping rule's freeze; see :mod:`.stopping`)."""
     OPTIMIZERS[name] = OptimizerEntry(name, build, bool(momentum), tuple(state), tuple((args or {}).items()),
-                                      bool(full_batch), tuple(net_state), check, checkpoint)
+                                      bool(full_batch), tuple(net_state), check, checkpoint, freeze)
 
 
 def _check_adam(args):
@@ -162,7 +166,7 @@ def _builtin_optimizers():
     # full-batch Polak-Ribiere+ conjugate gradient (paper, Section 2): the schedule's lr is each
     # network's first trial step of the line search; no momentum
     register_optimizer("cg", _build_cg, momentum=False, state=(), args={"max_ls": 20, "restart": 100, "c2": 0.1},
-                       full_batch=True, check=_check_cg, checkpoint=CG_CHECKPOINT)
+                       full_batch=True, check=_check_cg, checkpoint=CG_CHECKPOINT, freeze=stopping.cg_freeze)
 
 
 _builtin_optimizers()
@@ -265,10 +269,18 @@ class TrainSpec:
     init_seeds: tuple | None = None
     stop_epochs: tuple | None = None
     record_epoch0: bool = False
+    # the per-network stopping rule (criterion, tol, patience) of stopping.parse_stop_when, or None
+    stop_rule: tuple | None = None
 
     @property
     def num_networks(self) -> int:
         return len(self.grid_widths)
+
+    @property
+    def extra_columns(self) -> list:
+        """The history's columns after store.COLUMNS: the recorded measures, then the stopping
+        rule's (when there is one)."""
+        return list(self.measures) + (list(stopping.STOP_COLUMNS) if self.stop_rule is not None else [])
 
     def checkpoint_members(self, model) -> dict:
         """{name: (shape, dtype)} of a checkpoint of ``model`` under this spec."""
@@ -285,6 +297,8 @@ class TrainSpec:
             members[name] = ((model.num_networks,), np.int64)
         if OPTIMIZERS[self.optimizer].checkpoint is not None:
             members.update(OPTIMIZERS[self.optimizer].checkpoint.members(model))
+        if self.stop_rule is not None:
+            members.update(stopping.Stopper.members(model.num_networks))
         return members
 
 
@@ -368,8 +382,14 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     wd = np.asarray(spec.grid_weight_decays, dtype=np.float64)[net]
     ls = np.asarray(spec.grid_lr_scales, dtype=np.float64)[net]
     model, opt = build(ds, spec, rep, net)
-    takes_momentum = OPTIMIZERS[spec.optimizer].momentum
-    full_batch = OPTIMIZERS[spec.optimizer].full_batch
+    entry = OPTIMIZERS[spec.optimizer]
+    takes_momentum = entry.momentum
+    full_batch = entry.full_batch
+    # the stopping rule's state travels with the optimizer, so that a checkpoint made from
+    # (model, opt) holds it and a restore loads it
+    stopper = None
+    if spec.stop_rule is not None:
+        stopper = opt.stopper = stopping.Stopper(spec.stop_rule, len(net))
     # the squared loss regresses onto the one-hot code of the label
     targets = (lambda y: y) if spec.loss == "cross_entropy" else (lambda y: np.eye(ds.num_classes, dtype=ds.dtype)[y])
     schedule = spec.schedule
@@ -381,7 +401,7 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
     X, y = rds.X_train, targets(rds.y_train)
     stop = None if spec.stop_epochs is None else np.asarray(spec.stop_epochs, dtype=np.int64)[net]
 
-    def record(epoch, train_s):
+    def frame_of(epoch, train_s, trained=True):
         ev = {split: model.evaluate(Xs, targets(ys), batch_size=spec.eval_batch)
               for split, (Xs, ys) in rds.splits().items()}
         with _profile.section("per-epoch bookkeeping (norms, drift, rows)"):
@@ -392,28 +412,67 @@ def train_networks(ds, spec: TrainSpec, rep: int, networks, *, start: int = 0, r
             vals = M.compute(model, list(spec.measures), X=rds.X_train, y=rds.y_train, init=init)
             for name in spec.measures:
                 frame[name] = np.asarray(vals[name], np.float64)
+        if stopper is not None:
+            if trained and epoch > 0:     # the initialization (epoch 0) is not a trained epoch
+                stopper.update(epoch, ev["train"][0], ev["train"][1])
+            frame["converged_epoch"] = stopper.state.converged_epoch.copy()
+        return frame, ev
+
+    def record(epoch, train_s):
+        frame, ev = frame_of(epoch, train_s)
         if after_epoch is not None:
             after_epoch(epoch, frame, model, opt, ev)
+
+    def set_hyper(epoch):
+        lr = schedule.lr(epoch) * ls
+        opt.lr = lr if stop is None else np.where(epoch < stop, lr, 0.0)
+        if stopper is not None:
+            opt.lr = np.where(stopper.frozen, 0.0, opt.lr)
+        if takes_momentum:
+            opt.momentum = schedule.momentum(epoch)
 
     if spec.record_epoch0 and start == 0:
         opt.lr = schedule.lr(0) * ls
         record(0, 0.0)
     for epoch in range(start, spec.epochs):
+        if stopper is not None and stopper.all_done():
+            _fill_converged(spec, epoch, frame_of, set_hyper, model, opt, after_epoch)
+            break
         t0 = time.perf_counter()
         k0 = _profile.seconds("native training step")
-        lr = schedule.lr(epoch) * ls
-        opt.lr = lr if stop is None else np.where(epoch < stop, lr, 0.0)
-        if takes_momentum:
-            opt.momentum = schedule.momentum(epoch)
+        set_hyper(epoch)
+        restore_frozen = stopping.snapshot(model, opt, entry, stopper.frozen) if stopper is not None else None
         if full_batch:                    # the same arrays every epoch (see the module documentation)
             opt.step(X, y)
         else:
             for b in batches(len(y), spec.batch_size, rep, epoch, spec.drop_last):
                 opt.step(X[b], y[b])
+        if restore_frozen is not None:
+            restore_frozen()
         train_s = time.perf_counter() - t0
         if _profile.enabled():
             _profile.add("training loop around the steps", train_s - (_profile.seconds("native training step") - k0))
         record(epoch + 1, train_s)
+
+
+def _fill_converged(spec, epoch, frame_of, set_hyper, model, opt, after_epoch):
+    """Every network has converged after ``epoch`` epochs: the run ends. The rows of epochs
+    epoch+1..spec.epochs are what training frozen networks would record (the same weights, so
+    the same evaluations; lr 0; the schedule's momentum; no training seconds), committed at once
+    as the last epoch's, so that a history keeps one row per network per epoch up to the cap."""
+    import pandas as pd
+    set_hyper(epoch)
+    base, ev = frame_of(epoch + 1, 0.0, trained=False)
+    frames = []
+    for e in range(epoch, spec.epochs):
+        set_hyper(e)
+        f = base.copy()
+        f["epoch"] = np.int64(e + 1)
+        f["lr"] = np.asarray(opt.lr, np.float64)
+        f["momentum"] = np.asarray(opt.momentum, np.float64)
+        frames.append(f)
+    if after_epoch is not None:
+        after_epoch(spec.epochs, pd.concat(frames, ignore_index=True), model, opt, ev)
 
 
 def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id: str) -> dict:
@@ -424,6 +483,8 @@ def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id
         state[name] = getattr(opt, name)
     if OPTIMIZERS[spec.optimizer].checkpoint is not None:
         state.update(OPTIMIZERS[spec.optimizer].checkpoint.save(opt))
+    if spec.stop_rule is not None:
+        state.update(opt.stopper.arrays())
     return state
 
 
@@ -444,6 +505,10 @@ def restore_state(spec: TrainSpec, arrays: dict, model, opt, rep: int, epoch: in
         getattr(opt, name)[...] = arrays[name]
     if OPTIMIZERS[spec.optimizer].checkpoint is not None:
         OPTIMIZERS[spec.optimizer].checkpoint.load(opt, arrays)
+    if spec.stop_rule is not None:
+        if getattr(opt, "stopper", None) is None:        # an optimizer built outside the loop (models_of)
+            opt.stopper = stopping.Stopper(spec.stop_rule, model.num_networks)
+        opt.stopper.load(arrays)
     opt.diverged[...] = arrays["diverged"]
     opt.steps = int(arrays["steps"])
 
@@ -521,7 +586,8 @@ def spec_from_config(config: dict) -> TrainSpec:
                      optimizer_args=tuple(sorted(config.get("optimizer_args", {}).items())),
                      init_transform=config.get("init_transform"),
                      init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())),
-                     record_epoch0=bool(config.get("record_epoch0", False)))
+                     record_epoch0=bool(config.get("record_epoch0", False)),
+                     stop_rule=stopping.rule_from_json(config.get("stop_when")))
 
 
 def models_of(ds, out, rep: int, epoch: int | None = None):

@@ -476,3 +476,31 @@ def test_adam_on_the_cuda_engine_is_refused_in_one_line(rule):
             mod.train_step(torch.randn(3, 4), torch.tensor([0, 1, 1]), opt)
     _one_line(e, "rule:", repr(rule), "CPU engine only")
     assert opt.state[mod.U]["step"].tolist() == [0, 0]       # nothing advanced
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("rule", ["nesterov_sgd", "path_sgd", "ddp_sgd"])
+def test_cuda_tensors_run_the_rule_like_the_cpu(rule):
+    """On a GPU with pyireg._cuda: the rule on CUDA tensors against the CPU under the tolerance
+    rule (the float64 CPU run as the reference); Adam refused there."""
+    if not pc.is_available() or not torch.cuda.is_available():
+        pytest.skip(pc.status())
+    widths = [1, 3, 5, 1, 37]
+    h = _hyper(rule, len(widths), 2)
+    runs = {}
+    for name, dtype, device in (("cpu32", torch.float32, "cpu"), ("gpu32", torch.float32, "cuda"),
+                                ("cpu64", torch.float64, "cpu")):
+        mod = pt.PackedMLP(widths, 7, 4, seed=3, dtype=dtype).to(device)
+        opt = _torch_opt(rule, mod, h, dtype)
+        for s in range(3):
+            X, y = (torch.from_numpy(a).to(device) for a in _data(11, 7, 4, 500 + s, np.float64))
+            mod.train_step(X.to(dtype), y.long(), opt)
+        runs[name] = mod.cpu()
+    for what in ("U", "V"):
+        pyireg.testing.assert_tolerance(getattr(runs["gpu32"], what).detach().numpy(),
+                                        getattr(runs["cpu32"], what).detach().numpy(),
+                                        getattr(runs["cpu64"], what).detach().numpy(), f"{rule} {what} on CUDA")
+    mod = pt.PackedMLP([1, 2], 4, 2).cuda()
+    with pytest.raises(ValueError, match="CPU engine only"):
+        mod.train_step(torch.randn(3, 4, device="cuda"), torch.tensor([0, 1, 1], device="cuda"),
+                       pt.PackedOptimizer(mod, "adam", lr=1e-3))

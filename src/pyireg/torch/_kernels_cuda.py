@@ -34,6 +34,12 @@ def _nonnegative(weights) -> None:
         raise ValueError(f"weights: expected non-negative entry weights, got {float(weights.min())}")
 
 
+def _mutated(extra):
+    """The rule's state among its extra tensors (named): on the weights' device, like the rest of
+    the state; per-network values (alpha, betas, eps), like lr, may be host tensors (moved)."""
+    return [(n, t) for n, t in zip(RULE_EXTRA, extra) if n in ("state2_U", "state2_V", "steps")]
+
+
 def _host_offsets(offsets: Tensor) -> np.ndarray:
     """The offsets on the host, for the engine cache's key (modules keep them on the CPU; a
     device copy costs a synchronization here)."""
@@ -186,7 +192,7 @@ class NativeKernels:
     def step(self, U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay,
              rule="momentum_sgd", extra=(None,) * 7):
         self._same_device(("U", U), ("V", V), ("X", X), ("y", y), ("weights", weights), ("state_U", state_U),
-                          ("state_V", state_V), *zip(RULE_EXTRA, extra))
+                          ("state_V", state_V), *_mutated(extra))
         engine = self._checked(U, V, X, offsets, activation, loss)
         self._rule(rule, extra, offsets.shape[0] - 1, U, V, True)
         B = X.shape[0]
@@ -214,8 +220,7 @@ class NativeKernels:
                          sV.data_ptr(), wp, wb, self._stream(U))
 
     def ddp_scale(self, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
-        self._same_device(("U", U), ("V", V), ("X", X), ("alpha", alpha), ("scale_U", scale_U),
-                          ("scale_V", scale_V))
+        self._same_device(("U", U), ("V", V), ("X", X), ("scale_U", scale_U), ("scale_V", scale_V))
         engine = self._checked(U, V, X, offsets, activation, loss)
         if X.shape[0] == 0:
             raise ValueError("X: expected at least one sample, got an empty batch")
@@ -225,7 +230,7 @@ class NativeKernels:
     def apply_update(self, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
                      rule="momentum_sgd", extra=(None,) * 7):
         self._same_device(("U", U), ("V", V), ("gU", gU), ("gV", gV), ("state_U", state_U), ("state_V", state_V),
-                          *zip(RULE_EXTRA, extra))
+                          *_mutated(extra))
         check_layout(U, V, offsets, activation, loss)
         self._rule(rule, extra, offsets.shape[0] - 1, U, V, False)
         engine = self._engine(U, V, offsets, activation, loss)

@@ -504,3 +504,29 @@ def test_cuda_tensors_run_the_rule_like_the_cpu(rule):
     with pytest.raises(ValueError, match="CPU engine only"):
         mod.train_step(torch.randn(3, 4, device="cuda"), torch.tensor([0, 1, 1], device="cuda"),
                        pt.PackedOptimizer(mod, "adam", lr=1e-3))
+
+
+def test_two_modules_in_one_optimizer_step_like_two_optimizers():
+    """Two modules (one group each, different values) in one PackedOptimizer take the steps two
+    optimizers take, fused for one and unfused (one step() for both) for the other."""
+    def pair():
+        return pt.PackedMLP([2, 1], 4, 3, seed=1), pt.PackedMLP([3], 4, 3, seed=2)
+    a1, a2 = pair()
+    opt = pt.PackedOptimizer([{"params": a1.parameters()}, {"params": a2.parameters(), "lr": 0.02}], "adam",
+                             lr=torch.tensor([0.01, 0.03]), betas=(0.8, 0.99))
+    b1, b2 = pair()
+    o1 = pt.PackedOptimizer(b1, "adam", lr=torch.tensor([0.01, 0.03]), betas=(0.8, 0.99))
+    o2 = pt.PackedOptimizer(b2, "adam", lr=0.02, betas=(0.8, 0.99))
+    for s in range(3):
+        X, y = (torch.from_numpy(v) for v in _data(5, 4, 3, 600 + s, np.float32))
+        a1.train_step(X, y.long(), opt)
+        b1.train_step(X, y.long(), o1)
+        opt.zero_grad()
+        (a1.losses(X, y.long()).sum() * 0 + a2.losses(X, y.long()).sum()).backward()
+        a1.U.grad = a1.V.grad = None          # a1 stepped fused already
+        opt.step()
+        o2.zero_grad()
+        b2.losses(X, y.long()).sum().backward()
+        o2.step()
+    for a, b in ((a1, b1), (a2, b2)):
+        assert torch.equal(a.U, b.U) and torch.equal(a.V, b.V)

@@ -68,7 +68,7 @@ class PackedOptimizer(torch.optim.Optimizer):
         self.rule = rule
         self._state_lock = threading.RLock()
         params = params_or_module.parameters() if isinstance(params_or_module, nn.Module) else params_or_module
-        super().__init__(params, self._normalize(defaults, "", rule))
+        super().__init__(params, self._normalize(defaults, ""))
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -77,7 +77,7 @@ class PackedOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ hyper-parameters
     @staticmethod
-    def _normalize(group: dict, where: str, rule: str) -> dict:
+    def _normalize(group: dict, where: str) -> dict:
         out = dict(group)
         if "lr" in group:
             lr = _check("lr", group["lr"], where)
@@ -110,7 +110,7 @@ class PackedOptimizer(torch.optim.Optimizer):
         if param_group.get("rule", rule) != rule:
             raise ValueError(f"rule: every parameter group of a PackedOptimizer has its rule, {rule!r}{where}; "
                              f"got {param_group['rule']!r} (use one optimizer per rule)")
-        group = self._normalize(param_group, where, rule)
+        group = self._normalize(param_group, where)
         super().add_param_group(group)
         self._modules_of(self.param_groups[-1], len(self.param_groups) - 1)
 

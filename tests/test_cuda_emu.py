@@ -160,7 +160,15 @@ def test_loss_and_grad_match_the_twin(layout, loss):
     assert_tolerance(gV, v32, v64, "gV")
 
 
-@pytest.mark.parametrize("rule", ["momentum_sgd", "path_sgd"])
+def _nesterov(modules, lr, mom, wd):
+    """torch.optim.SGD(nesterov=True) with a parameter group per network (momentum 0 in a group is
+    plain SGD, as in the engine's rule)."""
+    groups = [{"params": list(m.parameters()), "lr": float(lr[i]), "momentum": float(mom[i]),
+               "weight_decay": float(wd[i])} for i, m in enumerate(modules)]
+    return torch.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True)
+
+
+@pytest.mark.parametrize("rule", ["momentum_sgd", "nesterov_sgd", "path_sgd"])
 def test_three_steps_match_the_twin(rule):
     widths, d, k = LAYOUTS["mixed"]
     widths = widths[:20] + [200]  # keep the twin's per-network loop short
@@ -171,8 +179,9 @@ def test_three_steps_match_the_twin(rule):
     mom = np.where(np.arange(N) % 3 == 0, 0.0, 0.9)
     wd = np.where(np.arange(N) % 2 == 0, 0.0, 1e-2)
     m32, m64 = twins(U, V, off)
-    if rule == "momentum_sgd":
-        o32, o64 = ref.make_sgd(m32, lr, mom, wd), ref.make_sgd(m64, lr, mom, wd)
+    if rule != "path_sgd":
+        make = ref.make_sgd if rule == "momentum_sgd" else _nesterov
+        o32, o64 = make(m32, lr, mom, wd), make(m64, lr, mom, wd)
         run32, run64 = (lambda: ref.step(m32, o32, X, y)), (lambda: ref.step(m64, o64, X.astype(np.float64), y))
     else:
         t32, t64 = ref.PathSGDTwin(m32, lr, mom, wd), ref.PathSGDTwin(m64, lr, mom, wd)
@@ -277,7 +286,7 @@ def test_alone_and_packed_give_the_same_bits():
             np.testing.assert_array_equal(c2, bV[a:b])
 
 
-@pytest.mark.parametrize("rule", ["momentum_sgd", "path_sgd", "ddp_sgd"])
+@pytest.mark.parametrize("rule", ["momentum_sgd", "nesterov_sgd", "path_sgd", "ddp_sgd"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
 def test_fused_step_equals_loss_and_grad_then_apply_update(rule, loss):
     widths, d, k = [3, 1, 9], 5, 13

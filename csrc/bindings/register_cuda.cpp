@@ -44,7 +44,8 @@ Rule rule_from(const std::string& s) {
   if (s == "momentum_sgd") return Rule::momentum_sgd;
   if (s == "path_sgd") return Rule::path_sgd;
   if (s == "ddp_sgd") return Rule::ddp_sgd;
-  throw py::value_error("rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd', got '" + s + "'");
+  if (s == "nesterov_sgd") return Rule::nesterov_sgd;
+  throw py::value_error("rule: expected 'momentum_sgd', 'nesterov_sgd', 'path_sgd' or 'ddp_sgd', got '" + s + "'");
 }
 CudaOp op_from(const std::string& s) {
   if (s == "forward") return CudaOp::forward;

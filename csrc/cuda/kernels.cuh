@@ -184,7 +184,7 @@ __global__ void path_scaling(const T* __restrict__ U, const T* __restrict__ V, i
 
 // One rule on the rows x cols weights W with state Sg and gradient G. rule: 0 momentum SGD
 // (torch.optim.SGD: with momentum 0 no buffer is touched), 1 Path-SGD (q: per-row scaling),
-// 2 DDP-SGD (the state holds the per-weight scaling).
+// 2 DDP-SGD (the state holds the per-weight scaling), 5 Nesterov (torch.optim.SGD(nesterov=True)).
 template <class T>
 __global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restrict__ G,
                        const int32_t* __restrict__ unit_net, int64_t rows, int64_t cols, int rule,
@@ -208,8 +208,12 @@ __global__ void update(T* __restrict__ W, T* __restrict__ Sg, const T* __restric
       T buf = Sg[e];
       path_sgd_update(w, buf, g, l, mom[n], dk, q[h]);
       Sg[e] = buf;
-    } else {
+    } else if (rule == 2) {
       ddp_sgd_update(w, Sg[e], g, l, dk);
+    } else {
+      T buf = Sg[e];
+      nesterov_sgd_update(w, buf, g, l, mom[n], dk);
+      Sg[e] = buf;
     }
     W[e] = w;
   }

@@ -276,8 +276,9 @@ class Engine:
         return loss, gU, gV
 
     def _rule(self, rule, state_U, state_V, lr, momentum, weight_decay):
-        if rule not in ("momentum_sgd", "path_sgd", "ddp_sgd"):
-            raise ValueError(f"rule: expected 'momentum_sgd', 'path_sgd' or 'ddp_sgd', got {rule!r}")
+        if rule not in ("momentum_sgd", "nesterov_sgd", "path_sgd", "ddp_sgd"):
+            raise ValueError(f"rule: expected 'momentum_sgd', 'nesterov_sgd', 'path_sgd' or 'ddp_sgd' (adam and adamw "
+                             f"run on the CPU engine only), got {rule!r}")
         _arr(state_U, "state_U", self.dtype, (self.S, self.d), True)
         _arr(state_V, "state_V", self.dtype, (self.S, self.k), True)
         lr, mom, wd = (self._hyper(lr, "lr"), self._hyper(momentum, "momentum"),

@@ -155,3 +155,43 @@ def targets(y: Tensor, weights: Optional[Tensor], B: int, loss: str, dtype: torc
             raise TypeError(f"weights: expected real entry weights (a floating tensor), got {weights.dtype}")
         weights = weights.to(dtype).contiguous()
     return y, weights
+
+
+# The update rules of the fused step and apply_update, and the tensors each needs beside
+# (state_U, state_V, lr, momentum, weight_decay). ``extra`` is always in RULE_EXTRA's order.
+RULES = ("momentum_sgd", "nesterov_sgd", "path_sgd", "ddp_sgd", "adam", "adamw")
+ADAM_RULES = ("adam", "adamw")
+RULE_EXTRA = ("alpha", "state2_U", "state2_V", "beta1", "beta2", "eps", "steps")
+_ADAM_EXTRA = frozenset(RULE_EXTRA[1:])
+
+
+def check_rule(rule, extra, N: int, U: Tensor, V: Tensor, fused: bool) -> None:
+    """The rule's name and its extra tensors (``extra``: RULE_EXTRA's values, None where not
+    given): those the rule needs given and well formed, the others None. ``fused``: the fused
+    step (DDP-SGD computes its scaling from the batch there, so it needs alpha; apply_update
+    reads the scaling from the state)."""
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValueError(f"rule: expected one of {', '.join(repr(r) for r in RULES)}, got {rule!r}")
+    need = _ADAM_EXTRA if rule in ADAM_RULES else {"alpha"} if (rule == "ddp_sgd" and fused) else frozenset()
+    for name, t in zip(RULE_EXTRA, extra):
+        if t is None:
+            if name in need:
+                raise ValueError(f"{name}: expected a tensor for rule {rule!r}, got None")
+            continue
+        if name not in need:
+            why = (" (apply_update reads DDP-SGD's scaling from state_U, state_V)" if name == "alpha" and
+                   rule == "ddp_sgd" else "")
+            raise ValueError(f"{name}: not used by rule {rule!r}{why}; expected None")
+        if name == "steps":
+            if not isinstance(t, Tensor):
+                raise TypeError(f"steps: expected an int64 tensor, got {type(t).__name__}")
+            check_device(t, "steps")
+            if t.dtype != torch.int64:
+                raise TypeError(f"steps: expected an int64 tensor of step counts, got {t.dtype}")
+            check_shape(t, "steps", (N,))
+        elif name.startswith("state2"):
+            check_float(t, name, U.dtype)
+            check_shape(t, name, tuple((U if name == "state2_U" else V).shape))
+        else:
+            check_float(t, name, U.dtype)
+            check_shape(t, name, (N,))

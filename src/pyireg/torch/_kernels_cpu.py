@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 
 from .. import _core
-from ._checks import check_layout, check_offsets, check_shape
+from ._checks import RULE_EXTRA, check_layout, check_offsets, check_rule, check_shape
 from ._devices import register_kernels
 from ._engines import CACHE, POOL
 
 _ENGINE_TYPES = {torch.float32: _core.EngineF32, torch.float64: _core.EngineF64}
-RULE = "momentum_sgd"
+ADAM_RULES = ("adam", "adamw")
 EVAL_BLOCK = 256          # samples per block of the loss-only path (the engine's evaluate)
 
 
@@ -59,6 +59,19 @@ def _checked_engine(U, V, X, offsets, activation, loss):
 def _nonnegative(weights) -> None:
     if weights is not None and bool((weights < 0).any()):
         raise ValueError(f"weights: expected non-negative entry weights, got {float(weights.min())}")
+
+
+def _adam(rule, extra):
+    """The engine's ``adam`` argument (second moments, betas, eps and each network's step number
+    of this update, one past ``steps``) and the ``steps`` tensor to advance; (None, None) for the
+    other rules."""
+    if rule not in ADAM_RULES:
+        return None, None
+    _, s2U, s2V, b1, b2, eps, steps = extra
+    t = steps.detach().numpy() + 1
+    if bool((t < 1).any()):
+        raise ValueError(f"steps: expected step counts >= 0, got {int(t.min()) - 1}")
+    return (_inplace(s2U, "state2_U"), _inplace(s2V, "state2_V"), _view(b1), _view(b2), _view(eps), t), steps
 
 
 class CpuKernels:
@@ -121,26 +134,50 @@ class CpuKernels:
         G.mul_(rows.view((-1,) + (1,) * (G.dim() - 1)))
 
     @staticmethod
-    def step(U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay):
+    def step(U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay,
+             rule="momentum_sgd", extra=(None,) * 7):
         _on_cpu(("U", U), ("V", V), ("X", X), ("y", y), ("weights", weights), ("offsets", offsets),
-                ("state_U", state_U), ("state_V", state_V))
+                ("state_U", state_U), ("state_V", state_V), *zip(RULE_EXTRA, extra))
         engine = _checked_engine(U, V, X, offsets, activation, loss)
+        check_rule(rule, extra, offsets.shape[0] - 1, U, V, True)
         if X.shape[0] == 0:
             raise ValueError("X: expected at least one sample, got an empty batch")
         _nonnegative(weights)
-        losses = engine.step(_inplace(U, "U"), _inplace(V, "V"), _view(X), _view(y),
-                             None if weights is None else _view(weights), RULE, _inplace(state_U, "state_U"),
-                             _inplace(state_V, "state_V"), _view(lr), _view(momentum), _view(weight_decay))
+        u, v, x = _inplace(U, "U"), _inplace(V, "V"), _view(X)
+        sU, sV = _inplace(state_U, "state_U"), _inplace(state_V, "state_V")
+        adam, steps = _adam(rule, extra)
+        if rule == "ddp_sgd":       # the scaling of this batch, then the step that reads it
+            engine.ddp_scale(u, v, x, _view(extra[0]), sU, sV)
+        losses = engine.step(u, v, x, _view(y), None if weights is None else _view(weights), rule, sU, sV,
+                             _view(lr), _view(momentum), _view(weight_decay), adam)
+        if adam is not None:
+            steps.copy_(torch.from_numpy(adam[5]))
         return torch.from_numpy(losses).to(U.dtype)
 
     @staticmethod
-    def apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss):
+    def apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
+                     rule="momentum_sgd", extra=(None,) * 7):
         _on_cpu(("U", U), ("V", V), ("gU", gU), ("gV", gV), ("offsets", offsets), ("state_U", state_U),
-                ("state_V", state_V))
+                ("state_V", state_V), *zip(RULE_EXTRA, extra))
         check_layout(U, V, offsets, activation, loss)
-        _engine(U, V, offsets, activation, loss).apply_update(
-            _inplace(U, "U"), _inplace(V, "V"), _view(gU), _view(gV), RULE, _inplace(state_U, "state_U"),
-            _inplace(state_V, "state_V"), _view(lr), _view(momentum), _view(weight_decay))
+        check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
+        engine = _engine(U, V, offsets, activation, loss)
+        adam, steps = _adam(rule, extra)
+        engine.apply_update(_inplace(U, "U"), _inplace(V, "V"), _view(gU), _view(gV), rule,
+                            _inplace(state_U, "state_U"), _inplace(state_V, "state_V"), _view(lr), _view(momentum),
+                            _view(weight_decay), adam)
+        if adam is not None:
+            steps.copy_(torch.from_numpy(adam[5]))
+
+    @staticmethod
+    def ddp_scale(U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
+        _on_cpu(("U", U), ("V", V), ("X", X), ("offsets", offsets), ("alpha", alpha), ("scale_U", scale_U),
+                ("scale_V", scale_V))
+        engine = _checked_engine(U, V, X, offsets, activation, loss)
+        if X.shape[0] == 0:
+            raise ValueError("X: expected at least one sample, got an empty batch")
+        engine.ddp_scale(_view(U), _view(V), _view(X), _view(alpha), _inplace(scale_U, "scale_U"),
+                         _inplace(scale_V, "scale_V"))
 
 
 register_kernels("cpu", CpuKernels)

@@ -20,18 +20,24 @@ from torch import Tensor
 
 from .. import cuda as _pc
 from . import _composite
-from ._checks import check_layout, check_offsets, check_shape
+from . import _rules
+from ._checks import ADAM_RULES, RULE_EXTRA, check_layout, check_offsets, check_rule, check_shape
 from ._devices import register_kernels
 from ._engines import CACHE
 from ._kernels_cpu import CpuKernels
 
-RULE = "momentum_sgd"
 EVAL_BLOCK = 256  # samples per block of the loss-only path (the engine's evaluate)
 
 
 def _nonnegative(weights) -> None:
     if weights is not None and bool((weights < 0).any()):
         raise ValueError(f"weights: expected non-negative entry weights, got {float(weights.min())}")
+
+
+def _mutated(extra):
+    """The rule's state among its extra tensors (named): on the weights' device, like the rest of
+    the state; per-network values (alpha, betas, eps), like lr, may be host tensors (moved)."""
+    return [(n, t) for n, t in zip(RULE_EXTRA, extra) if n in ("state2_U", "state2_V", "steps")]
 
 
 def _host_offsets(offsets: Tensor) -> np.ndarray:
@@ -176,10 +182,19 @@ class NativeKernels:
             raise ValueError(f"{name}: expected a contiguous tensor (it is updated in place), got strides {t.stride()}")
         return t.detach()
 
-    def step(self, U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay):
+    def _rule(self, rule, extra, N, U, V, fused):
+        check_rule(rule, extra, N, U, V, fused)
+        if rule in ADAM_RULES:
+            raise ValueError(f"rule: {rule!r} runs on the CPU engine only; the "
+                             f"{'emulated ' if self.emulated else ''}CUDA engine has 'momentum_sgd', 'nesterov_sgd', "
+                             "'path_sgd' and 'ddp_sgd'")
+
+    def step(self, U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay,
+             rule="momentum_sgd", extra=(None,) * 7):
         self._same_device(("U", U), ("V", V), ("X", X), ("y", y), ("weights", weights), ("state_U", state_U),
-                          ("state_V", state_V))
+                          ("state_V", state_V), *_mutated(extra))
         engine = self._checked(U, V, X, offsets, activation, loss)
+        self._rule(rule, extra, offsets.shape[0] - 1, U, V, True)
         B = X.shape[0]
         if B == 0:
             raise ValueError("X: expected at least one sample, got an empty batch")
@@ -189,23 +204,42 @@ class NativeKernels:
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         Xc = X.detach().contiguous()
+        if rule == "ddp_sgd":       # the scaling of this batch into the state, then the step that reads it
+            self._ddp_scale(engine, Uw, Vw, Xc, extra[0], sU, sV)
         losses = self._out((offsets.shape[0] - 1,), U, torch.float64)
         _ws, wp, wb = self._workspace(engine, "step", B, U)
         engine.step(Uw.data_ptr(), Vw.data_ptr(), Xc.data_ptr(), B, loss, self._p(lab), self._p(vals), self._p(w),
-                    RULE, sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(),
+                    rule, sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(),
                     losses.data_ptr(), wp, wb, self._stream(U))
         return losses.to(U.dtype)
 
-    def apply_update(self, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss):
-        self._same_device(("U", U), ("V", V), ("gU", gU), ("gV", gV), ("state_U", state_U), ("state_V", state_V))
+    def _ddp_scale(self, engine, U, V, X, alpha, sU, sV):
+        (alpha,) = self._hyper(U, alpha)
+        _ws, wp, wb = self._workspace(engine, "ddp_scale", X.shape[0], U)
+        engine.ddp_scale(U.data_ptr(), V.data_ptr(), X.data_ptr(), X.shape[0], alpha.data_ptr(), sU.data_ptr(),
+                         sV.data_ptr(), wp, wb, self._stream(U))
+
+    def ddp_scale(self, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
+        self._same_device(("U", U), ("V", V), ("X", X), ("scale_U", scale_U), ("scale_V", scale_V))
+        engine = self._checked(U, V, X, offsets, activation, loss)
+        if X.shape[0] == 0:
+            raise ValueError("X: expected at least one sample, got an empty batch")
+        U, V, X = (t.detach().contiguous() for t in (U, V, X))
+        self._ddp_scale(engine, U, V, X, alpha, self._inplace(scale_U, "scale_U"), self._inplace(scale_V, "scale_V"))
+
+    def apply_update(self, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
+                     rule="momentum_sgd", extra=(None,) * 7):
+        self._same_device(("U", U), ("V", V), ("gU", gU), ("gV", gV), ("state_U", state_U), ("state_V", state_V),
+                          *_mutated(extra))
         check_layout(U, V, offsets, activation, loss)
+        self._rule(rule, extra, offsets.shape[0] - 1, U, V, False)
         engine = self._engine(U, V, offsets, activation, loss)
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         gU, gV = gU.detach().contiguous(), gV.detach().contiguous()
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         _ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
-        engine.apply_update(Uw.data_ptr(), Vw.data_ptr(), gU.data_ptr(), gV.data_ptr(), RULE, sU.data_ptr(),
+        engine.apply_update(Uw.data_ptr(), Vw.data_ptr(), gU.data_ptr(), gV.data_ptr(), rule, sU.data_ptr(),
                             sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(), wp, wb, self._stream(U))
 
 
@@ -255,22 +289,29 @@ class CompositeKernels:
     scale_rows = staticmethod(CpuKernels.scale_rows)
 
     @classmethod
-    def apply_update(cls, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss):
+    def apply_update(cls, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
+                     rule="momentum_sgd", extra=(None,) * 7):
         cls._warn()
-        rows = offsets.to(U.device).diff()
-        for W, G, S in ((U, gU, state_U), (V, gV, state_V)):
-            lr_r, m_r, wd_r = (torch.repeat_interleave(h.to(W.device, W.dtype), rows, output_size=W.shape[0])[:, None]
-                               for h in (lr, momentum, weight_decay))
-            with torch.no_grad():
-                g = G + wd_r * W
-                buf = torch.where(m_r == 0, S, m_r * S + g)     # momentum 0: torch keeps no buffer
-                S.copy_(buf)
-                W.sub_(lr_r * torch.where(m_r == 0, g, buf))
+        check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
+        _rules.apply_update(U, V, gU, gV, offsets.to(U.device), state_U, state_V, lr, momentum, weight_decay, rule,
+                            extra)
 
     @classmethod
-    def step(cls, U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay):
+    def ddp_scale(cls, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
+        cls._warn()
+        sU, sV = _rules.ddp_scale(U.detach(), V.detach(), X.detach(), offsets.to(U.device), alpha, activation)
+        scale_U.copy_(sU)
+        scale_V.copy_(sV)
+
+    @classmethod
+    def step(cls, U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay,
+             rule="momentum_sgd", extra=(None,) * 7):
+        check_rule(rule, extra, offsets.shape[0] - 1, U, V, True)
+        if rule == "ddp_sgd":
+            cls.ddp_scale(U, V, X, offsets, extra[0], state_U, state_V, activation, loss)
         losses, gU, gV = cls.loss(U, V, X, y, weights, offsets, activation, loss, True)
-        cls.apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss)
+        cls.apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss, rule,
+                         (None,) + tuple(extra[1:]))
         return losses
 
 

@@ -16,9 +16,15 @@ formulas; the in-place ones (``packed_step``, ``packed_apply_update``) declare w
     pyireg::packed_loss(U, V, X, y, weights, offsets, activation, loss, with_grad)
         -> (per-network mean loss (N,), gU, gV); with_grad=False: loss only, gU and gV empty
     pyireg::packed_step(U!, V!, X, y, weights, offsets, activation, loss, state_U!, state_V!,
-        lr, momentum, weight_decay) -> per-network loss before the step (N,)
+        lr, momentum, weight_decay, rule, alpha, state2_U!, state2_V!, beta1, beta2, eps, steps!)
+        -> per-network loss before the step (N,)
     pyireg::packed_apply_update(U!, V!, gU, gV, offsets, state_U!, state_V!, lr, momentum,
-        weight_decay, activation, loss) -> ()
+        weight_decay, activation, loss, rule, state2_U!, state2_V!, beta1, beta2, eps, steps!) -> ()
+    pyireg::packed_ddp_scale(U, V, X, offsets, alpha, scale_U!, scale_V!, activation, loss) -> ()
+
+``rule`` names the native update rule (``_checks.RULES``); the tensors after it are None unless
+the rule uses them (DDP-SGD: ``alpha``; Adam and AdamW: second moments, betas, eps and the
+per-network step counts, which the operators advance).
 
 The ``loss`` argument of the operators that do not compute a loss does not change their
 result; it only picks the same cached engine as the loss operators, so that one module's
@@ -48,9 +54,9 @@ from torch import Tensor
 from . import _composite
 from . import _kernels_cpu  # noqa: F401  (registers the "cpu" kernels)
 from . import _kernels_cuda  # noqa: F401  (the "cuda" kernels; the emulated ones inside pyireg.cuda.emulate())
-from ._checks import (ACTIVATIONS, FLOAT_DTYPES, LOSSES, check_batch, check_device, check_float,  # noqa: F401
-                      check_hyper, check_layout, check_shape, check_state, check_targets, one_device, same_device,
-                      targets, targets_no_grad)
+from ._checks import (RULE_EXTRA, ACTIVATIONS, ADAM_RULES, FLOAT_DTYPES, LOSSES, RULES, check_batch, check_device,  # noqa: F401
+                      check_float, check_hyper, check_layout, check_rule, check_shape, check_state, check_targets,
+                      one_device, same_device, targets, targets_no_grad)
 from ._devices import has_kernels, kernels_for
 from ._engines import clear_engine_cache, engine_cache_info, set_engine_cache_size  # noqa: F401
 
@@ -171,36 +177,68 @@ def _(U, V, X, y, weights, offsets, activation="relu", loss="cross_entropy", wit
     return U.new_empty((N,)), U.new_empty((0,)), V.new_empty((0,))
 
 
-@torch.library.custom_op("pyireg::packed_step", mutates_args={"U", "V", "state_U", "state_V"})
+_RULE_MUTATES = {"state2_U", "state2_V", "steps"}
+
+
+@torch.library.custom_op("pyireg::packed_step", mutates_args={"U", "V", "state_U", "state_V"} | _RULE_MUTATES)
 def packed_step_op(U: Tensor, V: Tensor, X: Tensor, y: Tensor, weights: Optional[Tensor], offsets: Tensor,
                    activation: str, loss: str, state_U: Tensor, state_V: Tensor, lr: Tensor, momentum: Tensor,
-                   weight_decay: Tensor) -> Tensor:
+                   weight_decay: Tensor, rule: str = "momentum_sgd", alpha: Optional[Tensor] = None,
+                   state2_U: Optional[Tensor] = None, state2_V: Optional[Tensor] = None,
+                   beta1: Optional[Tensor] = None, beta2: Optional[Tensor] = None, eps: Optional[Tensor] = None,
+                   steps: Optional[Tensor] = None) -> Tensor:
     return _kernels(U).step(U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum,
-                            weight_decay)
+                            weight_decay, rule, (alpha, state2_U, state2_V, beta1, beta2, eps, steps))
 
 
 @packed_step_op.register_fake
-def _(U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay):
+def _(U, V, X, y, weights, offsets, activation, loss, state_U, state_V, lr, momentum, weight_decay,
+      rule="momentum_sgd", alpha=None, state2_U=None, state2_V=None, beta1=None, beta2=None, eps=None, steps=None):
+    extra = (alpha, state2_U, state2_V, beta1, beta2, eps, steps)
     one_device("packed_step", (("U", U), ("V", V), ("X", X), ("y", y), ("weights", weights), ("offsets", offsets),
                                ("state_U", state_U), ("state_V", state_V), ("lr", lr), ("momentum", momentum),
-                               ("weight_decay", weight_decay)))
+                               ("weight_decay", weight_decay), *zip(RULE_EXTRA, extra)))
     check_layout(U, V, offsets, activation, loss)
+    check_rule(rule, extra, offsets.shape[0] - 1, U, V, True)
     return U.new_empty((offsets.shape[0] - 1,))
 
 
-@torch.library.custom_op("pyireg::packed_apply_update", mutates_args={"U", "V", "state_U", "state_V"})
+@torch.library.custom_op("pyireg::packed_apply_update",
+                         mutates_args={"U", "V", "state_U", "state_V"} | _RULE_MUTATES)
 def packed_apply_update_op(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: Tensor, state_U: Tensor,
                            state_V: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor,
-                           activation: str = "relu", loss: str = "cross_entropy") -> None:
-    _kernels(U).apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss)
+                           activation: str = "relu", loss: str = "cross_entropy", rule: str = "momentum_sgd",
+                           state2_U: Optional[Tensor] = None, state2_V: Optional[Tensor] = None,
+                           beta1: Optional[Tensor] = None, beta2: Optional[Tensor] = None,
+                           eps: Optional[Tensor] = None, steps: Optional[Tensor] = None) -> None:
+    _kernels(U).apply_update(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
+                             rule, (None, state2_U, state2_V, beta1, beta2, eps, steps))
 
 
 @packed_apply_update_op.register_fake
 def _(U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation="relu",
-      loss="cross_entropy"):
+      loss="cross_entropy", rule="momentum_sgd", state2_U=None, state2_V=None, beta1=None, beta2=None, eps=None,
+      steps=None):
+    extra = (None, state2_U, state2_V, beta1, beta2, eps, steps)
     one_device("packed_apply_update", (("U", U), ("V", V), ("gU", gU), ("gV", gV), ("offsets", offsets),
                                        ("state_U", state_U), ("state_V", state_V), ("lr", lr),
-                                       ("momentum", momentum), ("weight_decay", weight_decay)))
+                                       ("momentum", momentum), ("weight_decay", weight_decay),
+                                       *zip(RULE_EXTRA, extra)))
+    check_layout(U, V, offsets, activation, loss)
+    check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
+    return None
+
+
+@torch.library.custom_op("pyireg::packed_ddp_scale", mutates_args={"scale_U", "scale_V"})
+def packed_ddp_scale_op(U: Tensor, V: Tensor, X: Tensor, offsets: Tensor, alpha: Tensor, scale_U: Tensor,
+                        scale_V: Tensor, activation: str = "relu", loss: str = "cross_entropy") -> None:
+    _kernels(U).ddp_scale(U, V, X, offsets, alpha, scale_U, scale_V, activation, loss)
+
+
+@packed_ddp_scale_op.register_fake
+def _(U, V, X, offsets, alpha, scale_U, scale_V, activation="relu", loss="cross_entropy"):
+    one_device("packed_ddp_scale", (("U", U), ("V", V), ("X", X), ("offsets", offsets), ("alpha", alpha),
+                                    ("scale_U", scale_U), ("scale_V", scale_V)))
     check_layout(U, V, offsets, activation, loss)
     return None
 
@@ -275,6 +313,7 @@ for _op in (packed_forward_op, packed_backward_op, packed_loss_op):
     torch.library.register_vmap(_op, _loop_vmap(_op))
 torch.library.register_vmap(packed_step_op, _refuse_vmap("packed_step"))
 torch.library.register_vmap(packed_apply_update_op, _refuse_vmap("packed_apply_update"))
+torch.library.register_vmap(packed_ddp_scale_op, _refuse_vmap("packed_ddp_scale"))
 
 
 # --------------------------------------------------------------------------- eager fast path
@@ -472,34 +511,78 @@ def packed_loss(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, *, 
     return packed_loss_op(U, V, X, y, weights, offsets, activation, loss, with_grad)[0]
 
 
+def _extra(alpha, state2_U, state2_V, beta1, beta2, eps, steps):
+    """The rule's extra tensors in RULE_EXTRA's order, the read-only ones contiguous."""
+    c = lambda t: None if t is None else t.contiguous()       # noqa: E731
+    return (c(alpha), state2_U, state2_V, c(beta1), c(beta2), c(eps), steps)
+
+
 def packed_step(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, state_U: Tensor, state_V: Tensor,
                 lr: Tensor, momentum: Tensor, weight_decay: Tensor, *, weights: Optional[Tensor] = None,
-                activation: str = "relu", loss: str = "cross_entropy") -> Tensor:
-    """One fused training step in place (U, V and the momentum buffers state_U, state_V):
-    torch.optim.SGD(momentum, dampening=0, weight_decay) on every network's mean loss, with
-    per-network lr, momentum and weight_decay tensors (N,) of U's dtype; a zero buffer is
-    torch's first step. Returns the losses before the step. Runs without autograd recording."""
+                activation: str = "relu", loss: str = "cross_entropy", rule: str = "momentum_sgd",
+                alpha: Optional[Tensor] = None, state2_U: Optional[Tensor] = None, state2_V: Optional[Tensor] = None,
+                beta1: Optional[Tensor] = None, beta2: Optional[Tensor] = None, eps: Optional[Tensor] = None,
+                steps: Optional[Tensor] = None) -> Tensor:
+    """One fused training step in place (U, V and the rule's state) of the native update
+    ``rule`` on every network's mean loss; returns the losses before the step. Runs without
+    autograd recording. Per-network hyper-parameters are (N,) tensors of U's dtype.
+
+    - ``"momentum_sgd"`` (default): torch.optim.SGD(momentum, dampening=0, weight_decay);
+      state_U, state_V are the momentum buffers (a zero buffer is torch's first step).
+    - ``"nesterov_sgd"``: the same with nesterov=True; ``"path_sgd"``: Path-SGD (momentum on the
+      path-scaled gradient). State: momentum buffers.
+    - ``"ddp_sgd"``: DDP-SGD; ``alpha`` (N,) in [0, 1]; the step first writes the per-weight
+      scaling of this batch into state_U, state_V (``packed_ddp_scale``). momentum is not read.
+    - ``"adam"``, ``"adamw"``: torch.optim.Adam / AdamW; state_U, state_V are the first moments,
+      ``state2_U``, ``state2_V`` the second, ``beta1``, ``beta2``, ``eps`` (N,) and ``steps``
+      (int64 (N,), each network's steps so far: advanced by one here). momentum is not read.
+    """
     check_layout(U, V, offsets, activation, loss)
     check_batch(X, U)
     y, weights = targets(y, weights, X.shape[0], loss, U.dtype)
     check_targets(y, weights, X.shape[0], U, V, loss)
     check_state(state_U, state_V, U, V)
     check_hyper(lr, momentum, weight_decay, offsets.shape[0] - 1, U)
+    extra = _extra(alpha, state2_U, state2_V, beta1, beta2, eps, steps)
+    check_rule(rule, extra, offsets.shape[0] - 1, U, V, True)
     args = (U, V, X.contiguous(), y, weights, offsets, activation, loss, state_U, state_V, lr.contiguous(),
             momentum.contiguous(), weight_decay.contiguous())
     with torch.no_grad():
-        if _eager(*(a for a in args if not isinstance(a, str))):
-            out = _kernels(U).step(*args)
-            _bump(U, V, state_U, state_V)
+        if _eager(*(a for a in args if not isinstance(a, str)), *extra):
+            out = _kernels(U).step(*args, rule, extra)
+            _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
             return out
-        return packed_step_op(*args)
+        return packed_step_op(*args, rule, *extra)
+
+
+def packed_ddp_scale(U: Tensor, V: Tensor, X: Tensor, offsets: Tensor, alpha: Tensor, scale_U: Tensor,
+                     scale_V: Tensor, *, activation: str = "relu", loss: str = "cross_entropy") -> None:
+    """DDP-SGD's per-weight scaling 1 / kappa on the batch X, written into scale_U (S, d) and
+    scale_V (S, k) (``alpha``: (N,) in [0, 1]): the state ``packed_apply_update(rule="ddp_sgd")``
+    reads. ``packed_step(rule="ddp_sgd")`` runs it itself."""
+    check_layout(U, V, offsets, activation, loss)
+    check_batch(X, U)
+    check_state(scale_U, scale_V, U, V)
+    check_float(alpha, "alpha", U.dtype)
+    check_shape(alpha, "alpha", (offsets.shape[0] - 1,))
+    args = (U, V, X.contiguous(), offsets, alpha.contiguous(), scale_U, scale_V, activation, loss)
+    with torch.no_grad():
+        if _eager(*args[:7]):
+            _kernels(U).ddp_scale(*args)
+            _bump(scale_U, scale_V)
+        else:
+            packed_ddp_scale_op(*args)
 
 
 def packed_apply_update(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: Tensor, state_U: Tensor,
                         state_V: Tensor, lr: Tensor, momentum: Tensor, weight_decay: Tensor, *,
-                        activation: str = "relu", loss: str = "cross_entropy") -> None:
+                        activation: str = "relu", loss: str = "cross_entropy", rule: str = "momentum_sgd",
+                        state2_U: Optional[Tensor] = None, state2_V: Optional[Tensor] = None,
+                        beta1: Optional[Tensor] = None, beta2: Optional[Tensor] = None, eps: Optional[Tensor] = None,
+                        steps: Optional[Tensor] = None) -> None:
     """The update of ``packed_step`` from given gradients gU, gV (in place, without autograd
-    recording); equal bit for bit to the fused step given the fused loss's gradients."""
+    recording); equal bit for bit to the fused step given the fused loss's gradients (for
+    ``"ddp_sgd"``: with the scaling of that batch in state_U, state_V, from ``packed_ddp_scale``)."""
     check_layout(U, V, offsets, activation, loss)
     for name, g, w in (("gU", gU, U), ("gV", gV, V)):
         check_float(g, name, U.dtype)
@@ -508,11 +591,13 @@ def packed_apply_update(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: T
         check_shape(g, name, tuple(w.shape))
     check_state(state_U, state_V, U, V)
     check_hyper(lr, momentum, weight_decay, offsets.shape[0] - 1, U)
+    extra = _extra(None, state2_U, state2_V, beta1, beta2, eps, steps)
+    check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
     args = (U, V, gU.contiguous(), gV.contiguous(), offsets, state_U, state_V, lr.contiguous(),
             momentum.contiguous(), weight_decay.contiguous(), activation, loss)
     with torch.no_grad():
-        if _eager(*args[:10]):
-            _kernels(U).apply_update(*args)
-            _bump(U, V, state_U, state_V)
+        if _eager(*args[:10], *extra):
+            _kernels(U).apply_update(*args, rule, extra)
+            _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
         else:
-            packed_apply_update_op(*args)
+            packed_apply_update_op(*args, rule, *extra[1:])

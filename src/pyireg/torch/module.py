@@ -50,7 +50,7 @@ class PackedMLP(nn.Module):
     module trains inside any model with any optimizer and under ``torch.compile(fullgraph=True)``.
     ``losses(X, y)``: per-network mean losses (N,) from one fused native pass (loss and
     gradients together). ``train_step(X, y, optimizer)``: the whole training step in one native
-    call, with a ``pyireg.torch.PackedSGD``.
+    call, with a ``pyireg.torch.PackedSGD`` or ``PackedOptimizer``.
 
     The arguments and the initialization (same seed, same weights) are those of the numpy
     ``pyireg.PackedMLP``; ``dtype`` is float32 (default) or float64, as a torch dtype, numpy dtype
@@ -187,8 +187,10 @@ class PackedMLP(nn.Module):
         Gradients do not reach X: for a model with trainable layers before this module, train
         with ``losses`` (or ``forward``) and ``backward``."""
         from .optim import PackedSGD, FusedBatch
-        if not isinstance(optimizer, PackedSGD):
-            raise TypeError(f"optimizer: expected a pyireg.torch.PackedSGD, got {type(optimizer).__name__}")
+        from .packed_optimizer import PackedOptimizer
+        if not isinstance(optimizer, (PackedSGD, PackedOptimizer)):
+            raise TypeError(f"optimizer: expected a pyireg.torch.PackedSGD or PackedOptimizer, got "
+                            f"{type(optimizer).__name__}")
         X = self._input(X)
         if X.dim() != 2:
             raise ValueError(f"X: expected a 2-d batch (B, {self.in_features}), got {tuple(X.shape)}")

@@ -12,8 +12,13 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import _ops
 from .module import PackedMLP, owner
 
-_RANGES = {"lr": (0.0, None), "momentum": (0.0, 1.0), "weight_decay": (0.0, None)}
-_RANGE_TEXT = {"lr": "finite values >= 0", "momentum": "values in [0, 1)", "weight_decay": "finite values >= 0"}
+# (low, high, low included, high included) of each hyper-parameter (PackedSGD's and PackedOptimizer's)
+_RANGES = {"lr": (0.0, None, True, False), "momentum": (0.0, 1.0, True, False),
+           "weight_decay": (0.0, None, True, False), "beta1": (0.0, 1.0, True, False),
+           "beta2": (0.0, 1.0, True, False), "eps": (0.0, None, False, False), "alpha": (0.0, 1.0, True, True)}
+_RANGE_TEXT = {"lr": "finite values >= 0", "momentum": "values in [0, 1)", "weight_decay": "finite values >= 0",
+               "beta1": "values in [0, 1)", "beta2": "values in [0, 1)", "eps": "finite values > 0",
+               "alpha": "values in [0, 1]"}
 
 
 @dataclasses.dataclass
@@ -25,12 +30,13 @@ class FusedBatch:
     weights: Optional[Tensor] = None
 
 
-def _in_range(name: str, a: np.ndarray) -> bool:
-    low, high = _RANGES[name]
-    ok = np.isfinite(a) & (a >= low)
+def _in_range(name: str, a: np.ndarray) -> np.ndarray:
+    """Where a's values are in the range of hyper-parameter ``name``."""
+    low, high, low_in, high_in = _RANGES[name]
+    ok = np.isfinite(a) & ((a >= low) if low_in else (a > low))
     if high is not None:
-        ok &= a < high
-    return bool(ok.all())
+        ok &= (a <= high) if high_in else (a < high)
+    return ok
 
 
 def _check(name: str, value, where: str):
@@ -54,10 +60,11 @@ def _check(name: str, value, where: str):
         if a.ndim > 1:
             raise ValueError(f"{name}: expected a scalar or a 1-d tensor of one value per network{where}, got shape "
                              f"{a.shape}")
-    if not _in_range(name, a):
-        bad = a[~np.isfinite(a) | (a < _RANGES[name][0]) | (a >= (_RANGES[name][1] or np.inf))].ravel()
-        raise ValueError(f"{name}: expected {_RANGE_TEXT[name]}{where}, got {float(bad[0])!r}"
-                         + ("" if a.ndim == 0 else f" at index {int(np.flatnonzero(a == bad[0])[0])}"))
+    ok = _in_range(name, a)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok.ravel())[0])
+        raise ValueError(f"{name}: expected {_RANGE_TEXT[name]}{where}, got {float(a.ravel()[i])!r}"
+                         + ("" if a.ndim == 0 else f" at index {i}"))
     return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 

@@ -57,7 +57,8 @@ def test_demo_settings_are_options_checked_before_anything_is_written(tmp_path, 
         tutorial.run("init-scale", out, epochs=0)
     assert not out.exists()
     # data that cannot be loaded (mnist needs its files): one line, and still nothing created
-    monkeypatch.setenv("PYIREG_DATA", str(tmp_path / "empty-cache"))     # a user's cached MNIST must not count
+    (tmp_path / "empty-cache").mkdir()                  # a user's cached MNIST must not count
+    monkeypatch.setenv("PYIREG_DATA", str(tmp_path / "empty-cache"))
     assert main(["demo", "early-stopping", "--dataset", "mnist", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mnist" in err[0] and not out.exists()

@@ -122,6 +122,20 @@ def test_run_tiny_ladder():
     assert cfg["count"] in (2, 4) and cfg["layout"] in bench.BUCKET_LAYOUTS and len(cfg["trials"]) == 4
     assert "skipped" in bench.format_table(report)
     json.dumps(report, allow_nan=False)
+    # the host and what was measured on it in the same run: in the header and in the JSON
+    from pyireg import build_config, get_num_threads
+    host = report["host"]
+    assert host["simd"] == build_config()["simd_active"] and host["native_threads"] == get_num_threads()
+    assert host["torch_threads"] == torch.get_num_threads() == report["torch_threads"]
+    assert host["cpu"] and host["matmul_peak_gflops"] == report["matmul_peak_gflops"] > 0
+    strongest = report["strongest_torch"]["tiny"]
+    assert strongest["seconds"] == min(r["seconds"] for n, r in rows.items() if not n.startswith("pyireg"))
+    assert rows[strongest["implementation"]]["speedup_vs_best_torch"] == pytest.approx(1.0)
+    header = bench.format_table(report).split("\n\n")[0]
+    assert f"host: {host['cpu']}" in header and f"SIMD target {host['simd']}" in header
+    assert f"{host['native_threads']} native threads" in header
+    assert f"{report['matmul_peak_gflops']:.1f} GFLOP/s" in header
+    assert f"strongest torch formulation measured in this run, tiny: {strongest['implementation']}" in header
 
 
 @pytest.mark.slow
@@ -137,4 +151,7 @@ def test_scaling_tiny():
         assert r["step_seconds"] > 0 and r["peak_mb"] >= 0 and r["loss_check"] <= 1.0
     assert rows[1]["config"]["count"] == 2
     assert "peak MiB" in bench.format_scaling(report)
+    from pyireg import build_config
+    assert report["host"]["simd"] == build_config()["simd_active"]
+    assert f"host: {report['host']['cpu']}" in bench.format_scaling(report)
     json.dumps(report, allow_nan=False)

@@ -155,3 +155,53 @@ def test_scaling_tiny():
     assert report["host"]["simd"] == build_config()["simd_active"]
     assert f"host: {report['host']['cpu']}" in bench.format_scaling(report)
     json.dumps(report, allow_nan=False)
+
+
+def test_roofline_model_is_consistent():
+    """The model's arithmetic on chosen inputs: the phases' FLOPs are the useful FLOPs of a step;
+    each phase takes the longer of its compute and memory times; bandwidth is per core x threads
+    up to the socket's; the step never gets slower with more threads; the scaling stop is where
+    doubling first gains under 10%."""
+    widths = [1, 2, 4, 8, 1000]
+    ph = bench.phases(widths)
+    assert sum(p["flops"] for p in ph) == pytest.approx(bench.useful_flops(widths, bench.BATCH, "train"))
+    S = sum(widths)
+    # the weights and momentum buffers of U and V: read by the forward, read and written by the update
+    assert sum(p["bytes"] for p in ph) == pytest.approx(20 * S * (bench.D + bench.K))
+    kw = dict(peak_per_thread=50.0, bandwidth_per_core=10.0, socket_bandwidth=100.0, segmented_efficiency=0.5)
+    prev = None
+    for n in (1, 2, 4, 8, 16, 32, 64):
+        m = bench.predict(ph, n, **kw)
+        assert m["bandwidth_gbs"] == pytest.approx(min(10.0 * n, 100.0))
+        for p in m["phases"]:
+            e = 1.0 if p["kind"] == "gemm" else 0.5
+            assert p["compute_s"] == pytest.approx(p["flops"] / (n * 50e9 * e))
+            assert p["memory_s"] == pytest.approx(p["bytes"] / (min(10.0 * n, 100.0) * 1e9))
+            assert p["seconds"] == max(p["compute_s"], p["memory_s"])
+        assert m["step_s"] == pytest.approx(sum(p["seconds"] for p in m["phases"]))
+        assert prev is None or m["step_s"] <= prev
+        prev = m["step_s"]
+    stop = bench.scaling_stop(ph, **kw)
+    step = {n: bench.predict(ph, n, **kw)["step_s"] for n in (stop // 2, stop, 2 * stop)}
+    assert step[stop] / step[2 * stop] < 1.1
+    assert stop == 1 or step[stop // 2] / step[stop] >= 1.1
+    # past the socket's bandwidth (10 threads here) the memory time of the update stops falling
+    upd = [bench.predict(ph, n, **kw)["phases"][3]["memory_s"] for n in (16, 64)]
+    assert upd[0] == pytest.approx(upd[1])
+
+
+def test_roofline_tiny_run():
+    """The measured inputs and the report on a tiny workload (no timing asserted)."""
+    spec = bench.custom_workload([1, 2, 3, 64], 200)
+    report = bench.run_roofline([("tiny", spec)], predict_threads=(16, 64), peak_n=64, stream_mib=1,
+                                log=lambda *_: None)
+    from pyireg import build_config, get_num_threads
+    assert report["host"]["simd"] == build_config()["simd_active"] and report["threads"] == get_num_threads()
+    assert report["stream"]["one_core_gbs"] > 0 and report["matmul_peak_gflops"] > 0
+    (w,) = report["workloads"]
+    assert [m["threads"] for m in w["models"]] == [get_num_threads(), 16, 64]
+    assert w["measured_step_s"] > 0 and w["units"] == 70
+    text = bench.format_roofline(report)
+    assert "| 16 threads | 64 threads |" in text and f"host: {report['host']['cpu']}" in text
+    assert "scaling stops" in text
+    json.dumps(report, allow_nan=False)

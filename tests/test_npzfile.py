@@ -93,3 +93,35 @@ def test_a_sweep_with_checkpoints_of_np_savez_resumes_exactly(tmp_path):
     res = sweep(tiny, out=out, resume=True, **KW)
     pd.testing.assert_frame_equal(res.history.drop(columns="train_seconds"), ref)
     pd.testing.assert_frame_equal(load_results(out).history.drop(columns="train_seconds"), ref)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_gets_its_own_helper_threads(tmp_path):
+    """A process that committed, then forked: the child's commits must not wait on the parent's
+    helper threads (which do not exist in the child)."""
+    import os
+    from pyireg.experiments import npzfile
+    arrays = _arrays(np.random.default_rng(3), big=True)
+    S.Disk().write(tmp_path / "parent.npz", lambda f: S.save_checkpoint(f, arrays))
+    pid = os.fork()
+    if pid == 0:                                             # the child: commit, exit with the verdict
+        code = 1
+        try:
+            sha = S.Disk().write(tmp_path / "child.npz", lambda f: S.save_checkpoint(f, arrays))
+            code = 0 if sha == hashlib.sha256((tmp_path / "child.npz").read_bytes()).hexdigest() else 2
+        finally:
+            os._exit(code)
+    import time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's commit hung on the parent's helper threads")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert npzfile._POOL_PID == os.getpid()

@@ -26,6 +26,7 @@ _DOS_DATE = (0 << 9) | (1 << 5) | 1      # 1980-01-01, the first date zip can re
 _DOS_TIME = 0
 OVERLAP_BYTES = 1 << 20        # buffers from this size are checksummed on a helper thread
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
@@ -33,10 +34,11 @@ def helper_pool() -> ThreadPoolExecutor:
     """Two helper threads for checksums (zlib.crc32 and hashlib release the GIL on large
     buffers): a commit's CRC-32, SHA-256 and file writes then run side by side instead of one
     after the other. Only checksums run there; every file operation stays on the caller's thread."""
-    global _POOL
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL_PID != os.getpid():    # a forked child has none of the parent's threads
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pyireg-checksum")
+            _POOL_PID = os.getpid()
         return _POOL
 
 

@@ -10,7 +10,8 @@ The history holds ``--history-epochs`` epochs of rows (default 150: the middle o
 sweep). Each commit is durable (fsync, as in a real run) into a temporary directory on the same
 file system as ``--dir``. ``--compare`` also times the writer before this one (np.savez, the
 SHA-256 after each write on the same thread, dictionary-encoded Parquet), alternating the two
-per repetition, so that both see the same load. The epoch is the sweep's own loop (training and
+per repetition, so that both see the same load, and this writer without its helper threads
+("serial"). The epoch is the sweep's own loop (training and
 the train / val / test evaluation), the median interval between epochs; the share is commit /
 (epoch + commit). Report medians, and say whether the host was busy.
 """
@@ -88,7 +89,7 @@ def commit_ms(shape, *, reps, history_epochs, where, modes, seed=0):
             dirs[m].disk.mkdir(dirs[m].ckdir)
         for epoch in range(1, reps + 2):
             for m in modes:
-                ctx = _Before() if m == "before" else _Nothing()
+                ctx = _Before() if m == "before" else _Serial() if m == "serial" else _Nothing()
                 with ctx:
                     t0 = time.perf_counter()
                     S.commit_epoch(dirs[m], 0, epoch, arrays, hist, {0: epoch})
@@ -96,6 +97,19 @@ def commit_ms(shape, *, reps, history_epochs, where, modes, seed=0):
                 if epoch > 1:                     # the first commit creates the files' pages
                     times[m].append(dt * 1e3)
     return times
+
+
+class _Serial:
+    """This writer without its helper threads (the CRC-32 and SHA-256 on the committing thread)."""
+
+    def __enter__(self):
+        from pyireg.experiments import npzfile
+        self.saved = (S.OVERLAP_BYTES, npzfile.OVERLAP_BYTES)
+        S.OVERLAP_BYTES = npzfile.OVERLAP_BYTES = 1 << 62
+
+    def __exit__(self, *exc):
+        from pyireg.experiments import npzfile
+        S.OVERLAP_BYTES, npzfile.OVERLAP_BYTES = self.saved
 
 
 class _Nothing:
@@ -133,7 +147,7 @@ def main(argv=None):
     ap.add_argument("--dir", default=None, help="where the temporary sweep directories go (default: TMPDIR)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    modes = ["now", "before"] if a.compare else ["now"]
+    modes = ["now", "serial", "before"] if a.compare else ["now"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"host: load average {load:.2f} on {os.cpu_count()} processors at the start; durable commits (fsync)")
     rows = []
@@ -146,8 +160,9 @@ def main(argv=None):
             share = med / (ep + med) if ep == ep else float("nan")
             rows.append({"shape": shape, "writer": m, "ms_per_commit": med, "q1": q1, "q3": q3,
                          "epoch_ms": ep, "share_of_epoch": share, "reps": len(times[m])})
-            print(f"{shape:9s} {m:6s}: {med:7.2f} ms per commit (quartiles {q1:.2f}-{q3:.2f}), epoch "
-                  f"{ep:.1f} ms without commits: the commit is {100 * share:.1f}% of an epoch", flush=True)
+            tail = (f", epoch {ep:.1f} ms without commits: the commit is {100 * share:.1f}% of an epoch"
+                    if ep == ep else "")
+            print(f"{shape:9s} {m:6s}: {med:7.2f} ms per commit (quartiles {q1:.2f}-{q3:.2f}){tail}", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"load_average": load, "rows": rows}, indent=2))
     return rows

@@ -122,6 +122,20 @@ def test_run_tiny_ladder():
     assert cfg["count"] in (2, 4) and cfg["layout"] in bench.BUCKET_LAYOUTS and len(cfg["trials"]) == 4
     assert "skipped" in bench.format_table(report)
     json.dumps(report, allow_nan=False)
+    # the host and what was measured on it in the same run: in the header and in the JSON
+    from pyireg import build_config, get_num_threads
+    host = report["host"]
+    assert host["simd"] == build_config()["simd_active"] and host["native_threads"] == get_num_threads()
+    assert host["torch_threads"] == torch.get_num_threads() == report["torch_threads"]
+    assert host["cpu"] and host["matmul_peak_gflops"] == report["matmul_peak_gflops"] > 0
+    strongest = report["strongest_torch"]["tiny"]
+    assert strongest["seconds"] == min(r["seconds"] for n, r in rows.items() if not n.startswith("pyireg"))
+    assert rows[strongest["implementation"]]["speedup_vs_best_torch"] == pytest.approx(1.0)
+    header = bench.format_table(report).split("\n\n")[0]
+    assert f"host: {host['cpu']}" in header and f"SIMD target {host['simd']}" in header
+    assert f"{host['native_threads']} native threads" in header
+    assert f"{report['matmul_peak_gflops']:.1f} GFLOP/s" in header
+    assert f"strongest torch formulation measured in this run, tiny: {strongest['implementation']}" in header
 
 
 @pytest.mark.slow
@@ -137,4 +151,57 @@ def test_scaling_tiny():
         assert r["step_seconds"] > 0 and r["peak_mb"] >= 0 and r["loss_check"] <= 1.0
     assert rows[1]["config"]["count"] == 2
     assert "peak MiB" in bench.format_scaling(report)
+    from pyireg import build_config
+    assert report["host"]["simd"] == build_config()["simd_active"]
+    assert f"host: {report['host']['cpu']}" in bench.format_scaling(report)
+    json.dumps(report, allow_nan=False)
+
+
+def test_roofline_model_is_consistent():
+    """The model's arithmetic on chosen inputs: the phases' FLOPs are the useful FLOPs of a step;
+    each phase takes the longer of its compute and memory times; bandwidth is per core x threads
+    up to the socket's; the step never gets slower with more threads; the scaling stop is where
+    doubling first gains under 10%."""
+    widths = [1, 2, 4, 8, 1000]
+    ph = bench.phases(widths)
+    assert sum(p["flops"] for p in ph) == pytest.approx(bench.useful_flops(widths, bench.BATCH, "train"))
+    S = sum(widths)
+    # the weights and momentum buffers of U and V: read by the forward, read and written by the update
+    assert sum(p["bytes"] for p in ph) == pytest.approx(20 * S * (bench.D + bench.K))
+    kw = dict(peak_per_thread=50.0, bandwidth_per_core=10.0, socket_bandwidth=100.0, segmented_efficiency=0.5)
+    prev = None
+    for n in (1, 2, 4, 8, 16, 32, 64):
+        m = bench.predict(ph, n, **kw)
+        assert m["bandwidth_gbs"] == pytest.approx(min(10.0 * n, 100.0))
+        for p in m["phases"]:
+            e = 1.0 if p["kind"] == "gemm" else 0.5
+            assert p["compute_s"] == pytest.approx(p["flops"] / (n * 50e9 * e))
+            assert p["memory_s"] == pytest.approx(p["bytes"] / (min(10.0 * n, 100.0) * 1e9))
+            assert p["seconds"] == max(p["compute_s"], p["memory_s"])
+        assert m["step_s"] == pytest.approx(sum(p["seconds"] for p in m["phases"]))
+        assert prev is None or m["step_s"] <= prev
+        prev = m["step_s"]
+    stop = bench.scaling_stop(ph, **kw)
+    step = {n: bench.predict(ph, n, **kw)["step_s"] for n in (stop // 2, stop, 2 * stop)}
+    assert step[stop] / step[2 * stop] < 1.1
+    assert stop == 1 or step[stop // 2] / step[stop] >= 1.1
+    # past the socket's bandwidth (10 threads here) the memory time of the update stops falling
+    upd = [bench.predict(ph, n, **kw)["phases"][3]["memory_s"] for n in (16, 64)]
+    assert upd[0] == pytest.approx(upd[1])
+
+
+def test_roofline_tiny_run():
+    """The measured inputs and the report on a tiny workload (no timing asserted)."""
+    spec = bench.custom_workload([1, 2, 3, 64], 200)
+    report = bench.run_roofline([("tiny", spec)], predict_threads=(16, 64), peak_n=64, stream_mib=1,
+                                log=lambda *_: None)
+    from pyireg import build_config, get_num_threads
+    assert report["host"]["simd"] == build_config()["simd_active"] and report["threads"] == get_num_threads()
+    assert report["stream"]["one_core_gbs"] > 0 and report["matmul_peak_gflops"] > 0
+    (w,) = report["workloads"]
+    assert [m["threads"] for m in w["models"]] == [get_num_threads(), 16, 64]
+    assert w["measured_step_s"] > 0 and w["units"] == 70
+    text = bench.format_roofline(report)
+    assert "| 16 threads | 64 threads |" in text and f"host: {report['host']['cpu']}" in text
+    assert "scaling stops" in text
     json.dumps(report, allow_nan=False)

@@ -287,3 +287,12 @@ def load_results_columns(out):
 def test_device_cuda_is_refused_in_one_line_before_anything(capsys, tmp_path):
     err = _one_line_error(capsys, ["sweep", "--device", "cuda", "--widths", "2", "--out", str(tmp_path / "g"), *SMALL])
     assert "device: " in err and "'cpu'" in err and not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["bench", "--socket-bandwidth", "300"], "--socket-bandwidth: only with --roofline"),
+    (["bench", "--predict-threads", "8"], "--predict-threads: only with --roofline"),
+    (["bench", "--roofline", "--scaling"], "--roofline: not with --scaling"),
+])
+def test_roofline_options_need_roofline(capsys, argv, match):
+    assert match in _one_line_error(capsys, argv)

@@ -43,5 +43,6 @@ from .common import *  # noqa: F403
 from .common import _data, _time_steps  # noqa: F401
 from .run import *  # noqa: F403
 from .run import _child_main, _run_child  # noqa: F401
+from .roofline import *  # noqa: F403
 from .scaling import *  # noqa: F403
 from .torch_impls import *  # noqa: F403

@@ -375,10 +375,44 @@ def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implemen
     for r in rows:
         if r.gflops is not None:
             r.pct_of_peak = 100.0 * r.gflops / peak
-    return {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "rounds": rounds,
-            "max_seconds": max_seconds, "labels": labels,
+    strongest = {}
+    for w in labels:
+        torch_rows = [r for r in rows if r.workload == w and r.seconds is not None
+                      and not r.implementation.startswith("pyireg")]
+        if torch_rows:
+            r = min(torch_rows, key=lambda r: r.seconds)
+            strongest[w] = {"implementation": r.implementation, "seconds": r.seconds, "gflops": r.gflops,
+                            "pct_of_peak": r.pct_of_peak}
+    return {"machine": platform.processor() or platform.machine(), "host": host_info(peak),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+            "strongest_torch": strongest, "rounds": rounds, "max_seconds": max_seconds, "labels": labels,
             "rows": [dataclasses.asdict(r) for r in rows]}
+
+
+def host_info(peak: Optional[float] = None) -> dict:
+    """Where a benchmark ran: the CPU model, its processors, the SIMD target the engine chose,
+    pyireg's and torch's thread counts, and the matmul peak measured in the same run."""
+    import torch
+
+    from .. import build_config, get_num_threads
+    from ..experiments.record import cpu_model
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": build_config().get("simd_active"),
+            "native_threads": int(get_num_threads()), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "platform": platform.platform(), "matmul_peak_gflops": peak}
+
+
+def format_host(report: dict) -> str:
+    """The header of a report: the host, and what was measured on it in the same run (the
+    matmul peak, the strongest PyTorch formulation of each workload)."""
+    h = report.get("host") or {}
+    lines = [f"host: {h.get('cpu', report.get('machine', '?'))} ({h.get('cpu_count', '?')} processors); pyireg "
+             f"SIMD target {h.get('simd', '?')}, {h.get('native_threads', '?')} native threads; torch "
+             f"{report.get('torch', '?')}, {report.get('torch_threads', '?')} threads",
+             f"float32 matmul peak measured in this run: {report['matmul_peak_gflops']:.1f} GFLOP/s"]
+    for w, r in (report.get("strongest_torch") or {}).items():
+        lines.append(f"strongest torch formulation measured in this run, {w}: {r['implementation']} "
+                     f"({r['seconds']:.3f} s, {r['gflops']:.1f} GFLOP/s, {r['pct_of_peak']:.0f}% of the peak)")
+    return "\n".join(lines)
 
 
 def _check_agreement(workload, results):

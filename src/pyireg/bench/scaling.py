@@ -25,7 +25,7 @@ from .common import (
     reference_losses,
     useful_flops,
 )
-from .run import BUCKETS, TORCH_TRAINERS, _child_payload, _run_child
+from .run import BUCKETS, TORCH_TRAINERS, _child_payload, _run_child, format_host, host_info
 
 # --------------------------------------------------------------------------- scaling (issue 16, item 4)
 SCALING_MIX = list(range(1, 65))            # 64 networks, 2,080 units: repeated R times
@@ -154,7 +154,8 @@ def run_scaling(repeats=SCALING_REPEATS, samples=SCALING_SAMPLES, fixed_repeats=
             log(f"  {sweep:7s} {row['networks']:7,d} networks {row['units']:10,d} units {n:7,d} samples  {impl:24s} "
                 f"{res['step_seconds'] * 1e3:9.1f} ms/step  peak {res['peak_mb']:9.1f} MiB "
                 f"(weights+momentum+data {res['ideal_mb']:.1f} MiB)")
-    return {"mix": mix, "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(), "rows": out}
+    return {"mix": mix, "memory_method": MEMORY_METHOD, "torch_threads": torch.get_num_threads(), "host": host_info(),
+            "rows": out}
 
 
 # --------------------------------------------------------------------------- reports
@@ -163,8 +164,7 @@ def _fmt(v, spec, none="-"):
 
 
 def format_table(report: dict) -> str:
-    lines = [f"float32 matmul peak measured in this run: {report['matmul_peak_gflops']:.1f} GFLOP/s "
-             f"(torch {report['torch']}, {report['torch_threads']} threads)", "",
+    lines = [format_host(report), "",
              "| workload | implementation | seconds | steps timed | useful GFLOP/s | % of matmul peak "
              "| vs strongest torch | loss check | notes |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -180,7 +180,11 @@ def format_table(report: dict) -> str:
 
 
 def format_scaling(report: dict) -> str:
-    lines = [f"width mix: {len(report['mix'])} networks of widths {report['mix'][0]}..{report['mix'][-1]}, repeated; "
+    h = report.get("host") or {}
+    lines = [f"host: {h.get('cpu', '?')} ({h.get('cpu_count', '?')} processors); pyireg SIMD target "
+             f"{h.get('simd', '?')}, {h.get('native_threads', '?')} native threads; torch {h.get('torch', '?')}, "
+             f"{report.get('torch_threads', '?')} threads",
+             f"width mix: {len(report['mix'])} networks of widths {report['mix'][0]}..{report['mix'][-1]}, repeated; "
              f"batch {BATCH}, d = {D}, k = {K}", f"memory: {report['memory_method']}", "",
              "| sweep | networks | units | samples | implementation | ms per step (best) | epoch s | useful GFLOP/s | "
              "vs torch | peak MiB | weights+momentum+data MiB | peak / that | notes |",

@@ -21,6 +21,9 @@ def cmd_bench(args) -> int:
         return bench_cuda.main(["--emulate"] if args.emulate else [])
     if args.emulate:
         raise ValueError("--emulate: only with --device cuda")
+    for opt in ("socket_bandwidth", "segmented_efficiency", "predict_threads"):
+        if getattr(args, opt) is not None and not args.roofline:
+            raise ValueError(f"--{opt.replace('_', '-')}: only with --roofline")
     if args.json:
         _check_file_target(args.json, "--json")          # before minutes of timing, not after
     from .. import bench
@@ -28,7 +31,16 @@ def cmd_bench(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    if args.scaling:
+    if args.roofline:
+        if args.scaling:
+            raise ValueError("--roofline: not with --scaling (each is its own run)")
+        report = {"roofline": bench.run_roofline(
+            workloads=("dense", "pow2"), predict_threads=tuple(args.predict_threads or bench.PREDICT_THREADS),
+            socket_bandwidth=args.socket_bandwidth or bench.SOCKET_BANDWIDTH,
+            segmented_efficiency=args.segmented_efficiency or bench.SEGMENTED_EFFICIENCY)}
+        print()
+        print(bench.format_roofline(report["roofline"]))
+    elif args.scaling:
         report = {"scaling": bench.run_scaling(
             repeats=args.scaling_repeats, samples=args.scaling_samples, fixed_repeats=args.scaling_fixed_repeats,
             steps=args.scaling_steps, torch_impl=bench.IMPL_KEYS[args.scaling_torch],

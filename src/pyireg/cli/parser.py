@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scaling-torch", default="buckets",
                    choices=["loop", "buckets", "packed-index-add", "packed-embedding-bag", "packed-compiled"],
                    help="the torch row of the scaling sweep (buckets: the strongest torch row of the ladder)")
+    b.add_argument("--roofline", action="store_true",
+                   help="instead of the workloads: measure the matmul peak, the stream bandwidth per core and one "
+                        "step of the dense and pow2 workloads, and print the roofline model of the step's phases "
+                        "here and on --predict-threads threads (docs/performance.md)")
+    b.add_argument("--socket-bandwidth", type=_number(0.0, lo_in=False), default=None,
+                   help="with --roofline: the socket's stream bandwidth in GB/s, which caps bandwidth per core x "
+                        "threads in the predictions (default 200)")
+    b.add_argument("--segmented-efficiency", type=_number(0.0, 1.0, lo_in=False), default=None,
+                   help="with --roofline: the share of the matmul peak the segmented (block-diagonal) phases reach "
+                        "(default 0.25)")
+    b.add_argument("--predict-threads", type=_list(_positive, "positive integers"), default=None,
+                   help="with --roofline: the thread counts to predict (default 16,64)")
     b.add_argument("--threads", type=_positive, default=None, help="threads for pyireg and torch (default: all cores)")
     b.add_argument("--json", help="save the report to this JSON file (its folder is checked before the run)")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu",

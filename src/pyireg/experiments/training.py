@@ -265,6 +265,7 @@ class TrainSpec:
     init_seeds: tuple | None = None
     stop_epochs: tuple | None = None
     record_epoch0: bool = False
+    init: str | None = None   # a named initialization of PackedMLP (he_normal, ...), or None: init_std
 
     @property
     def num_networks(self) -> int:
@@ -336,7 +337,7 @@ def build(ds, spec: TrainSpec, rep: int, net):
         seeds = [children[i] for i in net]
     model = PackedMLP(width.tolist(), ds.num_features, ds.num_classes, dtype=ds.dtype,
                       init_std=_subset_init_std(spec.init_std, net), seed=seeds,
-                      activation=spec.activation, loss=spec.loss)
+                      activation=spec.activation, loss=spec.loss, init=spec.init)
     if spec.init_transform is not None:
         fn, _ = INIT_TRANSFORMS[spec.init_transform]
         fn(model, rep, net, **dict(spec.init_transform_args))
@@ -521,7 +522,7 @@ def spec_from_config(config: dict) -> TrainSpec:
                      optimizer_args=tuple(sorted(config.get("optimizer_args", {}).items())),
                      init_transform=config.get("init_transform"),
                      init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())),
-                     record_epoch0=bool(config.get("record_epoch0", False)))
+                     record_epoch0=bool(config.get("record_epoch0", False)), init=config.get("init"))
 
 
 def models_of(ds, out, rep: int, epoch: int | None = None):

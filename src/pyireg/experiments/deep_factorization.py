@@ -110,12 +110,15 @@ def demo(out, *, n=20, rank=2, observed_factor=2.5, depths=(1, 2, 3, 4), seeds=(
     out.mkdir(parents=True, exist_ok=True)
     from .store import Disk
     Disk().write_atomic(out / "deep-matrix-factorization.npz", lambda f: np.savez(f, **arrays))
-    fig_path = _plot(table, out / "deep-matrix-factorization.png", n=n, rank=rank, observed_factor=observed_factor)
+    fig_path = _plot(table, out / "deep-matrix-factorization.png", n=n, rank=rank, observed_factor=observed_factor,
+                     tol=tol)
     return DemoResult("deep-matrix-factorization", table, fig_path, _summary(table, rank, tol),
                       time.perf_counter() - t0)
 
 
-def _plot(table, path, *, n, rank, observed_factor):
+def _plot(table, path, *, n, rank, observed_factor, tol):
+    """Effective rank and nuclear norm / minimum against depth, one line per seed; a cross marks
+    a run whose loss is still above ``tol`` (not an interpolating solution yet)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     for c, (seed, t) in enumerate(table.groupby("seed")):
@@ -125,6 +128,10 @@ def _plot(table, path, *, n, rank, observed_factor):
         axes[0].axhline(t["convex effective rank"].iloc[0], color=f"C{c}", ls="--", lw=1,
                         label=f"min nuclear norm (convex), seed {seed}")
         axes[1].plot(t["depth"], t["nuclear / minimum"], label=f"GD, seed {seed}", **kw)
+        moving = t[t["loss"] >= tol]
+        for ax, col in ((axes[0], "effective rank"), (axes[1], "nuclear / minimum")):
+            ax.scatter(moving["depth"], moving[col], marker="x", s=70, color="k", zorder=3,
+                       label=f"loss still >= {tol:g}" if c == 0 else None)
     axes[0].axhline(rank, color="k", ls=":", lw=1, label=f"true rank {rank}")
     axes[1].axhline(1.0, color="k", ls="--", lw=1, label="min nuclear norm (convex)")
     depths = sorted(table["depth"].unique())

@@ -10,7 +10,7 @@ from pyireg.experiments import knobs, tutorial
 
 @pytest.mark.parametrize("name", list(tutorial.DEMOS))
 def test_demo_command_writes_a_figure_and_a_table(name, tmp_path, capsys):
-    if name == "matrix-completion":
+    if name in ("matrix-completion", "deep-matrix-factorization"):
         pytest.importorskip("cvxpy", reason="cvxpy is an optional dependency (pip install 'pyireg[convex]')")
     from pyireg.cli import main
     assert main(["demo", name, "--quick", "--out", str(tmp_path), "--threads", "1"]) == 0

@@ -10,14 +10,16 @@ vectorized across networks in numpy's uint32/uint64 arithmetic (which wraps as C
 1. SeedSequence's entropy mixing and ``generate_state`` (only the spawn word differs between
    children, so the shared part is mixed once and the last step vectorized);
 2. PCG64's seeding and 128-bit LCG step with the XSL-RR output, in (hi, lo) uint64 pairs;
-3. the ziggurat's first try (99% of the draws): a draw is accepted when its 52-bit magnitude
+3. for uniform initializations, numpy's ``random()``: one step, ``(output >> 11) * 2^-53``;
+4. the ziggurat's first try (99% of the draws): a draw is accepted when its 52-bit magnitude
    is below the layer's threshold ``ki`` and is then ``rabs * wi``; a draw that is not accepted
    is redone by numpy itself from that network's state (a scratch PCG64 set to it), so the
    wedge and tail paths are numpy's own.
 
 The tables ``ki`` and ``wi`` are not public: they are read out of numpy once per process by
 steering a scratch PCG64 to outputs of our choosing (``_ziggurat_tables``). Every result is
-compared bit for bit with the per-network generators in tests/test_sizes.py.
+compared bit for bit with the per-network generators in tests/test_sizes.py (normals) and
+tests/test_inits.py (uniforms).
 """
 from __future__ import annotations
 
@@ -255,3 +257,45 @@ _INV = pow(PCG_MULT, -1, 1 << 128)
 def _unstep(hi: int, lo: int, inc_hi: int, inc_lo: int):
     s = ((((hi << 64) | lo) - ((inc_hi << 64) | inc_lo)) * _INV) % (1 << 128)
     return s >> 64, s & M64
+
+
+
+def uniforms(states, counts: np.ndarray):
+    """The first ``counts[i]`` draws of ``Generator.random()`` (uniform in [0, 1), float64) of
+    each lane's PCG64, laid out as ``normals`` lays them out: (Z, order, sorted counts)."""
+    n = len(counts)
+    order = np.argsort(-counts, kind="stable")
+    c_sorted = counts[order]
+    s_hi, s_lo, inc_hi, inc_lo = (a[order] for a in states)
+    m = int(c_sorted[0]) if n else 0
+    Z = np.empty((m, n), dtype=np.float64)
+    active = np.searchsorted(-c_sorted, -np.arange(1, m + 1), side="right")
+    for j in range(m):
+        a = int(active[j])
+        h, lo = _step(s_hi[:a], s_lo[:a], inc_hi[:a], inc_lo[:a])
+        s_hi[:a], s_lo[:a] = h, lo
+        # numpy's next_double for PCG64: the top 53 bits of the 64-bit output, times 2^-53
+        Z[j, :a] = (_output(h, lo) >> _U64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+    return Z, order, c_sorted
+
+
+_CHECKED_UNIFORM = None
+
+
+def check_uniform() -> bool:
+    """Whether ``uniforms`` gives numpy's own ``random()`` streams: a few children compared bit
+    for bit, once per process, before the bulk path is used for a uniform initialization."""
+    global _CHECKED_UNIFORM
+    if _CHECKED_UNIFORM is None:
+        try:
+            ok = True
+            for seed in (0, 12345):
+                counts = np.array([300, 1, 500])
+                Z, order, c_sorted = uniforms(child_pcg_states(seed, 0, 3), counts)
+                for pos, lane in enumerate(order):
+                    want = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(lane),)))
+                    ok &= np.array_equal(Z[:int(c_sorted[pos]), pos], want.random(int(counts[lane])))
+            _CHECKED_UNIFORM = bool(ok)
+        except Exception:   # noqa: BLE001  (numpy's internals differ: the generators are used)
+            _CHECKED_UNIFORM = False
+    return _CHECKED_UNIFORM

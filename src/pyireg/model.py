@@ -12,6 +12,10 @@ from ._rwlock import RWLock
 from ._validate import as_dtype, as_float_array, as_labels, per_network, positive_int, to_numpy
 
 ACTIVATIONS = ("relu", "linear")
+# named initializations: (distribution, gain^2 numerator, fan) of the formula of PackedMLP's docstring
+INITS = {"he_normal": ("normal", 2.0, "in"), "he_uniform": ("uniform", 6.0, "in"),
+         "xavier_normal": ("normal", 2.0, "in+out"), "xavier_uniform": ("uniform", 6.0, "in+out"),
+         "lecun_normal": ("normal", 1.0, "in")}
 LOSSES = ("cross_entropy", "squared")
 _ENGINES = {np.dtype(np.float32): _core.EngineF32, np.dtype(np.float64): _core.EngineF64}
 _INIT_BLOCK = 1 << 20   # random numbers drawn at a time while initializing (bounds the temporaries)
@@ -49,6 +53,18 @@ class PackedMLP:
         1/sqrt(fan_in) per layer: std 1/sqrt(d) for U and 1/sqrt(H_n) for network n's V
         (the scale of torch's default uniform init, as a Gaussian). A single value or
         per-network array applies to both layers; a pair sets the layers separately.
+    init : None or one of "he_normal", "he_uniform", "xavier_normal", "xavier_uniform",
+        "lecun_normal"
+        A named initialization instead of ``init_std`` (give one of the two). Fans are per layer
+        and per network: U_n (H_n x d) has fan_in = d, fan_out = H_n; V_n (its second layer,
+        nn.Linear(H_n, k)) has fan_in = H_n, fan_out = k. Then
+        he_normal: N(0, 2 / fan_in); he_uniform: U(-b, b), b = sqrt(6 / fan_in);
+        xavier_normal: N(0, 2 / (fan_in + fan_out)); xavier_uniform: U(-b, b),
+        b = sqrt(6 / (fan_in + fan_out)); lecun_normal: N(0, 1 / fan_in), which is the default
+        (``init=None, init_std=None``), bit for bit. A uniform weight is ``b * (2 u - 1)`` with
+        ``u = rng.random()`` in float64 (in [-b, b)), rounded once to the model's dtype; draws
+        follow the same order as the Gaussian ones (network n's U rows, then its V rows, from
+        its own generator), so a network's weights do not depend on its neighbours.
     seed : int, array of shape (N,), or sequence of N ``np.random.SeedSequence``
         An int seeds all networks through independent child streams
         (``np.random.SeedSequence(seed).spawn(N)``); an integer array gives network n the
@@ -76,16 +92,31 @@ class PackedMLP:
 
     def __init__(self, widths: Sequence[int], in_features: int, out_features: int, *,
                  activation: str = "relu", loss: str = "cross_entropy", init_std=None, seed=0,
-                 dtype="float32"):
+                 dtype="float32", init=None):
+        kind = check_init(init)
+        if init is not None and init_std is not None:
+            raise ValueError(f"init: give a named init or init_std, not both (got init={init!r} and init_std)")
         self._setup(widths, in_features, out_features, activation, loss, dtype, init=True)
-        std_u, std_v = self._init_std(init_std)
+        std_u, std_v = self._init_std(init_std) if init is None else self._named_scales(init)
         rng_of = _network_rngs(seed, self.num_networks)
         self._U = np.empty((self.num_units, self.in_features), dtype=self.dtype)
         self._V = np.empty((self.num_units, self.out_features), dtype=self.dtype)
-        bulk = self._draw_bulk(seed, std_u, std_v)
-        self._draw_init(rng_of, std_u, std_v, skip=bulk)
+        bulk = self._draw_bulk(seed, std_u, std_v, kind)
+        self._draw_init(rng_of, std_u, std_v, skip=bulk, kind=kind)
 
-    def _draw_bulk(self, seed, std_u, std_v):
+    def _named_scales(self, init):
+        """Per-network (scale of U, scale of V) of a named init: the std of a normal one, the
+        bound b of a uniform one, from each layer's fans (see the class docstring)."""
+        _, num, fan = INITS[init]
+        d, k = float(self.in_features), float(self.out_features)
+        H = np.asarray(self.widths, dtype=np.float64)
+        fans_u = np.full(len(H), d) if fan == "in" else d + H
+        fans_v = H if fan == "in" else H + k
+        if num == 1.0:      # lecun_normal: computed as the default is, so the two agree bit for bit
+            return 1.0 / np.sqrt(fans_u), 1.0 / np.sqrt(fans_v)
+        return np.sqrt(num / fans_u), np.sqrt(num / fans_v)
+
+    def _draw_bulk(self, seed, std_u, std_v, kind="normal"):
         """The small networks of an int seed, drawn together by ``pyireg._init_rng`` (the same
         numbers as their own generators, without a Generator per network: a million width-1
         networks in about 2 s instead of 33 s). Returns the mask of the networks drawn, or None."""
@@ -96,7 +127,7 @@ class PackedMLP:
         if int(small.sum()) < _BULK_MIN_NETWORKS:
             return None
         from . import _init_rng
-        if not _init_rng.check_ziggurat():
+        if not (_init_rng.check_ziggurat() if kind == "normal" else _init_rng.check_uniform()):
             return None
         nets = np.flatnonzero(small)
         d, k = self.in_features, self.out_features
@@ -107,19 +138,21 @@ class PackedMLP:
             # then the part's networks picked out of it
             lo, hi = int(part[0]), int(part[-1]) + 1
             states = tuple(a[part - lo] for a in _init_rng.child_pcg_states(int(seed), lo, hi - lo))
-            Z, order, counts = _init_rng.normals(states, per[part])
+            Z, order, counts = (_init_rng.normals if kind == "normal" else _init_rng.uniforms)(states, per[part])
             # columns of equal count are networks of one width: scattered together
             starts = np.flatnonzero(np.r_[True, counts[1:] != counts[:-1]])
             for a, b in zip(starts, [*starts[1:], len(counts)]):
                 H = int(counts[a]) // (d + k)
                 net = part[order[a:b]]
                 T = Z[:H * (d + k), a:b].T                        # (networks, H (d + k)): each one's draws in order
+                if kind == "uniform":       # u -> 2 u - 1, as _draw_uniform does (exact in float64)
+                    T = T * 2.0 - 1.0
                 rows = (self.offsets[net][:, None] + np.arange(H)).ravel()
                 self._U[rows] = (T[:, :H * d] * std_u[net][:, None]).reshape(-1, d)
                 self._V[rows] = (T[:, H * d:] * std_v[net][:, None]).reshape(-1, k)
         return small
 
-    def _draw_init(self, rng_of, std_u, std_v, skip=None) -> None:
+    def _draw_init(self, rng_of, std_u, std_v, skip=None, kind="normal") -> None:
         """Network n's U rows, then its V rows, from its own generator ``rng_of(n)`` (networks
         in ``skip`` were drawn already). The networks are split into runs of about equal units,
         one per native thread (numpy's generators release the GIL while they fill an array):
@@ -130,6 +163,7 @@ class PackedMLP:
         todo = np.arange(N) if skip is None else np.flatnonzero(~skip)
         if len(todo) == 0:
             return
+        draw_one = _draw_normal if kind == "normal" else _draw_uniform
         threads = max(1, min(_core.get_num_threads(), len(todo),
                              S * (self.in_features + self.out_features) // _INIT_BLOCK))
         cuts = np.searchsorted(self.offsets, np.linspace(0, S, threads + 1)[1:-1], side="right") - 1
@@ -144,8 +178,8 @@ class PackedMLP:
             for n in nets.tolist():
                 s = slice(int(self.offsets[n]), int(self.offsets[n + 1]))
                 rng = rng_of(n)
-                _draw_normal(rng, self._U[s], std_u[n], buf)
-                _draw_normal(rng, self._V[s], std_v[n], buf)
+                draw_one(rng, self._U[s], std_u[n], buf)
+                draw_one(rng, self._V[s], std_v[n], buf)
 
         if len(bounds) == 2:
             draw(0, N)
@@ -452,6 +486,31 @@ def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float, buf: np.
         rng.standard_normal(out=block)
         block *= std
         out[i:i + n] = block
+
+
+def _draw_uniform(rng: np.random.Generator, out: np.ndarray, bound: float, buf: np.ndarray) -> None:
+    """out = bound * (2 u - 1), u = rng.random() in float64 (2 u - 1 is exact), in blocks of rows
+    like _draw_normal."""
+    cols = max(1, out.shape[1])
+    rows = max(1, len(buf) // cols)
+    for i in range(0, out.shape[0], rows):
+        n = min(rows, out.shape[0] - i)
+        block = buf[:n * cols].reshape(n, cols)
+        rng.random(out=block)
+        block *= 2.0
+        block -= 1.0
+        block *= bound
+        out[i:i + n] = block
+
+
+def check_init(init):
+    """The distribution ("normal" or "uniform") of a named init (None: the default, normal);
+    ValueError naming ``init`` otherwise."""
+    if init is None:
+        return "normal"
+    if not isinstance(init, str) or init not in INITS:
+        raise ValueError(f"init: expected one of {', '.join(INITS)} (or None), got {init!r}")
+    return INITS[init][0]
 
 
 def _check_widths(widths) -> list[int]:

@@ -1,4 +1,5 @@
-"""The training schedule of Figures 1 and 2 of the paper."""
+"""Learning-rate and momentum schedules, one value per epoch: the paper's (Figures 1 and 2), and
+the presets constant, step, cosine, cyclic and warmup, recorded in a sweep's config.json."""
 from __future__ import annotations
 
 import dataclasses
@@ -121,6 +122,73 @@ class CosineSchedule(_ConstantMomentum):
         return self.lr_min + (self.lr0 - self.lr_min) * (1 + math.cos(math.pi * t)) / 2
 
 
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+@dataclasses.dataclass(frozen=True)
+class CyclicSchedule:
+    """A cyclic learning rate (Smith, 2017) with the formulas of
+    ``torch.optim.lr_scheduler.CyclicLR``, stepped once per epoch: ``lr(epoch)`` is the rate
+    CyclicLR gives after ``epoch`` calls of ``scheduler.step()`` (its ``last_epoch = epoch``), so
+    epoch 0 trains at ``base_lr``, the rate reaches ``max_lr`` after ``step_size_up`` epochs and
+    comes back down over ``step_size_down`` (default: ``step_size_up``).
+
+    With x = 1 + epoch / T - cycle, cycle = floor(1 + epoch / T), T = up + down, r = up / T:
+    s = x / r while x <= r, else (x - 1) / (r - 1); lr = base_lr + (max_lr - base_lr) s f, where
+    f = 1 (mode "triangular"), 1 / 2^(cycle - 1) ("triangular2") or gamma^epoch ("exp_range").
+    With ``cycle_momentum`` the momentum moves the other way, max_momentum - (max_momentum -
+    base_momentum) s f (as CyclicLR does); without it the momentum is ``max_momentum``."""
+    base_lr: float = 0.01
+    max_lr: float = 0.1
+    step_size_up: int = 10
+    step_size_down: int | None = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+    base_momentum: float = 0.8
+    max_momentum: float = 0.9
+    cycle_momentum: bool = True
+
+    def __post_init__(self):
+        _check("max_lr", self.max_lr, 0.0, math.inf, False, False)
+        _check("base_lr", self.base_lr, 0.0, self.max_lr, True, True)
+        _check_count("step_size_up", self.step_size_up)
+        if self.step_size_down is not None:
+            _check_count("step_size_down", self.step_size_down)
+        if self.mode not in _CYCLIC_MODES:
+            raise ValueError(f"mode: expected one of {', '.join(_CYCLIC_MODES)}, got {self.mode!r}")
+        _check("gamma", self.gamma, 0.0, 1.0, False, True)
+        _check("max_momentum", self.max_momentum, 0.0, 1.0, True, False)
+        _check("base_momentum", self.base_momentum, 0.0, self.max_momentum, True, True)
+        if not isinstance(self.cycle_momentum, bool):
+            raise ValueError(f"cycle_momentum: expected True or False, got {self.cycle_momentum!r}")
+
+    def _position(self, epoch: int):
+        """(s, f) of the docstring: where in its cycle the epoch is, and the amplitude factor."""
+        up = float(self.step_size_up)
+        total = up + float(self.step_size_up if self.step_size_down is None else self.step_size_down)
+        ratio = up / total
+        cycle = math.floor(1 + epoch / total)
+        x = 1.0 + epoch / total - cycle
+        s = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        if self.mode == "triangular":
+            f = 1.0
+        elif self.mode == "triangular2":
+            f = 1 / (2.0 ** (cycle - 1))
+        else:
+            f = self.gamma ** epoch
+        return s, f
+
+    def lr(self, epoch: int) -> float:
+        s, f = self._position(epoch)
+        return self.base_lr + (self.max_lr - self.base_lr) * s * f
+
+    def momentum(self, epoch: int) -> float:
+        if not self.cycle_momentum:
+            return self.max_momentum
+        s, f = self._position(epoch)
+        return self.max_momentum - (self.max_momentum - self.base_momentum) * s * f
+
+
 @dataclasses.dataclass(frozen=True)
 class WarmupSchedule:
     """``base``'s rates scaled by (epoch + 1) / warmup for the first ``warmup`` epochs (a linear
@@ -154,7 +222,7 @@ class TabulatedSchedule:
 
 
 PRESETS = {"paper": PaperSchedule, "constant": ConstantSchedule, "step": StepSchedule, "cosine": CosineSchedule,
-           "warmup": WarmupSchedule, "tabulated": TabulatedSchedule}
+           "cyclic": CyclicSchedule, "warmup": WarmupSchedule, "tabulated": TabulatedSchedule}
 
 
 def check_schedule(schedule, name: str = "schedule"):

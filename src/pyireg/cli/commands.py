@@ -100,15 +100,35 @@ def _executor(args):
 
 def _schedule(args):
     """--schedule and its numbers: paper (the defaults of --lr, --lr-decay, --momentum*), step,
-    cosine, constant, each with --warmup epochs optionally."""
+    cosine, constant, cyclic, each with --warmup epochs optionally."""
     from ..schedule import (
         ConstantSchedule,
         CosineSchedule,
+        CyclicSchedule,
         PaperSchedule,
         StepSchedule,
         WarmupSchedule,
     )
-    if args.schedule == "paper":
+    cyclic_opts = ("max_lr", "cycle_up", "cycle_down", "cycle_mode", "cycle_gamma")
+    if args.schedule != "cyclic":
+        for opt in cyclic_opts:
+            if getattr(args, opt, None) is not None:
+                raise ValueError(f"--{opt.replace('_', '-')}: only with --schedule cyclic")
+    if args.schedule == "cyclic":
+        if args.max_lr is None:
+            raise ValueError("--max-lr: --schedule cyclic needs the top of its cycle, e.g. --max-lr 0.5")
+        if args.cycle_gamma is not None and args.cycle_mode != "exp_range":
+            raise ValueError("--cycle-gamma: only with --cycle-mode exp_range")
+        names = {"base_lr": "--lr", "max_lr": "--max-lr", "base_momentum": "--momentum",
+                 "max_momentum": "--momentum-max"}
+        try:
+            sched = CyclicSchedule(args.lr, args.max_lr, args.cycle_up or 10, args.cycle_down,
+                                   args.cycle_mode or "triangular", args.cycle_gamma or 1.0, args.momentum,
+                                   args.momentum_max)
+        except ValueError as e:
+            field, _, rest = str(e).partition(":")
+            raise ValueError(f"{names.get(field, field)}:{rest}") from None
+    elif args.schedule == "paper":
         sched = PaperSchedule(args.lr, args.lr_decay, args.momentum, args.momentum_step, args.momentum_max)
     elif args.schedule == "step":
         sched = StepSchedule(args.lr, args.step_every, args.step_gamma, args.momentum)
@@ -129,6 +149,8 @@ def cmd_sweep(args) -> int:
     sched = _schedule(args)
     if args.epochs < 1:
         raise ValueError(f"--epochs: expected a positive integer, got {args.epochs}")
+    if args.init is not None and args.init_std is not None:
+        raise ValueError(f"--init: give --init or --init-std, not both (got --init {args.init})")
     try:
         measure_names_for(args.measures, args.loss)     # a margin with the squared loss: refused here
     except ValueError as e:
@@ -185,7 +207,8 @@ def cmd_sweep(args) -> int:
     try:
         res = sweep(ds, args.widths, seeds=seeds, weight_decays=args.weight_decay, lr_scales=args.lr_scale,
                     epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
-                    init_std=args.init_std, label_noise=args.label_noise, resample_split=args.resample_split,
+                    init_std=args.init_std, init=args.init, label_noise=args.label_noise,
+                    resample_split=args.resample_split,
                     out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
                     activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args,

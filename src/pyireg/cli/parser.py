@@ -167,13 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
                             "step, so there it defaults to the training set's size, the only value it takes")
     proto.add_argument("--drop-last", action="store_true",
                        help="skip the last, smaller batch of an epoch (by default every sample is used)")
-    proto.add_argument("--schedule", choices=["paper", "step", "cosine", "constant"], default="paper",
+    proto.add_argument("--schedule", choices=["paper", "step", "cosine", "constant", "cyclic"], default="paper",
                        help="paper: lr x --lr-decay per epoch, momentum --momentum up by --momentum-step to "
                             "--momentum-max; step: lr x --step-gamma every --step-every epochs; cosine: from --lr "
-                            "to 0 over --epochs; constant (the last three with constant --momentum)")
+                            "to 0 over --epochs; constant (these three with constant --momentum); cyclic: "
+                            "torch's CyclicLR stepped once per epoch, lr from --lr up to --max-lr over --cycle-up "
+                            "epochs and down over --cycle-down, momentum the other way between --momentum-max "
+                            "and --momentum")
     proto.add_argument("--step-every", type=_positive, default=20, help="step schedule: epochs between drops")
     proto.add_argument("--step-gamma", type=_number(0.0, 1.0, False, True), default=0.1,
                        help="step schedule: factor of each drop, in (0, 1]")
+    proto.add_argument("--max-lr", type=_number(0.0, lo_in=False), default=None,
+                       help="cyclic schedule: the top of the cycle (at least --lr)")
+    proto.add_argument("--cycle-up", type=_positive, default=None, metavar="EPOCHS",
+                       help="cyclic schedule: epochs from --lr up to --max-lr (default 10)")
+    proto.add_argument("--cycle-down", type=_positive, default=None, metavar="EPOCHS",
+                       help="cyclic schedule: epochs back down (default: --cycle-up)")
+    proto.add_argument("--cycle-mode", choices=["triangular", "triangular2", "exp_range"], default=None,
+                       help="cyclic schedule: the same cycles, halved every cycle, or x --cycle-gamma per epoch "
+                            "(default triangular)")
+    proto.add_argument("--cycle-gamma", type=_number(0.0, 1.0, False, True), default=None,
+                       help="cyclic schedule, exp_range: the amplitude factor per epoch, in (0, 1]")
     proto.add_argument("--warmup", type=_number(0, kind=int), default=0, metavar="EPOCHS",
                        help="a linear warmup of the lr over this many epochs (0: none)")
     proto.add_argument("--lr", type=_number(0.0, lo_in=False), default=0.1, help="initial step size")
@@ -209,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")
     proto.add_argument("--init-std", type=_number(0.0, lo_in=False), default=None,
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
+    from ..model import INITS
+    proto.add_argument("--init", choices=list(INITS), default=None,
+                       help="a named initialization instead of --init-std (fans per layer: U fan_in d, fan_out H; "
+                            "V fan_in H, fan_out k): he_* N(0, 2/fan_in) or U(+-sqrt(6/fan_in)), xavier_* "
+                            "N(0, 2/(fan_in+fan_out)) or U(+-sqrt(6/(fan_in+fan_out))), lecun_normal N(0, 1/fan_in) "
+                            "(the default)")
     lab = s.add_argument_group("labels")
     lab.add_argument("--censor", type=_positive, default=None, metavar="H0",
                      help="replace the labels by the predictions of an H0-unit teacher trained on all the data "

@@ -130,7 +130,7 @@ def _jsonable(obj):
 
 def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight_decays: Sequence[float] = (0.0,),
           lr_scales: Sequence[float] = (1.0,), epochs: int = 60, batch_size: int = 100, drop_last: bool = False,
-          schedule=None, init_std=None, dtype=None, label_noise: float = 0.0,
+          schedule=None, init_std=None, init=None, dtype=None, label_noise: float = 0.0,
           resample_split: bool = False, out=None, resume: bool = False, checkpoints: str = "resume",
           progress: bool = True, tag: str = "", eval_batch: int = 512, max_memory=None,
           on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None,
@@ -150,7 +150,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     seeds : one repetition per seed (distinct non-negative integers); ``range(5)`` for five.
     epochs, batch_size, schedule : the protocol (defaults: the paper's 60 epochs, batch 100,
         PaperSchedule()). A schedule is any object with ``lr(epoch)`` and ``momentum(epoch)``;
-        the presets of :mod:`pyireg.schedule` (paper, constant, step, cosine, warmup) are
+        the presets of :mod:`pyireg.schedule` (paper, constant, step, cosine, cyclic, warmup) are
         recorded by their fields, any other by its values per epoch. Every epoch uses every
         training sample: the last batch is smaller when batch_size does not divide the training
         set, unless ``drop_last`` (the batch policy of :mod:`.training`).
@@ -174,6 +174,9 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         not converged.
     run : the run record to keep in config.json (the command line's; default: this call's).
     init_std : passed to PackedMLP (default 1/sqrt(fan_in) per layer).
+    init : a named initialization of PackedMLP instead of init_std: "he_normal", "he_uniform",
+        "xavier_normal", "xavier_uniform" or "lecun_normal" (fans per layer and network: U has
+        fan_in d, fan_out H; V fan_in H, fan_out k). Recorded in config.json as "init".
     dtype : the model's dtype, float32 or float64 (numpy dtype, name or torch dtype); default
         the dataset's. The data are converted once, before training.
     label_noise : fraction of training labels changed at random, drawn per repetition
@@ -265,6 +268,10 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     grid = [(w, wd, ls) for wd in weight_decays for ls in lr_scales for w in widths]
     N = len(grid)
     init_json = _check_init_std(init_std, N)
+    from ..model import check_init
+    check_init(init)
+    if init is not None and init_std is not None:
+        raise ValueError(f"init: give a named init or init_std, not both (got init={init!r} and init_std)")
     if executor is None:           # with an executor, each pack is checked (pyireg.distributed)
         est = estimate_memory(widths, ds.num_features, ds.num_classes,
                               networks_per_width=len(weight_decays) * len(lr_scales), batch_size=batch_size,
@@ -280,7 +287,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "lr_scales": lr_scales, "num_networks": N, "grid_widths": [g[0] for g in grid],
               "epochs": epochs, "batch_size": batch_size, "drop_last": bool(drop_last),
               "schedule": schedule_json, "init_std": init_json,
-              "init_std_pair": isinstance(init_std, tuple), "dtype": ds.dtype,
+              "init_std_pair": isinstance(init_std, tuple), "init": init, "dtype": ds.dtype,
               "label_noise": float(label_noise), "resample_split": bool(resample_split),
               "eval_batch": eval_batch, "measures": list(measure_names), "activation": activation, "loss": loss,
               "optimizer": optimizer, "optimizer_args": dict(optimizer_args), "init_transform": init_transform,
@@ -296,7 +303,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                      measures=measure_names, activation=activation, loss=loss, optimizer=optimizer,
                      optimizer_args=optimizer_args, init_transform=init_transform,
                      init_transform_args=init_transform_args, device=device, record_epoch0=bool(record_epoch0),
-                     stop_rule=stop_rule)
+                     stop_rule=stop_rule, init=init)
     desc = tag or ds.info.get("name", "sweep")
     if executor is not None:
         from .packed import run_in_packs
@@ -405,7 +412,9 @@ def _chance_cause(ds, schedule, lr_scales, widths) -> str:
     if max(widths) <= 2:
         return ("every hidden unit of these narrow networks is inactive (a ReLU that outputs 0 on every "
                 "sample); more repetitions or a smaller lr help")
-    return (f"the step size may be too large (lr {schedule.lr0:g} x lr scale up to {max(lr_scales):g}): the "
+    lr = getattr(schedule, "max_lr", getattr(schedule, "lr0", None))
+    lr = schedule.lr(0) if lr is None else lr
+    return (f"the step size may be too large (lr {lr:g} x lr scale up to {max(lr_scales):g}): the "
             "first steps pushed every hidden unit into its inactive region")
 
 

@@ -271,6 +271,7 @@ class TrainSpec:
     record_epoch0: bool = False
     # the per-network stopping rule (criterion, tol, patience) of stopping.parse_stop_when, or None
     stop_rule: tuple | None = None
+    init: str | None = None   # a named initialization of PackedMLP (he_normal, ...), or None: init_std
 
     @property
     def num_networks(self) -> int:
@@ -350,7 +351,7 @@ def build(ds, spec: TrainSpec, rep: int, net):
         seeds = [children[i] for i in net]
     model = PackedMLP(width.tolist(), ds.num_features, ds.num_classes, dtype=ds.dtype,
                       init_std=_subset_init_std(spec.init_std, net), seed=seeds,
-                      activation=spec.activation, loss=spec.loss)
+                      activation=spec.activation, loss=spec.loss, init=spec.init)
     if spec.init_transform is not None:
         fn, _ = INIT_TRANSFORMS[spec.init_transform]
         fn(model, rep, net, **dict(spec.init_transform_args))
@@ -587,7 +588,7 @@ def spec_from_config(config: dict) -> TrainSpec:
                      init_transform=config.get("init_transform"),
                      init_transform_args=tuple(sorted(config.get("init_transform_args", {}).items())),
                      record_epoch0=bool(config.get("record_epoch0", False)),
-                     stop_rule=stopping.rule_from_json(config.get("stop_when")))
+                     stop_rule=stopping.rule_from_json(config.get("stop_when")), init=config.get("init"))
 
 
 def models_of(ds, out, rep: int, epoch: int | None = None):

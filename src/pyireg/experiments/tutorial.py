@@ -10,7 +10,7 @@ import numbers
 import time
 from pathlib import Path
 
-from . import knobs, matrix_completion, min_norm, trace_norm, tutorial_extra
+from . import deep_factorization, knobs, matrix_completion, min_norm, trace_norm, tutorial_extra
 
 # name -> (function, what it shows, the settings of --quick)
 DEMOS = {
@@ -21,6 +21,10 @@ DEMOS = {
     "matrix-completion": (matrix_completion.demo, "GD from a small init finds the minimum nuclear-norm completion",
                           dict(n=12, rank=2, observed_factors=(4,), init_scales=(0.3, 1e-4), widths=(2, 12),
                                iters=500, solver="CLARABEL")),
+    "deep-matrix-factorization": (deep_factorization.demo,
+                                  "matrix completion by GD on depth 1-4 linear factorizations: effective rank and "
+                                  "nuclear norm against depth and the convex minimum",
+                                  dict(n=8, rank=2, observed_factor=2.5, seeds=(0,), init_scale=0.1, max_steps=800)),
     "init-scale": (knobs.init_scale_demo, "initialization scale: lazy vs rich training of ReLU networks",
                    dict(widths=(8, 32), scales=(0.3, 1.0), seeds=(0,), epochs=2, n_train=200, n_val=100, n_test=100)),
     "learning-rate": (knobs.learning_rate_demo, "learning-rate scale of SGD on ReLU networks",

@@ -52,18 +52,19 @@ class PackedMLP(nn.Module):
     gradients together). ``train_step(X, y, optimizer)``: the whole training step in one native
     call, with a ``pyireg.torch.PackedSGD`` or ``PackedOptimizer``.
 
-    The arguments and the initialization (same seed, same weights) are those of the numpy
+    The arguments and the initialization (same seed, same weights; ``init`` names He, Xavier or
+    LeCun, normal or uniform, with the fans of the numpy docstring) are those of the numpy
     ``pyireg.PackedMLP``; ``dtype`` is float32 (default) or float64, as a torch dtype, numpy dtype
     or string. Inputs: CPU tensors of any strides, float32 or float64 (converted to the module's
     dtype, differentiably); integer class labels of any integer dtype for cross-entropy.
     """
 
     def __init__(self, widths: Sequence[int], in_features: int, out_features: int, *, activation: str = "relu",
-                 loss: str = "cross_entropy", init_std=None, seed=0, dtype=torch.float32):
+                 loss: str = "cross_entropy", init_std=None, seed=0, dtype=torch.float32, init=None):
         super().__init__()
         dt = _torch_dtype(dtype)
         numpy_model = _model.PackedMLP(widths, in_features, out_features, activation=activation, loss=loss,
-                                       init_std=init_std, seed=seed, dtype=str(dt).replace("torch.", ""))
+                                       init_std=init_std, seed=seed, dtype=str(dt).replace("torch.", ""), init=init)
         self._adopt(numpy_model, requires_grad=True)
 
     def _adopt(self, m: "_model.PackedMLP", requires_grad: bool) -> None:

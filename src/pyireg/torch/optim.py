@@ -68,6 +68,27 @@ def _check(name: str, value, where: str):
     return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 
+def normalize_group(group: dict, where: str, names: tuple) -> dict:
+    """A parameter group's values as the optimizers keep them: lr -> (float lr, lr_scale tensor or
+    None: a per-network lr becomes lr 1 scaled per network, so schedulers that multiply lr keep
+    working); each of ``names`` -> a checked float or per-network tensor."""
+    out = dict(group)
+    if "lr" in group:
+        lr = _check("lr", group["lr"], where)
+        scale = group.get("lr_scale")
+        if isinstance(lr, Tensor):
+            if scale is not None:
+                raise ValueError(f"lr_scale: expected None when lr itself is per network{where}")
+            out["lr"], out["lr_scale"] = 1.0, lr
+        else:
+            out["lr"] = lr
+            out["lr_scale"] = None if scale is None else _check("lr", scale, where + " (lr_scale)")
+    for name in names:
+        if name in group:
+            out[name] = _check(name, group[name], where)
+    return out
+
+
 class PackedSGD(torch.optim.Optimizer):
     """``torch.optim.SGD(momentum, dampening=0, weight_decay, nesterov=False)`` applied to every
     network of pyireg PackedMLP modules with its own hyper-parameters, by the native update.
@@ -121,21 +142,7 @@ class PackedSGD(torch.optim.Optimizer):
     @staticmethod
     def _normalize(group: dict, where: str) -> dict:
         """lr -> (float lr, lr_scale tensor or None); momentum and weight_decay -> float or tensor."""
-        out = dict(group)
-        if "lr" in group:
-            lr = _check("lr", group["lr"], where)
-            scale = group.get("lr_scale")
-            if isinstance(lr, Tensor):
-                if scale is not None:
-                    raise ValueError(f"lr_scale: expected None when lr itself is per network{where}")
-                out["lr"], out["lr_scale"] = 1.0, lr
-            else:
-                out["lr"] = lr
-                out["lr_scale"] = None if scale is None else _check("lr", scale, where + " (lr_scale)")
-        for name in ("momentum", "weight_decay"):
-            if name in group:
-                out[name] = _check(name, group[name], where)
-        return out
+        return normalize_group(group, where, ("momentum", "weight_decay"))
 
     def add_param_group(self, param_group: dict) -> None:
         where = f" (parameter group {len(self.param_groups)})"

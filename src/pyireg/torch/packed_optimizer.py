@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from . import _ops
 from ._checks import ADAM_RULES, RULES
 from .module import PackedMLP, owner
-from .optim import FusedBatch, _check
+from .optim import FusedBatch, _check, normalize_group
 
 # The hyper-parameters of each rule beside lr and weight_decay, with their defaults (torch's).
 _RULE_HYPER = {"momentum_sgd": {"momentum": 0.0}, "nesterov_sgd": {"momentum": 0.0}, "path_sgd": {"momentum": 0.0},
@@ -78,20 +78,7 @@ class PackedOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ hyper-parameters
     @staticmethod
     def _normalize(group: dict, where: str) -> dict:
-        out = dict(group)
-        if "lr" in group:
-            lr = _check("lr", group["lr"], where)
-            scale = group.get("lr_scale")
-            if isinstance(lr, Tensor):
-                if scale is not None:
-                    raise ValueError(f"lr_scale: expected None when lr itself is per network{where}")
-                out["lr"], out["lr_scale"] = 1.0, lr
-            else:
-                out["lr"] = lr
-                out["lr_scale"] = None if scale is None else _check("lr", scale, where + " (lr_scale)")
-        for name in ("momentum", "weight_decay", "eps", "alpha"):
-            if name in group:
-                out[name] = _check(name, group[name], where)
+        out = normalize_group(group, where, ("momentum", "weight_decay", "eps", "alpha"))
         if "betas" in group:
             b = group["betas"]
             if not (isinstance(b, (tuple, list)) and len(b) == 2):

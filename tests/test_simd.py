@@ -1,7 +1,9 @@
 """The SIMD targets with FMA give the same bits: the AVX-512 kernels (64-byte vectors, 8-row
-tiles, a 32-byte vector at a row's end) against the AVX2 kernels on every operation, both
-dtypes, both losses, all three update rules, at shapes that cut rows at every kind of place.
-A distributed sweep may therefore mix machines of either kind."""
+tiles, a 32-byte vector at a row's end, masked row ends) against the AVX2 kernels on every
+operation, both dtypes, both losses, every update rule (momentum SGD with and without momentum,
+Nesterov, Path-SGD, DDP-SGD, Adam, AdamW), at shapes that cut rows at every kind of place (the
+dV sums' half 64-byte block at a row's end, the rules' partial vectors). A distributed sweep
+may therefore mix machines of either kind."""
 import numpy as np
 import pytest
 
@@ -26,7 +28,11 @@ def _everything(simd, widths, d, k, B, dtype, loss, rule):
     init = m.copy()
     opt = {"momentum_sgd": lambda: pyireg.MomentumSGD(m, 0.05, 0.9, 1e-3),
            "path_sgd": lambda: pyireg.PathSGD(m, 0.01, momentum=0.5, weight_decay=1e-3),
-           "ddp_sgd": lambda: pyireg.DDPSGD(m, 0.01, alpha=0.3)}[rule]()
+           "ddp_sgd": lambda: pyireg.DDPSGD(m, 0.01, alpha=0.3),
+           "nesterov_sgd": lambda: pyireg.NesterovSGD(m, 0.05, 0.9, 1e-3),
+           "adam": lambda: pyireg.Adam(m, 1e-3, weight_decay=1e-3),
+           "adamw": lambda: pyireg.AdamW(m, 1e-3, weight_decay=1e-2),
+           "sgd": lambda: pyireg.MomentumSGD(m, 0.05, 0.0)}[rule]()
     out += [opt.step(X, y) for _ in range(3)]
     out += [m.U, m.V, *m.evaluate(X, y)]
     names = ["path_l2", "ddp_path", "margin", "dist_U"] if loss == "cross_entropy" else ["path_l2", "dist_U"]
@@ -37,7 +43,9 @@ def _everything(simd, widths, d, k, B, dtype, loss, rule):
 @pytest.mark.parametrize("widths,d,k,B", SHAPES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("loss,rule", [("cross_entropy", "momentum_sgd"), ("squared", "path_sgd"),
-                                       ("cross_entropy", "ddp_sgd"), ("cross_entropy", "path_sgd")])
+                                       ("cross_entropy", "ddp_sgd"), ("cross_entropy", "path_sgd"),
+                                       ("cross_entropy", "nesterov_sgd"), ("squared", "adam"),
+                                       ("cross_entropy", "adamw"), ("squared", "sgd")])
 def test_avx512_gives_the_bits_of_avx2(widths, d, k, B, dtype, loss, rule):
     a = _everything("avx2", widths, d, k, B, dtype, loss, rule)
     b = _everything("avx512", widths, d, k, B, dtype, loss, rule)

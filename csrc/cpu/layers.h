@@ -121,60 +121,199 @@ inline void hsum8(const vec32<float>* v, float* out) {
   st(out, s);
 }
 
-// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]>, dz += sum_c v[c] G[c];
-// on the last output group the activation mask is applied.
-// dv is summed in 32-byte lanes on every target (the same bits everywhere), then across them.
+// The dv sums' fixed reduction tree, the same on every target: a row of Bp columns is cut into
+// blocks of 64 bytes (16 floats, 8 doubles); lane l of the 64-byte accumulator sums column l of
+// every block in block order (one fused multiply-add each), a last 32-byte block going into the
+// low half; the two 32-byte halves are then added (low + high) and their lanes summed in hsum's
+// order. AVX-512 holds the accumulator in one register; AVX2 and generic hold its halves in two.
+// (The order does not depend on how a target unrolls its loop, and a zero added into the high
+// half by AVX-512's last block can change only the sign of a zero lane, which the final sum,
+// started at +0, does not see.)
+template <class T>
+constexpr bool kWideAcc = VecOf<T>::W == 2 * VecN<T, 32>::W;
+// outputs handled per pass of the dV, dZ pass: their accumulators stay in registers (AVX-512
+// has 32 of 64 bytes; AVX2 16 of 32 bytes and two halves per output). The grouping does not
+// change a bit: dz is summed over the outputs in order across passes, each dv on its own.
+template <class T>
+constexpr int64_t kBackwardClassGroup = kWideAcc<T> ? 12 : 6;
+
+// dv[c0 + c] = the tree's sum of lo[c] + hi[c] (32-byte halves of the accumulators) for c < CC.
+template <class T, int CC>
+inline void finish_dv(vec32<T>* lo, const vec32<T>* hi, int64_t c0, T* dv) {
+  for (int c = 0; c < CC; ++c) lo[c] += hi[c];
+  int c = 0;
+  if constexpr (std::is_same<T, float>::value)
+    for (; c + 8 <= CC; c += 8) hsum8(lo + c, dv + c0 + c);
+  for (; c < CC; ++c) dv[c0 + c] = hsum<T>(lo[c]);
+}
+
+#if PYIREG_VEC_BYTES == 64
+// AVX-512 pieces of unit_backward_group. The row's last 64-byte block may be half full (Bp is a
+// multiple of 32 bytes): it is loaded and stored under a lane mask, and its dv products go only
+// into the accumulators' masked lanes (the others keep their bits).
+inline __m512 masked_load(unsigned m, const float* p) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), p); }
+inline __m512d masked_load(unsigned m, const double* p) { return _mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p); }
+inline void masked_store(unsigned m, float* p, __m512 v) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), v); }
+inline void masked_store(unsigned m, double* p, __m512d v) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), v); }
+inline __m512 masked_fma(__m512 a, __m512 b, __m512 c, unsigned m) {
+  return _mm512_mask3_fmadd_ps(a, b, c, static_cast<__mmask16>(m));
+}
+inline __m512d masked_fma(__m512d a, __m512d b, __m512d c, unsigned m) {
+  return _mm512_mask3_fmadd_pd(a, b, c, static_cast<__mmask8>(m));
+}
+// the low and high 32-byte halves of a 64-byte vector
+inline void halves(__m512 v, vec32<float>* lo, vec32<float>* hi) {
+  *lo = _mm512_castps512_ps256(v);
+  *hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+inline void halves(__m512d v, vec32<double>* lo, vec32<double>* hi) {
+  *lo = _mm512_castpd512_pd256(v);
+  *hi = _mm512_extractf64x4_pd(v, 1);
+}
+
+// NB blocks of 64 bytes from column j to the row's end (Bp), the last one under a mask: NB
+// independent dz chains, each block's activations and dz in registers across the outputs.
+template <class T, int CC, int NB>
+inline void wide_row_end(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
+                         int64_t j, vec<T>* acc) {
+  constexpr int W = VecOf<T>::W;
+  const int64_t jl = j + (NB - 1) * W;  // the last block
+  const unsigned m = (1u << (Bp - jl)) - 1u;
+  vec<T> a[NB], da[NB];
+#pragma GCC unroll 8
+  for (int i = 0; i < NB - 1; ++i) {
+    a[i] = ld(at + j + i * W);
+    da[i] = first ? vec<T>{} : ld(dz + j + i * W);
+  }
+  a[NB - 1] = masked_load(m, at + jl);
+  da[NB - 1] = first ? vec<T>{} : vec<T>(masked_load(m, dz + jl));
+#pragma GCC unroll 16
+  for (int c = 0; c < CC; ++c) {
+    const vec<T> vc = splat(v[c0 + c]);
+    const T* g = G + (c0 + c) * Bp;
+#pragma GCC unroll 8
+    for (int i = 0; i < NB - 1; ++i) {
+      const vec<T> gi = ld(g + j + i * W);
+      acc[c] += a[i] * gi;
+      da[i] += vc * gi;
+    }
+    const vec<T> gl = masked_load(m, g + jl);
+    acc[c] = masked_fma(a[NB - 1], gl, acc[c], m);
+    da[NB - 1] += vc * gl;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NB; ++i) {
+    const vec<T> out = mask ? (a[i] > 0 ? da[i] : vec<T>{}) : da[i];
+    if (i < NB - 1)
+      st(dz + j + i * W, out);
+    else
+      masked_store(m, dz + jl, out);
+  }
+}
+
+// Four full blocks of 64 bytes a step while more than four blocks are left; returns the first
+// column not done.
+template <class T, int CC>
+inline int64_t wide_steps(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
+                          vec<T>* acc) {
+  constexpr int W = VecOf<T>::W, NB = 4;
+  int64_t j = 0;
+  for (; Bp - j > NB * W; j += NB * W) {
+    vec<T> a[NB], da[NB];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; ++i) {
+      a[i] = ld(at + j + i * W);
+      da[i] = first ? vec<T>{} : ld(dz + j + i * W);
+    }
+#pragma GCC unroll 16
+    for (int c = 0; c < CC; ++c) {
+      const vec<T> vc = splat(v[c0 + c]);
+      const T* g = G + (c0 + c) * Bp + j;
+#pragma GCC unroll 8
+      for (int i = 0; i < NB; ++i) {
+        const vec<T> gi = ld(g + i * W);
+        acc[c] += a[i] * gi;
+        da[i] += vc * gi;
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; ++i) st(dz + j + i * W, mask ? (a[i] > 0 ? da[i] : vec<T>{}) : da[i]);
+  }
+  return j;
+}
+#endif
+
+// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]> (the tree above), dz +=
+// sum_c v[c] G[c] (each column on its own: any width gives its bits); on the last output
+// group the activation mask is applied. NB blocks a step: NB independent dz chains (each a sum
+// over the outputs, a chain of CC dependent fused multiply-adds).
 template <class T, int CC>
 void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
                          bool last, bool use_relu) {
-  constexpr int W = VecN<T, 32>::W;
-  vec32<T> dvacc[CC];
-  for (int c = 0; c < CC; ++c) dvacc[c] = vec32<T>{};
+  constexpr int H = VecN<T, 32>::W;  // a half: 32 bytes
+  const bool mask = last && use_relu;
   int64_t j = 0;
-  // two blocks of columns a step: two independent dz chains (each a sum over the outputs)
-  for (; j + 2 * W <= Bp; j += 2 * W) {
-    const vec32<T> a0 = ld32(at + j), a1 = ld32(at + j + W);
-    vec32<T> da0 = first ? vec32<T>{} : ld32(dz + j), da1 = first ? vec32<T>{} : ld32(dz + j + W);
-    for (int c = 0; c < CC; ++c) {
-      const vec32<T> g0 = ld32(G + (c0 + c) * Bp + j), g1 = ld32(G + (c0 + c) * Bp + j + W);
-      const vec32<T> vc = splat32(v[c0 + c]);
-      dvacc[c] += a0 * g0;
-      dvacc[c] += a1 * g1;
-      da0 += vc * g0;
-      da1 += vc * g1;
+  if constexpr (kWideAcc<T>) {
+#if PYIREG_VEC_BYTES == 64
+    constexpr int W = VecOf<T>::W;
+    vec<T> acc[CC];
+    for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
+    j = wide_steps<T, CC>(at, G, v, c0, Bp, dz, first, mask, acc);
+    switch ((Bp - j + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
+#define PYIREG_END(nb) \
+  case nb: wide_row_end<T, CC, nb>(at, G, v, c0, Bp, dz, first, mask, j, acc); break;
+      PYIREG_END(1)
+      PYIREG_END(2) PYIREG_END(3) PYIREG_END(4)
+#undef PYIREG_END
+          default : break;
     }
-    if (last && use_relu) {
-      da0 = a0 > 0 ? da0 : vec32<T>{};
-      da1 = a1 > 0 ? da1 : vec32<T>{};
+    vec32<T> lo[CC], hi[CC];
+    for (int c = 0; c < CC; ++c) halves(acc[c], &lo[c], &hi[c]);
+    finish_dv<T, CC>(lo, hi, c0, dv);
+#endif
+  } else {
+    vec32<T> lo[CC], hi[CC];
+    for (int c = 0; c < CC; ++c) lo[c] = hi[c] = vec32<T>{};
+    // a 64-byte block a step: its halves are two independent dz chains
+    for (; j + 2 * H <= Bp; j += 2 * H) {
+      const vec32<T> a0 = ld32(at + j), a1 = ld32(at + j + H);
+      vec32<T> da0 = first ? vec32<T>{} : ld32(dz + j), da1 = first ? vec32<T>{} : ld32(dz + j + H);
+      for (int c = 0; c < CC; ++c) {
+        const vec32<T> g0 = ld32(G + (c0 + c) * Bp + j), g1 = ld32(G + (c0 + c) * Bp + j + H);
+        const vec32<T> vc = splat32(v[c0 + c]);
+        lo[c] += a0 * g0;
+        hi[c] += a1 * g1;
+        da0 += vc * g0;
+        da1 += vc * g1;
+      }
+      st(dz + j, mask ? (a0 > 0 ? da0 : vec32<T>{}) : da0);
+      st(dz + j + H, mask ? (a1 > 0 ? da1 : vec32<T>{}) : da1);
     }
-    st(dz + j, da0);
-    st(dz + j + W, da1);
+    if (j < Bp) {  // a last 32-byte block: into the low half
+      const vec32<T> a = ld32(at + j);
+      vec32<T> da = first ? vec32<T>{} : ld32(dz + j);
+      for (int c = 0; c < CC; ++c) {
+        const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
+        lo[c] += a * g;
+        da += splat32(v[c0 + c]) * g;
+      }
+      st(dz + j, mask ? (a > 0 ? da : vec32<T>{}) : da);
+    }
+    finish_dv<T, CC>(lo, hi, c0, dv);
   }
-  for (; j < Bp; j += W) {
-    const vec32<T> a = ld32(at + j);
-    vec32<T> da = first ? vec32<T>{} : ld32(dz + j);
-    for (int c = 0; c < CC; ++c) {
-      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
-      dvacc[c] += a * g;
-      da += splat32(v[c0 + c]) * g;
-    }
-    if (last && use_relu) da = a > 0 ? da : vec32<T>{};
-    st(dz + j, da);
-  }
-  int c = 0;
-  if constexpr (std::is_same<T, float>::value)
-    for (; c + 8 <= CC; c += 8) hsum8(dvacc + c, dv + c0 + c);
-  for (; c < CC; ++c) dv[c0 + c] = hsum<T>(dvacc[c]);
 }
 
 // Unit h's backward from the gradient G (k x Bp) of its network's outputs: dv (k) and dz (Bp).
 template <class T>
 void unit_backward(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, T* dv, bool use_relu) {
-  for (int64_t c0 = 0; c0 < k; c0 += kClassGroup) {
-    const bool first = c0 == 0, last = c0 + kClassGroup >= k;
-    switch (std::min(kClassGroup, k - c0)) {
-#define PYIREG_CASE(n) \
-  case n: unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); break;
+  constexpr int64_t CG = kBackwardClassGroup<T>;
+  for (int64_t c0 = 0; c0 < k; c0 += CG) {
+    const bool first = c0 == 0, last = c0 + CG >= k;
+    switch (std::min(CG, k - c0)) {
+#define PYIREG_CASE(n)                                                                                 \
+  case n:                                                                                              \
+    if constexpr (n <= CG) unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); \
+    break;
       PYIREG_CLASS_CASES(PYIREG_CASE)
 #undef PYIREG_CASE
       default: break;

@@ -17,6 +17,9 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #ifndef PYIREG_ISA
 #error "define PYIREG_ISA (the SIMD target's namespace) before including this header"
@@ -66,6 +69,48 @@ inline vec32<T> ld32(const T* p) {
 template <class T, class V>
 inline void st(T* p, V v) {
   std::memcpy(p, &v, sizeof v);
+}
+
+// The first n (0 < n < lanes) elements of a vector: loaded with the other lanes zero, or
+// stored leaving the memory after them untouched. Masked instructions on AVX-512 and AVX2 (no
+// fault past the end), copies through a zeroed buffer elsewhere: the same lanes, the same bits.
+template <class T>
+inline vec<T> ld_part(const T* p, int64_t n) {
+#if PYIREG_VEC_BYTES == 64 && defined(__AVX512F__)
+  const unsigned m = (1u << n) - 1u;
+  if constexpr (std::is_same<T, float>::value)
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), p);
+  else
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p);
+#elif PYIREG_VEC_BYTES == 32 && defined(__AVX2__)
+  if constexpr (std::is_same<T, float>::value)
+    return _mm256_maskload_ps(p, __m256i(VecN<int32_t, 32>::type{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<int32_t>(n)));
+  else
+    return _mm256_maskload_pd(p, __m256i(VecN<int64_t, 32>::type{0, 1, 2, 3} < n));
+#else
+  T t[VecOf<T>::W] = {};
+  std::memcpy(t, p, sizeof(T) * static_cast<size_t>(n));
+  return ld(t);
+#endif
+}
+template <class T>
+inline void st_part(T* p, int64_t n, vec<T> v) {
+#if PYIREG_VEC_BYTES == 64 && defined(__AVX512F__)
+  const unsigned m = (1u << n) - 1u;
+  if constexpr (std::is_same<T, float>::value)
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), v);
+  else
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), v);
+#elif PYIREG_VEC_BYTES == 32 && defined(__AVX2__)
+  if constexpr (std::is_same<T, float>::value)
+    _mm256_maskstore_ps(p, __m256i(VecN<int32_t, 32>::type{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<int32_t>(n)), v);
+  else
+    _mm256_maskstore_pd(p, __m256i(VecN<int64_t, 32>::type{0, 1, 2, 3} < n), v);
+#else
+  T t[VecOf<T>::W];
+  st(t, v);
+  std::memcpy(p, t, sizeof(T) * static_cast<size_t>(n));
+#endif
 }
 
 // Brace initialization compiles to a single vbroadcast (from memory when s is loaded); the

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   std::vector<int64_t> off(N + 1, 0);
   for (int64_t n = 0; n < N; ++n) off[n + 1] = off[n] + n + 1;
   const int64_t S = off[N];
-  Plan p = make_plan(make_layout(off.data(), N, d, k), 192, 8192);
+  const int64_t group_units = argc > 3 ? std::atoi(argv[3]) : 512;
+  Plan p = make_plan(make_layout(off.data(), N, d, k), 192, group_units);
   Ctx cx{&p, Activation::relu, 1};
   std::mt19937 g(0);
   std::normal_distribution<float> n01;
@@ -91,12 +92,13 @@ int main(int argc, char** argv) {
       // units_backward alone (no dU), then the full backward with the rule: the difference
       t0 = now();
       backward_group(ws, cx, U.data(), V.data(), ps, gi, static_cast<const void*>(nullptr),
-                     GradSink<T>{nullptr, nullptr}, false, static_cast<T*>(nullptr), group_activations(ws, p, ps, gi));
+                     GradSink<T>{nullptr, nullptr}, false, static_cast<T*>(nullptr),
+                     group_activations(ws.AT.data(), p, ps, gi));
       const double ub = now() - t0;
       tt[BACKWARD] += ub;
       t0 = now();
       backward_group(ws, cx, U.data(), V.data(), ps, gi, &rule, GradSink<T>{nullptr, nullptr}, true,
-                     static_cast<T*>(nullptr), group_activations(ws, p, ps, gi));
+                     static_cast<T*>(nullptr), group_activations(ws.AT.data(), p, ps, gi));
       tt[UPDATE_GEMM] += std::max(0.0, now() - t0 - ub);
     }
     for (int i = 0; i < NPH; ++i) best[i] = std::min(best[i], tt[i]);

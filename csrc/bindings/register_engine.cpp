@@ -299,12 +299,15 @@ void bind_engine(py::module_& m, const char* name) {
   py::class_<E>(m, name, "The native engine of one packed model (private; use pyireg.PackedMLP).")
       .def(py::init<const py::array&, int64_t, int64_t, const std::string&, const std::string&, int64_t, int64_t>(),
            py::arg("offsets"), py::arg("d"), py::arg("k"), py::arg("activation") = "relu",
-           py::arg("loss") = "cross_entropy", py::arg("chunk_units") = 192, py::arg("group_units") = 8192)
+           py::arg("loss") = "cross_entropy", py::arg("chunk_units") = 192, py::arg("group_units") = 512)
       .def_property_readonly("N", [](const E& e) { return e.engine().N(); })
       .def_property_readonly("S", [](const E& e) { return e.engine().S(); })
       .def_property_readonly("d", [](const E& e) { return e.engine().d(); })
       .def_property_readonly("k", [](const E& e) { return e.engine().k(); })
       .def_property_readonly("num_groups", [](const E& e) { return e.engine().plan().ngroups(); })
+      .def(
+          "runs_by_groups", [](const E& e, int threads) { return e.engine().plan().by_groups(threads); },
+          py::arg("threads"), "Whether a training pass on this many threads runs whole groups on one thread each.")
       .def_property_readonly("weights_bytes", [](const E& e) { return e.engine().weights_bytes(); })
       .def_property_readonly(
           "workspace_bytes", [](const E& e) { return e.engine().workspace_bytes(); },

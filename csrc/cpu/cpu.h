@@ -22,6 +22,7 @@ struct Ctx {
   const Plan* plan = nullptr;
   Activation act = Activation::relu;
   int threads = 1;  // OpenMP threads of this call; per-thread scratch is sized by it
+  int slot = 0;     // first per-thread scratch slot of this call's team (a team inside a team)
 };
 
 template <class T>

@@ -34,7 +34,7 @@ class CpuEngine {
   // Validates every argument (std::invalid_argument) and checks that the model's weights and
   // plan fit the memory limit (MemoryLimitError) before building the plan.
   CpuEngine(const int64_t* offsets, int64_t N, int64_t d, int64_t k, Activation act, Loss loss,
-            int64_t chunk_units = 192, int64_t group_units = 8192);
+            int64_t chunk_units = 192, int64_t group_units = 512);
 
   const Plan& plan() const { return *plan_; }
   const Layout& layout() const { return *plan_; }

@@ -46,7 +46,7 @@ void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
-    T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + thread_id() * scratch_stride;
+    T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + (cx.slot + thread_id()) * scratch_stride;
     if (use_relu)
       gemm<T, false, true>(h1 - h0, Bp, d, U + h0 * d, d, XT, xt_stride<T>(Bp), StoreEpilogue<T, true>{at, Bp});
     else
@@ -81,10 +81,10 @@ struct Pass {
 // Forward + loss + d(loss)/d(outputs) of group g; its activations stay in AT for the backward.
 template <class T>
 void forward_loss_group(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const Targets<T>& t, const Pass& ps,
-                        int64_t g, double* loss) {
+                        int64_t g, double* loss, T* AT) {
   const Plan& p = *cx.plan;
   const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
-  forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], ws.slots.data(), ws.outs.data(),
+  forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, AT, p.chunk_begin[c0], ws.slots.data(), ws.outs.data(),
                  static_cast<T*>(nullptr), 0, c0, c1);
   const T scale = T(1) / static_cast<T>(ps.B);
   T* outs = ws.outs.data();
@@ -125,7 +125,7 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
   T* scratch = ws.thread_scratch.data();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(cx.threads)
   for (int64_t c = c0; c < c1; ++c) {
-    T* own = scratch + thread_id() * stride;
+    T* own = scratch + (cx.slot + thread_id()) * stride;
     const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
     T* dZT = dZ_group ? dZ_group + (h0 - unit0) * Bp : own;
     T* dU = own + cu * Bp;
@@ -133,8 +133,10 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
     for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
       const Run& run = p.runs[r];
       const T* Gn = G + run.net * k * Bp;
-      for (int64_t h = run.begin; h < run.end; ++h)
+      for (int64_t h = run.begin; h < run.end; ++h) {
         unit_backward(AT + h * Bp, Gn, V + h * k, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k, use_relu);
+        if constexpr (!std::is_same<R, void>::value) prefetch_row(*rule, run.net, h, d, U);
+      }
     }
     // the chunk's dU into the thread's scratch (it stays in L2), columns outer (a panel of the
     // batch stays in L1); a rule then runs over the rows in a pass of its own: on an AVX-512 Xeon
@@ -187,17 +189,18 @@ void input_grad_group(const Ctx& cx, const T* U, const T* dZ_group, const Pass& 
     }
 }
 
-// The activations of group g in ws.AT, indexed by global unit (row h at the result + h * Bp).
+// The activations of group g in AT (one group's buffer), indexed by global unit (row h at the
+// result + h * Bp).
 template <class T>
-const T* group_activations(const Workspace<T>& ws, const Plan& p, const Pass& ps, int64_t g) {
-  return ws.AT.data() - p.chunk_begin[p.group_chunk_ptr[g]] * ps.Bp;
+const T* group_activations(const T* AT, const Plan& p, const Pass& ps, int64_t g) {
+  return AT - p.chunk_begin[p.group_chunk_ptr[g]] * ps.Bp;
 }
 
-// Scratch for a training pass (grown once, then reused).
+// Scratch for a training pass (grown once, then reused); `at_buffers` group activation buffers.
 template <class T>
-void reserve_pass(Workspace<T>& ws, const Ctx& cx, const Pass& ps, bool input_grad) {
+void reserve_pass(Workspace<T>& ws, const Ctx& cx, const Pass& ps, bool input_grad, int at_buffers = 1) {
   const Plan& p = *cx.plan;
-  ws.grow(ws.AT, static_cast<size_t>(p.max_group_units * ps.Bp));
+  ws.grow(ws.AT, static_cast<size_t>(at_buffers * p.max_group_units * ps.Bp));
   ws.grow(ws.slots, static_cast<size_t>(std::max<int64_t>(1, p.nslots) * p.k * ps.Bp));
   ws.grow(ws.outs, static_cast<size_t>(p.N * p.k * ps.Bp));
   ws.grow(ws.thread_scratch, static_cast<size_t>(cx.threads * backward_thread_scratch(p, ps.Bp, ps.dp)));
@@ -214,18 +217,43 @@ Pass make_pass(const Plan& p, int64_t B) {
 }
 
 // A training pass with the loss: every group's forward, loss and backward; then either the
-// gradients in sink or the rule's update.
+// gradients in sink or the rule's update. By groups (Plan::by_groups), each thread takes whole
+// groups, largest first, with an activation buffer and a backward scratch of its own: a group's
+// rows of U, its activations and (prefetched) optimizer state stay in that core's cache from
+// its forward to its update, and the threads never wait for each other inside the step. Either
+// way every network gets the same operations in the same order: the same bits.
 template <class T, class R>
 void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t B, const Targets<T>& t, const R* rule,
                double* loss, GradSink<T> sink) {
   const Plan& p = *cx.plan;
   const Pass ps = make_pass<T>(p, B);
+  const bool need_dU = rule != nullptr || sink.gU != nullptr;
   pack_batch(ws, X, B, p.d, ps.Bp, ps.dp, true);
-  reserve_pass(ws, cx, ps, false);
-  for (int64_t g = 0; g < p.ngroups(); ++g) {
-    forward_loss_group(ws, cx, U, V, t, ps, g, loss);
-    backward_group(ws, cx, U, V, ps, g, rule, sink, rule != nullptr || sink.gU != nullptr, static_cast<T*>(nullptr),
-                   group_activations(ws, p, ps, g));
+  if (!p.by_groups(cx.threads)) {
+    reserve_pass(ws, cx, ps, false);
+    T* AT = ws.AT.data();
+    for (int64_t g = 0; g < p.ngroups(); ++g) {
+      forward_loss_group(ws, cx, U, V, t, ps, g, loss, AT);
+      backward_group(ws, cx, U, V, ps, g, rule, sink, need_dU, static_cast<T*>(nullptr),
+                     group_activations(AT, p, ps, g));
+    }
+    return;
+  }
+  reserve_pass(ws, cx, ps, false, cx.threads);
+  const int64_t at_stride = p.max_group_units * ps.Bp;
+#pragma omp parallel num_threads(cx.threads)
+  {
+    Ctx own = cx;  // a team of one inside this thread, with this thread's scratch
+    own.threads = 1;
+    own.slot = thread_id();
+    T* AT = ws.AT.data() + own.slot * at_stride;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < p.ngroups(); ++i) {
+      const int64_t g = p.group_order[i];
+      forward_loss_group(ws, own, U, V, t, ps, g, loss, AT);
+      backward_group(ws, own, U, V, ps, g, rule, sink, need_dU, static_cast<T*>(nullptr),
+                     group_activations(AT, p, ps, g));
+    }
   }
 }
 
@@ -297,7 +325,8 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
       forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], static_cast<T*>(nullptr),
                      static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
     backward_group(ws, cx, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
-                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr), act ? act : group_activations(ws, p, ps, g));
+                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr),
+                   act ? act : group_activations(ws.AT.data(), p, ps, g));
     if (dXT) input_grad_group(cx, U, ws.dZ.data(), ps, g, dXT);
   }
   if (gX)

@@ -15,8 +15,16 @@ int64_t Plan::bytes() const {
   return static_cast<int64_t>(sizeof(int64_t) *
                                   (offsets.capacity() + chunk_begin.capacity() + chunk_run_ptr.capacity() +
                                    net_run_ptr.capacity() + net_runs.capacity() + group_chunk_ptr.capacity() +
-                                   group_net_ptr.capacity()) +
+                                   group_net_ptr.capacity() + group_order.capacity()) +
                               sizeof(Run) * runs.capacity());
+}
+
+bool Plan::by_groups(int threads) const {
+  if (threads <= 1 || ngroups() < threads) return false;
+  std::vector<int64_t> load(static_cast<size_t>(threads), 0);
+  for (int64_t g : group_order) *std::min_element(load.begin(), load.end()) += group_units(g);
+  const int64_t most = *std::max_element(load.begin(), load.end());
+  return static_cast<double>(most) * threads <= 1.05 * static_cast<double>(S);
 }
 
 int64_t plan_bytes_bound(const int64_t* offsets, int64_t N, int64_t chunk_units) {
@@ -83,6 +91,10 @@ Plan make_plan(const Layout& layout, int64_t chunk_units, int64_t group_units) {
       p.max_group_units = std::max(p.max_group_units, p.chunk_begin[c] - g0);
     }
   }
+  p.group_order.resize(static_cast<size_t>(p.ngroups()));
+  for (int64_t g = 0; g < p.ngroups(); ++g) p.group_order[g] = g;
+  std::stable_sort(p.group_order.begin(), p.group_order.end(),
+                   [&p](int64_t a, int64_t b) { return p.group_units(a) > p.group_units(b); });
   return p;
 }
 

@@ -38,6 +38,14 @@ struct Plan : Layout {
   std::vector<int64_t> group_chunk_ptr;  // ngroups + 1, into chunks
   std::vector<int64_t> group_net_ptr;    // ngroups + 1, into networks
   int64_t max_group_units = 0;
+  std::vector<int64_t> group_order;  // the groups, largest first (ties: in order)
+  int64_t group_units(int64_t g) const { return chunk_begin[group_chunk_ptr[g + 1]] - chunk_begin[group_chunk_ptr[g]]; }
+  // Whether a training pass on `threads` threads runs whole groups on one thread each (no
+  // barrier inside a step) rather than every group on all threads (a barrier after each phase
+  // of each group): by groups when the groups, largest first, each to the least loaded thread,
+  // load no thread with more than 5% above an even share of the units. A sweep of many
+  // networks qualifies; one wide network, or a few that hold most of the units, do not.
+  bool by_groups(int threads) const;
   int64_t nchunks() const { return static_cast<int64_t>(chunk_run_ptr.size()) - 1; }
   int64_t ngroups() const { return static_cast<int64_t>(group_chunk_ptr.size()) - 1; }
   int64_t bytes() const;

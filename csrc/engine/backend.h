@@ -31,7 +31,7 @@ struct Exec {
 // How a backend may cut the work (the CPU's chunks and groups); a backend may ignore them.
 struct PlanOptions {
   int64_t chunk_units = 192;
-  int64_t group_units = 8192;
+  int64_t group_units = 512;
 };
 
 // The operations whose scratch a backend reports (Backend::scratch_bytes).

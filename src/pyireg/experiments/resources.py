@@ -50,13 +50,15 @@ def estimate_memory(widths: Sequence[int], num_features: int, num_classes: int, 
     """Bytes a sweep needs at its peak, by part, and their ``total``: weights and momentum
     buffers (2 x S x (d + k) values for S hidden units in all), the float64 draw that
     initializes the widest network, per-unit bookkeeping (float64 vectors of length S),
-    activation scratch of the native kernels (bounded by streaming groups of 8,192 units), and
-    the data (num_samples x d). ``networks_per_width``: weight decays x lr scales."""
+    activation scratch of the native kernels (one group of networks per native thread: groups
+    of 512 units or one network, whichever is larger), and the data (num_samples x d).
+    ``networks_per_width``: weight decays x lr scales."""
     item = D.as_dtype(dtype).itemsize
     d, k = int(num_features), int(num_classes)
     S = int(sum(int(w) for w in widths)) * int(networks_per_width)
     N = len(widths) * int(networks_per_width)
-    group = min(S, 8192)
+    from .._core import get_num_threads
+    group = min(S, 512 + max(int(w) for w in widths)) * get_num_threads()
     parts = {
         "weights and momentum": 2 * S * (d + k) * item,
         "initialization (widest network, float64)": 2 * max(int(w) for w in widths) * (d + k) * 8,

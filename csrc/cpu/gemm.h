@@ -109,6 +109,18 @@ inline void tile_row(int64_t ncols, int64_t K, const T* A, int64_t lda, const T*
   }
 }
 
+// A region of memory a later product will read (the next chunk's rows of U), fetched into the
+// cache a few lines per tile while this product runs, so that the memory traffic of a stream
+// of products spreads over their compute instead of stalling the first column panel of each.
+struct Ahead {
+  const char* next = nullptr;
+  const char* end = nullptr;
+  int64_t per_tile = 0;
+  inline void step() {
+    for (int64_t i = 0; i < per_tile && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 2);
+  }
+};
+
 // Row blocks ahead whose rows of A the first column panel prefetches: the forward product
 // streams U from memory, and the block after next arriving in time took the dense step's forward
 // from 103 to 87-91 ms with AVX-512 and from 146 to 131-137 ms with AVX2 (phase sandbox, one
@@ -118,10 +130,12 @@ constexpr int kPrefetchBlocks = 2;
 // One column panel [j, j + width) (a width of two vectors, one, or a 32-byte one: V, NV) for
 // every block of MR rows, then the rows left over.
 template <class T, class V, int MR, int NV, bool TA, class Epi>
-inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j, const Epi& epi) {
+inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j, const Epi& epi,
+                  Ahead* ahead) {
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
   for (; i + MR <= M; i += MR) {
+    if (ahead) ahead->step();
     if (!TA && j == 0 && i + (kPrefetchBlocks + 1) * MR <= M) {
       const char* ahead = reinterpret_cast<const char*>(row(i + kPrefetchBlocks * MR));
       for (int64_t b = 0; b < MR * lda * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(ahead + b, 0, 3);
@@ -151,18 +165,24 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
 // blocks of one column panel of Bm before the next, keeping that panel in L1 (the forward
 // product: Bm is the whole batch, larger than L1). Each tile is computed the same way in either
 // order, so the results are bit-identical.
+// With COLS_OUTER, `ahead` (when given) is fetched over the product's full row blocks.
 template <class T, bool TA = false, bool COLS_OUTER = false, class Epi>
-void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi) {
+void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi,
+          Ahead* ahead = nullptr) {
   constexpr int MR = kTileRows, W = VecOf<T>::W;
   if (COLS_OUTER) {
+    if (ahead) {
+      const int64_t panels = (ncols + 2 * W - 1) / (2 * W) + 1, tiles = std::max<int64_t>(1, M / MR * panels);
+      ahead->per_tile = ((ahead->end - ahead->next) / 64 + tiles - 1) / tiles;
+    }
     int64_t j = 0;
-    for (; j + 2 * W <= ncols; j += 2 * W) panel<T, vec<T>, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi);
+    for (; j + 2 * W <= ncols; j += 2 * W) panel<T, vec<T>, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
     if (j + W <= ncols) {
-      panel<T, vec<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+      panel<T, vec<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
       j += W;
     }
     if constexpr (W > VecN<T, 32>::W) {
-      if (j < ncols) panel<T, vec32<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi);
+      if (j < ncols) panel<T, vec32<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
     }
     return;
   }

@@ -241,6 +241,20 @@ inline int64_t wide_steps(const T* at, const T* G, const T* v, int64_t c0, int64
   }
   return j;
 }
+
+// The whole AVX-512 row of one unit for CC outputs, ending with NBE blocks (the last perhaps
+// half full): the accumulators stay in registers from the first block to the dv sums.
+template <class T, int CC, int NBE>
+inline void wide_unit(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
+                      bool mask) {
+  vec<T> acc[CC];
+  for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
+  const int64_t j = wide_steps<T, CC>(at, G, v, c0, Bp, dz, first, mask, acc);
+  wide_row_end<T, CC, NBE>(at, G, v, c0, Bp, dz, first, mask, j, acc);
+  vec32<T> lo[CC], hi[CC];
+  for (int c = 0; c < CC; ++c) halves(acc[c], &lo[c], &hi[c]);
+  finish_dv<T, CC>(lo, hi, c0, dv);
+}
 #endif
 
 // One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]> (the tree above), dz +=
@@ -256,20 +270,14 @@ void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_
   if constexpr (kWideAcc<T>) {
 #if PYIREG_VEC_BYTES == 64
     constexpr int W = VecOf<T>::W;
-    vec<T> acc[CC];
-    for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
-    j = wide_steps<T, CC>(at, G, v, c0, Bp, dz, first, mask, acc);
-    switch ((Bp - j + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
-#define PYIREG_END(nb) \
-  case nb: wide_row_end<T, CC, nb>(at, G, v, c0, Bp, dz, first, mask, j, acc); break;
-      PYIREG_END(1)
-      PYIREG_END(2) PYIREG_END(3) PYIREG_END(4)
-#undef PYIREG_END
-          default : break;
+    int64_t jend = 0;  // where the steps of four blocks end
+    while (Bp - jend > 4 * W) jend += 4 * W;
+    switch ((Bp - jend + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
+      case 1: wide_unit<T, CC, 1>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+      case 2: wide_unit<T, CC, 2>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+      case 3: wide_unit<T, CC, 3>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+      default: wide_unit<T, CC, 4>(at, G, v, c0, Bp, dz, dv, first, mask); break;
     }
-    vec32<T> lo[CC], hi[CC];
-    for (int c = 0; c < CC; ++c) halves(acc[c], &lo[c], &hi[c]);
-    finish_dv<T, CC>(lo, hi, c0, dv);
 #endif
   } else {
     vec32<T> lo[CC], hi[CC];

@@ -26,9 +26,12 @@ def phases(widths, batch: int = BATCH, d: int = D, k: int = K) -> list[dict]:
     """The phases of one fused momentum-SGD step on a batch: name, FLOPs, bytes to or from
     memory, and kind ("gemm": at the matmul peak; "segmented": at a share of it). Bytes count
     the weights and the momentum buffers (float32), which do not fit a cache at sweep sizes;
-    the batch, the activations of a group of units and the gradients stay in cache (the engine
-    streams the step by groups of whole networks, and fuses the update into the dU product's
-    epilogue, so dU never reaches memory)."""
+    the batch, the activations of a group of units and the gradients stay in cache. The engine
+    runs each group of whole networks (about 512 units) from its forward to its update on one
+    thread (the by-group schedule), so the update finds the group's rows of U and V still in
+    cache from the forward: it reads only the momentum buffers from memory and writes the
+    weights and the buffers back, 12 bytes per weight, and the forward's 4 make one pass over
+    memory per weight, 16 in all (the phase schedule read U and V a second time: 20)."""
     S = float(np.sum(widths))
     B = float(batch)
     return [
@@ -36,9 +39,9 @@ def phases(widths, batch: int = BATCH, d: int = D, k: int = K) -> list[dict]:
         {"phase": "second layer A V (segmented) + loss", "kind": "segmented", "flops": 2 * B * S * k,
          "bytes": 4 * S * k},
         {"phase": "dV, dZ pass + V's momentum update", "kind": "segmented", "flops": 4 * B * S * k,
-         "bytes": 16 * S * k},
-        {"phase": "dU product dZ^T X + U's momentum update (epilogue)", "kind": "gemm", "flops": 2 * B * S * d,
-         "bytes": 16 * S * d},
+         "bytes": 12 * S * k},
+        {"phase": "dU product dZ^T X + U's momentum update", "kind": "gemm", "flops": 2 * B * S * d,
+         "bytes": 12 * S * d},
     ]
 
 

@@ -1,7 +1,8 @@
 """What an epoch commit of a sweep costs (store.commit_epoch: the checkpoint, the history, their
 checksums, fsyncs and renames), in milliseconds per commit and as a share of an epoch of Figure 2.
 
-    python benchmarks/commit_cost.py [--reps 41] [--epochs 5] [--compare] [--json cost.json]
+    python benchmarks/commit_cost.py [--reps 41] [--epochs 5] [--compare] [--sweep-epochs 20]
+                                     [--json cost.json]
 
 Shapes: Figure 2's sweeps on the embedded mnist5k (d = 100, k = 10, 2,000 training samples,
 batch 100): "original" (widths 1, 2, 4 .. 2048 times 5 weight decays: 60 networks, 20,475 units,
@@ -11,7 +12,9 @@ sweep). Each commit is durable (fsync, as in a real run) into a temporary direct
 file system as ``--dir``. ``--compare`` also times the writer before this one (np.savez, the
 SHA-256 after each write on the same thread, dictionary-encoded Parquet), alternating the two
 per repetition, so that both see the same load, and this writer without its helper threads
-("serial"). The epoch is the sweep's own loop (training and
+("serial"). ``--sweep-epochs E`` times the real sweep end to end (E epochs) without commits,
+with its commits on the helper thread (experiments/committer.py) and with them in the training
+thread, alternating. The epoch is the sweep's own loop (training and
 the train / val / test evaluation), the median interval between epochs; the share is commit /
 (epoch + commit). Report medians, and say whether the host was busy.
 """
@@ -137,6 +140,32 @@ def epoch_ms(shape, epochs):
     return statistics.median(np.diff(stamps[1:]) * 1e3)      # (the first epoch warms the caches)
 
 
+def sweep_seconds(shape, epochs, where, modes=("none", "background", "foreground"), rounds=2):
+    """{mode: best seconds} of the real sweep (pyireg.experiments.sweep, Figure 2's ``shape``,
+    ``epochs`` epochs) without a directory ("none": no commits), with its commits on the helper
+    thread ("background", the default) and with every commit in the training thread
+    ("foreground"), the modes alternating over ``rounds``."""
+    from pyireg import data as D
+    from pyireg.experiments import committer
+    from pyireg.experiments.sweep import sweep
+    widths, wds = SHAPES[shape]
+    ds = D.load("mnist5k", n_train=2000, n_val=2000, n_test=1000)
+    best = {m: float("inf") for m in modes}
+    for _ in range(rounds):
+        for m in modes:
+            with tempfile.TemporaryDirectory(dir=where) as tmp:
+                saved = committer.BACKGROUND_BYTES
+                committer.BACKGROUND_BYTES = -1 if m == "foreground" else saved
+                try:
+                    t0 = time.perf_counter()
+                    sweep(ds, widths, weight_decays=[0.0, 1e-5, 1e-4, 1e-3, 1e-2][:wds], epochs=epochs,
+                          out=None if m == "none" else Path(tmp) / "s", progress=False, eval_batch=256)
+                    best[m] = min(best[m], time.perf_counter() - t0)
+                finally:
+                    committer.BACKGROUND_BYTES = saved
+    return best
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=41, help="commits timed per shape and mode (median)")
@@ -145,6 +174,9 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--compare", action="store_true", help="also time the previous writer, alternating")
     ap.add_argument("--dir", default=None, help="where the temporary sweep directories go (default: TMPDIR)")
+    ap.add_argument("--sweep-epochs", type=int, default=0,
+                    help="also time the real sweep for this many epochs without commits, with background "
+                         "commits and with foreground ones (0: skip)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     modes = ["now", "serial", "before"] if a.compare else ["now"]
@@ -163,6 +195,15 @@ def main(argv=None):
             tail = (f", epoch {ep:.1f} ms without commits: the commit is {100 * share:.1f}% of an epoch"
                     if ep == ep else "")
             print(f"{shape:9s} {m:6s}: {med:7.2f} ms per commit (quartiles {q1:.2f}-{q3:.2f}){tail}", flush=True)
+        if a.sweep_epochs > 0:
+            sec = sweep_seconds(shape, a.sweep_epochs, a.dir)
+            per = {m: 1e3 * (sec[m] - sec["none"]) / a.sweep_epochs for m in ("background", "foreground")}
+            rows.append({"shape": shape, "sweep_seconds": sec, "commit_ms_per_epoch": per,
+                         "sweep_epochs": a.sweep_epochs})
+            print(f"{shape:9s} sweep of {a.sweep_epochs} epochs: {sec['none']:.2f} s without commits, "
+                  f"{sec['background']:.2f} s with background commits ({sec['background'] / sec['none']:.3f}x, "
+                  f"{per['background']:.1f} ms per epoch), {sec['foreground']:.2f} s with foreground commits "
+                  f"({sec['foreground'] / sec['none']:.3f}x, {per['foreground']:.1f} ms per epoch)", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"load_average": load, "rows": rows}, indent=2))
     return rows

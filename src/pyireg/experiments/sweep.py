@@ -31,6 +31,7 @@ from .. import _profile
 from .. import data as D
 from ..schedule import PaperSchedule, check_schedule, schedule_to_json
 from . import store
+from .committer import EpochCommitter
 from .resources import Progress, check_memory, estimate_memory
 from .results import SweepResult
 from .store import (
@@ -314,6 +315,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
 
     net_width = np.asarray(spec.grid_widths)
     sd = SweepDir(Path(out), config, checkpoints) if out is not None else None
+    committer = EpochCommitter(sd) if sd is not None else None
     frames, done = [], {}
     bar = Progress(len(seeds) * epochs, progress, f"{desc}: {N} networks x {len(seeds)} "
                     f"rep{'s' if len(seeds) > 1 else ''}")
@@ -348,19 +350,29 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                     history = pd.concat(frames, ignore_index=True)
                     frames = [history]
                     state = checkpoint_state(spec, model, opt, rep, epoch, config["sweep_id"])
+                    # in the background while the next epoch trains (committer.py)
                     with _profile.section("commit (history + checkpoint files)"):
-                        store.commit_epoch(sd, rep, epoch, state, history, done)
+                        committer.commit(rep, epoch, state, history, done)
                 bar.epoch(rep, seeds.index(rep), len(seeds), epoch, epochs, ev["val"][0], net_width)
                 if on_epoch is not None:
+                    if committer is not None:
+                        committer.wait()         # on_epoch sees the epoch committed
                     on_epoch(int(rep), epoch)
 
             # the whole grid of the repetition is one pack
             train_networks(ds, spec, rep, range(N), start=start, restore=restore if start > 0 else None,
                            after_epoch=after_epoch)
+            if committer is not None:
+                with _profile.section("commit (history + checkpoint files)"):
+                    committer.wait()
     finally:
         bar.close()
         if sd is not None:
-            sd.unlock()
+            try:
+                committer.close()
+            finally:
+                if not committer.busy():     # an interrupted wait: the process's exit frees the lock
+                    sd.unlock()
     history = pd.concat(frames, ignore_index=True) if frames else empty_history()
     result = SweepResult(history, config, Path(out) if out is not None else None)
     _warn_at_chance(result, ds, schedule, lr_scales)

@@ -113,3 +113,20 @@ def test_by_group_step_from_python_threads_while_another_model_trains():
     for i in range(2):
         for a, b in zip(results[i], results["serial"]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_memory_check_counts_every_thread_activation_buffer():
+    """The scratch a by-group step grows stays within pass_bytes, which the engine checks against
+    the memory limit before a pass allocates anything."""
+    before = _core.get_num_threads()
+    _core.set_num_threads(2)
+    try:
+        m = _model(WIDTHS * 4, 30, 10, "float32", "cross_entropy", 16)
+        assert m._engine.runs_by_groups(2)
+        X, y = make_data(100, 30, 10, seed=2)
+        opt = pyireg.MomentumSGD(m, 0.05, 0.9)
+        for _ in range(2):
+            opt.step(X, y)
+        assert 0 < m._engine.workspace_bytes <= m._engine.pass_bytes(100)
+    finally:
+        _core.set_num_threads(before)

@@ -44,9 +44,9 @@ int64_t pass_scratch(const Plan& p, int64_t B, bool input_grad) {
   const char* w = "training scratch";
   int64_t e = checked_mul(p.d, xt_stride<T>(Bp), w);  // XT
   e = checked_add(e, checked_mul(B, dp, w), w);       // Xp
-  // AT: one group's activations, one buffer per thread when a pass may run by groups
-  // (Plan::by_groups needs two groups or more; the call's own thread count is at most this)
-  const int64_t at_buffers = p.ngroups() > 1 ? num_threads() : 1;
+  // AT: one group's activations, one buffer per thread when the pass runs by groups (a call
+  // runs on one thread, never by groups, or on num_threads())
+  const int64_t at_buffers = p.by_groups(num_threads()) ? num_threads() : 1;
   e = checked_add(e, checked_mul3(at_buffers, p.max_group_units, Bp, w), w);
   e = checked_add(e, checked_mul3(std::max<int64_t>(1, p.nslots), p.k, Bp, w), w);
   e = checked_add(e, checked_mul3(p.N, p.k, Bp, w), w);  // outs

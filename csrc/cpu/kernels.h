@@ -253,8 +253,8 @@ void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t 
   {
     Ctx own = cx;  // a team of one inside this thread, with this thread's scratch
     own.threads = 1;
-    own.slot = thread_id();
-    T* AT = ws.AT.data() + own.slot * at_stride;
+    own.slot = cx.slot + thread_id();
+    T* AT = ws.AT.data() + thread_id() * at_stride;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < p.ngroups(); ++i) {
       const int64_t g = p.group_order[i];

@@ -132,14 +132,19 @@ def test_committer_rules(monkeypatch):
         c.commit(0, 3, {"U": U}, None, done)     # raised before the next commit starts
     assert [e for e, _, _ in calls] == [1]
     c.wait()                                     # raised once
-    # close() never raises over an exception that is already propagating
+    # close(error) never raises over the exception the caller propagates: it notes the commit's
     c.commit(0, 2, {"U": U}, None, done)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as info:
         try:
             raise KeyError("the training's own error")
-        finally:
-            c.close()
+        except BaseException as e:
+            c.close(error=e)
+            raise
+    assert "also failed: OSError" in "".join(getattr(info.value, "__notes__", []))
     assert not c.busy()
+    c.commit(0, 2, {"U": U}, None, done)         # and without one, close() raises the commit's
+    with pytest.raises(OSError, match="write failed"):
+        c.close()
     # above the size bound the commit runs in the calling thread
     monkeypatch.setattr(C, "BACKGROUND_BYTES", 8)
     c2 = C.EpochCommitter(_Dir())

@@ -26,12 +26,13 @@ def phases(widths, batch: int = BATCH, d: int = D, k: int = K) -> list[dict]:
     """The phases of one fused momentum-SGD step on a batch: name, FLOPs, bytes to or from
     memory, and kind ("gemm": at the matmul peak; "segmented": at a share of it). Bytes count
     the weights and the momentum buffers (float32), which do not fit a cache at sweep sizes;
-    the batch, the activations of a group of units and the gradients stay in cache. The engine
-    runs each group of whole networks (about 512 units) from its forward to its update on one
-    thread (the by-group schedule), so the update finds the group's rows of U and V still in
-    cache from the forward: it reads only the momentum buffers from memory and writes the
-    weights and the buffers back, 12 bytes per weight, and the forward's 4 make one pass over
-    memory per weight, 16 in all (the phase schedule read U and V a second time: 20)."""
+    the batch, the activations of a group of units and the gradients stay in cache. When a pass
+    runs by groups (Plan::by_groups: any sweep of many networks), the engine runs each group of
+    whole networks (about 512 units) from its forward to its update on one thread, so the update
+    finds the group's rows of U and V still in cache from the forward: it reads only the momentum
+    buffers from memory and writes the weights and the buffers back, 12 bytes per weight, and
+    the forward's 4 make one pass over memory per weight, 16 in all (the phase schedule, taken
+    by one wide network or a few dominant ones, reads U and V a second time: 20)."""
     S = float(np.sum(widths))
     B = float(batch)
     return [

@@ -18,7 +18,6 @@ the foreground, where its epoch is long enough that the commit is a small share 
 from __future__ import annotations
 
 import concurrent.futures
-import sys
 
 import numpy as np
 
@@ -53,6 +52,8 @@ class EpochCommitter:
         snapshot = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in arrays.items()}
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pyireg-commit")
+        # (an interrupt between the submit and this assignment leaves the commit untracked; the
+        # pool's shutdown in close() still waits for it)
         self._pending = self._pool.submit(store.commit_epoch, self.d, seed, epoch, snapshot, history, dict(done))
 
     def wait(self) -> None:
@@ -72,15 +73,16 @@ class EpochCommitter:
         """Whether a commit is still running (after an interrupted wait)."""
         return self._pending is not None and not self._pending.done()
 
-    def close(self) -> None:
-        """Wait for the commit in flight and stop the helper thread. While another exception is
-        propagating (``sys.exc_info()``), a failed commit's error is not raised over it."""
-        propagating = sys.exc_info()[1] is not None
+    def close(self, error: BaseException | None = None) -> None:
+        """Wait for the commit in flight and stop the helper thread. ``error``: the exception the
+        caller is propagating; a failed commit's error is then added to it as a note instead of
+        being raised over it."""
         try:
             self.wait()
-        except BaseException:
-            if not propagating:
+        except BaseException as e:
+            if error is None:
                 raise
+            error.add_note(f"the epoch commit in the background also failed: {e!r}")
         finally:
             if self._pool is not None and not self.busy():
                 self._pool.shutdown(wait=True)

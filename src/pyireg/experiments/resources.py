@@ -50,17 +50,23 @@ def estimate_memory(widths: Sequence[int], num_features: int, num_classes: int, 
     """Bytes a sweep needs at its peak, by part, and their ``total``: weights and momentum
     buffers (2 x S x (d + k) values for S hidden units in all), the float64 draw that
     initializes the widest network, per-unit bookkeeping (float64 vectors of length S),
-    activation scratch of the native kernels (one group of networks per native thread: groups
-    of 512 units or one network, whichever is larger), and the data (num_samples x d).
-    ``networks_per_width``: weight decays x lr scales."""
+    activation scratch of the native kernels (a group of 512 units or one network, whichever is
+    larger; one per native thread when a step runs by groups, which together stay within 1.05 x
+    the units), the copy an epoch commit takes when it runs in the background (checkpoints up to
+    256 MiB, experiments/committer.py), and the data (num_samples x d). ``networks_per_width``:
+    weight decays x lr scales."""
     item = D.as_dtype(dtype).itemsize
     d, k = int(num_features), int(num_classes)
     S = int(sum(int(w) for w in widths)) * int(networks_per_width)
     N = len(widths) * int(networks_per_width)
     from .._core import get_num_threads
-    group = min(S, 512 + max(int(w) for w in widths)) * get_num_threads()
+    from .committer import BACKGROUND_BYTES
+    one = min(S, 512 + max(int(w) for w in widths))
+    group = max(one, min(math.ceil(1.05 * S), get_num_threads() * one))
+    weights = 2 * S * (d + k) * item
     parts = {
-        "weights and momentum": 2 * S * (d + k) * item,
+        "weights and momentum": weights,
+        "background commit copy": weights if weights <= BACKGROUND_BYTES else 0,
         "initialization (widest network, float64)": 2 * max(int(w) for w in widths) * (d + k) * 8,
         "per-unit bookkeeping": 4 * S * 8,
         "kernel scratch": (4 * max(batch_size, eval_batch) * group + N * max(batch_size, eval_batch) * k) * item,

@@ -365,6 +365,10 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             if committer is not None:
                 with _profile.section("commit (history + checkpoint files)"):
                     committer.wait()
+    except BaseException as e:
+        if committer is not None:
+            committer.close(error=e)         # a commit that fails too is noted on e
+        raise
     finally:
         bar.close()
         if sd is not None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tiny_classes
 
 from pyireg import _core
-from pyireg import data as D
 from pyireg.experiments import load_results, sweep
 
 S = importlib.import_module("pyireg.experiments.store")
@@ -29,9 +29,7 @@ def _one_thread_no_fsync(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 6))
-    return D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5), n_val=20, n_test=20)
+    return tiny_classes()
 
 
 DEFAULT_BYTES = C.BACKGROUND_BYTES

@@ -101,12 +101,7 @@ inline void st_part(T* p, int64_t n, vec<T> v) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), v);
   else
     _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), v);
-#elif PYIREG_VEC_BYTES == 32 && defined(__AVX2__)
-  if constexpr (std::is_same<T, float>::value)
-    _mm256_maskstore_ps(p, __m256i(VecN<int32_t, 32>::type{0, 1, 2, 3, 4, 5, 6, 7} < static_cast<int32_t>(n)), v);
-  else
-    _mm256_maskstore_pd(p, __m256i(VecN<int64_t, 32>::type{0, 1, 2, 3} < n), v);
-#else
+#else  // AVX2 too: vmaskmov stores are microcoded and slow on AMD's Zen 2 and Zen 3
   T t[VecOf<T>::W];
   st(t, v);
   std::memcpy(p, t, sizeof(T) * static_cast<size_t>(n));

@@ -72,8 +72,9 @@ inline void st(T* p, V v) {
 }
 
 // The first n (0 < n < lanes) elements of a vector: loaded with the other lanes zero, or
-// stored leaving the memory after them untouched. Masked instructions on AVX-512 and AVX2 (no
-// fault past the end), copies through a zeroed buffer elsewhere: the same lanes, the same bits.
+// stored leaving the memory after them untouched. Masked loads on AVX-512 and AVX2 (no fault
+// past the end), masked stores on AVX-512; copies through a buffer elsewhere (AVX2's masked
+// stores are microcoded on AMD Zen 2 and 3): the same lanes, the same bits.
 template <class T>
 inline vec<T> ld_part(const T* p, int64_t n) {
 #if PYIREG_VEC_BYTES == 64 && defined(__AVX512F__)

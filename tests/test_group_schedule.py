@@ -47,16 +47,21 @@ def _train(widths, d, k, B, dtype, loss, rule, group_units, threads, steps=3):
         _core.set_num_threads(before)
 
 
+SERIAL_WORK = 1 << 22    # the engine runs a call below S x B x (d + k) = 2^22 on one thread
+
+
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("dtype,loss,d,k,B", [("float32", "cross_entropy", 11, 10, 100),
-                                              ("float64", "squared", 7, 3, 33),
-                                              ("float32", "squared", 20, 1, 1),
+                                              ("float64", "squared", 16, 3, 65),
+                                              ("float32", "squared", 300, 1, 3),
                                               ("float64", "cross_entropy", 5, 13, 129)])
 def test_by_group_schedule_gives_the_bits_of_the_phase_schedule(rule, dtype, loss, d, k, B):
-    small, by_groups = _train(WIDTHS, d, k, B, dtype, loss, rule, 16, 2)
+    widths = WIDTHS * 8
+    assert sum(widths) * B * (d + k) >= SERIAL_WORK        # so the pass really runs on two threads
+    small, by_groups = _train(widths, d, k, B, dtype, loss, rule, 16, 2)
     assert by_groups, "the test model should take the by-group schedule on two threads"
-    one_thread, by1 = _train(WIDTHS, d, k, B, dtype, loss, rule, 16, 1)
-    one_group, by_one = _train(WIDTHS, d, k, B, dtype, loss, rule, 1 << 20, 2)
+    one_thread, by1 = _train(widths, d, k, B, dtype, loss, rule, 16, 1)
+    one_group, by_one = _train(widths, d, k, B, dtype, loss, rule, 1 << 20, 2)
     assert not by1 and not by_one
     for name, other in (("one thread", one_thread), ("one group", one_group)):
         assert len(small) == len(other)
@@ -67,6 +72,7 @@ def test_by_group_schedule_gives_the_bits_of_the_phase_schedule(rule, dtype, los
 @pytest.mark.parametrize("simd", simd_targets())
 def test_by_group_schedule_on_every_simd_target(simd):
     _core.set_simd(simd)
+    assert sum(WIDTHS * 3) * 100 * 40 >= SERIAL_WORK
     a, by = _train(WIDTHS * 3, 30, 10, 100, "float32", "cross_entropy", "momentum_sgd", 64, 2, steps=5)
     b, _ = _train(WIDTHS * 3, 30, 10, 100, "float32", "cross_entropy", "momentum_sgd", 1 << 20, 1, steps=5)
     assert by
@@ -121,6 +127,7 @@ def test_the_memory_check_counts_every_thread_activation_buffer():
     before = _core.get_num_threads()
     _core.set_num_threads(2)
     try:
+        assert sum(WIDTHS * 4) * 100 * 40 >= SERIAL_WORK
         m = _model(WIDTHS * 4, 30, 10, "float32", "cross_entropy", 16)
         assert m._engine.runs_by_groups(2)
         X, y = make_data(100, 30, 10, seed=2)
@@ -130,3 +137,35 @@ def test_the_memory_check_counts_every_thread_activation_buffer():
         assert 0 < m._engine.workspace_bytes <= m._engine.pass_bytes(100)
     finally:
         _core.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backward_by_groups_gives_the_bits_of_one_thread(dtype):
+    """backward without the input gradient runs by groups too: gU and gV, with the activations
+    recomputed or kept by forward, equal one thread's and one group's; with the input gradient
+    (a sum over every network) the phase schedule."""
+    rng = np.random.default_rng(3)
+    widths, d, k, B = WIDTHS * 4, 30, 10, 101
+    assert sum(widths) * B * (d + k) >= SERIAL_WORK
+    X = rng.standard_normal((B, d))
+    G = rng.standard_normal((len(widths), B, k))
+
+    def run(threads, group_units):
+        before = _core.get_num_threads()
+        _core.set_num_threads(threads)
+        try:
+            m = _model(widths, d, k, dtype, "cross_entropy", group_units)
+            out = list(m.backward(X, G, need_X=False))
+            act = np.empty((m.offsets[-1], m._engine.activation_columns(B)), dtype=m.dtype)
+            m._engine.forward(m.U, m.V, np.asarray(X, m.dtype), act)
+            gU, gV = np.empty_like(m.U), np.empty_like(m.V)
+            m._engine.backward(m.U, m.V, np.asarray(X, m.dtype), np.asarray(G, m.dtype), gU, gV, None, act)
+            out += [gU, gV, *m.backward(X, G)]
+            return out, m._engine.runs_by_groups(threads)
+        finally:
+            _core.set_num_threads(before)
+    two, by = run(2, 16)
+    assert by
+    for other in (run(1, 16)[0], run(2, 1 << 20)[0]):
+        for i, (a, b) in enumerate(zip(two, other)):
+            np.testing.assert_array_equal(a, b, err_msg=f"result {i}")

@@ -310,8 +310,11 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   const Plan& p = *cx.plan;
   const int64_t d = p.d, k = p.k;
   const Pass ps = make_pass<T>(p, B);
+  // without the input gradient (a sum over every network) the networks are independent, and
+  // the pass runs by groups when they spread evenly, as a training pass does
+  const bool by_groups = gX == nullptr && p.by_groups(cx.threads);
   pack_batch(ws, X, B, d, ps.Bp, ps.dp, gU != nullptr);
-  reserve_pass(ws, cx, ps, gX != nullptr);
+  reserve_pass(ws, cx, ps, gX != nullptr, by_groups && !act ? cx.threads : 1);
   // the upstream gradient, class-major and zero padded, where the loss would have put it
   T* G = ws.outs.data();
 #pragma omp parallel for schedule(static) num_threads(cx.threads)
@@ -327,6 +330,27 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   if (dXT) std::fill(dXT, dXT + d * ps.Bp, 0.0);
   T* Uw = const_cast<T*>(U);  // read only: no rule is applied
   T* Vw = const_cast<T*>(V);
+  if (by_groups) {
+    const int64_t at_stride = p.max_group_units * ps.Bp;
+#pragma omp parallel num_threads(cx.threads)
+    {
+      Ctx own = cx;  // a team of one inside this thread, with this thread's scratch
+      own.threads = 1;
+      own.slot = cx.slot + thread_id();
+      T* AT = ws.AT.data() + thread_id() * at_stride;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < p.ngroups(); ++i) {
+        const int64_t g = p.group_order[i];
+        const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
+        if (!act)
+          forward_chunks(own, U, V, ws.XT.data(), ps.Bp, AT, p.chunk_begin[c0], static_cast<T*>(nullptr),
+                         static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
+        backward_group(ws, own, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
+                       static_cast<T*>(nullptr), act ? act : group_activations(AT, p, ps, g));
+      }
+    }
+    return;
+  }
   for (int64_t g = 0; g < p.ngroups(); ++g) {
     const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
     if (!act)

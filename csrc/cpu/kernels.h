@@ -224,6 +224,29 @@ Pass make_pass(const Plan& p, int64_t B) {
   return Pass{B, round_up(B, W), round_up(p.d, W)};
 }
 
+// body(ctx, AT, g) for every group g of the plan. On the phase schedule, in order, on the
+// caller's context (every group on all its threads) and the one activation buffer; by groups
+// (by_groups), each group on one thread of a team of cx.threads, largest first, with a context
+// of its own (a team of one, this thread's scratch slot) and this thread's activation buffer
+// (ws.AT holds one per thread, at_stride apart).
+template <class T, class Body>
+void each_group(Workspace<T>& ws, const Ctx& cx, bool by_groups, int64_t at_stride, Body body) {
+  const Plan& p = *cx.plan;
+  if (!by_groups) {
+    for (int64_t g = 0; g < p.ngroups(); ++g) body(cx, ws.AT.data(), g);
+    return;
+  }
+#pragma omp parallel num_threads(cx.threads)
+  {
+    Ctx own = cx;
+    own.threads = 1;
+    own.slot = cx.slot + thread_id();
+    T* AT = ws.AT.data() + thread_id() * at_stride;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < p.ngroups(); ++i) body(own, AT, p.group_order[i]);
+  }
+}
+
 // A training pass with the loss: every group's forward, loss and backward; then either the
 // gradients in sink or the rule's update. By groups (Plan::by_groups), each thread takes whole
 // groups, largest first, with an activation buffer and a backward scratch of its own: a group's
@@ -236,33 +259,13 @@ void loss_pass(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const T* X, int64_t 
   const Plan& p = *cx.plan;
   const Pass ps = make_pass<T>(p, B);
   const bool need_dU = rule != nullptr || sink.gU != nullptr;
+  const bool by_groups = p.by_groups(cx.threads);
   pack_batch(ws, X, B, p.d, ps.Bp, ps.dp, true);
-  if (!p.by_groups(cx.threads)) {
-    reserve_pass(ws, cx, ps, false);
-    T* AT = ws.AT.data();
-    for (int64_t g = 0; g < p.ngroups(); ++g) {
-      forward_loss_group(ws, cx, U, V, t, ps, g, loss, AT);
-      backward_group(ws, cx, U, V, ps, g, rule, sink, need_dU, static_cast<T*>(nullptr),
-                     group_activations(AT, p, ps, g));
-    }
-    return;
-  }
-  reserve_pass(ws, cx, ps, false, cx.threads);
-  const int64_t at_stride = p.max_group_units * ps.Bp;
-#pragma omp parallel num_threads(cx.threads)
-  {
-    Ctx own = cx;  // a team of one inside this thread, with this thread's scratch
-    own.threads = 1;
-    own.slot = cx.slot + thread_id();
-    T* AT = ws.AT.data() + thread_id() * at_stride;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < p.ngroups(); ++i) {
-      const int64_t g = p.group_order[i];
-      forward_loss_group(ws, own, U, V, t, ps, g, loss, AT);
-      backward_group(ws, own, U, V, ps, g, rule, sink, need_dU, static_cast<T*>(nullptr),
-                     group_activations(AT, p, ps, g));
-    }
-  }
+  reserve_pass(ws, cx, ps, false, by_groups ? cx.threads : 1);
+  each_group(ws, cx, by_groups, p.max_group_units * ps.Bp, [&](const Ctx& c, T* AT, int64_t g) {
+    forward_loss_group(ws, c, U, V, t, ps, g, loss, AT);
+    backward_group(ws, c, U, V, ps, g, rule, sink, need_dU, static_cast<T*>(nullptr), group_activations(AT, p, ps, g));
+  });
 }
 
 // ---------------------------------------------------------------- rules
@@ -314,7 +317,7 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   // the pass runs by groups when they spread evenly, as a training pass does
   const bool by_groups = gX == nullptr && p.by_groups(cx.threads);
   pack_batch(ws, X, B, d, ps.Bp, ps.dp, gU != nullptr);
-  reserve_pass(ws, cx, ps, gX != nullptr, by_groups && !act ? cx.threads : 1);
+  reserve_pass(ws, cx, ps, gX != nullptr, by_groups ? cx.threads : 1);
   // the upstream gradient, class-major and zero padded, where the loss would have put it
   T* G = ws.outs.data();
 #pragma omp parallel for schedule(static) num_threads(cx.threads)
@@ -330,37 +333,17 @@ void backward(Workspace<T>& ws, const Ctx& cx, const T* U, const T* V, const T* 
   if (dXT) std::fill(dXT, dXT + d * ps.Bp, 0.0);
   T* Uw = const_cast<T*>(U);  // read only: no rule is applied
   T* Vw = const_cast<T*>(V);
-  if (by_groups) {
-    const int64_t at_stride = p.max_group_units * ps.Bp;
-#pragma omp parallel num_threads(cx.threads)
-    {
-      Ctx own = cx;  // a team of one inside this thread, with this thread's scratch
-      own.threads = 1;
-      own.slot = cx.slot + thread_id();
-      T* AT = ws.AT.data() + thread_id() * at_stride;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < p.ngroups(); ++i) {
-        const int64_t g = p.group_order[i];
-        const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
-        if (!act)
-          forward_chunks(own, U, V, ws.XT.data(), ps.Bp, AT, p.chunk_begin[c0], static_cast<T*>(nullptr),
-                         static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
-        backward_group(ws, own, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
-                       static_cast<T*>(nullptr), act ? act : group_activations(AT, p, ps, g));
-      }
-    }
-    return;
-  }
-  for (int64_t g = 0; g < p.ngroups(); ++g) {
+  // by groups only without dXT (by_groups is false with it): the input gradient's chunks are
+  // summed group after group, in order
+  each_group(ws, cx, by_groups, p.max_group_units * ps.Bp, [&](const Ctx& c, T* AT, int64_t g) {
     const int64_t c0 = p.group_chunk_ptr[g], c1 = p.group_chunk_ptr[g + 1];
     if (!act)
-      forward_chunks(cx, U, V, ws.XT.data(), ps.Bp, ws.AT.data(), p.chunk_begin[c0], static_cast<T*>(nullptr),
+      forward_chunks(c, U, V, ws.XT.data(), ps.Bp, AT, p.chunk_begin[c0], static_cast<T*>(nullptr),
                      static_cast<T*>(nullptr), static_cast<T*>(nullptr), 0, c0, c1);
-    backward_group(ws, cx, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
-                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr),
-                   act ? act : group_activations(ws.AT.data(), p, ps, g));
-    if (dXT) input_grad_group(cx, U, ws.dZ.data(), ps, g, dXT);
-  }
+    backward_group(ws, c, Uw, Vw, ps, g, static_cast<const void*>(nullptr), GradSink<T>{gU, gV}, gU != nullptr,
+                   dXT ? ws.dZ.data() : static_cast<T*>(nullptr), act ? act : group_activations(AT, p, ps, g));
+    if (dXT) input_grad_group(c, U, ws.dZ.data(), ps, g, dXT);
+  });
   if (gX)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t f = 0; f < d; ++f) gX[b * d + f] = static_cast<T>(dXT[f * ps.Bp + b]);

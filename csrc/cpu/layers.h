@@ -171,14 +171,14 @@ inline void halves(__m512d v, vec32<double>* lo, vec32<double>* hi) {
   *hi = _mm512_extractf64x4_pd(v, 1);
 }
 
-// NB blocks of 64 bytes from column j to the row's end (Bp), the last one under a mask: NB
-// independent dz chains, each block's activations and dz in registers across the outputs.
+// NB blocks of 64 bytes from column j, the last one under the lane mask m (all lanes but at the
+// row's end, which may be half full): NB independent dz chains, each block's activations and dz
+// in registers across the outputs.
 template <class T, int CC, int NB>
-inline void wide_row_end(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
-                         int64_t j, vec<T>* acc) {
+inline void wide_blocks(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
+                        int64_t j, vec<T>* acc, unsigned m) {
   constexpr int W = VecOf<T>::W;
   const int64_t jl = j + (NB - 1) * W;  // the last block
-  const unsigned m = (1u << (Bp - jl)) - 1u;
   vec<T> a[NB], da[NB];
 #pragma GCC unroll 8
   for (int i = 0; i < NB - 1; ++i) {
@@ -211,46 +211,17 @@ inline void wide_row_end(const T* at, const T* G, const T* v, int64_t c0, int64_
   }
 }
 
-// Four full blocks of 64 bytes a step while more than four blocks are left; returns the first
-// column not done.
-template <class T, int CC>
-inline int64_t wide_steps(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
-                          vec<T>* acc) {
-  constexpr int W = VecOf<T>::W, NB = 4;
-  int64_t j = 0;
-  for (; Bp - j > NB * W; j += NB * W) {
-    vec<T> a[NB], da[NB];
-#pragma GCC unroll 8
-    for (int i = 0; i < NB; ++i) {
-      a[i] = ld(at + j + i * W);
-      da[i] = first ? vec<T>{} : ld(dz + j + i * W);
-    }
-#pragma GCC unroll 16
-    for (int c = 0; c < CC; ++c) {
-      const vec<T> vc = splat(v[c0 + c]);
-      const T* g = G + (c0 + c) * Bp + j;
-#pragma GCC unroll 8
-      for (int i = 0; i < NB; ++i) {
-        const vec<T> gi = ld(g + i * W);
-        acc[c] += a[i] * gi;
-        da[i] += vc * gi;
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < NB; ++i) st(dz + j + i * W, mask ? (a[i] > 0 ? da[i] : vec<T>{}) : da[i]);
-  }
-  return j;
-}
-
 // The whole AVX-512 row of one unit for CC outputs, ending with NBE blocks (the last perhaps
 // half full): the accumulators stay in registers from the first block to the dv sums.
 template <class T, int CC, int NBE>
 inline void wide_unit(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
                       bool mask) {
+  constexpr int W = VecOf<T>::W;
   vec<T> acc[CC];
   for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
-  const int64_t j = wide_steps<T, CC>(at, G, v, c0, Bp, dz, first, mask, acc);
-  wide_row_end<T, CC, NBE>(at, G, v, c0, Bp, dz, first, mask, j, acc);
+  int64_t j = 0;  // four full blocks a step while more than four are left
+  for (; Bp - j > 4 * W; j += 4 * W) wide_blocks<T, CC, 4>(at, G, v, c0, Bp, dz, first, mask, j, acc, (1u << W) - 1u);
+  wide_blocks<T, CC, NBE>(at, G, v, c0, Bp, dz, first, mask, j, acc, (1u << (Bp - j - (NBE - 1) * W)) - 1u);
   vec32<T> lo[CC], hi[CC];
   for (int c = 0; c < CC; ++c) halves(acc[c], &lo[c], &hi[c]);
   finish_dv<T, CC>(lo, hi, c0, dv);

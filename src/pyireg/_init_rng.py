@@ -190,26 +190,31 @@ def _ziggurat_tables():
     return _TABLES
 
 
-def check_ziggurat() -> bool:
-    """Whether numpy's streams are what this module reproduces: 2,000 normals of a few children
-    compared bit for bit, once per process, before the bulk path is used."""
-    global _CHECKED
-    if _CHECKED is None:
+_CHECKS: dict = {}
+
+
+def _matches_numpy(method: str, draw, counts) -> bool:
+    """Whether ``draw`` (normals or uniforms) gives the streams of numpy's own
+    ``Generator.<method>``: a few children compared bit for bit, once per process (cached),
+    before the bulk path is used."""
+    if method not in _CHECKS:
         try:
             ok = True
             for seed in (0, 12345):
-                counts = np.array([700, 1, 1300])
-                Z, order, c_sorted = normals(child_pcg_states(seed, 0, 3), counts)
+                n = np.array(counts)
+                Z, order, c_sorted = draw(child_pcg_states(seed, 0, len(n)), n)
                 for pos, lane in enumerate(order):
                     want = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(lane),)))
-                    ok &= np.array_equal(Z[:int(c_sorted[pos]), pos], want.standard_normal(int(counts[lane])))
-            _CHECKED = bool(ok)
+                    ok &= np.array_equal(Z[:int(c_sorted[pos]), pos], getattr(want, method)(int(n[lane])))
+            _CHECKS[method] = bool(ok)
         except Exception:   # noqa: BLE001  (numpy's internals differ: the generators are used)
-            _CHECKED = False
-    return _CHECKED
+            _CHECKS[method] = False
+    return _CHECKS[method]
 
 
-_CHECKED = None
+def check_ziggurat() -> bool:
+    """Whether ``normals`` gives numpy's own standard_normal() streams (see _matches_numpy)."""
+    return _matches_numpy("standard_normal", normals, (700, 1, 1300))
 
 
 def normals(states, counts: np.ndarray):
@@ -279,23 +284,7 @@ def uniforms(states, counts: np.ndarray):
     return Z, order, c_sorted
 
 
-_CHECKED_UNIFORM = None
-
-
 def check_uniform() -> bool:
-    """Whether ``uniforms`` gives numpy's own ``random()`` streams: a few children compared bit
-    for bit, once per process, before the bulk path is used for a uniform initialization."""
-    global _CHECKED_UNIFORM
-    if _CHECKED_UNIFORM is None:
-        try:
-            ok = True
-            for seed in (0, 12345):
-                counts = np.array([300, 1, 500])
-                Z, order, c_sorted = uniforms(child_pcg_states(seed, 0, 3), counts)
-                for pos, lane in enumerate(order):
-                    want = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(lane),)))
-                    ok &= np.array_equal(Z[:int(c_sorted[pos]), pos], want.random(int(counts[lane])))
-            _CHECKED_UNIFORM = bool(ok)
-        except Exception:   # noqa: BLE001  (numpy's internals differ: the generators are used)
-            _CHECKED_UNIFORM = False
-    return _CHECKED_UNIFORM
+    """Whether ``uniforms`` gives numpy's own random() streams, before the bulk path is used for a
+    uniform initialization (see _matches_numpy)."""
+    return _matches_numpy("random", uniforms, (300, 1, 500))

@@ -475,32 +475,35 @@ class PackedMLP:
                 f"loss={self.loss!r}, dtype={self.dtype.name})")
 
 
-def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float, buf: np.ndarray) -> None:
-    """out = std * N(0, 1), drawn in float64 blocks of rows into ``buf`` (the same numbers as
-    one draw of the whole array, without a float64 temporary of its size)."""
+def _draw_blocks(out: np.ndarray, buf: np.ndarray, fill) -> None:
+    """out = the values fill(block) writes, in float64 blocks of rows of ``buf`` (the same
+    numbers as one draw of the whole array, without a float64 temporary of its size)."""
     cols = max(1, out.shape[1])
     rows = max(1, len(buf) // cols)
     for i in range(0, out.shape[0], rows):
         n = min(rows, out.shape[0] - i)
         block = buf[:n * cols].reshape(n, cols)
-        rng.standard_normal(out=block)
-        block *= std
+        fill(block)
         out[i:i + n] = block
 
 
+def _draw_normal(rng: np.random.Generator, out: np.ndarray, std: float, buf: np.ndarray) -> None:
+    """out = std * N(0, 1), in blocks (_draw_blocks)."""
+    def fill(block):
+        rng.standard_normal(out=block)
+        block *= std
+    _draw_blocks(out, buf, fill)
+
+
 def _draw_uniform(rng: np.random.Generator, out: np.ndarray, bound: float, buf: np.ndarray) -> None:
-    """out = bound * (2 u - 1), u = rng.random() in float64 (2 u - 1 is exact), in blocks of rows
-    like _draw_normal."""
-    cols = max(1, out.shape[1])
-    rows = max(1, len(buf) // cols)
-    for i in range(0, out.shape[0], rows):
-        n = min(rows, out.shape[0] - i)
-        block = buf[:n * cols].reshape(n, cols)
+    """out = bound * (2 u - 1), u = rng.random() in float64 (2 u - 1 is exact), in blocks
+    (_draw_blocks)."""
+    def fill(block):
         rng.random(out=block)
         block *= 2.0
         block -= 1.0
         block *= bound
-        out[i:i + n] = block
+    _draw_blocks(out, buf, fill)
 
 
 def check_init(init):

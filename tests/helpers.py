@@ -28,6 +28,14 @@ def tiny_classes(n=80, seed=0):
     return D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5), n_val=20, n_test=20)
 
 
+def tiny_npz(path, seed=7):
+    """A small 2-class data file for command-line tests (80 samples of 6 features, X and y)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(80, 6))
+    np.savez(path, X=X, y=(X[:, 0] > 0).astype(int))
+    return path
+
+
 def kill_after_ops(p, target, signum, delay=0.0):
     """Read the child's "op ..." lines (one per file operation of its sweep) until the
     ``target``-th, wait ``delay`` seconds and send ``signum`` (target None: let it finish).

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import tiny_npz
 
 import pyireg
 from pyireg import _init_rng
@@ -179,10 +180,7 @@ def test_the_sweep_records_init_and_resumes_with_it(tmp_path):
 
 def test_command_line_init(tmp_path, capsys):
     from pyireg.cli import main
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(80, 6))
-    npz = tmp_path / "d.npz"
-    np.savez(npz, X=X, y=(X[:, 0] > 0).astype(int))
+    npz = tiny_npz(tmp_path / "d.npz")
     base = ["sweep", "--data", str(npz), "--n-val", "20", "--n-test", "20", "--widths", "2,5", "--epochs", "2",
             "--batch-size", "20", "--quiet", "--threads", "1"]
     assert main([*base, "--init", "he_uniform", "--out", str(tmp_path / "a")]) == 0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import Killed, tiny_classes
+from helpers import Killed, tiny_classes, tiny_npz
 
 from pyireg.experiments import load_results, sweep
 from pyireg.schedule import CyclicSchedule, WarmupSchedule, schedule_from_json, schedule_to_json
@@ -88,10 +88,7 @@ def test_a_killed_cyclic_sweep_resumes_exactly(tmp_path, named):
 
 def test_command_line_cyclic(tmp_path, capsys):
     from pyireg.cli import main
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(80, 6))
-    npz = tmp_path / "d.npz"
-    np.savez(npz, X=X, y=(X[:, 0] > 0).astype(int))
+    npz = tiny_npz(tmp_path / "d.npz")
     base = ["sweep", "--data", str(npz), "--n-val", "20", "--n-test", "20", "--widths", "2", "--epochs", "6",
             "--batch-size", "20", "--quiet", "--threads", "1"]
     assert main([*base, "--schedule", "cyclic", "--lr", "0.02", "--max-lr", "0.1", "--cycle-up", "2",

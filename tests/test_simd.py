@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not (_core.simd_available("avx2") and _core.simd
 
 SHAPES = [([1, 6, 37], 3, 2, 1), ([1, 6, 37], 784, 10, 7), ([5, 100, 333], 11, 13, 100),
           (list(range(1, 40)) + [1000], 100, 10, 100), ([17], 40, 3, 129), ([64] * 3, 200, 12, 33),
-          ([9], 8, 25, 64)]
+          ([9], 8, 25, 64), ([3, 5, 7], 20, 1, 9), ([4, 11], 9, 16, 40), ([7], 5, 33, 8)]
 
 
 def _everything(simd, widths, d, k, B, dtype, loss, rule):

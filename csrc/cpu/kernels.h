@@ -141,9 +141,12 @@ void backward_group(Workspace<T>& ws, const Ctx& cx, T* U, T* V, const Pass& ps,
     for (int64_t r = p.chunk_run_ptr[c]; r < p.chunk_run_ptr[c + 1]; ++r) {
       const Run& run = p.runs[r];
       const T* Gn = G + run.net * k * Bp;
-      for (int64_t h = run.begin; h < run.end; ++h) {
-        unit_backward(AT + h * Bp, Gn, V + h * k, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k, use_relu);
-        if constexpr (!std::is_same<R, void>::value) prefetch_row(*rule, run.net, h, d, U);
+      // a few units at a time, the rule's rows of U and its state for them prefetched after each
+      for (int64_t h = run.begin; h < run.end; h += kBackwardUnits) {
+        const int64_t n = std::min(kBackwardUnits, run.end - h);
+        units_backward(AT + h * Bp, Gn, V + h * k, n, k, Bp, dZT + (h - h0) * Bp, dV + (h - h0) * k, use_relu);
+        if constexpr (!std::is_same<R, void>::value)
+          for (int64_t i = h; i < h + n; ++i) prefetch_row(*rule, run.net, i, d, U);
       }
     }
     // the chunk's dU into the thread's scratch (it stays in L2), columns outer (a panel of the

@@ -1,6 +1,6 @@
 // Per-unit passes of the CPU kernels around the GEMMs: packing the batch, the segmented second
-// layer (a network's units into its k outputs) and one unit's backward (dV row, dZ row with the
-// activation mask).
+// layer (a network's units into its k outputs) and the backward of a few units (their dV rows,
+// their dZ rows with the activation mask).
 // Compiled once per SIMD target, in namespace pyireg::PYIREG_ISA (see kernels.h).
 #pragma once
 
@@ -129,13 +129,12 @@ inline void hsum8(const vec32<float>* v, float* out) {
 // (The order does not depend on how a target unrolls its loop, and a zero added into the high
 // half by AVX-512's last block can change only the sign of a zero lane, which the final sum,
 // started at +0, does not see.)
-template <class T>
-constexpr bool kWideAcc = VecOf<T>::W == 2 * VecN<T, 32>::W;
-// outputs handled per pass of the dV, dZ pass: their accumulators stay in registers (AVX-512
-// has 32 of 64 bytes; AVX2 16 of 32 bytes and two halves per output). The grouping does not
-// change a bit: dz is summed over the outputs in order across passes, each dv on its own.
-template <class T>
-constexpr int64_t kBackwardClassGroup = kWideAcc<T> ? 12 : 6;
+// AVX-512: outputs handled per pass of the dV, dZ pass, their accumulators in registers (32 of
+// 64 bytes). The grouping does not change a bit: dz is summed over the outputs in order across
+// passes, each dv on its own.
+constexpr int64_t kBackwardClassGroup = 12;
+// units per call of units_backward from a training pass
+constexpr int64_t kBackwardUnits = 4;
 
 // dv[c0 + c] = the tree's sum of lo[c] + hi[c] (32-byte halves of the accumulators) for c < CC.
 template <class T, int CC>
@@ -228,76 +227,169 @@ inline void wide_unit(const T* at, const T* G, const T* v, int64_t c0, int64_t B
 }
 #endif
 
-// One unit's backward for outputs [c0, c0 + CC): dv[c] = <at, G[c]> (the tree above), dz +=
-// sum_c v[c] G[c] (each column on its own: any width gives its bits); on the last output
-// group the activation mask is applied. NB blocks a step: NB independent dz chains (each a sum
-// over the outputs, a chain of CC dependent fused multiply-adds).
+#if PYIREG_VEC_BYTES == 64
+// One unit's backward for outputs [c0, c0 + CC) on AVX-512: dv[c] = <at, G[c]> (the tree
+// above), dz += sum_c v[c] G[c] (each column on its own: any width gives its bits); on the last
+// output group the activation mask is applied. Four blocks a step: four independent dz chains
+// (each a sum over the outputs, a chain of CC dependent fused multiply-adds).
 template <class T, int CC>
 void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
                          bool last, bool use_relu) {
-  constexpr int H = VecN<T, 32>::W;  // a half: 32 bytes
+  constexpr int W = VecOf<T>::W;
   const bool mask = last && use_relu;
-  int64_t j = 0;
-  if constexpr (kWideAcc<T>) {
-#if PYIREG_VEC_BYTES == 64
-    constexpr int W = VecOf<T>::W;
-    int64_t jend = 0;  // where the steps of four blocks end
-    while (Bp - jend > 4 * W) jend += 4 * W;
-    switch ((Bp - jend + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
-      case 1: wide_unit<T, CC, 1>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-      case 2: wide_unit<T, CC, 2>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-      case 3: wide_unit<T, CC, 3>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-      default: wide_unit<T, CC, 4>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-    }
-#endif
-  } else {
-    vec32<T> lo[CC], hi[CC];
-    for (int c = 0; c < CC; ++c) lo[c] = hi[c] = vec32<T>{};
-    // a 64-byte block a step: its halves are two independent dz chains
-    for (; j + 2 * H <= Bp; j += 2 * H) {
-      const vec32<T> a0 = ld32(at + j), a1 = ld32(at + j + H);
-      vec32<T> da0 = first ? vec32<T>{} : ld32(dz + j), da1 = first ? vec32<T>{} : ld32(dz + j + H);
-      for (int c = 0; c < CC; ++c) {
-        const vec32<T> g0 = ld32(G + (c0 + c) * Bp + j), g1 = ld32(G + (c0 + c) * Bp + j + H);
-        const vec32<T> vc = splat32(v[c0 + c]);
-        lo[c] += a0 * g0;
-        hi[c] += a1 * g1;
-        da0 += vc * g0;
-        da1 += vc * g1;
-      }
-      st(dz + j, mask ? (a0 > 0 ? da0 : vec32<T>{}) : da0);
-      st(dz + j + H, mask ? (a1 > 0 ? da1 : vec32<T>{}) : da1);
-    }
-    if (j < Bp) {  // a last 32-byte block: into the low half
-      const vec32<T> a = ld32(at + j);
-      vec32<T> da = first ? vec32<T>{} : ld32(dz + j);
-      for (int c = 0; c < CC; ++c) {
-        const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
-        lo[c] += a * g;
-        da += splat32(v[c0 + c]) * g;
-      }
-      st(dz + j, mask ? (a > 0 ? da : vec32<T>{}) : da);
-    }
-    finish_dv<T, CC>(lo, hi, c0, dv);
+  int64_t jend = 0;  // where the steps of four blocks end
+  while (Bp - jend > 4 * W) jend += 4 * W;
+  switch ((Bp - jend + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
+    case 1: wide_unit<T, CC, 1>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+    case 2: wide_unit<T, CC, 2>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+    case 3: wide_unit<T, CC, 3>(at, G, v, c0, Bp, dz, dv, first, mask); break;
+    default: wide_unit<T, CC, 4>(at, G, v, c0, Bp, dz, dv, first, mask); break;
   }
 }
 
 // Unit h's backward from the gradient G (k x Bp) of its network's outputs: dv (k) and dz (Bp).
 template <class T>
 void unit_backward(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, T* dv, bool use_relu) {
-  constexpr int64_t CG = kBackwardClassGroup<T>;
+  constexpr int64_t CG = kBackwardClassGroup;
   for (int64_t c0 = 0; c0 < k; c0 += CG) {
     const bool first = c0 == 0, last = c0 + CG >= k;
     switch (std::min(CG, k - c0)) {
-#define PYIREG_CASE(n)                                                                                 \
-  case n:                                                                                              \
-    if constexpr (n <= CG) unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); \
-    break;
+#define PYIREG_CASE(n) \
+  case n: unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); break;
       PYIREG_CLASS_CASES(PYIREG_CASE)
 #undef PYIREG_CASE
       default: break;
     }
   }
+}
+#else
+// On 32-byte vectors (AVX2, generic) the two sums run as small register tiles over a few units,
+// each with enough independent chains to hide the fused multiply-add's latency and each row of G
+// loaded once for several units. One unit at a time (dz chains of k dependent steps, two halves
+// of accumulators per output: six outputs and a 64-byte block spilled) ran the dense step's
+// dV, dZ pass at 23-25 GFLOP/s on Zen 3 (phase sandbox, one thread); these tiles at 35.
+
+// dz of UR units (rows of at and dz Bp apart, of v k apart) for the NV vectors of columns from
+// j: each column summed over the outputs in order, then masked by the activation.
+template <class T, int UR, int NV>
+inline void dz_tile(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, int64_t j, bool use_relu) {
+  constexpr int H = VecN<T, 32>::W;
+  vec32<T> acc[UR][NV];
+  for (int i = 0; i < UR; ++i)
+    for (int n = 0; n < NV; ++n) acc[i][n] = vec32<T>{};
+  for (int64_t c = 0; c < k; ++c) {
+    vec32<T> g[NV];
+    for (int n = 0; n < NV; ++n) g[n] = ld32(G + c * Bp + j + n * H);
+    for (int i = 0; i < UR; ++i) {
+      const vec32<T> vc = splat32(v[i * k + c]);
+      for (int n = 0; n < NV; ++n) acc[i][n] += vc * g[n];
+    }
+  }
+  for (int i = 0; i < UR; ++i)
+    for (int n = 0; n < NV; ++n) {
+      const vec32<T> a = ld32(at + i * Bp + j + n * H);
+      st(dz + i * Bp + j + n * H, use_relu ? (a > 0 ? acc[i][n] : vec32<T>{}) : acc[i][n]);
+    }
+}
+
+// dz of UR units over the whole row: two vectors of columns a step, then one.
+template <class T, int UR>
+inline void dz_units(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, bool use_relu) {
+  constexpr int H = VecN<T, 32>::W;
+  int64_t j = 0;
+  for (; j + 2 * H <= Bp; j += 2 * H) dz_tile<T, UR, 2>(at, G, v, k, Bp, dz, j, use_relu);
+  if (j < Bp) dz_tile<T, UR, 1>(at, G, v, k, Bp, dz, j, use_relu);
+}
+
+// One half of the dv tree for UR units (rows of at Bp apart) and outputs [c0, c0 + CC): the
+// columns j0, j0 + 64 bytes, ... below Bp (j0 = 0: the blocks' low halves and a last 32-byte
+// block; j0 = 32 bytes: their high halves), each lane summed in block order, into
+// acc[u][c0 + c - cg] (cg: the first output of the group being gathered). A row of G is loaded
+// once for the UR units (one unit and eight outputs, every product loading its G, ran at a
+// quarter of the fused multiply-add's rate on Zen 3).
+template <class T, int UR, int CC>
+inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0, vec32<T> (*acc)[16], int64_t cg) {
+  constexpr int H = VecN<T, 32>::W;
+  vec32<T> s[UR][CC];
+  for (int u = 0; u < UR; ++u)
+    for (int c = 0; c < CC; ++c) s[u][c] = vec32<T>{};
+  for (int64_t j = j0; j < Bp; j += 2 * H) {
+    vec32<T> a[UR];
+    for (int u = 0; u < UR; ++u) a[u] = ld32(at + u * Bp + j);
+    for (int c = 0; c < CC; ++c) {
+      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
+      for (int u = 0; u < UR; ++u) s[u][c] += a[u] * g;
+    }
+  }
+  for (int u = 0; u < UR; ++u)
+    for (int c = 0; c < CC; ++c) acc[u][c0 + c - cg] = s[u][c];
+}
+
+// Both halves for outputs [c0, c0 + n), n <= kDvTile.
+constexpr int64_t kDvTile = 5;
+template <class T, int UR>
+inline void dv_halves(const T* at, const T* G, int64_t c0, int64_t n, int64_t Bp, vec32<T> (*lo)[16],
+                      vec32<T> (*hi)[16], int64_t cg) {
+  constexpr int H = VecN<T, 32>::W;
+  switch (n) {
+#define PYIREG_CASE(CC)                           \
+  case CC:                                        \
+    dv_half<T, UR, CC>(at, G, c0, Bp, 0, lo, cg); \
+    dv_half<T, UR, CC>(at, G, c0, Bp, H, hi, cg); \
+    break;
+    PYIREG_CASE(1)
+    PYIREG_CASE(2) PYIREG_CASE(3) PYIREG_CASE(4) PYIREG_CASE(5)
+#undef PYIREG_CASE
+        default : break;
+  }
+}
+
+// dv of UR units (rows of dv k apart): up to sixteen outputs at a time, computed in even tiles
+// of up to kDvTile outputs (2 x 5 accumulators, every lane a chain: enough to hide the latency),
+// then finished eight at a time (hsum8).
+template <class T, int UR>
+void dv_units(const T* at, const T* G, int64_t k, int64_t Bp, T* dv) {
+  vec32<T> lo[UR][16], hi[UR][16];
+  for (int64_t cg = 0; cg < k; cg += 16) {
+    const int64_t n = std::min<int64_t>(16, k - cg), tiles = (n + kDvTile - 1) / kDvTile;
+    for (int64_t t = 0, c0 = cg; t < tiles; ++t) {
+      const int64_t cc = (n - (c0 - cg) + (tiles - t) - 1) / (tiles - t);  // the rest, evenly
+      dv_halves<T, UR>(at, G, c0, cc, Bp, lo, hi, cg);
+      c0 += cc;
+    }
+    for (int u = 0; u < UR; ++u) {
+      for (int64_t c = n; c < round_up(n, 8); ++c) lo[u][c] = hi[u][c] = vec32<T>{};
+      for (int64_t c8 = 0; c8 < n; c8 += 8) {
+        T out[8];
+        finish_dv<T, 8>(lo[u] + c8, hi[u] + c8, 0, out);
+        std::memcpy(dv + u * k + cg + c8, out, sizeof(T) * std::min<int64_t>(8, n - c8));
+      }
+    }
+  }
+}
+#endif
+
+// The backward of n consecutive units of one network (rows of at and dz Bp apart, of v and dv
+// k apart) from the gradient G (k x Bp) of its outputs: dv and dz of each unit, the same bits
+// on every target.
+template <class T>
+void units_backward(const T* at, const T* G, const T* v, int64_t n, int64_t k, int64_t Bp, T* dz, T* dv,
+                    bool use_relu) {
+#if PYIREG_VEC_BYTES == 64
+  for (int64_t i = 0; i < n; ++i) unit_backward(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, dv + i * k, use_relu);
+#else
+  constexpr int UR = 4;
+  int64_t i = 0;
+  for (; i + UR <= n; i += UR) dz_units<T, UR>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu);
+  switch (n - i) {
+    case 1: dz_units<T, 1>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu); break;
+    case 2: dz_units<T, 2>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu); break;
+    case 3: dz_units<T, 3>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu); break;
+    default: break;
+  }
+  for (i = 0; i + 2 <= n; i += 2) dv_units<T, 2>(at + i * Bp, G, k, Bp, dv + i * k);
+  if (i < n) dv_units<T, 1>(at + i * Bp, G, k, Bp, dv + i * k);
+#endif
 }
 
 }  // namespace PYIREG_ISA

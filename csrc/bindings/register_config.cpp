@@ -33,6 +33,7 @@ void register_config(py::module_& m) {
 #endif
         d["simd_compiled"] = simd;
         d["simd_active"] = simd_name(active_simd());
+        d["prefetch_ahead"] = prefetch_ahead();
         d["cuda"] = false;
 #if defined(PYIREG_SANITIZE)
         d["sanitize"] = PYIREG_SANITIZE;

@@ -16,7 +16,7 @@ namespace pyireg {
 namespace {
 
 const Plan& plan_of(const Exec& e) { return *static_cast<const Plan*>(e.plan); }
-Ctx ctx_of(const Exec& e) { return Ctx{&plan_of(e), e.act, e.threads}; }
+Ctx ctx_of(const Exec& e) { return Ctx{&plan_of(e), e.act, e.threads, 0, prefetch_ahead()}; }
 template <class T>
 Workspace<T>& ws_of(const Exec& e) {
   return *static_cast<Workspace<T>*>(e.scratch);

@@ -21,8 +21,9 @@ namespace pyireg {
 struct Ctx {
   const Plan* plan = nullptr;
   Activation act = Activation::relu;
-  int threads = 1;  // OpenMP threads of this call; per-thread scratch is sized by it
-  int slot = 0;     // first per-thread scratch slot of this call's team (a team inside a team)
+  int threads = 1;     // OpenMP threads of this call; per-thread scratch is sized by it
+  int slot = 0;        // first per-thread scratch slot of this call's team (a team inside a team)
+  bool ahead = false;  // prefetch the next chunk's rows of U during a forward product (prefetch_ahead())
 };
 
 template <class T>
@@ -93,6 +94,12 @@ Simd simd_from_name(const std::string& name);  // "generic", "avx2", "avx512"; t
 const char* simd_name(Simd s);
 template <class T>
 const Kernels<T>& active_kernels();
+
+// Whether the forward product prefetches the next chunk's rows of U (gemm.h Ahead): on Intel
+// CPUs, where it took the dense step's forward from 117-122 to 108 ms (AVX-512 Xeon, phase
+// sandbox, one thread); not on AMD ones, where it cost it 14% (Zen 3, 137-141 -> 155-163 ms: the
+// prefetches land in L1 there). Decided once from the CPU's vendor.
+bool prefetch_ahead();
 
 // Threads used by every kernel, process-wide (not per calling thread). OMP_NUM_THREADS sets the
 // initial value; set_num_threads accepts 1 .. max_num_threads() = 4 x the processors OpenMP sees.

@@ -90,6 +90,18 @@ const Kernels<T>& active_kernels() {
 template const Kernels<float>& active_kernels<float>();
 template const Kernels<double>& active_kernels<double>();
 
+bool prefetch_ahead() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel;
+#else
+  return false;
+#endif
+}
+
 int num_threads() { return g_threads.load(); }
 
 int max_num_threads() {

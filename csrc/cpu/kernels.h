@@ -47,10 +47,10 @@ void forward_chunks(const Ctx& cx, const T* U, const T* V, const T* XT, int64_t 
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t h0 = p.chunk_begin[c], h1 = p.chunk_begin[c + 1];
     T* at = AT ? AT + (h0 - at_unit0) * Bp : scratch + (cx.slot + thread_id()) * scratch_stride;
-    // the next chunk's rows of U, fetched while this chunk's product runs
+    // the next chunk's rows of U, fetched while this chunk's product runs (where prefetch_ahead())
     Ahead ahead;
     Ahead* pa = nullptr;
-    if (c + 1 < c1) {
+    if (cx.ahead && c + 1 < c1) {
       ahead.next = reinterpret_cast<const char*>(U + h1 * d);
       ahead.end = reinterpret_cast<const char*>(U + p.chunk_begin[c + 2] * d);
       pa = &ahead;

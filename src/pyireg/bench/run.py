@@ -396,9 +396,17 @@ def host_info(peak: Optional[float] = None) -> dict:
 
     from .. import build_config, get_num_threads
     from ..experiments.record import cpu_model
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": build_config().get("simd_active"),
+    cfg = build_config()
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": cfg.get("simd_active"),
+            "prefetch_ahead": cfg.get("prefetch_ahead"),
             "native_threads": int(get_num_threads()), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "platform": platform.platform(), "matmul_peak_gflops": peak}
+
+
+def _ahead(h: dict) -> str:
+    """The forward's prefetch of the next chunk, when the report says (on Intel CPUs only)."""
+    flag = h.get("prefetch_ahead")
+    return "" if flag is None else (", next-chunk prefetch on" if flag else ", next-chunk prefetch off")
 
 
 def format_host(report: dict) -> str:
@@ -406,7 +414,7 @@ def format_host(report: dict) -> str:
     matmul peak, the strongest PyTorch formulation of each workload)."""
     h = report.get("host") or {}
     lines = [f"host: {h.get('cpu', report.get('machine', '?'))} ({h.get('cpu_count', '?')} processors); pyireg "
-             f"SIMD target {h.get('simd', '?')}, {h.get('native_threads', '?')} native threads; torch "
+             f"SIMD target {h.get('simd', '?')}{_ahead(h)}, {h.get('native_threads', '?')} native threads; torch "
              f"{report.get('torch', '?')}, {report.get('torch_threads', '?')} threads",
              f"float32 matmul peak measured in this run: {report['matmul_peak_gflops']:.1f} GFLOP/s"]
     for w, r in (report.get("strongest_torch") or {}).items():

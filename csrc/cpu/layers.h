@@ -325,22 +325,27 @@ inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0,
     for (int c = 0; c < CC; ++c) acc[u][c0 + c - cg] = s[u][c];
 }
 
-// Both halves for outputs [c0, c0 + n), n <= kDvTile.
+// The low halves, then the high halves, for CC outputs from c0.
+template <class T, int UR, int CC>
+inline void dv_both(const T* at, const T* G, int64_t c0, int64_t Bp, vec32<T> (*lo)[16], vec32<T> (*hi)[16],
+                    int64_t cg) {
+  dv_half<T, UR, CC>(at, G, c0, Bp, 0, lo, cg);
+  dv_half<T, UR, CC>(at, G, c0, Bp, VecN<T, 32>::W, hi, cg);
+}
+
+// Both halves for outputs [c0, c0 + n), n <= kDvTile (five outputs of two units: 10
+// accumulators, two activation vectors and a row of G in the 16 registers).
 constexpr int64_t kDvTile = 5;
 template <class T, int UR>
 inline void dv_halves(const T* at, const T* G, int64_t c0, int64_t n, int64_t Bp, vec32<T> (*lo)[16],
                       vec32<T> (*hi)[16], int64_t cg) {
-  constexpr int H = VecN<T, 32>::W;
   switch (n) {
-#define PYIREG_CASE(CC)                           \
-  case CC:                                        \
-    dv_half<T, UR, CC>(at, G, c0, Bp, 0, lo, cg); \
-    dv_half<T, UR, CC>(at, G, c0, Bp, H, hi, cg); \
-    break;
-    PYIREG_CASE(1)
-    PYIREG_CASE(2) PYIREG_CASE(3) PYIREG_CASE(4) PYIREG_CASE(5)
-#undef PYIREG_CASE
-        default : break;
+    case 1: dv_both<T, UR, 1>(at, G, c0, Bp, lo, hi, cg); break;
+    case 2: dv_both<T, UR, 2>(at, G, c0, Bp, lo, hi, cg); break;
+    case 3: dv_both<T, UR, 3>(at, G, c0, Bp, lo, hi, cg); break;
+    case 4: dv_both<T, UR, 4>(at, G, c0, Bp, lo, hi, cg); break;
+    case 5: dv_both<T, UR, 5>(at, G, c0, Bp, lo, hi, cg); break;
+    default: break;
   }
 }
 

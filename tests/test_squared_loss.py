@@ -52,6 +52,21 @@ def test_squared_loss_and_grad_match_reference(widths, B, d, k, simd, mask):
         assert np.all(np.abs(err - err64) * B <= near_tie.sum(1))
 
 
+
+@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
+def test_the_twins_losses_keep_the_twins_precision(loss):
+    """The tolerance rule reads its floor from the reference's dtype: a float32 twin's losses must
+    come back float32 (as float64 numbers its floor would be float64's and rest on luck)."""
+    model = pyireg.PackedMLP([3, 5], 4, 2, loss=loss, seed=1)
+    X, Y, _ = _data(6, 4, 2, 3)
+    y = Y if loss == "squared" else np.array([0, 1, 1, 0, 1, 0])
+    for dtype, want in ((torch.float32, np.float32), (torch.float64, np.float64)):
+        mods = R.modules_from_packed(model.U, model.V, model.offsets, dtype=dtype)
+        assert R.loss_and_grad(mods, X, y, loss=loss)[0].dtype == want
+        assert R.evaluate(mods, X, y, loss=loss)[1].dtype == want
+        opt = R.make_sgd(mods, 0.1, 0.0, 0.0)
+        assert R.step(mods, opt, X, y, loss=loss).dtype == want
+
 def test_squared_loss_error_is_the_classification_error_of_one_hot_targets():
     model = pyireg.PackedMLP([4, 30], 6, 3, loss="squared", dtype="float64", seed=3)
     rng = np.random.default_rng(4)

@@ -33,6 +33,13 @@ def _loss(out, y, loss, weights=None):
     return squared_loss(out, y.to(out.dtype), None if weights is None else weights.to(out.dtype))
 
 
+def _in_twin_dtype(values, modules) -> np.ndarray:
+    """Per-network values as an array in the twins' own precision: a float32 twin's losses are
+    float32 numbers, and the tolerance rule reads its floor from the reference's dtype."""
+    dt = modules[0][0].weight.dtype if len(modules) else torch.float64
+    return np.array(values, dtype=np.float32 if dt == torch.float32 else np.float64)
+
+
 def _targets(y, loss):
     return torch.as_tensor(y, dtype=torch.long) if loss == "cross_entropy" else torch.as_tensor(np.asarray(y))
 
@@ -72,7 +79,7 @@ def loss_and_grad(modules, X, y, weights=None, loss="cross_entropy"):
         losses.append(loss_n.item())
         gU.append(m[0].weight.grad.clone())
         gV.append(m[2].weight.grad.T.clone())
-    return np.array(losses), torch.cat(gU).cpu().numpy(), torch.cat(gV).cpu().numpy()
+    return _in_twin_dtype(losses, modules), torch.cat(gU).cpu().numpy(), torch.cat(gV).cpu().numpy()
 
 
 def make_sgd(modules, lr, momentum, weight_decay) -> torch.optim.SGD:
@@ -93,7 +100,7 @@ def step(modules, opt: torch.optim.Optimizer, X, y, weights=None, loss="cross_en
     losses = [_loss(m(X.to(m[0].weight.dtype)), y, loss, w) for m in modules]
     torch.stack(losses).sum().backward()
     opt.step()
-    return np.array([float(l.detach()) for l in losses])
+    return _in_twin_dtype([float(l.detach()) for l in losses], modules)
 
 
 def set_hyper(opt: torch.optim.SGD, lr=None, momentum=None, weight_decay=None) -> None:
@@ -118,7 +125,7 @@ def evaluate(modules, X, y, weights=None, loss="cross_entropy"):
             truth = y if loss == "cross_entropy" else y.argmax(1)
             err.append((out.argmax(1) != truth).double().mean().item())
             losses.append(_loss(out, y, loss, w).item())
-    return np.array(err), np.array(losses)
+    return np.array(err), _in_twin_dtype(losses, modules)
 
 
 def packed_weights(modules):
@@ -340,7 +347,7 @@ class PathSGDTwin:
                 self.buf[n][1] = mo * self.buf[n][1] + g2
                 W1 -= lr * self.buf[n][0]
                 W2 -= lr * self.buf[n][1]
-        return np.array(losses)
+        return _in_twin_dtype(losses, self.modules)
 
 
 class DDPSGDTwin:
@@ -369,7 +376,7 @@ class DDPSGDTwin:
                 lr, wd = torch.tensor(float(self.lr[n]), dtype=dt), torch.tensor(float(self.wd[n]), dtype=dt)
                 W1 -= lr * (W1.grad + wd * W1) * _inverse(torch.as_tensor(kU))
                 W2 -= lr * (W2.grad + wd * W2) * _inverse(torch.as_tensor(kV)).T
-        return np.array(losses)
+        return _in_twin_dtype(losses, self.modules)
 
 
 class ConjugateGradientTwin:

@@ -71,6 +71,16 @@ def test_margins_equal_a_plain_torch_forward_and_the_5th_percentile():
     assert np.all(m10 >= m)
 
 
+
+def test_a_one_output_model_has_an_infinite_margin():
+    """No other class: every margin is +inf, and so is their percentile (not numpy's nan)."""
+    model = pyireg.PackedMLP([7, 2], 20, 1, seed=1)
+    X = np.random.default_rng(0).standard_normal((9, 20)).astype(np.float32)
+    y = np.zeros(9, dtype=np.int64)
+    assert np.all(np.isposinf(M.margins(model, X, y)))
+    got = model.measures(["margin", "path_l2"], X=X, y=y)
+    np.testing.assert_array_equal(got["margin"], [np.inf, np.inf])
+
 def test_distances_from_initialization():
     model, init, _, _ = _model()
     got = model.measures(["dist_U", "dist_V"], init=init)

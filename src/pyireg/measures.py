@@ -378,12 +378,19 @@ _dist("dist_V", _DV2)
 
 
 @measure("margin", needs={"data"}, losses=("cross_entropy",), group="data",
-         doc="the 5th percentile over the samples of y(x)[label] − max of the others (option percentile)")
+         doc="the 5th percentile over the samples of y(x)[label] − max of the others (option percentile); "
+         "+inf for a one-output model (no other class)")
 def _margin(ctx):
     margins, _ = ctx.forward_stats()
     if margins is None:
         raise ValueError("y: margins need class labels (a cross-entropy model)")
-    return np.percentile(margins, float(ctx.opt["percentile"]), axis=1)
+    # a one-output model has no other class: its margins are all +inf (their percentile, +inf;
+    # numpy's interpolation would make it nan)
+    out = np.full(margins.shape[0], np.inf)
+    some = ~np.isposinf(margins).all(axis=1)
+    if some.any():
+        out[some] = np.percentile(margins[some], float(ctx.opt["percentile"]), axis=1)
+    return out
 
 
 def _over_margin(name, of, doc):

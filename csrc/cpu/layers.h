@@ -125,41 +125,81 @@ inline void hsum8(const vec32<float>* v, float* out) {
 // blocks of 64 bytes (16 floats, 8 doubles); lane l of the 64-byte accumulator sums column l of
 // every block in block order (one fused multiply-add each), a last 32-byte block going into the
 // low half; the two 32-byte halves are then added (low + high) and their lanes summed in hsum's
-// order. AVX-512 holds the accumulator in one register; AVX2 and generic hold its halves in two.
-// (The order does not depend on how a target unrolls its loop, and a zero added into the high
-// half by AVX-512's last block can change only the sign of a zero lane, which the final sum,
-// started at +0, does not see.)
-// AVX-512: outputs handled per pass of the dV, dZ pass, their accumulators in registers (32 of
-// 64 bytes). The grouping does not change a bit: dz is summed over the outputs in order across
-// passes, each dv on its own.
-constexpr int64_t kBackwardClassGroup = 12;
-// units per call of units_backward from a training pass
-constexpr int64_t kBackwardUnits = 4;
+// order. AVX-512 holds the accumulator in one register and adds the last 32-byte block to its
+// low half; AVX2 and generic hold its halves in two and run the low halves, then the high ones.
 
-// dv[c0 + c] = the tree's sum of lo[c] + hi[c] (32-byte halves of the accumulators) for c < CC.
-template <class T, int CC>
-inline void finish_dv(vec32<T>* lo, const vec32<T>* hi, int64_t c0, T* dv) {
-  for (int c = 0; c < CC; ++c) lo[c] += hi[c];
-  int c = 0;
-  if constexpr (std::is_same<T, float>::value)
-    for (; c + 8 <= CC; c += 8) hsum8(lo + c, dv + c0 + c);
-  for (; c < CC; ++c) dv[c0 + c] = hsum<T>(lo[c]);
+// The dv sums from s[q] = low + high halves of accumulator q (q = u * n + c < m, m = units x n
+// outputs) into dv[u * k + c]: the lanes summed in hsum's order, eight accumulators at a time
+// for floats (hsum8; s is zero padded to a multiple of 8).
+template <class T>
+inline void finish_dv(vec32<T>* s, int64_t m, int64_t n, int64_t k, T* dv) {
+  int64_t u = 0, c = 0;  // q = u * n + c
+  auto put = [&](T x) {
+    dv[u * k + c] = x;
+    if (++c == n) c = 0, ++u;
+  };
+  if constexpr (std::is_same<T, float>::value) {
+    for (int64_t q = m; q < round_up(m, 8); ++q) s[q] = vec32<T>{};
+    for (int64_t q0 = 0; q0 < m; q0 += 8) {
+      T out[8];
+      hsum8(s + q0, out);
+      for (int64_t q = q0; q < std::min<int64_t>(q0 + 8, m); ++q) put(out[q - q0]);
+    }
+  } else {
+    for (int64_t q = 0; q < m; ++q) put(hsum<T>(s[q]));
+  }
 }
+
+// The two sums of a unit's backward run as small register tiles over a few units, each with
+// enough independent chains to hide the fused multiply-add's latency and each row of G loaded
+// once for several units, at the target's full width. One unit at a time (dz chains of k
+// dependent steps, every dv product loading its row of G) ran the dense step's dV, dZ pass at
+// 23-25 GFLOP/s on Zen 3 (AVX2) and 41 on Zen 4 (AVX-512); see docs/performance.md for the tiles.
+
+// dz of UR units (rows of at and dz Bp apart, of v k apart) for the NV vectors V of columns from
+// j: each column summed over the outputs in order (so any vector width gives its bits), then
+// masked by the activation.
+template <class T, class V, int UR, int NV>
+inline void dz_tile(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, int64_t j, bool use_relu) {
+  constexpr int L = lanes<V>();
+  V acc[UR][NV];
+  for (int i = 0; i < UR; ++i)
+    for (int n = 0; n < NV; ++n) acc[i][n] = V{};
+  for (int64_t c = 0; c < k; ++c) {
+    V g[NV];
+    for (int n = 0; n < NV; ++n) g[n] = ldv<V>(G + c * Bp + j + n * L);
+    for (int i = 0; i < UR; ++i) {
+      const V vc = splatv<V>(v[i * k + c]);
+      for (int n = 0; n < NV; ++n) acc[i][n] += vc * g[n];
+    }
+  }
+  for (int i = 0; i < UR; ++i)
+    for (int n = 0; n < NV; ++n) {
+      const V a = ldv<V>(at + i * Bp + j + n * L);
+      st(dz + i * Bp + j + n * L, use_relu ? (a > 0 ? acc[i][n] : V{}) : acc[i][n]);
+    }
+}
+
+// dz of UR units over the whole row: two of the target's vectors of columns a step, then one,
+// then (AVX-512) a last 32-byte half.
+template <class T, int UR>
+inline void dz_units(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, bool use_relu) {
+  constexpr int W = VecOf<T>::W;
+  int64_t j = 0;
+  for (; j + 2 * W <= Bp; j += 2 * W) dz_tile<T, vec<T>, UR, 2>(at, G, v, k, Bp, dz, j, use_relu);
+  if (j + W <= Bp) {
+    dz_tile<T, vec<T>, UR, 1>(at, G, v, k, Bp, dz, j, use_relu);
+    j += W;
+  }
+  if constexpr (W > VecN<T, 32>::W) {
+    if (j < Bp) dz_tile<T, vec32<T>, UR, 1>(at, G, v, k, Bp, dz, j, use_relu);
+  }
+}
+
+// outputs per tile of the dv sums
+constexpr int64_t kDvTile = 5;
 
 #if PYIREG_VEC_BYTES == 64
-// AVX-512 pieces of unit_backward_group. The row's last 64-byte block may be half full (Bp is a
-// multiple of 32 bytes): it is loaded and stored under a lane mask, and its dv products go only
-// into the accumulators' masked lanes (the others keep their bits).
-inline __m512 masked_load(unsigned m, const float* p) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), p); }
-inline __m512d masked_load(unsigned m, const double* p) { return _mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p); }
-inline void masked_store(unsigned m, float* p, __m512 v) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>(m), v); }
-inline void masked_store(unsigned m, double* p, __m512d v) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), v); }
-inline __m512 masked_fma(__m512 a, __m512 b, __m512 c, unsigned m) {
-  return _mm512_mask3_fmadd_ps(a, b, c, static_cast<__mmask16>(m));
-}
-inline __m512d masked_fma(__m512d a, __m512d b, __m512d c, unsigned m) {
-  return _mm512_mask3_fmadd_pd(a, b, c, static_cast<__mmask8>(m));
-}
 // the low and high 32-byte halves of a 64-byte vector
 inline void halves(__m512 v, vec32<float>* lo, vec32<float>* hi) {
   *lo = _mm512_castps512_ps256(v);
@@ -170,145 +210,53 @@ inline void halves(__m512d v, vec32<double>* lo, vec32<double>* hi) {
   *hi = _mm512_extractf64x4_pd(v, 1);
 }
 
-// NB blocks of 64 bytes from column j, the last one under the lane mask m (all lanes but at the
-// row's end, which may be half full): NB independent dz chains, each block's activations and dz
-// in registers across the outputs.
-template <class T, int CC, int NB>
-inline void wide_blocks(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, bool first, bool mask,
-                        int64_t j, vec<T>* acc, unsigned m) {
+// dv tiles: 4 units x up to kDvTile outputs, 20 accumulators, four activation vectors and a row
+// of G in the 32 registers (2 units a tile ran the dense step's dv sums at 42 GFLOP/s on Zen 4,
+// 4 units at 64: a row of G serves more products, and the sums are finished eight at a time
+// with fewer padding lanes).
+constexpr int kDvUnits = 4;
+// The dv tree for UR units (rows of at Bp apart) and outputs [c0, c0 + CC) of a group of n
+// outputs from cg: the full 64-byte blocks in one accumulator each, the last 32-byte block into
+// its low half, then low + high into s[u * n + c0 + c - cg].
+template <class T, int UR, int CC>
+inline void dv_tile(const T* at, const T* G, int64_t c0, int64_t Bp, vec32<T>* sum, int64_t n, int64_t cg) {
   constexpr int W = VecOf<T>::W;
-  const int64_t jl = j + (NB - 1) * W;  // the last block
-  vec<T> a[NB], da[NB];
-#pragma GCC unroll 8
-  for (int i = 0; i < NB - 1; ++i) {
-    a[i] = ld(at + j + i * W);
-    da[i] = first ? vec<T>{} : ld(dz + j + i * W);
-  }
-  a[NB - 1] = masked_load(m, at + jl);
-  da[NB - 1] = first ? vec<T>{} : vec<T>(masked_load(m, dz + jl));
-#pragma GCC unroll 16
-  for (int c = 0; c < CC; ++c) {
-    const vec<T> vc = splat(v[c0 + c]);
-    const T* g = G + (c0 + c) * Bp;
-#pragma GCC unroll 8
-    for (int i = 0; i < NB - 1; ++i) {
-      const vec<T> gi = ld(g + j + i * W);
-      acc[c] += a[i] * gi;
-      da[i] += vc * gi;
-    }
-    const vec<T> gl = masked_load(m, g + jl);
-    acc[c] = masked_fma(a[NB - 1], gl, acc[c], m);
-    da[NB - 1] += vc * gl;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < NB; ++i) {
-    const vec<T> out = mask ? (a[i] > 0 ? da[i] : vec<T>{}) : da[i];
-    if (i < NB - 1)
-      st(dz + j + i * W, out);
-    else
-      masked_store(m, dz + jl, out);
-  }
-}
-
-// The whole AVX-512 row of one unit for CC outputs, ending with NBE blocks (the last perhaps
-// half full): the accumulators stay in registers from the first block to the dv sums.
-template <class T, int CC, int NBE>
-inline void wide_unit(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
-                      bool mask) {
-  constexpr int W = VecOf<T>::W;
-  vec<T> acc[CC];
-  for (int c = 0; c < CC; ++c) acc[c] = vec<T>{};
-  int64_t j = 0;  // four full blocks a step while more than four are left
-  for (; Bp - j > 4 * W; j += 4 * W) wide_blocks<T, CC, 4>(at, G, v, c0, Bp, dz, first, mask, j, acc, (1u << W) - 1u);
-  wide_blocks<T, CC, NBE>(at, G, v, c0, Bp, dz, first, mask, j, acc, (1u << (Bp - j - (NBE - 1) * W)) - 1u);
-  vec32<T> lo[CC], hi[CC];
-  for (int c = 0; c < CC; ++c) halves(acc[c], &lo[c], &hi[c]);
-  finish_dv<T, CC>(lo, hi, c0, dv);
-}
-#endif
-
-#if PYIREG_VEC_BYTES == 64
-// One unit's backward for outputs [c0, c0 + CC) on AVX-512: dv[c] = <at, G[c]> (the tree
-// above), dz += sum_c v[c] G[c] (each column on its own: any width gives its bits); on the last
-// output group the activation mask is applied. Four blocks a step: four independent dz chains
-// (each a sum over the outputs, a chain of CC dependent fused multiply-adds).
-template <class T, int CC>
-void unit_backward_group(const T* at, const T* G, const T* v, int64_t c0, int64_t Bp, T* dz, T* dv, bool first,
-                         bool last, bool use_relu) {
-  constexpr int W = VecOf<T>::W;
-  const bool mask = last && use_relu;
-  int64_t jend = 0;  // where the steps of four blocks end
-  while (Bp - jend > 4 * W) jend += 4 * W;
-  switch ((Bp - jend + W - 1) / W) {  // 1 to 4 blocks left, the last perhaps half full
-    case 1: wide_unit<T, CC, 1>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-    case 2: wide_unit<T, CC, 2>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-    case 3: wide_unit<T, CC, 3>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-    default: wide_unit<T, CC, 4>(at, G, v, c0, Bp, dz, dv, first, mask); break;
-  }
-}
-
-// Unit h's backward from the gradient G (k x Bp) of its network's outputs: dv (k) and dz (Bp).
-template <class T>
-void unit_backward(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, T* dv, bool use_relu) {
-  constexpr int64_t CG = kBackwardClassGroup;
-  for (int64_t c0 = 0; c0 < k; c0 += CG) {
-    const bool first = c0 == 0, last = c0 + CG >= k;
-    switch (std::min(CG, k - c0)) {
-#define PYIREG_CASE(n) \
-  case n: unit_backward_group<T, n>(at, G, v, c0, Bp, dz, dv, first, last, use_relu); break;
-      PYIREG_CLASS_CASES(PYIREG_CASE)
-#undef PYIREG_CASE
-      default: break;
+  vec<T> s[UR][CC];
+  for (int u = 0; u < UR; ++u)
+    for (int c = 0; c < CC; ++c) s[u][c] = vec<T>{};
+  int64_t j = 0;
+  for (; j + W <= Bp; j += W) {
+    vec<T> a[UR];
+    for (int u = 0; u < UR; ++u) a[u] = ld(at + u * Bp + j);
+    for (int c = 0; c < CC; ++c) {
+      const vec<T> g = ld(G + (c0 + c) * Bp + j);
+      for (int u = 0; u < UR; ++u) s[u][c] += a[u] * g;
     }
   }
+  vec32<T> lo[UR][CC], hi[UR][CC];
+  for (int u = 0; u < UR; ++u)
+    for (int c = 0; c < CC; ++c) halves(s[u][c], &lo[u][c], &hi[u][c]);
+  if (j < Bp) {
+    vec32<T> a[UR];
+    for (int u = 0; u < UR; ++u) a[u] = ld32(at + u * Bp + j);
+    for (int c = 0; c < CC; ++c) {
+      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
+      for (int u = 0; u < UR; ++u) lo[u][c] += a[u] * g;
+    }
+  }
+  for (int u = 0; u < UR; ++u)
+    for (int c = 0; c < CC; ++c) sum[u * n + c0 + c - cg] = lo[u][c] + hi[u][c];
 }
 #else
-// On 32-byte vectors (AVX2, generic) the two sums run as small register tiles over a few units,
-// each with enough independent chains to hide the fused multiply-add's latency and each row of G
-// loaded once for several units. One unit at a time (dz chains of k dependent steps, two halves
-// of accumulators per output: six outputs and a 64-byte block spilled) ran the dense step's
-// dV, dZ pass at 23-25 GFLOP/s on Zen 3 (phase sandbox, one thread); these tiles at 35.
-
-// dz of UR units (rows of at and dz Bp apart, of v k apart) for the NV vectors of columns from
-// j: each column summed over the outputs in order, then masked by the activation.
-template <class T, int UR, int NV>
-inline void dz_tile(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, int64_t j, bool use_relu) {
-  constexpr int H = VecN<T, 32>::W;
-  vec32<T> acc[UR][NV];
-  for (int i = 0; i < UR; ++i)
-    for (int n = 0; n < NV; ++n) acc[i][n] = vec32<T>{};
-  for (int64_t c = 0; c < k; ++c) {
-    vec32<T> g[NV];
-    for (int n = 0; n < NV; ++n) g[n] = ld32(G + c * Bp + j + n * H);
-    for (int i = 0; i < UR; ++i) {
-      const vec32<T> vc = splat32(v[i * k + c]);
-      for (int n = 0; n < NV; ++n) acc[i][n] += vc * g[n];
-    }
-  }
-  for (int i = 0; i < UR; ++i)
-    for (int n = 0; n < NV; ++n) {
-      const vec32<T> a = ld32(at + i * Bp + j + n * H);
-      st(dz + i * Bp + j + n * H, use_relu ? (a > 0 ? acc[i][n] : vec32<T>{}) : acc[i][n]);
-    }
-}
-
-// dz of UR units over the whole row: two vectors of columns a step, then one.
-template <class T, int UR>
-inline void dz_units(const T* at, const T* G, const T* v, int64_t k, int64_t Bp, T* dz, bool use_relu) {
-  constexpr int H = VecN<T, 32>::W;
-  int64_t j = 0;
-  for (; j + 2 * H <= Bp; j += 2 * H) dz_tile<T, UR, 2>(at, G, v, k, Bp, dz, j, use_relu);
-  if (j < Bp) dz_tile<T, UR, 1>(at, G, v, k, Bp, dz, j, use_relu);
-}
-
-// One half of the dv tree for UR units (rows of at Bp apart) and outputs [c0, c0 + CC): the
-// columns j0, j0 + 64 bytes, ... below Bp (j0 = 0: the blocks' low halves and a last 32-byte
-// block; j0 = 32 bytes: their high halves), each lane summed in block order, into
-// acc[u][c0 + c - cg] (cg: the first output of the group being gathered). A row of G is loaded
-// once for the UR units (one unit and eight outputs, every product loading its G, ran at a
-// quarter of the fused multiply-add's rate on Zen 3).
+// dv tiles: 2 units x up to kDvTile outputs, 10 accumulators, two activation vectors and a row
+// of G in the 16 registers.
+constexpr int kDvUnits = 2;
+// One half of the dv tree for UR units and outputs [c0, c0 + CC) of a group of n outputs from
+// cg: the columns j0, j0 + 64 bytes, ... below Bp (j0 = 0: the blocks' low halves and a last
+// 32-byte block; j0 = 32 bytes: their high halves), each lane summed in block order; the low
+// halves go into s[u * n + c0 + c - cg], the high ones are added to them.
 template <class T, int UR, int CC>
-inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0, vec32<T> (*acc)[16], int64_t cg) {
+inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0, vec32<T>* sum, int64_t n, int64_t cg) {
   constexpr int H = VecN<T, 32>::W;
   vec32<T> s[UR][CC];
   for (int u = 0; u < UR; ++u)
@@ -322,57 +270,53 @@ inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0,
     }
   }
   for (int u = 0; u < UR; ++u)
-    for (int c = 0; c < CC; ++c) acc[u][c0 + c - cg] = s[u][c];
+    for (int c = 0; c < CC; ++c) {
+      vec32<T>& out = sum[u * n + c0 + c - cg];
+      out = j0 == 0 ? s[u][c] : out + s[u][c];
+    }
 }
 
 // The low halves, then the high halves, for CC outputs from c0.
 template <class T, int UR, int CC>
-inline void dv_both(const T* at, const T* G, int64_t c0, int64_t Bp, vec32<T> (*lo)[16], vec32<T> (*hi)[16],
-                    int64_t cg) {
-  dv_half<T, UR, CC>(at, G, c0, Bp, 0, lo, cg);
-  dv_half<T, UR, CC>(at, G, c0, Bp, VecN<T, 32>::W, hi, cg);
+inline void dv_tile(const T* at, const T* G, int64_t c0, int64_t Bp, vec32<T>* sum, int64_t n, int64_t cg) {
+  dv_half<T, UR, CC>(at, G, c0, Bp, 0, sum, n, cg);
+  dv_half<T, UR, CC>(at, G, c0, Bp, VecN<T, 32>::W, sum, n, cg);
 }
+#endif
 
-// Both halves for outputs [c0, c0 + n), n <= kDvTile (five outputs of two units: 10
-// accumulators, two activation vectors and a row of G in the 16 registers).
-constexpr int64_t kDvTile = 5;
+// The tile for outputs [c0, c0 + cc), cc <= kDvTile.
 template <class T, int UR>
-inline void dv_halves(const T* at, const T* G, int64_t c0, int64_t n, int64_t Bp, vec32<T> (*lo)[16],
-                      vec32<T> (*hi)[16], int64_t cg) {
-  switch (n) {
-    case 1: dv_both<T, UR, 1>(at, G, c0, Bp, lo, hi, cg); break;
-    case 2: dv_both<T, UR, 2>(at, G, c0, Bp, lo, hi, cg); break;
-    case 3: dv_both<T, UR, 3>(at, G, c0, Bp, lo, hi, cg); break;
-    case 4: dv_both<T, UR, 4>(at, G, c0, Bp, lo, hi, cg); break;
-    case 5: dv_both<T, UR, 5>(at, G, c0, Bp, lo, hi, cg); break;
+inline void dv_tiles(const T* at, const T* G, int64_t c0, int64_t cc, int64_t Bp, vec32<T>* sum, int64_t n,
+                     int64_t cg) {
+  switch (cc) {
+    case 1: dv_tile<T, UR, 1>(at, G, c0, Bp, sum, n, cg); break;
+    case 2: dv_tile<T, UR, 2>(at, G, c0, Bp, sum, n, cg); break;
+    case 3: dv_tile<T, UR, 3>(at, G, c0, Bp, sum, n, cg); break;
+    case 4: dv_tile<T, UR, 4>(at, G, c0, Bp, sum, n, cg); break;
+    case 5: dv_tile<T, UR, 5>(at, G, c0, Bp, sum, n, cg); break;
     default: break;
   }
 }
 
 // dv of UR units (rows of dv k apart): up to sixteen outputs at a time, computed in even tiles
-// of up to kDvTile outputs (2 x 5 accumulators, every lane a chain: enough to hide the latency),
-// then finished eight at a time (hsum8).
+// of up to kDvTile outputs (every lane of every accumulator a chain: enough to hide the
+// latency), then finished eight (unit, output) sums at a time across the units.
 template <class T, int UR>
 void dv_units(const T* at, const T* G, int64_t k, int64_t Bp, T* dv) {
-  vec32<T> lo[UR][16], hi[UR][16];
+  vec32<T> sum[UR * 16 + 8];
   for (int64_t cg = 0; cg < k; cg += 16) {
     const int64_t n = std::min<int64_t>(16, k - cg), tiles = (n + kDvTile - 1) / kDvTile;
     for (int64_t t = 0, c0 = cg; t < tiles; ++t) {
       const int64_t cc = (n - (c0 - cg) + (tiles - t) - 1) / (tiles - t);  // the rest, evenly
-      dv_halves<T, UR>(at, G, c0, cc, Bp, lo, hi, cg);
+      dv_tiles<T, UR>(at, G, c0, cc, Bp, sum, n, cg);
       c0 += cc;
     }
-    for (int u = 0; u < UR; ++u) {
-      for (int64_t c = n; c < round_up(n, 8); ++c) lo[u][c] = hi[u][c] = vec32<T>{};
-      for (int64_t c8 = 0; c8 < n; c8 += 8) {
-        T out[8];
-        finish_dv<T, 8>(lo[u] + c8, hi[u] + c8, 0, out);
-        std::memcpy(dv + u * k + cg + c8, out, sizeof(T) * std::min<int64_t>(8, n - c8));
-      }
-    }
+    finish_dv<T>(sum, UR * n, n, k, dv + cg);
   }
 }
-#endif
+
+// units per call of units_backward from a training pass
+constexpr int64_t kBackwardUnits = 4;
 
 // The backward of n consecutive units of one network (rows of at and dz Bp apart, of v and dv
 // k apart) from the gradient G (k x Bp) of its outputs: dv and dz of each unit, the same bits
@@ -380,9 +324,6 @@ void dv_units(const T* at, const T* G, int64_t k, int64_t Bp, T* dv) {
 template <class T>
 void units_backward(const T* at, const T* G, const T* v, int64_t n, int64_t k, int64_t Bp, T* dz, T* dv,
                     bool use_relu) {
-#if PYIREG_VEC_BYTES == 64
-  for (int64_t i = 0; i < n; ++i) unit_backward(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, dv + i * k, use_relu);
-#else
   constexpr int UR = 4;
   int64_t i = 0;
   for (; i + UR <= n; i += UR) dz_units<T, UR>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu);
@@ -392,9 +333,13 @@ void units_backward(const T* at, const T* G, const T* v, int64_t n, int64_t k, i
     case 3: dz_units<T, 3>(at + i * Bp, G, v + i * k, k, Bp, dz + i * Bp, use_relu); break;
     default: break;
   }
-  for (i = 0; i + 2 <= n; i += 2) dv_units<T, 2>(at + i * Bp, G, k, Bp, dv + i * k);
-  if (i < n) dv_units<T, 1>(at + i * Bp, G, k, Bp, dv + i * k);
-#endif
+  for (i = 0; i + kDvUnits <= n; i += kDvUnits) dv_units<T, kDvUnits>(at + i * Bp, G, k, Bp, dv + i * k);
+  switch (n - i) {
+    case 1: dv_units<T, 1>(at + i * Bp, G, k, Bp, dv + i * k); break;
+    case 2: dv_units<T, 2>(at + i * Bp, G, k, Bp, dv + i * k); break;
+    case 3: dv_units<T, 3>(at + i * Bp, G, k, Bp, dv + i * k); break;
+    default: break;
+  }
 }
 
 }  // namespace PYIREG_ISA

@@ -37,9 +37,8 @@ int main(int argc, char** argv) {
   const int64_t group_units = argc > 3 ? std::atoi(argv[3]) : 512;
   Plan p = make_plan(make_layout(off.data(), N, d, k), 192, group_units);
   Ctx cx{&p, Activation::relu, 1};
-  // the forward's prefetch of the next chunk: as the engine decides it (Intel CPUs), or argv[4]
-  __builtin_cpu_init();
-  cx.ahead = argc > 4 ? std::atoi(argv[4]) != 0 : __builtin_cpu_is("intel") != 0;
+  // the forward's prefetch of the next chunk: as the engine decides it (L2 >= 1 MiB), or argv[4]
+  cx.ahead = argc > 4 ? std::atoi(argv[4]) != 0 : read_l2_cache_bytes() >= (int64_t(1) << 20);
   std::mt19937 g(0);
   std::normal_distribution<float> n01;
   std::vector<T> U(S * d), V(S * k), X(B * d), bU(S * d, 0.f), bV(S * k, 0.f);

@@ -34,6 +34,7 @@ void register_config(py::module_& m) {
         d["simd_compiled"] = simd;
         d["simd_active"] = simd_name(active_simd());
         d["prefetch_ahead"] = prefetch_ahead();
+        d["l2_cache_bytes"] = l2_cache_bytes();
         d["cuda"] = false;
 #if defined(PYIREG_SANITIZE)
         d["sanitize"] = PYIREG_SANITIZE;

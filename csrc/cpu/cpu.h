@@ -9,6 +9,9 @@
 
 #include <cstdint>
 #include <string>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "cpu/plan.h"
 #include "cpu/workspace.h"
@@ -95,10 +98,23 @@ const char* simd_name(Simd s);
 template <class T>
 const Kernels<T>& active_kernels();
 
-// Whether the forward product prefetches the next chunk's rows of U (gemm.h Ahead): on Intel
-// CPUs, where it took the dense step's forward from 117-122 to 108 ms (AVX-512 Xeon, phase
-// sandbox, one thread); not on AMD ones, where it cost it 14% (Zen 3, 137-141 -> 155-163 ms: the
-// prefetches land in L1 there). Decided once from the CPU's vendor.
+// The L2 cache per core in bytes, read from CPUID leaf 0x80000006 (ECX[31:16], KiB; AMD and
+// Intel); 0 where unknown or not x86. l2_cache_bytes() reads it once.
+inline int64_t read_l2_cache_bytes() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0x80000006, &a, &b, &c, &d)) return 0;
+  return static_cast<int64_t>(c >> 16) * 1024;
+#else
+  return 0;
+#endif
+}
+int64_t l2_cache_bytes();
+// Whether the forward product prefetches the next chunk's rows of U (gemm.h Ahead): on hosts
+// with at least 1 MiB of L2 per core. Measured on the dense step's forward (phase sandbox, one
+// thread): a gain on the AVX-512 Xeon (2 MiB: 117-122 -> 108 ms) and on Zen 4 (1 MiB: 123-126 ->
+// 115-116 ms), a 14% loss on Zen 3 (512 KiB: 137-141 -> 155-163 ms), where the next chunk's rows
+// evict the current chunk's. Decided once.
 bool prefetch_ahead();
 
 // Threads used by every kernel, process-wide (not per calling thread). OMP_NUM_THREADS sets the

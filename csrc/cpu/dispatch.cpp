@@ -90,17 +90,12 @@ const Kernels<T>& active_kernels() {
 template const Kernels<float>& active_kernels<float>();
 template const Kernels<double>& active_kernels<double>();
 
-bool prefetch_ahead() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool intel = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
-  }();
-  return intel;
-#else
-  return false;
-#endif
+int64_t l2_cache_bytes() {
+  static const int64_t bytes = read_l2_cache_bytes();
+  return bytes;
 }
+
+bool prefetch_ahead() { return l2_cache_bytes() >= (int64_t(1) << 20); }
 
 int num_threads() { return g_threads.load(); }
 

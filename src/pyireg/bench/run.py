@@ -398,15 +398,19 @@ def host_info(peak: Optional[float] = None) -> dict:
     from ..experiments.record import cpu_model
     cfg = build_config()
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": cfg.get("simd_active"),
-            "prefetch_ahead": cfg.get("prefetch_ahead"),
+            "prefetch_ahead": cfg.get("prefetch_ahead"), "l2_cache_bytes": cfg.get("l2_cache_bytes"),
             "native_threads": int(get_num_threads()), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "platform": platform.platform(), "matmul_peak_gflops": peak}
 
 
 def _ahead(h: dict) -> str:
-    """The forward's prefetch of the next chunk, when the report says (on Intel CPUs only)."""
-    flag = h.get("prefetch_ahead")
-    return "" if flag is None else (", next-chunk prefetch on" if flag else ", next-chunk prefetch off")
+    """The forward's prefetch of the next chunk (on hosts with at least 1 MiB of L2 per core),
+    when the report says."""
+    flag, l2 = h.get("prefetch_ahead"), h.get("l2_cache_bytes")
+    if flag is None:
+        return ""
+    size = f" (L2 {l2 // 1024} KiB per core)" if l2 else ""
+    return (", next-chunk prefetch on" if flag else ", next-chunk prefetch off") + size
 
 
 def format_host(report: dict) -> str:

@@ -196,6 +196,18 @@ inline void dz_units(const T* at, const T* G, const T* v, int64_t k, int64_t Bp,
   }
 }
 
+// One step of the dv tree's tiles: acc[u][c] += at[u, j..] * G[c0 + c, j..] for UR rows of at
+// and CC rows of G on the vector V of columns from j (a row of G loaded once for the UR units).
+template <class T, class V, int UR, int CC>
+inline void dv_products(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j, V (*acc)[CC]) {
+  V a[UR];
+  for (int u = 0; u < UR; ++u) a[u] = ldv<V>(at + u * Bp + j);
+  for (int c = 0; c < CC; ++c) {
+    const V g = ldv<V>(G + (c0 + c) * Bp + j);
+    for (int u = 0; u < UR; ++u) acc[u][c] += a[u] * g;
+  }
+}
+
 // outputs per tile of the dv sums
 constexpr int64_t kDvTile = 5;
 
@@ -225,25 +237,11 @@ inline void dv_tile(const T* at, const T* G, int64_t c0, int64_t Bp, vec32<T>* s
   for (int u = 0; u < UR; ++u)
     for (int c = 0; c < CC; ++c) s[u][c] = vec<T>{};
   int64_t j = 0;
-  for (; j + W <= Bp; j += W) {
-    vec<T> a[UR];
-    for (int u = 0; u < UR; ++u) a[u] = ld(at + u * Bp + j);
-    for (int c = 0; c < CC; ++c) {
-      const vec<T> g = ld(G + (c0 + c) * Bp + j);
-      for (int u = 0; u < UR; ++u) s[u][c] += a[u] * g;
-    }
-  }
+  for (; j + W <= Bp; j += W) dv_products<T, vec<T>, UR, CC>(at, G, c0, Bp, j, s);
   vec32<T> lo[UR][CC], hi[UR][CC];
   for (int u = 0; u < UR; ++u)
     for (int c = 0; c < CC; ++c) halves(s[u][c], &lo[u][c], &hi[u][c]);
-  if (j < Bp) {
-    vec32<T> a[UR];
-    for (int u = 0; u < UR; ++u) a[u] = ld32(at + u * Bp + j);
-    for (int c = 0; c < CC; ++c) {
-      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
-      for (int u = 0; u < UR; ++u) lo[u][c] += a[u] * g;
-    }
-  }
+  if (j < Bp) dv_products<T, vec32<T>, UR, CC>(at, G, c0, Bp, j, lo);
   for (int u = 0; u < UR; ++u)
     for (int c = 0; c < CC; ++c) sum[u * n + c0 + c - cg] = lo[u][c] + hi[u][c];
 }
@@ -261,14 +259,7 @@ inline void dv_half(const T* at, const T* G, int64_t c0, int64_t Bp, int64_t j0,
   vec32<T> s[UR][CC];
   for (int u = 0; u < UR; ++u)
     for (int c = 0; c < CC; ++c) s[u][c] = vec32<T>{};
-  for (int64_t j = j0; j < Bp; j += 2 * H) {
-    vec32<T> a[UR];
-    for (int u = 0; u < UR; ++u) a[u] = ld32(at + u * Bp + j);
-    for (int c = 0; c < CC; ++c) {
-      const vec32<T> g = ld32(G + (c0 + c) * Bp + j);
-      for (int u = 0; u < UR; ++u) s[u][c] += a[u] * g;
-    }
-  }
+  for (int64_t j = j0; j < Bp; j += 2 * H) dv_products<T, vec32<T>, UR, CC>(at, G, c0, Bp, j, s);
   for (int u = 0; u < UR; ++u)
     for (int c = 0; c < CC; ++c) {
       vec32<T>& out = sum[u * n + c0 + c - cg];

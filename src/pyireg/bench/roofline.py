@@ -18,7 +18,9 @@ import numpy as np
 from .common import BATCH, WORKLOADS, D, K
 
 SOCKET_BANDWIDTH = 200.0       # GB/s: a typical server socket's sustained stream bandwidth (set yours)
-SEGMENTED_EFFICIENCY = 0.25    # the dV, dZ pass ran at 43-47 of about 200 GFLOP/s per thread (Xeon, round 2)
+# the share of the peak the segmented phases reach: the tiled dV, dZ pass runs at 60-64% of the
+# per-thread peak on Zen 4 (round 3); before the tiles it ran at 22% on the Xeon (round 2: 0.25)
+SEGMENTED_EFFICIENCY = 0.6
 PREDICT_THREADS = (16, 64)
 
 

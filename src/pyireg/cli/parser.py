@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "threads in the predictions (default 200)")
     b.add_argument("--segmented-efficiency", type=_number(0.0, 1.0, lo_in=False), default=None,
                    help="with --roofline: the share of the matmul peak the segmented (block-diagonal) phases reach "
-                        "(default 0.25)")
+                        "(default 0.6)")
     b.add_argument("--predict-threads", type=_list(_positive, "positive integers"), default=None,
                    help="with --roofline: the thread counts to predict (default 16,64)")
     b.add_argument("--threads", type=_positive, default=None, help="threads for pyireg and torch (default: all cores)")

@@ -78,8 +78,25 @@ def test_a_one_output_model_has_an_infinite_margin():
     X = np.random.default_rng(0).standard_normal((9, 20)).astype(np.float32)
     y = np.zeros(9, dtype=np.int64)
     assert np.all(np.isposinf(M.margins(model, X, y)))
-    got = model.measures(["margin", "path_l2"], X=X, y=y)
+    got = model.measures(["margin", "path_l2", "path_l2_margin"], X=X, y=y)
     np.testing.assert_array_equal(got["margin"], [np.inf, np.inf])
+    np.testing.assert_array_equal(got["path_l2_margin"], [0.0, 0.0])
+
+
+def test_all_infinite_margins_of_a_two_output_model_stay_nan():
+    """Only a one-output model gets +inf: with two outputs, margins of +inf on every sample come
+    from an overflowed (diverged) network, whose margin stays nan."""
+    model = pyireg.PackedMLP([3], 4, 2, seed=1)
+    U, V = model.U.copy(), model.V.copy()
+    V[:, 0], V[:, 1] = 3e38, -3e38          # the label's output overflows to +inf, the other's to -inf
+    U[:] = np.abs(U) + 1.0
+    model.U, model.V = U, V
+    X = np.abs(np.random.default_rng(0).standard_normal((5, 4))).astype(np.float32) + 1.0
+    y = np.zeros(5, dtype=np.int64)
+    assert np.all(np.isposinf(M.margins(model, X, y)))
+    with np.errstate(invalid="ignore"):
+        got = model.measures(["margin"], X=X, y=y)["margin"]
+    assert np.all(np.isnan(got))
 
 def test_distances_from_initialization():
     model, init, _, _ = _model()

@@ -66,6 +66,8 @@ def test_the_twins_losses_keep_the_twins_precision(loss):
         assert R.evaluate(mods, X, y, loss=loss)[1].dtype == want
         opt = R.make_sgd(mods, 0.1, 0.0, 0.0)
         assert R.step(mods, opt, X, y, loss=loss).dtype == want
+        assert R.PathSGDTwin(mods, 0.1).step(X, y, loss=loss).dtype == want
+        assert R.DDPSGDTwin(mods, 0.1, 0.5).step(X, y, loss=loss).dtype == want
 
 def test_squared_loss_error_is_the_classification_error_of_one_hot_targets():
     model = pyireg.PackedMLP([4, 30], 6, 3, loss="squared", dtype="float64", seed=3)

@@ -379,18 +379,17 @@ _dist("dist_V", _DV2)
 
 @measure("margin", needs={"data"}, losses=("cross_entropy",), group="data",
          doc="the 5th percentile over the samples of y(x)[label] − max of the others (option percentile); "
-         "+inf for a one-output model (no other class)")
+         "+inf for a one-output model (no other class; its margin-normalized measures are then 0)")
 def _margin(ctx):
     margins, _ = ctx.forward_stats()
     if margins is None:
         raise ValueError("y: margins need class labels (a cross-entropy model)")
-    # a one-output model has no other class: its margins are all +inf (their percentile, +inf;
-    # numpy's interpolation would make it nan)
-    out = np.full(margins.shape[0], np.inf)
-    some = ~np.isposinf(margins).all(axis=1)
-    if some.any():
-        out[some] = np.percentile(margins[some], float(ctx.opt["percentile"]), axis=1)
-    return out
+    if np.shape(ctx.m.V)[1] == 1:
+        # one output, no other class: every margin is +inf, and so is their percentile (numpy's
+        # interpolation of inf - inf would make it nan); a diverged network with more outputs
+        # keeps its nan
+        return np.full(margins.shape[0], np.inf)
+    return np.percentile(margins, float(ctx.opt["percentile"]), axis=1)
 
 
 def _over_margin(name, of, doc):

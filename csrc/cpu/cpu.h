@@ -98,8 +98,10 @@ const char* simd_name(Simd s);
 template <class T>
 const Kernels<T>& active_kernels();
 
-// The L2 cache per core in bytes, read from CPUID leaf 0x80000006 (ECX[31:16], KiB; AMD and
-// Intel); 0 where unknown or not x86. l2_cache_bytes() reads it once.
+// The L2 cache of the calling core in bytes, read from CPUID leaf 0x80000006 (ECX[31:16], KiB;
+// AMD and Intel); 0 where unknown or not x86. l2_cache_bytes() reads it once. It is the size of
+// one L2, not a core's share of it: Intel's E-core modules share 2 MiB among four cores, and a
+// hybrid CPU answers for the core that asks; some hypervisors report a legacy value.
 inline int64_t read_l2_cache_bytes() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;

@@ -154,7 +154,7 @@ inline void finish_dv(vec32<T>* s, int64_t m, int64_t n, int64_t k, T* dv) {
 // enough independent chains to hide the fused multiply-add's latency and each row of G loaded
 // once for several units, at the target's full width. One unit at a time (dz chains of k
 // dependent steps, every dv product loading its row of G) ran the dense step's dV, dZ pass at
-// 23-25 GFLOP/s on Zen 3 (AVX2) and 41 on Zen 4 (AVX-512); see docs/performance.md for the tiles.
+// 23-25 GFLOP/s on Zen 3 (AVX2) and 41 on Zen 4 (AVX-512); the tiles: benchmarks/kernels/README.md.
 
 // dz of UR units (rows of at and dz Bp apart, of v k apart) for the NV vectors V of columns from
 // j: each column summed over the outputs in order (so any vector width gives its bits), then

@@ -71,7 +71,6 @@ def test_margins_equal_a_plain_torch_forward_and_the_5th_percentile():
     assert np.all(m10 >= m)
 
 
-
 def test_a_one_output_model_has_an_infinite_margin():
     """No other class: every margin is +inf, and so is their percentile (not numpy's nan)."""
     model = pyireg.PackedMLP([7, 2], 20, 1, seed=1)
@@ -97,6 +96,7 @@ def test_all_infinite_margins_of_a_two_output_model_stay_nan():
     with np.errstate(invalid="ignore"):
         got = model.measures(["margin"], X=X, y=y)["margin"]
     assert np.all(np.isnan(got))
+
 
 def test_distances_from_initialization():
     model, init, _, _ = _model()

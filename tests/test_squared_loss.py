@@ -35,13 +35,13 @@ def test_squared_loss_and_grad_match_reference(widths, B, d, k, simd, mask):
     l32, gU32, gV32 = R.loss_and_grad(m32, X, Y, W, loss="squared")
     W64 = None if W is None else W.astype(np.float64)
     l64, gU64, gV64 = R.loss_and_grad(m64, X.astype(np.float64), Y.astype(np.float64), W64, loss="squared")
-    assert_tolerance(loss, l32.astype(np.float32), l64, "loss")
+    assert_tolerance(loss, l32, l64, "loss")
     assert_tolerance(gU, gU32, gU64, "grad U")
     assert_tolerance(gV, gV32, gV64, "grad V")
     err, eloss = model.evaluate(X, Y, W, batch_size=16)
     err64, e64 = R.evaluate(m64, X.astype(np.float64), Y.astype(np.float64), W64, loss="squared")
     _, e32 = R.evaluate(m32, X, Y, W, loss="squared")
-    assert_tolerance(eloss, e32.astype(np.float32), e64, "evaluate loss")
+    assert_tolerance(eloss, e32, e64, "evaluate loss")
     # errors: largest output not at the largest target; may differ only where two outputs tie in float32
     if k == 1:
         np.testing.assert_array_equal(err, 0.0)      # one output: always at the (one) largest target
@@ -50,7 +50,6 @@ def test_squared_loss_and_grad_match_reference(widths, B, d, k, simd, mask):
         top2 = np.sort(out, axis=2)[:, :, -2:]
         near_tie = (top2[:, :, 1] - top2[:, :, 0]) < 1e-4 * max(1.0, np.abs(top2).max())
         assert np.all(np.abs(err - err64) * B <= near_tie.sum(1))
-
 
 
 @pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
@@ -68,6 +67,7 @@ def test_the_twins_losses_keep_the_twins_precision(loss):
         assert R.step(mods, opt, X, y, loss=loss).dtype == want
         assert R.PathSGDTwin(mods, 0.1).step(X, y, loss=loss).dtype == want
         assert R.DDPSGDTwin(mods, 0.1, 0.5).step(X, y, loss=loss).dtype == want
+
 
 def test_squared_loss_error_is_the_classification_error_of_one_hot_targets():
     model = pyireg.PackedMLP([4, 30], 6, 3, loss="squared", dtype="float64", seed=3)

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   Plan p = make_plan(make_layout(off.data(), N, d, k), 192, group_units);
   Ctx cx{&p, Activation::relu, 1};
   // the forward's prefetch of the next chunk: as the engine decides it (L2 >= 1 MiB), or argv[4]
-  cx.ahead = argc > 4 ? std::atoi(argv[4]) != 0 : read_l2_cache_bytes() >= (int64_t(1) << 20);
+  cx.ahead = argc > 4 ? std::atoi(argv[4]) != 0 : read_l2_cache_bytes() >= kAheadMinL2Bytes;
   std::mt19937 g(0);
   std::normal_distribution<float> n01;
   std::vector<T> U(S * d), V(S * k), X(B * d), bU(S * d, 0.f), bV(S * k, 0.f);

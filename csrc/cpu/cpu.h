@@ -112,6 +112,8 @@ inline int64_t read_l2_cache_bytes() {
 #endif
 }
 int64_t l2_cache_bytes();
+// The L2 size from which prefetch_ahead() is on.
+constexpr int64_t kAheadMinL2Bytes = int64_t(1) << 20;
 // Whether the forward product prefetches the next chunk's rows of U (gemm.h Ahead): on hosts
 // with at least 1 MiB of L2 per core. Measured on the dense step's forward (phase sandbox, one
 // thread): a gain on the AVX-512 Xeon (2 MiB: 117-122 -> 108 ms) and on Zen 4 (1 MiB: 123-126 ->

@@ -95,7 +95,7 @@ int64_t l2_cache_bytes() {
   return bytes;
 }
 
-bool prefetch_ahead() { return l2_cache_bytes() >= (int64_t(1) << 20); }
+bool prefetch_ahead() { return l2_cache_bytes() >= kAheadMinL2Bytes; }
 
 int num_threads() { return g_threads.load(); }
 

@@ -354,3 +354,31 @@ def test_inputs_on_another_device_or_not_finite_are_refused():
     with pytest.raises(ValueError, match="X: contains NaN or inf"):
         p(torch.full((7, 5), 1e39, dtype=torch.float64))
     assert torch.equal(p.U, U0)
+
+
+def _inf_at(X, i, j):
+    X = X.clone()
+    X[i, j] = float("inf")
+    return X
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _inf_at(torch.randn(5, 7), 4, 6).t(),                       # strided (a transposed view)
+    lambda: torch._neg_view(_inf_at(torch.randn(7, 5), 6, 4)),          # a negative view: -inf
+    lambda: _inf_at(torch.randn(7, 10), 3, 8)[:, ::2],                  # every other column
+    lambda: _inf_at(torch.randn(7, 5), 2, 1).requires_grad_(),          # a leaf that requires grad
+    lambda: _inf_at(torch.randn(7, 5, dtype=torch.float64), 0, 0),      # converted to float32
+], ids=["transposed", "neg-view", "column-stride", "requires-grad", "float64"])
+def test_an_infinite_entry_is_found_in_any_layout(make):
+    """The finiteness check reads X through a numpy view on the CPU: every layout a tensor can
+    have reaches it, and one inf anywhere is refused before any weight changes."""
+    p = pt.PackedMLP([1, 2, 4], 5, 3, seed=0)
+    opt = pt.PackedSGD(p, lr=0.1)
+    X, y, U0 = make(), torch.randint(0, 3, (7,)), p.U.detach().clone()
+    assert X.shape == (7, 5)
+    with pytest.raises(ValueError, match="X: contains NaN or inf"):
+        p(X)
+    with pytest.raises(ValueError, match="X: contains NaN or inf"):
+        p.train_step(X.detach(), y, opt)
+    assert torch.equal(p.U, U0)
+    p(torch.nan_to_num(X.detach(), posinf=1.0, neginf=-1.0))      # the same layout, finite: accepted

@@ -36,6 +36,15 @@ def _torch_dtype(dtype) -> torch.dtype:
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[as_dtype(dtype)]
 
 
+def _all_finite(X: Tensor) -> bool:
+    """Whether every entry of X is finite. On the CPU through a numpy view (3 us for a batch of
+    100 x 100, against 24 us for torch.isfinite(X).all(), which also wakes torch's threads
+    between two native steps: 0.1 ms of a 2.3 ms step on the powers-of-two sweep)."""
+    if X.device.type == "cpu" and not X.is_neg() and not X.is_conj():
+        return bool(np.isfinite(X.detach().numpy()).all())
+    return bool(torch.isfinite(X).all())
+
+
 class PackedMLP(nn.Module):
     """N bias-free two-layer networks y = sum_h v_h act(<u_h, x>) of different widths, packed into
     one module and run by pyireg's native core (CPU).
@@ -153,7 +162,7 @@ class PackedMLP(nn.Module):
         # like the numpy API: NaN or inf (also after a float64 -> float32 conversion) would
         # silently spoil every network's weights; checked in eager mode (a traced graph cannot
         # branch on the data)
-        if _ops._eager(X) and not bool(torch.isfinite(X).all()):
+        if _ops._eager(X) and not _all_finite(X):
             raise ValueError("X: contains NaN or inf (after conversion to "
                              f"{str(self.U.dtype).replace('torch.', '')})")
         return X

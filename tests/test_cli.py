@@ -166,6 +166,20 @@ def test_reps_and_seeds(capsys, tmp_path):
     assert json.loads((tmp_path / "s" / "config.json").read_text())["seeds"] == [5]
 
 
+def test_checkpoint_every_from_the_command_line(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "k"
+    assert main(["sweep", "--widths", "2", "--checkpoint-every", "3", "--out", str(out), *SMALL]) == 0
+    assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 3
+    err = _parse_error(capsys, ["sweep", "--widths", "2", "--checkpoint-every", "0", "--out", str(tmp_path / "z"),
+                                *SMALL])
+    assert "--checkpoint-every: expected an integer >= 1, got 0" in err and not (tmp_path / "z").exists()
+    seen = {}
+    monkeypatch.setattr("pyireg.experiments.paper.reproduce_figure2", lambda out, **kw: seen.update(kw))
+    monkeypatch.setattr("pyireg.experiments.paper.check_outputs", lambda *a: None)
+    main(["reproduce", "figure2", "--checkpoint-every", "5", "--out", str(tmp_path / "f"), "--quiet"])
+    assert seen["checkpoint_every"] == 5
+
+
 def test_reproduce_figure1_refuses_figure2_options(capsys, tmp_path):
     for opt in (["--weight-decay", "0,1e-3"], ["--label-noise", "0.1"]):
         err = _one_line_error(capsys, ["reproduce", "figure1", *opt, "--out", str(tmp_path / "f1"), "--quiet"])

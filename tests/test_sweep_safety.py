@@ -447,3 +447,114 @@ def test_resume_of_a_finished_or_empty_directory(tiny, tmp_path):
     fresh = sweep(tiny, out=tmp_path / "new", resume=True, **KW).history   # nothing to resume: it starts
     pd.testing.assert_frame_equal(first.drop(columns=VOLATILE), fresh.drop(columns=VOLATILE))
     json.loads((out / "config.json").read_text())
+
+
+# ----------------------------------------------------------------------------- checkpoint_every
+EVERY = dict(epochs=5, checkpoint_every=2)          # checkpoints written after epochs 2, 4 and 5
+ONE = dict(EVERY, seeds=[0])
+
+
+@pytest.mark.parametrize("policy", ["resume", "final", "all"])
+def test_checkpoints_every_k_epochs_killed_at_every_file_operation(tiny, tmp_path, policy):
+    """With a checkpoint every 2 epochs of 5, a kill before each file operation, and before each
+    change the resume's reconciliation makes, then resumes (each replaying from the last
+    checkpoint, checked against the history) end with the history of the uninterrupted run
+    that wrote a checkpoint every epoch. (One repetition: the moves between repetitions are
+    those of the test above.)"""
+    ref = sweep(tiny, **{**KW, "epochs": 5, "seeds": [0]}).history.drop(columns=VOLATILE)
+    hist, ops = _ops(tiny, tmp_path / "ref", checkpoints=policy, **ONE)
+    pd.testing.assert_frame_equal(hist, ref)
+    staged = [name for op, name in ops if op == "open" and name.endswith(".staged")]
+    assert staged == {"resume": [f"rep{s}-epoch{e}.npz.staged" for s in (0,) for e in (2, 4)],
+                      "final": [f"rep{s}-epoch{e}.npz.staged" for s in (0,) for e in (2, 4, 5)],
+                      "all": [f"rep{s}-epoch{e}.npz.staged" for s in (0,) for e in (2, 4, 5)]}[policy]
+    final = {"resume": [], "final": ["rep0-epoch5.npz"],
+             "all": [f"rep{s}-epoch{e}.npz" for s in (0,) for e in (2, 4, 5)]}[policy]
+    second = 0
+    for i in range(len(ops) + 1):
+        out = tmp_path / f"k{i}"
+        why = f"killed before operation {i} {ops[i:i + 1]}"
+        S._FAULT_HOOK = _kill_at(i)
+        try:
+            sweep(tiny, out=out, checkpoints=policy, **{**KW, **ONE})
+            assert i == len(ops), why
+        except Killed:
+            pass
+        finally:
+            S._FAULT_HOOK = None
+        _assert_prefix(out, ref, why)
+        snapshot = tmp_path / f"k{i}-snapshot"
+        if out.exists():
+            shutil.copytree(out, snapshot)
+        _, resume_ops = _ops(tiny, out, checkpoints=policy, resume=True, **ONE)
+        reconcile = resume_ops[:next((j for j, (op, _) in enumerate(resume_ops) if op == "open"), len(resume_ops))]
+        _resume_through(tiny, out, ref, lambda: None, policy, why, **ONE)
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == final, why
+        for j in range(len(reconcile)):
+            if reconcile[j][0] not in ("remove", "rename") or policy == "final":
+                continue
+            again = tmp_path / f"k{i}-{j}"
+            shutil.copytree(snapshot, again)
+            hooks = iter([_kill_at(j)])
+            _resume_through(tiny, again, ref, lambda: next(hooks, None), policy,
+                            f"{why}, then before operation {j} {reconcile[j]} of the resume", **ONE)
+            second += 1
+    print(f"\n{policy}, a checkpoint every 2 epochs: {len(ops)} file operations killed at, then {second} kills in "
+          "the resume's reconciliation; every one resumed to the history of the run without gaps")
+
+
+def _cut_at(tiny, out, epoch, **kw):
+    """A sweep stopped right after committing ``epoch`` of seed 0."""
+    def stop(rep, e):
+        if e == epoch:
+            raise Killed
+    with pytest.raises(Killed):
+        sweep(tiny, out=out, on_epoch=stop, **{**KW, **kw})
+
+
+@pytest.mark.parametrize("cut", [2, 4])          # no checkpoint yet (replay from the start); one at epoch 3
+def test_a_replay_that_differs_from_the_history_is_refused(tiny, tmp_path, monkeypatch, cut):
+    """A resume replays the epochs after the last checkpoint and checks every row against the
+    history: a replay with other numbers (here the batches in another order, as another build
+    or device could give) refuses to continue and leaves the files as they were."""
+    ref = sweep(tiny, **{**KW, "epochs": 5}).history.drop(columns=VOLATILE)
+    out = tmp_path / "s"
+    _cut_at(tiny, out, cut, epochs=5, checkpoint_every=3)
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ([] if cut == 2 else ["rep0-epoch3.npz"])
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    T = importlib.import_module("pyireg.experiments.training")
+    real = T.batches
+    monkeypatch.setattr(T, "batches", lambda *a, **k: list(real(*a, **k))[::-1])
+    with pytest.raises(SweepStateError, match=rf"replaying epoch {cut - 1 if cut == 2 else 4} of repetition 0 from "
+                                              r"its last checkpoint gave other numbers than history.parquet records "
+                                              r"\(column \w+, network \d"):
+        sweep(tiny, out=out, resume=True, **{**KW, "epochs": 5})
+    after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before
+    monkeypatch.setattr(T, "batches", real)
+    res = sweep(tiny, out=out, resume=True, **{**KW, "epochs": 5})
+    pd.testing.assert_frame_equal(res.history.drop(columns=VOLATILE), ref)
+
+
+def test_checkpoint_every_is_recorded_checked_and_refused_where_it_cannot_apply(tiny, tmp_path):
+    out = tmp_path / "s"
+    _cut_at(tiny, out, 1, epochs=3, checkpoint_every=2)
+    assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 2
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        sweep(tiny, out=out, resume=True, checkpoint_every=1, **{**KW, "epochs": 3})
+    assert sweep(tiny, out=out, resume=True, **{**KW, "epochs": 3}).complete      # the sweep's own K
+    _finished(tiny, tmp_path / "plain")                                          # K = 1: no key, as before
+    assert "checkpoint_every" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises((ValueError, TypeError), match="checkpoint_every"):
+            sweep(tiny, out=tmp_path / "bad", checkpoint_every=bad, **KW)
+    with pytest.raises(ValueError, match="checkpoint_every: a sweep in packs"):
+        sweep(tiny, out=tmp_path / "bad", checkpoint_every=2, executor="local", **KW)
+    assert not (tmp_path / "bad").exists()
+    seen = []
+
+    def look(rep, epoch):
+        seen.append(sorted(p.name for p in (tmp_path / "live" / "checkpoints").iterdir()))
+    sweep(tiny, out=tmp_path / "live", on_epoch=look, checkpoint_every=2, **{**KW, "seeds": [0], "epochs": 5})
+    assert seen == [[], ["rep0-epoch2.npz"], ["rep0-epoch2.npz"], ["rep0-epoch4.npz"], []]

@@ -209,7 +209,8 @@ def cmd_sweep(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last, schedule=sched,
                     init_std=args.init_std, init=args.init, label_noise=args.label_noise,
                     resample_split=args.resample_split,
-                    out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints, progress=not args.quiet,
+                    out=args.out, resume=args.resume, checkpoints=args.keep_checkpoints,
+                    checkpoint_every=args.checkpoint_every, progress=not args.quiet,
                     tag=name, max_memory=args.max_memory, executor=executor, measures=args.measures,
                     activation=args.activation, loss=args.loss, optimizer=args.optimizer, optimizer_args=opt_args,
                     device=args.device, init_transform=None if args.unbalanced is None else "unbalanced",
@@ -217,7 +218,8 @@ def cmd_sweep(args) -> int:
                     stop_when=args.stop_when, patience=args.patience)
     except (ValueError, MemoryError) as e:     # the executor's arguments are options here: name those
         for arg, opt in (("threads_per_worker", "--threads"), ("workers", "--workers"), ("address", "--address"),
-                         ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints")):
+                         ("pack_units", "--pack-units"), ("checkpoints", "--keep-checkpoints"),
+                         ("checkpoint_every", "--checkpoint-every")):
             if executor is not None and str(e).startswith(arg + ":"):
                 raise type(e)(opt + str(e)[len(arg):]) from None
         raise
@@ -245,7 +247,8 @@ def cmd_reproduce(args) -> int:
     kw = dict(dataset=args.dataset, data_dir=args.data_dir, widths=args.widths, epochs=args.epochs,
               seeds=_repetitions(args, paper.FIGURE1["seeds"] if args.figure == "figure1" else paper.FIGURE2["seeds"]),
               progress=not args.quiet, resume=args.resume, resample_split=args.resample_split,
-              checkpoints=args.keep_checkpoints, stop_when=args.stop_when, patience=args.patience)
+              checkpoints=args.keep_checkpoints, checkpoint_every=args.checkpoint_every,
+              stop_when=args.stop_when, patience=args.patience)
     from .. import _profile
     _profile.reset()
     _profile.enable(args.profile)

@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run saved in the output directory (it must have the same settings)")
         q.add_argument("--keep-checkpoints", choices=["resume", "final", "all"], default="resume",
                        help="checkpoints kept: only what --resume needs, also each repetition's final weights, "
-                            "or every epoch's")
+                            "or every one written")
+        q.add_argument("--checkpoint-every", type=_positive, default=None, metavar="K",
+                       help="write the weights every K epochs (default 1; the history is still committed every "
+                            "epoch, and --resume replays up to K - 1 epochs, checked against it)")
         reps = q.add_mutually_exclusive_group()
         reps.add_argument("--reps", type=_positive, default=None, metavar="N",
                           help=f"number of repetitions, with seeds 0..N-1 (default: {reps_default})")

@@ -30,7 +30,7 @@ def check_outputs(out, figure: str, resume: bool = False) -> None:
 
 def reproduce_figure1(out, *, dataset="mnist5k", data_dir=None, widths=None, epochs=None, seeds=None,
                       progress=True, resume=False, resample_split=False, checkpoints="resume", stop_when=None,
-                      patience=1):
+                      patience=1, checkpoint_every=None):
     """Figure 1: training error and test error (final and early-stopped) against the width, no
     explicit regularization. On mnist / cifar10 the paper's 50,000 (40,000) / 10,000 / 10,000
     split; on the embedded data sets their default splits. ``stop_when``, ``patience``: train
@@ -42,14 +42,16 @@ def reproduce_figure1(out, *, dataset="mnist5k", data_dir=None, widths=None, epo
     t0 = time.perf_counter()
     res = sweep(ds, widths or FIGURE1["widths"], seeds=seeds or FIGURE1["seeds"], epochs=epochs or FIGURE1["epochs"],
                 schedule=PaperSchedule(), out=out / "original", progress=progress, resume=resume, tag="figure1",
-                resample_split=resample_split, checkpoints=checkpoints, stop_when=stop_when, patience=patience)
+                resample_split=resample_split, checkpoints=checkpoints, stop_when=stop_when, patience=patience,
+                checkpoint_every=checkpoint_every)
     _write_meta(out, "figure1", dataset, time.perf_counter() - t0)
     return {"original": res}
 
 
 def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epochs=None, seeds=None,
                       weight_decays=None, noise=None, progress=True, resume=False, resample_split=False,
-                      checkpoints="resume", teacher_data="entire", stop_when=None, patience=1):
+                      checkpoints="resume", teacher_data="entire", stop_when=None, patience=1,
+                      checkpoint_every=None):
     """Figure 2, on 2,000 training and 2,000 validation images: (top) the original labels with
     and without weight decay (chosen by validation error); (middle) censored labels from an
     H0-unit teacher trained on the entire data set (train+validation+test: every sample it has,
@@ -60,7 +62,9 @@ def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epo
     either). One teacher (seed 0) serves the five repetitions: the paper builds one censored data
     set. ``teacher_data="splits"`` trains it on the 2,000 / 2,000 / test subsets instead (this
     library's behaviour before it followed the paper). ``stop_when``, ``patience``: the three rows'
-    networks train to convergence, ``epochs`` being the cap (the teacher trains its fixed epochs)."""
+    networks train to convergence, ``epochs`` being the cap (the teacher trains its fixed epochs).
+    ``checkpoint_every``: the rows' sweeps write their weights every K epochs (see
+    :func:`.sweep.sweep`)."""
     if teacher_data not in ("entire", "splits"):
         raise ValueError(f"teacher_data: expected 'entire' or 'splits', got {teacher_data!r}")
     out = Path(out)
@@ -76,7 +80,7 @@ def reproduce_figure2(out, *, dataset="mnist5k", data_dir=None, widths=None, epo
     split = dict(data_dir=data_dir, n_train=2000, n_val=2000, n_test=n_test)
     ds = D.load(dataset, **split)
     kw = dict(seeds=seeds, epochs=epochs, progress=progress, resume=resume, resample_split=resample_split,
-              checkpoints=checkpoints, stop_when=stop_when, patience=patience)
+              checkpoints=checkpoints, stop_when=stop_when, patience=patience, checkpoint_every=checkpoint_every)
     results = {"original": sweep(ds, widths, weight_decays=weight_decays, out=out / "original", tag="original", **kw)}
     # the teacher is a step of the experiment: its own sweep directory, resumed with the rest
     h0, tkw = H0.get(dataset, 4), dict(epochs=epochs, seed=0, out=out / "teacher", resume=resume, progress=progress)

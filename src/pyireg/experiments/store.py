@@ -15,8 +15,12 @@ Files of a sweep directory, and the resume guarantee
     ``load_results``: a changed byte or value stops with the file's name.
 ``checkpoints/rep{SEED}-epoch{E}.npz``
     Weights, optimizer state and divergence flags of repetition SEED after epoch E
-    (``numpy.load`` reads it). Only the one resume needs is kept (``checkpoints="resume"``),
-    or also each repetition's final one (``"final"``), or all (``"all"``).
+    (``numpy.load`` reads it). Written after every epoch, or every K epochs and after the last
+    (``checkpoint_every``, recorded in config.json when it is not 1). Only the one resume needs
+    is kept (``checkpoints="resume"``), or also each repetition's final one (``"final"``), or
+    every one written (``"all"``). With K > 1, a resume restores the last checkpoint and
+    replays the epochs after it, each replayed row checked against the history (the sweep's
+    ``check_replayed``): a replay that differs refuses to continue.
 ``.lock``
     Locked while a process works on the sweep, so that two cannot write it at once. Opened
     without following links: a link anywhere among the sweep's own files is refused.
@@ -383,11 +387,25 @@ def check_history(hist, done, cfg, path) -> None:
                 raise bad(f"the rows of seed {s} are not epochs {first}..{E} of networks 0..{N - 1} of this grid")
 
 
-def checkpoint_needed(policy, e, E, epochs) -> bool:
-    """Whether the checkpoint of epoch e is kept when E epochs are committed."""
+def checkpoint_written(e, epochs, every=1) -> bool:
+    """Whether epoch e's commit writes a checkpoint: every ``every``-th epoch and the last."""
+    return e % every == 0 or e == epochs
+
+
+def resume_epoch(E, every=1) -> int:
+    """The epoch whose checkpoint a resume after E committed epochs starts from (0: the
+    initialization); epochs after it up to E are replayed and checked against the history."""
+    return E - E % every
+
+
+def checkpoint_needed(policy, e, E, epochs, every=1) -> bool:
+    """Whether the checkpoint of epoch e is kept when E epochs are committed, one written every
+    ``every`` epochs (and at the last)."""
+    if not checkpoint_written(e, epochs, every):
+        return False
     if policy == "all":
         return True
-    if e == E and E < epochs:
+    if E < epochs and e == resume_epoch(E, every):
         return True
     return policy == "final" and e == epochs
 
@@ -418,6 +436,7 @@ class SweepDir:
 
     def __init__(self, out: Path, config: dict, policy: str):
         self.out, self.config, self.policy = out, config, policy
+        self.every = int(config.get("checkpoint_every", 1))     # absent in sweeps that write one each epoch
         self.ckdir = out / "checkpoints"
         self.history_path = out / "history.parquet"
         self.config_path = out / "config.json"
@@ -559,7 +578,7 @@ def reconcile(d: SweepDir):
             d.disk.remove(p)                        # its epoch was never published: it is redone
         elif staged and e == E and E >= 1:
             final = d.ckpt(seed, e)
-            if checkpoint_needed(d.policy, e, E, epochs):
+            if checkpoint_needed(d.policy, e, E, epochs, d.every):
                 d.disk.replace(p, final)            # published, not yet renamed: finish the commit
             else:
                 d.disk.remove(p)
@@ -569,15 +588,16 @@ def reconcile(d: SweepDir):
             raise SweepStateError(f"out: {p.name} is from epoch {e}, but {where}: the history of finished epochs "
                                   "was deleted or replaced by an older copy. Restore the history, or start the "
                                   "sweep in another directory")
-        elif not checkpoint_needed(d.policy, e, E, epochs):
+        elif not checkpoint_needed(d.policy, e, E, epochs, d.every):
             d.disk.remove(p)                        # a commit was interrupted before its pruning
     d.disk.sync_dir(d.ckdir)
     for seed in seeds:
         E = done.get(seed, 0)
-        if 0 < E < epochs and not d.ckpt(seed, E).exists():
+        c = resume_epoch(E, d.every)
+        if 0 < E < epochs and c > 0 and not d.ckpt(seed, c).exists():
             raise SweepStateError(
-                f"out: checkpoints/{d.ckpt(seed, E).name} is missing: history.parquet records {E} of {epochs} "
-                f"epochs of seed {seed}, and training cannot continue without the weights of epoch {E}. The "
+                f"out: checkpoints/{d.ckpt(seed, c).name} is missing: history.parquet records {E} of {epochs} "
+                f"epochs of seed {seed}, and training cannot continue without the weights of epoch {c}. The "
                 "finished epochs stay in history.parquet; restore the checkpoint, or start in another directory")
     return hist, done
 
@@ -588,11 +608,15 @@ def commit_epoch(d: SweepDir, seed: int, epoch: int, arrays: dict, history, done
     checkpoint and prune the ones resume no longer needs. Every file operation goes through
     ``d.disk`` (see set_fault_hook)."""
     epochs = d.config["epochs"]
-    keep = checkpoint_needed(d.policy, epoch, epoch, epochs)
+    keep = checkpoint_needed(d.policy, epoch, epoch, epochs, d.every)
     staged = d.ckpt(seed, epoch, staged=True)
     tmp = d.history_path.with_name(d.history_path.name + ".tmp")
-    prev = d.ckpt(seed, epoch - 1)
-    prune = epoch > 1 and not checkpoint_needed(d.policy, epoch - 1, epoch, epochs)
+    # the checkpoint written before this epoch's: resume no longer needs it once this epoch
+    # writes one (or ends the repetition)
+    before = resume_epoch(epoch - 1, d.every)
+    prev = d.ckpt(seed, before)
+    prune = (before >= 1 and checkpoint_written(epoch, epochs, d.every)
+             and not checkpoint_needed(d.policy, before, epoch, epochs, d.every))
     renaming = False
     sums = dict(d.checksums)
     try:

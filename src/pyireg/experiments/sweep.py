@@ -133,7 +133,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
           lr_scales: Sequence[float] = (1.0,), epochs: int = 60, batch_size: int = 100, drop_last: bool = False,
           schedule=None, init_std=None, init=None, dtype=None, label_noise: float = 0.0,
           resample_split: bool = False, out=None, resume: bool = False, checkpoints: str = "resume",
-          progress: bool = True, tag: str = "", eval_batch: int = 512, max_memory=None,
+          checkpoint_every: int | None = None, progress: bool = True, tag: str = "", eval_batch: int = 512,
+          max_memory=None,
           on_epoch: Callable[[int, int], None] | None = None, executor=None, measures=None,
           activation: str = "relu", loss: str = "cross_entropy", optimizer: str = "momentum_sgd",
           optimizer_args: dict | None = None, init_transform: str | None = None, init_transform_args=None,
@@ -188,7 +189,14 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     resume : continue the sweep saved in ``out`` (its configuration and data must match);
         with nothing saved there yet, start it.
     checkpoints : "resume" (default: keep only what resume needs), "final" (also each
-        repetition's final weights), "all" (every epoch's).
+        repetition's final weights), "all" (every checkpoint written).
+    checkpoint_every : write the weights every K epochs (and after the last) instead of every
+        epoch (default 1; on resume, the sweep's own). The history is still committed every
+        epoch; a resume restores the last checkpoint and replays the epochs after it, checking
+        each replayed row against the history (every column but ``train_seconds`` equal, NaN
+        matching NaN; a mismatch, e.g. another build or device, refuses to continue). It saves
+        most of a commit's cost (the weights are most of its bytes) for up to K - 1 epochs of
+        retraining on resume.
     progress : a progress bar on a terminal, else a plain line at most every PROGRESS_INTERVAL
         seconds, on stderr; both show the best validation error.
     max_memory : bytes the sweep may use (default: the memory available; 0: no check); a sweep
@@ -251,6 +259,12 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError(f"label_noise: expected a fraction in [0, 1), got {label_noise!r}")
     if checkpoints not in CHECKPOINT_POLICIES:
         raise ValueError(f"checkpoints: expected one of {', '.join(CHECKPOINT_POLICIES)}, got {checkpoints!r}")
+    if checkpoint_every is None and resume and out is not None and (Path(out) / "config.json").is_file():
+        checkpoint_every = store.read_config(Path(out) / "config.json").get("checkpoint_every", 1)
+    checkpoint_every = 1 if checkpoint_every is None else _pos_int(checkpoint_every, "checkpoint_every")
+    if executor is not None and checkpoint_every != 1:
+        raise ValueError(f"checkpoint_every: a sweep in packs commits whole packs and writes no checkpoints; "
+                         f"expected 1 with an executor, got {checkpoint_every}")
     if resume and out is None:
         raise ValueError("resume: needs out, the directory of the sweep to continue")
     if on_epoch is not None and not callable(on_epoch):
@@ -295,6 +309,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
               "init_transform_args": dict(init_transform_args), "device": device,
               "record_epoch0": bool(record_epoch0), "stop_when": rule_to_json(stop_rule),
               "tag": str(tag), "run": run if run is not None else run_record()}
+    if checkpoint_every != 1:          # absent means 1, so sweeps written before it compare equal
+        config["checkpoint_every"] = checkpoint_every
     import pandas as pd  # the experiments extra, needed from here on
 
     spec = TrainSpec(grid_widths=tuple(g[0] for g in grid), grid_weight_decays=tuple(g[1] for g in grid),
@@ -325,23 +341,29 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             config, hist, done = sd.open(resume)
             if hist is not None:
                 frames.append(hist)
+        recorded = frames[0] if frames else None
         for rep in seeds:
             start = done.get(rep, 0)
             bar.skip(start)
             if start >= epochs:
                 continue
+            # the last checkpoint written; the epochs after it up to start are replayed
+            begin = store.resume_epoch(start, checkpoint_every)
 
-            def restore(model, opt, rep=rep, start=start):
-                path = sd.ckpt(rep, start)
+            def restore(model, opt, rep=rep, begin=begin):
+                path = sd.ckpt(rep, begin)
                 sha = sd.checksums.get(path.name)
                 if sha is None:
                     raise SweepStateError(f"out: history.parquet records no checksum for checkpoints/{path.name}; "
                                           "restore the sweep's own history, or start in another directory")
                 arrays = store.load_checkpoint(path, spec.checkpoint_members(model), sha)
-                restore_state(spec, arrays, model, opt, rep, start, config["sweep_id"], path)
+                restore_state(spec, arrays, model, opt, rep, begin, config["sweep_id"], path)
 
-            def after_epoch(epoch, frame, model, opt, ev, rep=rep):
+            def after_epoch(epoch, frame, model, opt, ev, rep=rep, start=start):
                 nonlocal frames
+                if 0 < start and epoch <= start:      # replayed: committed by an earlier run
+                    check_replayed(recorded, frame, rep, epoch, sd.history_path)
+                    return                       # committed before: checked, not recorded again
                 frames.append(frame)
                 if epoch == 0:                   # the initialization: committed with epoch 1
                     return
@@ -360,7 +382,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                     on_epoch(int(rep), epoch)
 
             # the whole grid of the repetition is one pack
-            train_networks(ds, spec, rep, range(N), start=start, restore=restore if start > 0 else None,
+            train_networks(ds, spec, rep, range(N), start=begin, restore=restore if begin > 0 else None,
                            after_epoch=after_epoch)
             if committer is not None:
                 with _profile.section("commit (history + checkpoint files)"):
@@ -417,6 +439,31 @@ def measure_names_for(measures, loss: str | None = "cross_entropy") -> tuple:
         raise ValueError(f"measures: expected distinct names, got {names}")
     return tuple(names)
 
+
+
+def check_replayed(history, frame, rep: int, epoch: int, path) -> None:
+    """Check the rows of a replayed epoch (training from a checkpoint up to the epochs already
+    committed) against the rows ``history`` records for them: every column but the timing
+    equal (NaN where NaN); refuse to continue on any difference."""
+    recorded = history[(history["repetition"] == rep) & (history["epoch"] == epoch)]
+    recorded = recorded.sort_values("network", kind="stable")
+    cols = [c for c in frame.columns if c != "train_seconds"]
+    if len(recorded) != len(frame) or any(c not in recorded.columns for c in cols):
+        raise SweepStateError(f"out: {path} does not hold the rows of epoch {epoch} of repetition {rep} that the "
+                              "replay from the last checkpoint made; restore the sweep's own history, or start in "
+                              "another directory")
+    for c in cols:
+        a, b = frame[c].to_numpy(), recorded[c].to_numpy()
+        bad = a != b
+        if a.dtype.kind == "f" and b.dtype.kind == "f":
+            bad &= ~(np.isnan(a) & np.isnan(b))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SweepStateError(
+                f"out: replaying epoch {epoch} of repetition {rep} from its last checkpoint gave other numbers than "
+                f"{path.name} records (column {c}, network {int(frame['network'].iloc[i])}: {a[i]!r} against "
+                f"{b[i]!r}): this build, device or library differs from the one that trained it. Resume with "
+                "that one, or start the sweep in another directory")
 
 
 def _chance_cause(ds, schedule, lr_scales, widths) -> str:

@@ -2,6 +2,7 @@
 checksums, fsyncs and renames), in milliseconds per commit and as a share of an epoch of Figure 2.
 
     python benchmarks/commit_cost.py [--reps 41] [--epochs 5] [--compare] [--sweep-epochs 20]
+                                     [--checkpoint-every K]
                                      [--json cost.json]
 
 Shapes: Figure 2's sweeps on the embedded mnist5k (d = 100, k = 10, 2,000 training samples,
@@ -14,7 +15,8 @@ SHA-256 after each write on the same thread, dictionary-encoded Parquet), altern
 per repetition, so that both see the same load, and this writer without its helper threads
 ("serial"). ``--sweep-epochs E`` times the real sweep end to end (E epochs) without commits,
 with its commits on the helper thread (experiments/committer.py) and with them in the training
-thread, alternating. The epoch is the sweep's own loop (training and
+thread, alternating; ``--checkpoint-every K`` adds background commits that write the weights
+every K epochs (the sweep's ``checkpoint_every``). The epoch is the sweep's own loop (training and
 the train / val / test evaluation), the median interval between epochs; the share is commit /
 (epoch + commit). Report medians, and say whether the host was busy.
 """
@@ -140,11 +142,12 @@ def epoch_ms(shape, epochs):
     return statistics.median(np.diff(stamps[1:]) * 1e3)      # (the first epoch warms the caches)
 
 
-def sweep_seconds(shape, epochs, where, modes=("none", "background", "foreground"), rounds=2):
+def sweep_seconds(shape, epochs, where, modes=("none", "background", "foreground"), rounds=2, every=1):
     """{mode: best seconds} of the real sweep (pyireg.experiments.sweep, Figure 2's ``shape``,
     ``epochs`` epochs) without a directory ("none": no commits), with its commits on the helper
-    thread ("background", the default) and with every commit in the training thread
-    ("foreground"), the modes alternating over ``rounds``."""
+    thread ("background", the default), with every commit in the training thread
+    ("foreground") and with background commits writing the weights every ``every`` epochs
+    ("every", the sweep's ``checkpoint_every``), the modes alternating over ``rounds``."""
     from pyireg import data as D
     from pyireg.experiments import committer
     from pyireg.experiments.sweep import sweep
@@ -159,7 +162,8 @@ def sweep_seconds(shape, epochs, where, modes=("none", "background", "foreground
                 try:
                     t0 = time.perf_counter()
                     sweep(ds, widths, weight_decays=[0.0, 1e-5, 1e-4, 1e-3, 1e-2][:wds], epochs=epochs,
-                          out=None if m == "none" else Path(tmp) / "s", progress=False, eval_batch=256)
+                          out=None if m == "none" else Path(tmp) / "s", progress=False, eval_batch=256,
+                          checkpoint_every=every if m == "every" else 1)
                     best[m] = min(best[m], time.perf_counter() - t0)
                 finally:
                     committer.BACKGROUND_BYTES = saved
@@ -177,6 +181,8 @@ def main(argv=None):
     ap.add_argument("--sweep-epochs", type=int, default=0,
                     help="also time the real sweep for this many epochs without commits, with background "
                          "commits and with foreground ones (0: skip)")
+    ap.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                    help="with --sweep-epochs, also time background commits writing the weights every K epochs")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     modes = ["now", "serial", "before"] if a.compare else ["now"]
@@ -196,14 +202,18 @@ def main(argv=None):
                     if ep == ep else "")
             print(f"{shape:9s} {m:6s}: {med:7.2f} ms per commit (quartiles {q1:.2f}-{q3:.2f}){tail}", flush=True)
         if a.sweep_epochs > 0:
-            sec = sweep_seconds(shape, a.sweep_epochs, a.dir)
-            per = {m: 1e3 * (sec[m] - sec["none"]) / a.sweep_epochs for m in ("background", "foreground")}
+            k = a.checkpoint_every
+            sweep_modes = ("none", "background", "foreground") + (("every",) if k > 1 else ())
+            sec = sweep_seconds(shape, a.sweep_epochs, a.dir, modes=sweep_modes, every=max(k, 1))
+            per = {m: 1e3 * (sec[m] - sec["none"]) / a.sweep_epochs for m in sweep_modes[1:]}
             rows.append({"shape": shape, "sweep_seconds": sec, "commit_ms_per_epoch": per,
                          "sweep_epochs": a.sweep_epochs})
             print(f"{shape:9s} sweep of {a.sweep_epochs} epochs: {sec['none']:.2f} s without commits, "
                   f"{sec['background']:.2f} s with background commits ({sec['background'] / sec['none']:.3f}x, "
                   f"{per['background']:.1f} ms per epoch), {sec['foreground']:.2f} s with foreground commits "
-                  f"({sec['foreground'] / sec['none']:.3f}x, {per['foreground']:.1f} ms per epoch)", flush=True)
+                  f"({sec['foreground'] / sec['none']:.3f}x, {per['foreground']:.1f} ms per epoch)"
+                  + (f", {sec['every']:.2f} s with a checkpoint every {k} epochs ({sec['every'] / sec['none']:.3f}x, "
+                     f"{per['every']:.1f} ms per epoch)" if k > 1 else ""), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps({"load_average": load, "rows": rows}, indent=2))
     return rows

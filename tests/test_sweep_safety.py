@@ -118,14 +118,7 @@ def test_killed_at_every_file_operation_then_resumed(tiny, tmp_path, policy):
     for i in range(len(ops) + 1):                        # + 1: after the last operation
         out = tmp_path / f"k{i}"
         why = f"killed before operation {i} {ops[i:i + 1]}"
-        S._FAULT_HOOK = _kill_at(i)
-        try:
-            sweep(tiny, out=out, checkpoints=policy, **KW)
-            assert i == len(ops), why
-        except Killed:
-            kills += 1
-        finally:
-            S._FAULT_HOOK = None
+        kills += _killed_run(tiny, out, i, len(ops), why, checkpoints=policy)
         _assert_prefix(out, ref, why)
         snapshot = tmp_path / f"k{i}-snapshot"
         if out.exists():                                 # a kill before the first mkdir leaves nothing
@@ -171,16 +164,23 @@ def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path):
     for i in range(len(ops) + 1):
         out = tmp_path / f"k{i}"
         why = f"killed before operation {i} {ops[i:i + 1]}"
-        S._FAULT_HOOK = _kill_at(i)
-        try:
-            sweep(tiny, out=out, **{**KW, **rule})
-            assert i == len(ops), why
-        except Killed:
-            pass
-        finally:
-            S._FAULT_HOOK = None
+        _killed_run(tiny, out, i, len(ops), why, **rule)
         _assert_prefix(out, ref, why)
         _resume_through(tiny, out, ref, lambda: None, "resume", why, **rule)
+
+
+def _killed_run(tiny, out, i, n, why, **kw) -> bool:
+    """Run the sweep with a kill before its file operation i (of n: none when i == n); whether
+    it was killed."""
+    S._FAULT_HOOK = _kill_at(i)
+    try:
+        sweep(tiny, out=out, **{**KW, **kw})
+        assert i == n, why
+        return False
+    except Killed:
+        return True
+    finally:
+        S._FAULT_HOOK = None
 
 
 def _kill_at(i):
@@ -474,14 +474,7 @@ def test_checkpoints_every_k_epochs_killed_at_every_file_operation(tiny, tmp_pat
     for i in range(len(ops) + 1):
         out = tmp_path / f"k{i}"
         why = f"killed before operation {i} {ops[i:i + 1]}"
-        S._FAULT_HOOK = _kill_at(i)
-        try:
-            sweep(tiny, out=out, checkpoints=policy, **{**KW, **ONE})
-            assert i == len(ops), why
-        except Killed:
-            pass
-        finally:
-            S._FAULT_HOOK = None
+        _killed_run(tiny, out, i, len(ops), why, checkpoints=policy, **ONE)
         _assert_prefix(out, ref, why)
         snapshot = tmp_path / f"k{i}-snapshot"
         if out.exists():

@@ -3,6 +3,7 @@ the commit, verified on resume and by load_results; checkpoint members are check
 declared size before anything is read; links among a sweep's files are refused; config.json is
 read bounded; diverged comes from the state after the step. Each test is one finding of the
 reliability review (H5, M2, L2, L3, L4, L6)."""
+import importlib
 import json
 import os
 import struct
@@ -80,6 +81,38 @@ def test_an_edited_history_value_stops_resume_and_load_results(tiny, tmp_path):
     frame.to_parquet(out / "history.parquet")
     with pytest.raises(SweepStateError, match="has no record of a pyireg sweep"):
         sweep(tiny, out=out, resume=True, **KW)
+
+
+@pytest.mark.filterwarnings("ignore::pyireg.experiments.sweep.ChanceWarning")
+def test_a_sweep_with_a_diverged_network_verifies_loads_and_resumes(tiny, tmp_path):
+    """A diverged network's losses are the kernels' NaN (sign bit set), which Arrow reads back as
+    numpy's positive NaN: the rows' checksum counts every NaN as one NaN, so the history loads
+    and resumes; one whose checksum hashed the NaN by its bits (pyireg 0.2.0) still verifies; an
+    edited value is still caught."""
+    out = tmp_path / "s"
+    kw = {**KW, "seeds": [0], "epochs": 3, "lr_scales": [1.0, 1e30]}
+
+    def stop(rep, epoch):
+        if epoch == 2:
+            raise Killed
+    with pytest.raises(Killed):
+        sweep(tiny, out=out, on_epoch=stop, **kw)
+    h = load_results(out).history
+    assert h["diverged"].any() and h["train_loss"].isna().any()
+    res = sweep(tiny, out=out, resume=True, **kw)
+    assert res.complete and len(load_results(out).history) == 3 * 4
+    S = importlib.import_module("pyireg.experiments.store")
+    table = pq.read_table(out / "history.parquet")
+    frame, meta = table.to_pandas(), json.loads(table.schema.metadata[b"pyireg"])
+    for nan, ok in ((S._LEGACY_NAN, True), (0.5, False)):      # hashed by the old rule; a wrong record
+        meta["rows_sha256"] = S.rows_sha256(frame, nan=nan)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"pyireg": json.dumps(meta).encode()}),
+                       out / "history.parquet")
+        if ok:
+            assert load_results(out).history["train_loss"].isna().any()
+        else:
+            with pytest.raises(SweepStateError, match="was changed after it was written"):
+                load_results(out)
 
 
 # ----------------------------------------------------------------------------- M2

@@ -284,9 +284,12 @@ def compare_configs(saved: dict, new: dict, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- history
-def rows_sha256(frame) -> str:
+def rows_sha256(frame, nan: float = np.nan) -> str:
     """SHA-256 of a history's values: every column's name, dtype and values in order (what a
-    Parquet round trip preserves exactly), so an edited value is caught whatever rewrote it."""
+    Parquet round trip preserves exactly), so an edited value is caught whatever rewrote it.
+    Every NaN counts as ``nan``: a round trip through Arrow keeps a NaN's being NaN, not its
+    sign or payload (the kernels' NaN of a diverged network has the sign bit set; Arrow reads it
+    back as numpy's positive NaN)."""
     h = hashlib.sha256()
     h.update(str(len(frame)).encode())
     for name in frame.columns:
@@ -295,8 +298,19 @@ def rows_sha256(frame) -> str:
         if col.dtype == object:
             h.update(json.dumps([str(v) for v in col]).encode())
         else:
+            if col.dtype.kind == "f":
+                col = np.where(np.isnan(col), col.dtype.type(nan), col)
             h.update(np.ascontiguousarray(col).tobytes())
     return h.hexdigest()
+
+
+def _has_nan(frame) -> bool:
+    return any(frame[c].dtype.kind == "f" and bool(np.isnan(frame[c].to_numpy()).any()) for c in frame.columns)
+
+
+# How pyireg up to 0.2.0 hashed the NaN of a diverged network: as its bits (x86's default NaN,
+# sign bit set). A history written then with such NaN verifies against this hash.
+_LEGACY_NAN = float(np.copysign(np.nan, -1.0))
 
 
 def parquet_bytes(frame, meta: dict) -> memoryview:
@@ -340,7 +354,7 @@ def read_parquet(path: Path, what: str = "out", advice: str = "restore it from a
         if want is None:
             raise SweepStateError(f"{what}: {path} carries no checksum of its rows (written by an older pyireg, or "
                                   f"rewritten by another program); {advice}")
-        if want != rows_sha256(frame):
+        if want != rows_sha256(frame) and not (_has_nan(frame) and want == rows_sha256(frame, nan=_LEGACY_NAN)):
             raise SweepStateError(f"{what}: {path} was changed after it was written (its values do not match the "
                                   f"checksum recorded with them); {advice}")
     return frame, meta

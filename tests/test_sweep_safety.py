@@ -143,10 +143,12 @@ def test_killed_at_every_file_operation_then_resumed(tiny, tmp_path, policy):
           "resume's reconciliation makes; every one resumed to the same history")
 
 
-def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path):
+@pytest.mark.parametrize("policy", ["resume", "all"])
+def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path, policy):
     """A run with a stopping rule, killed before each of its file operations and resumed: its
     state (streaks, converged epochs) travels in the checkpoints, and the commit that ends a
-    repetition early (every network converged: the remaining epochs' rows at once) is atomic."""
+    repetition early (every network converged: the remaining epochs' rows at once) is atomic,
+    also when it writes a checkpoint ("all"), and prunes the checkpoint before it ("resume")."""
     rule = dict(epochs=3, stop_when="loss:1.13")
     plain = sweep(tiny, **{**KW, "epochs": 3}).history
     conv = {}
@@ -156,7 +158,10 @@ def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path):
     # the scenario: in seed 0 network 0 is frozen while network 1 trains, then both have converged
     # and epoch 3 is filled; in seed 1 network 1 is frozen while network 0 trains to the cap
     assert conv == {(0, 0): 1, (0, 1): 2, (1, 0): -1, (1, 1): 2}, conv
-    ref, ops = _ops(tiny, tmp_path / "ref", **rule)
+    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints=policy, **rule)
+    final = {"resume": [], "all": ["rep0-epoch1.npz", "rep0-epoch2.npz", "rep0-epoch3.npz", "rep1-epoch1.npz",
+                                   "rep1-epoch2.npz", "rep1-epoch3.npz"]}[policy]
+    assert sorted(p.name for p in (tmp_path / "ref" / "checkpoints").iterdir()) == final
     assert ref.groupby(["repetition", "network"])["converged_epoch"].last().tolist() == [1, 2, -1, 2]
     publish = [i for i, (op, name) in enumerate(ops) if op == "rename" and name == "history.parquet"]
     assert len(publish) == 6                            # seed 0: epochs 1, 2, then 3 filled; seed 1: 3 epochs
@@ -164,9 +169,31 @@ def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path):
     for i in range(len(ops) + 1):
         out = tmp_path / f"k{i}"
         why = f"killed before operation {i} {ops[i:i + 1]}"
-        _killed_run(tiny, out, i, len(ops), why, **rule)
+        _killed_run(tiny, out, i, len(ops), why, checkpoints=policy, **rule)
         _assert_prefix(out, ref, why)
-        _resume_through(tiny, out, ref, lambda: None, "resume", why, **rule)
+        _resume_through(tiny, out, ref, lambda: None, policy, why, **rule)
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == final, why
+
+
+@pytest.mark.parametrize("policy,every", [("resume", 1), ("all", 1), ("resume", 2), ("final", 2)])
+def test_an_early_end_several_epochs_before_the_cap_killed_at_every_file_operation(tiny, tmp_path, policy, every):
+    """Seed 0 has converged after epoch 2 of a cap of 6: one commit records epochs 3..6 at once.
+    Killed before each file operation and resumed, the sweep ends with the uninterrupted history
+    and with the checkpoints of its policy only (the one of epoch 2 pruned by that commit)."""
+    rule = dict(seeds=[0], epochs=6, stop_when="loss:1.13", checkpoint_every=every)
+    ref, ops = _ops(tiny, tmp_path / "ref", checkpoints=policy, **rule)
+    assert ref.groupby("network")["converged_epoch"].last().tolist() == [1, 2]
+    publish = [i for i, (op, name) in enumerate(ops) if op == "rename" and name == "history.parquet"]
+    assert len(publish) == 3                            # epochs 1, 2, then 3..6 at once
+    final = {"resume": [], "all": ["rep0-epoch1.npz", "rep0-epoch2.npz", "rep0-epoch6.npz"],
+             "final": ["rep0-epoch6.npz"]}[policy]
+    for i in range(len(ops) + 1):
+        out = tmp_path / f"k{i}"
+        why = f"killed before operation {i} {ops[i:i + 1]}"
+        _killed_run(tiny, out, i, len(ops), why, checkpoints=policy, **rule)
+        _assert_prefix(out, ref, why)
+        _resume_through(tiny, out, ref, lambda: None, policy, why, **rule)
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == final, why
 
 
 def _killed_run(tiny, out, i, n, why, **kw) -> bool:
@@ -534,9 +561,17 @@ def test_checkpoint_every_is_recorded_checked_and_refused_where_it_cannot_apply(
     out = tmp_path / "s"
     _cut_at(tiny, out, 1, epochs=3, checkpoint_every=2)
     assert json.loads((out / "config.json").read_text())["checkpoint_every"] == 2
-    with pytest.raises(ValueError, match="checkpoint_every"):
+    with pytest.raises(ValueError, match=r"checkpoint_every: the sweep in .* writes a checkpoint every 2 epoch\(s\), "
+                                         r"got 1; resume without it"):
         sweep(tiny, out=out, resume=True, checkpoint_every=1, **{**KW, "epochs": 3})
+    with pytest.raises(SweepStateError, match="resume it without an executor"):  # K from config.json: not an
+        sweep(tiny, out=out, resume=True, executor="local", **{**KW, "epochs": 3})  # option the user gave
     assert sweep(tiny, out=out, resume=True, **{**KW, "epochs": 3}).complete      # the sweep's own K
+    assert sweep(tiny, out=out, resume=True, executor="local", **{**KW, "epochs": 3}).complete   # finished: read
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(dict(cfg, checkpoint_every="2")))
+    with pytest.raises(SweepStateError, match="records checkpoint_every '2', not a positive integer"):
+        sweep(tiny, out=out, resume=True, **{**KW, "epochs": 3})
     _finished(tiny, tmp_path / "plain")                                          # K = 1: no key, as before
     assert "checkpoint_every" not in json.loads((tmp_path / "plain" / "config.json").read_text())
     for bad in (0, -1, 2.5, True, "3"):

@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = mk("sweep", help="train a grid of widths x weight decays x repetitions and record every epoch",
            description="A width sweep with the paper's protocol. Results go to OUT/history.parquet after every "
-                       "epoch, committed atomically with a checkpoint: an interrupted sweep (Ctrl-C, kill, full "
-                       "disk) continues with --resume to exactly the numbers of an uninterrupted run.")
+                       "epoch, committed atomically with a checkpoint (every K epochs with --checkpoint-every K): "
+                       "an interrupted sweep (Ctrl-C, kill, full disk) continues with --resume to exactly the "
+                       "numbers of an uninterrupted run.")
     data = s.add_argument_group("data")
     src = data.add_mutually_exclusive_group()
     src.add_argument("--dataset", choices=DATASETS, default=None,       # None: --data can tell it was not given

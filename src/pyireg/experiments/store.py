@@ -27,8 +27,8 @@ Files of a sweep directory, and the resume guarantee
 
 The files are always a consistent prefix of the uninterrupted run, whatever instant the
 process dies (kill, full disk, power loss): epoch E of repetition SEED is committed by one
-function, :func:`commit_epoch`, in three steps: (1) stage the checkpoint as
-``rep{SEED}-epoch{E}.npz.staged`` (written and fsynced, its checksum taken as it is written);
+function, :func:`commit_epoch`, in three steps: (1) when the epoch writes one, stage the
+checkpoint as ``rep{SEED}-epoch{E}.npz.staged`` (written and fsynced, its checksum taken as it is written);
 (2) write the history with the new rows and the checksums to ``history.parquet.tmp``, fsync
 it, and rename it onto ``history.parquet``: the one atomic step that publishes the epoch;
 (3) rename the staged checkpoint to its final name and delete the checkpoints resume no longer
@@ -596,6 +596,8 @@ def reconcile(d: SweepDir):
                 d.disk.replace(p, final)            # published, not yet renamed: finish the commit
             else:
                 d.disk.remove(p)
+        elif staged and e == epochs and cfg.get("stop_when") is not None:
+            d.disk.remove(p)                        # a stopping rule's early end, never published
         elif staged or e > E:
             where = ("history.parquet is missing" if not d.history_path.exists()
                      else f"history.parquet records {E} epoch(s) of seed {seed}")
@@ -625,20 +627,24 @@ def commit_epoch(d: SweepDir, seed: int, epoch: int, arrays: dict, history, done
     keep = checkpoint_needed(d.policy, epoch, epoch, epochs, d.every)
     staged = d.ckpt(seed, epoch, staged=True)
     tmp = d.history_path.with_name(d.history_path.name + ".tmp")
-    # the checkpoint written before this epoch's: resume no longer needs it once this epoch
-    # writes one (or ends the repetition)
-    before = resume_epoch(epoch - 1, d.every)
-    prev = d.ckpt(seed, before)
-    prune = (before >= 1 and checkpoint_written(epoch, epochs, d.every)
-             and not checkpoint_needed(d.policy, before, epoch, epochs, d.every))
+    # the checkpoints of this repetition written before: resume no longer needs them once this
+    # epoch writes one or ends the repetition (the one before may be further back than epoch - K:
+    # a stopping rule ends a repetition with one commit of all its remaining epochs)
+    prunes = []
+    if checkpoint_written(epoch, epochs, d.every):
+        for name in sorted(d.checksums):
+            m = CKPT_RE.match(name)
+            if (m and not m[3] and int(m[1]) == seed and int(m[2]) < epoch
+                    and not checkpoint_needed(d.policy, int(m[2]), epoch, epochs, d.every)):
+                prunes.append(d.ckdir / name)
     renaming = False
     sums = dict(d.checksums)
     try:
         if keep:
             sums[d.ckpt(seed, epoch).name] = d.disk.write(staged, lambda f: save_checkpoint(f, arrays))
             d.disk.sync_dir(d.ckdir)
-        if prune:
-            sums.pop(prev.name, None)
+        for p in prunes:
+            sums.pop(p.name, None)
         old, d.checksums = d.checksums, sums
         try:
             # serialized in memory first (it is small next to the weights): an interrupt during the
@@ -661,8 +667,9 @@ def commit_epoch(d: SweepDir, seed: int, epoch: int, arrays: dict, history, done
     d.disk.sync_dir(d.out)
     if keep:
         d.disk.replace(staged, d.ckpt(seed, epoch))
-    if prune and prev.exists():
-        d.disk.remove(prev)
+    for p in prunes:
+        if p.exists():
+            d.disk.remove(p)
     d.disk.sync_dir(d.ckdir)
 
 

@@ -259,12 +259,22 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError(f"label_noise: expected a fraction in [0, 1), got {label_noise!r}")
     if checkpoints not in CHECKPOINT_POLICIES:
         raise ValueError(f"checkpoints: expected one of {', '.join(CHECKPOINT_POLICIES)}, got {checkpoints!r}")
-    if checkpoint_every is None and resume and out is not None and (Path(out) / "config.json").is_file():
-        checkpoint_every = store.read_config(Path(out) / "config.json").get("checkpoint_every", 1)
-    checkpoint_every = 1 if checkpoint_every is None else _pos_int(checkpoint_every, "checkpoint_every")
-    if executor is not None and checkpoint_every != 1:
+    given_every = None if checkpoint_every is None else _pos_int(checkpoint_every, "checkpoint_every")
+    if executor is not None and given_every not in (None, 1):
         raise ValueError(f"checkpoint_every: a sweep in packs commits whole packs and writes no checkpoints; "
-                         f"expected 1 with an executor, got {checkpoint_every}")
+                         f"expected 1 with an executor, got {given_every}")
+    checkpoint_every = 1 if given_every is None else given_every
+    if resume and out is not None and (Path(out) / "config.json").is_file():     # the sweep's own K
+        saved_every = store.read_config(Path(out) / "config.json").get("checkpoint_every", 1)
+        if isinstance(saved_every, bool) or not isinstance(saved_every, int) or saved_every < 1:
+            raise SweepStateError(f"out: {Path(out) / 'config.json'} records checkpoint_every {saved_every!r}, not a "
+                                  "positive integer; restore the sweep's own config.json, or start in another "
+                                  "directory")
+        if given_every is not None and given_every != saved_every:
+            raise ValueError(f"checkpoint_every: the sweep in {out} writes a checkpoint every {saved_every} "
+                             f"epoch(s), got {given_every}; resume without it, or start the sweep in another "
+                             "directory")
+        checkpoint_every = saved_every
     if resume and out is None:
         raise ValueError("resume: needs out, the directory of the sweep to continue")
     if on_epoch is not None and not callable(on_epoch):

@@ -594,7 +594,8 @@ def spec_from_config(config: dict) -> TrainSpec:
 def models_of(ds, out, rep: int, epoch: int | None = None):
     """(initial model, model after ``epoch``) of repetition ``rep`` of the sweep saved in ``out``
     (default: its last epoch); the weights come from its checkpoint (kept with
-    checkpoints="final" or "all"), verified against the checksum its history records."""
+    checkpoints="final" or "all"; with checkpoint_every=K, "all" keeps every K-th epoch's and
+    the last), verified against the checksum its history records."""
     from pathlib import Path
 
     from .store import SweepDir, load_checkpoint, read_config
@@ -609,8 +610,11 @@ def models_of(ds, out, rep: int, epoch: int | None = None):
     init, _ = build(ds, spec, rep, net)
     model, opt = build(ds, spec, rep, net)
     if path.name not in d.checksums:
+        every = int(config.get("checkpoint_every", 1))
         raise FileNotFoundError(f"out: no committed checkpoint {path.name} in {out / 'checkpoints'}; keep the "
-                                "final weights with checkpoints='final'")
+                                "final weights with checkpoints='final'"
+                                + (f" (this sweep writes the weights every {every} epochs and after the last: "
+                                   "checkpoints='all' keeps those)" if every != 1 else ""))
     arrays = load_checkpoint(path, spec.checkpoint_members(model), d.checksums[path.name])
     restore_state(spec, arrays, model, opt, rep, epoch, config["sweep_id"], path)
     return init, model

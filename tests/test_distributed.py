@@ -168,6 +168,26 @@ def test_a_sweep_in_packs_killed_at_every_file_operation_then_resumed(tiny, ref,
         assert len(trained) == (0 if merged else 4 - len(published)), (why, published, trained)
 
 
+class _Lossy(LocalExecutor):
+    """An executor whose run() never reports its first pack (a bug, a lost result)."""
+
+    def run(self, job, ds, packs):
+        yield from super().run(job, ds, list(packs)[1:])
+
+
+def test_an_executor_that_loses_a_pack_publishes_nothing(tiny, ref, tmp_path):
+    """A history is published only when every pack of the plan came back: a lost pack is an
+    error naming it (in memory too), the finished packs are kept, and a resume trains the rest."""
+    out = tmp_path / "s"
+    for where in (out, None):
+        with pytest.raises(PackError, match=r"executor: _Lossy.run reported \d+ of \d+ packs \(no result for pack "
+                                            r"\d+\); nothing was published"):
+            sweep(tiny, out=where, executor=_Lossy(pack_units=8), **KW)
+    assert not (out / "history.parquet").exists() and any((out / "packs").iterdir())
+    _same(sweep(tiny, out=out, resume=True, executor=LocalExecutor(pack_units=8), **KW).history, ref)
+    _same(load_results(out).history, ref)
+
+
 def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     ex = LocalExecutor(pack_units=40)
     out = tmp_path / "s"

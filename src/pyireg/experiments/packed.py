@@ -414,6 +414,13 @@ def run_in_packs(ds, spec: TrainSpec, config: dict, *, out, resume: bool, checkp
                 raise PackError(f"{len(failures)} of {len(plan)} packs failed: {shown}"
                                 f"{'; ...' if len(failures) > 3 else ''}. The {len(finished)} finished packs are "
                                 f"{kept}", failures) from failures[0][1]
+            missing = sorted(p.id for p in plan if p.id not in finished)
+            if missing:               # an executor that did not report every pack (a bug, a lost result)
+                shown = ", ".join(f"pack {i}" for i in missing[:4]) + (", ..." if len(missing) > 4 else "")
+                raise PackError(f"executor: {type(ex).__name__}.run reported {len(plan) - len(missing)} of "
+                                f"{len(plan)} packs (no result for {shown}); nothing was published"
+                                + (f", the finished packs are kept in {d.packs_dir}: rerun with resume=True "
+                                   "(--resume) to train the others" if d is not None else ""), [])
             history = merge([finished[i] for i in sorted(finished)], seeds)
             if d is not None:
                 d.publish(history, {s: epochs for s in seeds})

@@ -73,6 +73,10 @@ def load_results(path) -> SweepResult:
                                     "it to finish")
         raise FileNotFoundError(f"path: no history.parquet in {path} (not a sweep directory, or no epoch finished yet)")
     hist, meta = read_history(path / "history.parquet", "path", legacy=True)
+    if not isinstance(meta, dict):        # every pyireg writes its record; pandas' to_parquet drops it
+        raise SweepStateError(f"path: {path / 'history.parquet'} has no record of a pyireg sweep (rewritten by "
+                              "another program, which drops pyireg's metadata and its checksum), so its values "
+                              "cannot be verified; restore the sweep's own history")
     config = read_json(path / "config.json", "path") if (path / "config.json").exists() else {}
     return SweepResult(hist, config, path)
 

@@ -188,6 +188,12 @@ def test_an_executor_that_loses_a_pack_publishes_nothing(tiny, ref, tmp_path):
     _same(load_results(out).history, ref)
 
 
+def test_an_in_process_executor_leaves_the_thread_count_as_it_was(tiny, ref):
+    _core.set_num_threads(2)
+    _same(sweep(tiny, executor=LocalExecutor(pack_units=8, threads=1), **KW).history, ref)
+    assert _core.get_num_threads() == 2
+
+
 def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     ex = LocalExecutor(pack_units=40)
     out = tmp_path / "s"
@@ -228,6 +234,14 @@ def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     (out / "packs.json").write_text("{")
     with pytest.raises(SweepStateError, match="packs.json is empty or corrupt"):
         sweep(tiny, out=out, executor=ex, resume=True, **KW)
+    (out / "packs.json").write_text("[" * 100_000)
+    with pytest.raises(SweepStateError, match=r"packs.json is empty or corrupt \(nested too deeply\)"):
+        sweep(tiny, out=out, executor=ex, resume=True, **KW)
+    (out / "packs.json").unlink()
+    os.mkfifo(out / "packs.json")                        # read_bytes() would block on it
+    with pytest.raises(SweepStateError, match=r"packs.json is a FIFO \(named pipe\), not a regular file"):
+        sweep(tiny, out=out, executor=ex, resume=True, **KW)
+    (out / "packs.json").unlink()
     (out / "packs.json.away").rename(out / "packs.json")
     with pytest.raises(SweepStateError, match="pack-00003.parquet is not a pack of this sweep"):
         other_pack = out / "packs" / "pack-00003.parquet"

@@ -173,6 +173,9 @@ def test_sweep_takes_a_pair_of_arrays_of_any_kind():
     (dict(device="cuda"), ValueError, "device: .cuda."),
     (dict(measures=["margin"], loss="squared"), ValueError, "measures: .margin. needs class labels"),
     (dict(max_memory=1000), MemoryError, r"widths: this sweep needs about .* hidden units"),
+    *[(dict(max_memory=m, executor=e), ValueError, r"max_memory: expected None \(the memory available\), 0")
+      for m in ("abc", [1], -1, float("nan"), True) for e in (None, "local")],
+    (dict(checkpoint_every=0), ValueError, "checkpoint_every: expected a positive integer"),
 ])
 def test_every_argument_is_checked_before_any_output(tmp_path, kw, exc, match):
     X, y = _xy()

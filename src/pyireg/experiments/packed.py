@@ -83,7 +83,18 @@ class PackJob:
             store.set_fault_hook(None)
 
     def _run(self, ds, pack: Pack) -> dict:
-        from .. import __version__, set_num_threads
+        from .. import get_num_threads, set_num_threads
+        if self.threads is None:
+            return self._train(ds, pack)
+        before = get_num_threads()          # an in-process executor shares the caller's setting
+        set_num_threads(self.threads)
+        try:
+            return self._train(ds, pack)
+        finally:
+            set_num_threads(before)
+
+    def _train(self, ds, pack: Pack) -> dict:
+        from .. import __version__
         host = socket.gethostname()
         if __version__ != self.version:
             raise RuntimeError(f"pyireg {__version__} is installed on {host}, but the driver runs pyireg "
@@ -91,8 +102,6 @@ class PackJob:
         if self.packs_dir is not None and not os.path.isdir(self.packs_dir):
             raise FileNotFoundError(f"out: {self.packs_dir} does not exist on {host}: the sweep directory must be "
                                     "one every worker reaches at the same path (a shared file system such as NFS)")
-        if self.threads is not None:
-            set_num_threads(self.threads)
         import pandas as pd
         t0 = time.perf_counter()
         frames = []
@@ -222,11 +231,12 @@ class _PackDir(store.SweepDir):
 
 def _read_plan(path: Path, config: dict) -> list:
     try:
-        body = json.loads(path.read_bytes().decode())
+        body = json.loads(store.read_bounded(path, "out").decode())
         packs = [Pack(int(p["id"]), int(p["repetition"]), tuple(int(n) for n in p["networks"]), int(p["units"]),
                       int(p["cost"])) for p in body["packs"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise SweepStateError(f"out: {path} is empty or corrupt ({type(e).__name__}: {e}); the finished packs cannot "
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as e:
+        e = "nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
+        raise SweepStateError(f"out: {path} is empty or corrupt ({e}); the finished packs cannot "
                               "be matched to networks without it: restore it, or start in another directory") from None
     if body.get("format") != PLAN_FORMAT or body.get("sweep_id") != config["sweep_id"]:
         raise SweepStateError(f"out: {path} belongs to another sweep (its sweep id or format differs from "

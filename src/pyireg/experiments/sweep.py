@@ -275,6 +275,10 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                              f"epoch(s), got {given_every}; resume without it, or start the sweep in another "
                              "directory")
         checkpoint_every = saved_every
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real)
+                                   or not math.isfinite(max_memory) or max_memory < 0):
+        raise ValueError(f"max_memory: expected None (the memory available), 0 (no check) or a number of bytes, "
+                         f"got {max_memory!r}")
     if resume and out is None:
         raise ValueError("resume: needs out, the directory of the sweep to continue")
     if on_epoch is not None and not callable(on_epoch):

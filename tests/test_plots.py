@@ -169,3 +169,49 @@ def test_reproduce_figure1_and_its_figure(tmp_path):
     assert len(fig.get_axes()) == 2 and all(_lines(ax) for ax in fig.get_axes())
     assert fig._suptitle.get_text().startswith("Figure 1")
     assert (out / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_table_notes_name_the_block_widths_and_weight_decays_of_flagged_networks():
+    """Networks at chance or diverged are noted under their own lr-scale block, counted in that
+    block only, with their widths and weight decays."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    h = sweep(ds, [1, 3], lr_scales=[1.0, 1e-3], weight_decays=[0.0, 1e-3], epochs=2, batch_size=20,
+              progress=False).history.copy()
+    h["at_chance"] = h["diverged"] = False
+    last = h["epoch"] == 2
+    h.loc[last & (h.lr_scale == 1.0) & (h.width == 3) & (h.weight_decay == 1e-3), "at_chance"] = True
+    h.loc[last & (h.lr_scale == 1e-3) & (h.width == 1) & (h.weight_decay == 0.0), "diverged"] = True
+    small, one = results_table(h).split("lr scale 1**")                 # blocks by lr scale: 0.001, then 1
+    assert "1 network(s) ended at chance (training loss ln k): widths 3; weight decay 0.001" in one
+    assert "diverged" not in one
+    assert "1 network(s) diverged (a loss became NaN or inf" in small and "widths 1; weight decay 0;" in small
+    assert "ended at chance" not in small
+
+
+def test_the_figure_file_is_checked_before_drawing_and_its_real_name_returned(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=20, n_test=20)
+    res = sweep(ds, [1, 3], epochs=1, batch_size=20, progress=False)
+    assert plot_results(res, tmp_path / "fig") == tmp_path / "fig.png" and (tmp_path / "fig.png").is_file()
+    assert plot_results(res, str(tmp_path / "f.svg")) == tmp_path / "f.svg"
+    for bad, exc, match in ((tmp_path / "f.xyz", ValueError, r"out_file: f.xyz has the suffix .xyz, not one of"),
+                            (tmp_path / "no" / "f.png", FileNotFoundError, "out_file: the folder .* does not exist"),
+                            (tmp_path, IsADirectoryError, "out_file: .* is a directory")):
+        with pytest.raises(exc, match=match):
+            plot_results(res, bad)
+    h = res.history.copy()
+    h.loc[0, "val_error"] = np.nan
+    for call in (lambda: results_table(h), lambda: plot_results(h, tmp_path / "h.png")):
+        with pytest.raises(ValueError, match=r"source: the history's val_error holds NaN or inf \(first in row 0\)"):
+            call()
+    with pytest.raises(ValueError, match=r"history: val_error holds NaN or inf \(first in row 0\)"):
+        summarize(h)
+    out = tmp_path / "s"
+    sweep(ds, [1, 3], epochs=1, batch_size=20, progress=False, out=out)
+    assert main(["plot", str(out), "--output", str(tmp_path / "g")]) == 0
+    assert f"wrote {tmp_path / 'g.png'}" in capsys.readouterr().out
+    assert main(["plot", str(out), "--output", str(tmp_path / "g.xyz")]) == 2
+    assert "--output: g.xyz has the suffix .xyz" in capsys.readouterr().err

@@ -43,6 +43,10 @@ def _sources(source, meta=None):
                    "val_error", "test_error"} - set(source.columns)
         if missing:
             raise ValueError(f"source: a history DataFrame needs the columns {sorted(missing)}")
+        try:
+            summarize(source)                           # its checks of the values, named as this argument
+        except ValueError as e:
+            raise ValueError("source: the history's " + str(e)[len("history: "):]) from None
         return [(None, _Frame(source, {}))], meta
     if hasattr(source, "history") and hasattr(source, "config"):
         return [(None, source)], meta
@@ -246,11 +250,31 @@ def plot_results(source, out_file=None, meta=None):
     """Plot a sweep: a SweepResult, a history DataFrame, or a dict of them (``meta``: the
     figure.json of a figure's directory). Returns the Figure (shown inline in a notebook), or,
     with ``out_file``, writes a PNG there and returns its path."""
+    if out_file is not None:
+        out_file = _check_out_file(out_file)
     fig = results_figure(source, meta)
     if out_file is None:
         return fig
-    out_file = Path(out_file)
     fig.savefig(out_file, dpi=110)
+    return out_file
+
+
+def _check_out_file(out_file) -> Path:
+    """The file a figure goes to, checked before drawing: ".png" added when it has no suffix
+    (matplotlib would add it without saying), a format matplotlib writes, an existing folder."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    out_file = Path(out_file)
+    if out_file.is_dir():
+        raise IsADirectoryError(f"out_file: {out_file} is a directory; give a file name such as "
+                                f"{out_file / 'sweep.png'}")
+    if not out_file.suffix:
+        out_file = out_file.with_suffix(".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out_file.suffix[1:].lower() not in formats:
+        raise ValueError(f"out_file: {out_file.name} has the suffix {out_file.suffix}, not one of the figure formats "
+                         f"({', '.join('.' + f for f in sorted(formats))})")
+    if not out_file.parent.is_dir():
+        raise FileNotFoundError(f"out_file: the folder {out_file.parent} does not exist")
     return out_file
 
 
@@ -285,13 +309,29 @@ def results_table(source, meta=None) -> str:
                     line += (f" {c.test_error_es_mean:.4f} ± {_sd(c.test_error_es_std)} | "
                              f"{c.chosen_weight_decay_mean:.1e} |")
                 lines.append(line)
-            at = res.history
-            if "at_chance" in at.columns:
-                last = at[at["epoch"] == at.groupby("repetition")["epoch"].transform("max")]
-                n = int(last["at_chance"].sum())
-                if n:
-                    lines.append(f"\n{n} network(s) ended at chance (training loss ln k); see the at_chance column")
+            lines += _flag_notes(res.history, ls)
     return "\n".join(lines)
+
+
+def _flag_notes(h, ls) -> list:
+    """Footnotes of a table block (lr scale ``ls``): the networks that ended at chance or
+    diverged, counted in that block's last epoch of each repetition, with their widths and
+    weight decays."""
+    h = h[h["lr_scale"] == ls]
+    last = h[h["epoch"] == h.groupby("repetition")["epoch"].transform("max")]
+    notes = []
+    for col, what in (("at_chance", "ended at chance (training loss ln k)"),
+                      ("diverged", "diverged (a loss became NaN or inf: its errors count as 1.0 from then on, "
+                                   "its early-stopped ones come from before)")):
+        if col not in last.columns or not last[col].any():
+            continue
+        bad = last[last[col].astype(bool)]
+        widths = sorted(bad["width"].unique().tolist())
+        wds = sorted(bad["weight_decay"].unique().tolist())
+        shown = ", ".join(map(str, widths[:8])) + (", ..." if len(widths) > 8 else "")
+        notes.append(f"\n{len(bad)} network(s) {what}: widths {shown}; weight decay "
+                     f"{', '.join(f'{w:g}' for w in wds)}; see the {col} column")
+    return notes
 
 
 def _sd(x) -> str:

@@ -3,6 +3,8 @@ chosen by validation, mean and spread over repetitions. Pure pandas, below both 
 (which write histories) and the plots (which draw them)."""
 from __future__ import annotations
 
+import numpy as np
+
 
 def summarize(history, choose_weight_decay: bool = True):
     """Per-network summaries, then mean and standard deviation over repetitions.
@@ -20,6 +22,11 @@ def summarize(history, choose_weight_decay: bool = True):
         history = history.history
     if len(history) == 0:
         raise ValueError("history: no rows to summarize (no epoch finished)")
+    for col in ("train_error", "val_error", "test_error"):
+        bad = ~np.isfinite(np.asarray(history[col], dtype=np.float64))
+        if bad.any():           # a sweep records a diverged network's errors as 1.0, never NaN
+            raise ValueError(f"history: {col} holds NaN or inf (first in row {int(np.flatnonzero(bad)[0])}); errors "
+                             "are fractions in [0, 1]: drop or fill those rows first")
     h = history.sort_values(["repetition", "network", "epoch"])
     keys = ["repetition", "network", "width", "weight_decay", "lr_scale"]
     g = h.groupby(keys, sort=False)

@@ -330,7 +330,13 @@ def cmd_plot(args) -> int:
         _check_file_target(args.output, "--output")
     from ..experiments.results import load_source
     rows, meta = load_source(args.results)
-    png = plot_results(rows, args.output or Path(args.results) / f"{meta.get('figure', 'sweep')}.png", meta=meta)
+    try:
+        png = plot_results(rows, args.output or Path(args.results) / f"{meta.get('figure', 'sweep')}.png",
+                           meta=meta)
+    except (ValueError, OSError) as e:            # the file's checks, named as the option
+        if str(e).startswith("out_file:"):
+            raise type(e)("--output" + str(e)[len("out_file"):]) from None
+        raise
     print(f"wrote {png}")
     print(results_table(rows, meta=meta))
     return 0

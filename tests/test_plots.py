@@ -215,3 +215,19 @@ def test_the_figure_file_is_checked_before_drawing_and_its_real_name_returned(tm
     assert f"wrote {tmp_path / 'g.png'}" in capsys.readouterr().out
     assert main(["plot", str(out), "--output", str(tmp_path / "g.xyz")]) == 2
     assert "--output: g.xyz has the suffix .xyz" in capsys.readouterr().err
+
+
+def test_an_interrupted_figure_is_drawn_as_incomplete(figure2, tmp_path):
+    """reproduce writes figure.json after its last row: without it, the rows there are drawn
+    and tabulated under a note that the figure is incomplete, not as a plain sweep."""
+    import shutil
+    part = tmp_path / "part"
+    shutil.copytree(figure2, part)
+    (part / "figure.json").unlink()
+    shutil.rmtree(part / "censored_noise")
+    rows, meta = load_source(part)
+    assert list(rows) == ["original", "censored"]
+    assert meta["incomplete"].startswith(f"INCOMPLETE: {part} has no figure.json") and \
+        "rows with results: original, censored" in meta["incomplete"]
+    assert results_table(rows, meta).startswith("**INCOMPLETE: ")
+    assert "INCOMPLETE" in results_figure(rows, meta)._suptitle.get_text()

@@ -243,6 +243,8 @@ def results_figure(source, meta=None):
     if meta.get("figure"):
         fig.suptitle(f"{meta['figure'].replace('figure', 'Figure ')} of Neyshabur, Tomioka & Srebro on "
                      f"{meta.get('dataset', '?')}", fontsize=11)
+    elif meta.get("incomplete"):
+        fig.suptitle(textwrap.fill(meta["incomplete"], 120), fontsize=10, color="firebrick")
     return fig
 
 
@@ -282,8 +284,8 @@ def results_table(source, meta=None) -> str:
     """A markdown table of the mean errors by width for each sweep (row) of ``source`` (as for
     plot_results), headed by its description. With several weight decays, the final and
     early-stopped columns are those of one weight decay (0 when swept), and the header says so."""
-    rows, _ = _sources(source, meta)
-    lines = []
+    rows, meta = _sources(source, meta)
+    lines = [f"**{meta['incomplete']}**"] if meta.get("incomplete") else []
     for key, res in rows:
         summ = summarize(res.history)
         for ls in sorted(res.history["lr_scale"].unique().tolist()):

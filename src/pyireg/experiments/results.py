@@ -89,6 +89,10 @@ def load_source(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"source: {path} is not a directory written by sweep or reproduce")
     meta = read_json(path / "figure.json", "source") if (path / "figure.json").exists() else {}
     rows = {r: load_results(path / r) for r in FIGURE_ROWS if (path / r / "history.parquet").exists()}
+    started = [r for r in FIGURE_ROWS + ("teacher",) if (path / r).is_dir()]
+    if started and not meta:      # reproduce writes figure.json after its last row: it was interrupted
+        meta = {"incomplete": f"INCOMPLETE: {path} has no figure.json (the reproduction did not finish; rows "
+                              f"with results: {', '.join(rows) or 'none'}); resume it to draw the whole figure"}
     if not rows:
         rows = {None: load_results(path)}
     return rows, meta

@@ -184,6 +184,10 @@ def test_table_notes_name_the_block_widths_and_weight_decays_of_flagged_networks
     h.loc[last & (h.lr_scale == 1.0) & (h.width == 3) & (h.weight_decay == 1e-3), "at_chance"] = True
     h.loc[last & (h.lr_scale == 1e-3) & (h.width == 1) & (h.weight_decay == 0.0), "diverged"] = True
     small, one = results_table(h).split("lr scale 1**")                 # blocks by lr scale: 0.001, then 1
+    assert "2 epochs, 1 repetition" in small
+    one_epoch = h[h.epoch == 1].copy()
+    one_epoch[["at_chance", "diverged"]] = False
+    assert "1 epoch, 1 repetition" in results_table(one_epoch)          # not "1 epochs"
     assert "1 network(s) ended at chance (training loss ln k): widths 3; weight decay 0.001" in one
     assert "diverged" not in one
     assert "1 network(s) diverged (a loss became NaN or inf" in small and "widths 1; weight decay 0;" in small

@@ -19,6 +19,7 @@ import pytest
 from helpers import Killed, tiny_classes
 
 from pyireg import _core
+from pyireg import data as D
 from pyireg.cli import main
 from pyireg.experiments import SweepStateError, load_results, sweep
 from pyireg.schedule import PaperSchedule
@@ -197,6 +198,20 @@ def test_diverged_is_set_from_the_weights_after_the_last_step(tiny):
                     schedule=PaperSchedule(lr0=1e10), progress=False)
     h = res.history
     assert not np.isfinite(h.norm_U).all() and h.diverged.all()
+
+
+@pytest.mark.filterwarnings("ignore::pyireg.experiments.sweep.ChanceWarning")
+def test_a_network_whose_evaluated_loss_is_not_finite_is_marked_diverged():
+    """The squared loss of outputs that overflow float32 is inf on an evaluation split while the
+    training steps' losses were still finite: the row says diverged, as the column promises."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6))
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5), n_val=20, n_test=20)
+    h = sweep(ds, [1, 3, 8], batch_size=20, progress=False, epochs=4, lr_scales=[30], seeds=[0, 1],
+              loss="squared").history
+    losses = h[["train_loss", "val_loss", "test_loss"]].to_numpy()
+    assert (~np.isfinite(losses)).any()                    # the scenario happens
+    assert h.loc[~np.isfinite(losses).all(axis=1), "diverged"].all()
 
 
 # ----------------------------------------------------------------------------- L2, L3

@@ -126,14 +126,14 @@ def describe(res, key=None, lr_scale=None) -> list[str]:
         parts.append(f"{info['n_train']:,} train / {info.get('n_val', 0):,} validation")
     if cfg:
         opt = cfg.get("optimizer", "momentum_sgd")
-        parts.append(f"{cfg['epochs']} epochs" + ("" if opt == "momentum_sgd" else f" of {opt}"))
+        parts.append(_epochs(cfg["epochs"]) + ("" if opt == "momentum_sgd" else f" of {opt}"))
         if cfg.get("stop_when"):
             parts.append(f"to convergence ({cfg['stop_when']['stop_when']}, patience {cfg['stop_when']['patience']})")
         nrep = len(cfg["seeds"])
         parts.append(f"{nrep} repetition{'s' if nrep > 1 else ''}"
                      + (", split redrawn" if cfg.get("resample_split") else ""))
     else:
-        parts.append(f"{h['epoch'].max()} epochs, {reps} repetition{'s' if reps > 1 else ''}")
+        parts.append(f"{_epochs(h['epoch'].max())}, {reps} repetition{'s' if reps > 1 else ''}")
     wds = sorted(h["weight_decay"].unique().tolist())
     if len(wds) > 1:
         parts.append("weight decay from {" + ", ".join(f"{w:g}" for w in wds) + "}")
@@ -334,6 +334,10 @@ def _flag_notes(h, ls) -> list:
         notes.append(f"\n{len(bad)} network(s) {what}: widths {shown}; weight decay "
                      f"{', '.join(f'{w:g}' for w in wds)}; see the {col} column")
     return notes
+
+
+def _epochs(n) -> str:
+    return f"{int(n)} epoch{'s' if int(n) != 1 else ''}"
 
 
 def _sd(x) -> str:

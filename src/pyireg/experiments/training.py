@@ -541,7 +541,8 @@ def epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd,
     0..N-1), built column-wise from per-network vectors: the norms come from the native measures
     and the drift from one per-unit vector, so no copy of the weights is made, whatever the
     width. ``diverged`` is also set from the state after the epoch's last step: a network whose
-    weights became non-finite there (infinite norms) is marked in the optimizer and the row."""
+    weights became non-finite there (infinite norms), or whose evaluated loss on a split is NaN
+    or inf (outputs that overflow), is marked in the optimizer and the row."""
     import pandas as pd
     N = model.num_networks
     drift = np.add.reduceat(np.abs(model.unit_balance() - balance0), model.offsets[:-1]) / scale0
@@ -557,6 +558,7 @@ def epoch_frame(model, opt, ev, balance0, scale0, rep, epoch, net_width, net_wd,
     for s in ("train", "val", "test"):
         cols[f"{s}_error"] = np.asarray(ev[s][0], np.float64)
         cols[f"{s}_loss"] = np.asarray(ev[s][1], np.float64)
+        opt.diverged |= ~np.isfinite(cols[f"{s}_loss"])
     cols.update(norm_U=nU, norm_V=nV, balance_drift=np.asarray(drift, np.float64), diverged=opt.diverged.copy(),
                 at_chance=(np.abs(cols["train_loss"] - lnk) <= CHANCE_RTOL * lnk) if chance else np.zeros(N, bool),
                 train_seconds=np.full(N, train_s, np.float64))

@@ -194,6 +194,22 @@ def test_an_in_process_executor_leaves_the_thread_count_as_it_was(tiny, ref):
     assert _core.get_num_threads() == 2
 
 
+def test_a_resume_over_memory_names_the_saved_plan(tiny, ref, tmp_path):
+    """A resume keeps the packs of packs.json: when they do not fit max_memory, the advice is
+    not "smaller packs" (pack_units is not read on resume) but what a resume can change."""
+    out = tmp_path / "s"
+    _lossy = _Lossy(pack_units=64)                         # 1 pack per repetition; one never comes back
+    with pytest.raises(PackError):
+        sweep(tiny, out=out, executor=_lossy, **KW)
+    res = importlib.import_module("pyireg.experiments.resources")
+    need = {u: res.estimate_memory([w for w in KW["widths"] for _ in KW["weight_decays"]][:u], 6, 3,
+                                   batch_size=20, eval_batch=512, dtype="float32")["total"] for u in (2, 8)}
+    limit = (need[2] + need[8]) // 2
+    with pytest.raises(MemoryError, match=r"a resume keeps the packs of .*packs.json whatever pack_units says"):
+        sweep(tiny, out=out, resume=True, executor=LocalExecutor(pack_units=1), max_memory=limit, **KW)
+    _same(sweep(tiny, out=out, resume=True, executor=LocalExecutor(pack_units=1), **KW).history, ref)
+
+
 def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
     ex = LocalExecutor(pack_units=40)
     out = tmp_path / "s"

@@ -291,9 +291,10 @@ def merge(frames, seeds):
 
 # ----------------------------------------------------------------------------- executors
 # ----------------------------------------------------------------------------- the driver
-def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory) -> None:
+def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory, saved=None) -> None:
     """The packs trained at once on one machine must fit its memory (or ``max_memory``); on a
-    cluster, where the driver cannot know the nodes' memory, only ``max_memory`` is checked."""
+    cluster, where the driver cannot know the nodes' memory, only ``max_memory`` is checked.
+    ``saved``: the plan file a resume keeps (its packs, not ``pack_units``, decide the sizes)."""
     biggest = max(plan, key=lambda p: p.units)
     est = resources.estimate_memory([spec.grid_widths[n] for n in biggest.networks], ds.num_features, ds.num_classes,
                             batch_size=spec.batch_size, eval_batch=spec.eval_batch, dtype=ds.dtype)
@@ -308,8 +309,10 @@ def _check_pack_memory(plan, spec: TrainSpec, ds, per_machine, max_memory) -> No
                       f"need about {resources.fmt_bytes(need)} "
                       f"(the largest, {biggest.describe(spec.grid_widths)}, about "
                       f"{resources.fmt_bytes(est['total'])}) but {resources.fmt_bytes(limit)} "
-                      f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; use smaller packs "
-                      "(pack_units), fewer workers, or more machines")
+                      f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; "
+                      + ("use smaller packs (pack_units), fewer workers, or more machines" if saved is None else
+                         f"a resume keeps the packs of {saved} whatever pack_units says: use fewer workers, more "
+                         "memory, or max_memory=0 to skip this check"))
 
 
 class _PackProgress:
@@ -400,7 +403,8 @@ def run_in_packs(ds, spec: TrainSpec, config: dict, *, out, resume: bool, checkp
                 if d.complete:
                     return SweepResult(hist, config, d.out)
                 plan, finished = d.prepare(plan)
-                _check_pack_memory(plan, spec, ds, info.get("per_machine"), max_memory)
+                _check_pack_memory(plan, spec, ds, info.get("per_machine"), max_memory,
+                                   saved=d.out / "packs.json" if resume else None)
             job = PackJob(spec, str(d.packs_dir) if d is not None else None, config["sweep_id"], info.get("threads"),
                           __version__)
             todo = sorted((p for p in plan if p.id not in finished), key=lambda p: (-p.cost, p.id))

@@ -197,3 +197,37 @@ def test_lr_zero_freezes_a_network_and_nonfinite_objectives_are_diverged():
     m.U[0, 0] = np.nan
     opt.step(X, y)
     assert opt.diverged.tolist() == [True, False]
+
+
+def test_a_step_holds_the_models_writer_lock():
+    """Like every optimizer's step, CG's waits for a compound read in progress (a copy, a
+    pickle, measures) and writes nothing under it."""
+    import threading
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)).astype(np.float32), rng.integers(0, 3, 64)
+    m = PackedMLP([2, 4], 5, 3, seed=0)
+    cg = ConjugateGradient(m, lr=0.1)
+    U0 = m.U.copy()
+    with m._lock.read():
+        t = threading.Thread(target=cg.step, args=(X, y))
+        t.start()
+        t.join(timeout=0.5)
+        assert t.is_alive() and np.array_equal(m.U, U0)       # waiting for the reader
+    t.join(timeout=30)
+    assert not t.is_alive() and not np.array_equal(m.U, U0)
+
+
+def test_the_reused_gradient_sees_an_in_place_change_of_the_batch():
+    """The objective and gradient of the last accepted point are reused only while X and y hold
+    the same values: refilled in place, the step evaluates the new batch."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)).astype(np.float32), rng.integers(0, 3, 64)
+    m = PackedMLP([2, 4], 5, 3, seed=0)
+    cg = ConjugateGradient(m, lr=0.1)
+    cg.step(X, y)
+    X[:] = 10 * rng.standard_normal((64, 5))
+    expected = m.copy().loss_and_grad(X, y)[0]
+    np.testing.assert_array_equal(cg.step(X, y), expected)       # weight decay 0: the objective is the loss
+    y[:5] = (y[:5] + 1) % 3
+    expected = m.copy().loss_and_grad(X, y)[0]
+    np.testing.assert_array_equal(cg.step(X, y), expected)

@@ -365,6 +365,50 @@ def test_load_file_npz_csv_parquet(tmp_path):
     np.testing.assert_array_equal(c.y_train, a.y_train)               # same shuffle, labels a..d = 0..3
 
 
+def _damaged_member(path):
+    """A compressed .npz whose X member's deflate stream is damaged (zlib raises on reading)."""
+    import zipfile
+    np.savez_compressed(path, X=np.random.default_rng(0).standard_normal((200, 5)), y=np.arange(200) % 2)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("X.npy")
+    at = info.header_offset                                 # the local header's own name and extra lengths
+    start = at + 30 + int.from_bytes(raw[at + 26:at + 28], "little") + int.from_bytes(raw[at + 28:at + 30], "little")
+    raw[start] = 0x07                  # the first deflate block: final, of the reserved type 3
+    path.write_bytes(bytes(raw))
+
+
+def _crafted(path, descr, shape):
+    """A .npz whose X header declares ``descr`` and ``shape`` (numpy would not write them)."""
+    import io
+    import struct
+    import zipfile
+    head = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode("latin1")
+    head += b" " * ((64 - (10 + len(head) + 1) % 64) % 64) + b"\n"
+    buf = io.BytesIO()
+    np.save(buf, np.arange(4) % 2)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head + b"\0" * 96)
+        zf.writestr("y.npy", buf.getvalue())
+
+
+def test_a_bzip2_npz_is_read(tmp_path):
+    """The size check of compressed members assumes deflate's 1032-fold limit only for deflate:
+    a bzip2 member of zeros (far more compressed) loads."""
+    import zipfile
+    X, y = np.zeros((3000, 40)), np.arange(3000) % 2
+    path = tmp_path / "z.npz"
+    import io
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as zf:
+        for name, a in (("X", X), ("y", y)):
+            buf = io.BytesIO()
+            np.save(buf, a)
+            zf.writestr(name + ".npy", buf.getvalue())
+    assert zf.getinfo("X.npy").file_size > 1032 * zf.getinfo("X.npy").compress_size
+    ds = D.load_file(path, n_val=300, n_test=300, standardize=False)
+    assert ds.X_train.shape == (2400, 40)
+
+
 @pytest.mark.parametrize("write,kw,match", [
     (lambda p: np.savez(p.with_suffix(".npz"), features=np.ones((4, 2))), {}, "expected arrays named X and y"),
     (lambda p: np.savez(p.with_suffix(".npz"), X=np.ones((4, 2)), y=np.array([{}, {}, {}, {}], dtype=object)), {},
@@ -375,6 +419,9 @@ def test_load_file_npz_csv_parquet(tmp_path):
     (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,\n"), {}, "missing labels"),
     (lambda p: p.with_suffix(".txt").write_text("1 2"), {}, "expected a .npz, .csv or .parquet file"),
     (lambda p: p.with_suffix(".npz").write_bytes(b"junk"), {}, "not a readable .npz file"),
+    (lambda p: _damaged_member(p.with_suffix(".npz")), {}, r"not a readable .npz file \(error: "),
+    (lambda p: _crafted(p.with_suffix(".npz"), ("<f8", (3,)), (4, 1)), {}, "member X: not a readable .npy header"),
+    (lambda p: _crafted(p.with_suffix(".npz"), "<f8", (-2, -2)), {}, "member X: not a readable .npy header"),
 ])
 def test_load_file_errors_name_the_file(tmp_path, write, kw, match):
     base = tmp_path / "data"

@@ -25,6 +25,20 @@ def test_pickle_round_trip(loss):
     assert back.U[0, 0] != model.U[0, 0]
 
 
+def test_a_model_with_a_diverged_network_copies_and_pickles_as_it_is():
+    """A diverged network's weights are NaN: the model's own state is copied and pickled as it
+    is (the NaN check is for weights a caller gives), its other networks unchanged."""
+    model = pyireg.PackedMLP([2, 3], 4, 2, seed=0)
+    model.U[0, 0] = np.nan                                   # network 0 diverged
+    for other in (model.copy(), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(other.U, model.U)      # NaN where NaN
+        np.testing.assert_array_equal(other.V, model.V)
+        X, _ = make_data(5, 4, 2)
+        np.testing.assert_array_equal(other.forward(X)[1], model.forward(X)[1])
+    with pytest.raises(ValueError, match="U: contains NaN or inf"):      # given weights are still checked
+        pyireg.PackedMLP.from_weights([2, 3], model.U, model.V)
+
+
 def test_copy_and_from_weights_share_or_copy_as_asked():
     model = pyireg.PackedMLP([2, 5], 3, 2, seed=0)
     c = model.copy()

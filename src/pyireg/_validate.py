@@ -57,9 +57,11 @@ def _real_kind(a: np.ndarray, name: str) -> None:
         raise TypeError(f"{name}: expected real numbers (integer or floating), got {what} data ({a.dtype})")
 
 
-def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonnegative: bool = False) -> np.ndarray:
+def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonnegative: bool = False,
+                   finite: bool = True) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype`` (converted once, copied only when needed), with
-    the given number of dimensions and shape (None entries: any), finite after the conversion."""
+    the given number of dimensions and shape (None entries: any), finite after the conversion
+    (unless ``finite`` is False: a model's own weights, which a diverged network makes NaN)."""
     a = to_numpy(x, name)
     _real_kind(a, name)
     if a.ndim != ndim:
@@ -70,9 +72,9 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonn
                 raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {a.shape} (axis {i})")
     with np.errstate(over="ignore", invalid="ignore"):
         out = aligned(np.ascontiguousarray(a, dtype=dtype))
-    finite = np.isfinite(out)
-    if not finite.all():
-        bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+    ok = np.isfinite(out) if finite else None
+    if ok is not None and not ok.all():
+        bad = tuple(int(i) for i in np.argwhere(~ok)[0])
         after = "" if a.dtype == out.dtype else f" after conversion to {np.dtype(dtype).name}"
         raise ValueError(f"{name}: contains NaN or inf{after} (first at index {bad})")
     if nonnegative and (out < 0).any():

@@ -414,9 +414,9 @@ class PackedMLP:
     def copy(self) -> "PackedMLP":
         """An independent copy (weights copied, same structure), taken under the reader lock:
         one state, even while another thread trains."""
-        with self._lock.read():
-            return PackedMLP.from_weights(self.widths, self._U, self._V, activation=self.activation,
-                                          loss=self.loss, dtype=self.dtype, copy=True)
+        with self._lock.read():      # copied as they are: a diverged network's NaN weights included
+            return PackedMLP.from_weights(self.widths, self._U.copy(), self._V.copy(), activation=self.activation,
+                                          loss=self.loss, dtype=self.dtype, copy=False)
 
     def __getstate__(self) -> dict:
         # copies taken under the reader lock: pickle serializes the returned arrays after this
@@ -430,8 +430,9 @@ class PackedMLP:
     def __setstate__(self, state: dict) -> None:
         U, V = state["U"], state["V"]
         self._setup(state["widths"], U.shape[1], V.shape[1], state["activation"], state["loss"], state["dtype"])
-        self._U = as_float_array(U, "U", self.dtype, 2, (self.num_units, self.in_features))
-        self._V = as_float_array(V, "V", self.dtype, 2, (self.num_units, self.out_features))
+        # the model's own weights, as pickled: NaN of a diverged network included
+        self._U = as_float_array(U, "U", self.dtype, 2, (self.num_units, self.in_features), finite=False)
+        self._V = as_float_array(V, "V", self.dtype, 2, (self.num_units, self.out_features), finite=False)
 
     def _init_std(self, init_std):
         """Per-network standard deviations of U and V, in float64 (the draws are scaled in

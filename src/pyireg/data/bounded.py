@@ -113,8 +113,14 @@ def npz_headers(path: Path, zf: zipfile.ZipFile, names) -> dict:
         if dtype.hasobject:
             raise ValueError(f"{path}: member {name} holds Python objects (a pickle), which are not loaded; save "
                              "plain numeric arrays (labels as integers or fixed-width strings)")
+        if dtype.subdtype is not None or any(not isinstance(s, int) or s < 0 for s in shape):
+            raise ValueError(f"{path}: member {name}: not a readable .npy header (shape {shape} of {dtype}: "
+                             "expected non-negative sizes of a plain dtype)")
         nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > _GZIP_MAX_RATIO * max(info.compress_size, 1) + 4096:
+        # deflate expands at most 1032-fold; bzip2 and lzma far more (their sizes are bounded by
+        # the memory check before reading)
+        if info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and \
+                nbytes > _GZIP_MAX_RATIO * max(info.compress_size, 1) + 4096:
             raise ValueError(f"{path}: member {name}: header declares shape {shape} of {dtype} ({nbytes} bytes), "
                              f"more than its {info.compress_size} compressed bytes can hold; the file is corrupt")
         if header is not None and info.file_size != header + nbytes:

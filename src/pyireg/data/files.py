@@ -4,7 +4,9 @@ headers, checked against each other and the memory limit before any data is read
 their header line or schema and their row count. Errors name the file."""
 from __future__ import annotations
 
+import lzma
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +101,8 @@ def _read_npz(path: Path):
             total = sum(int(np.prod(s, dtype=object)) * max(dt.itemsize, 8) for s, dt, _ in heads.values())
             check_fits(2 * total, path, "reading and converting its arrays")
             arrays = {k: read_npz_member(path, zf, k, h) for k, h in heads.items()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError, RuntimeError, zlib.error,
+            lzma.LZMAError, NotImplementedError) as e:      # a damaged member, an unsupported compression
         raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     return arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test")
 

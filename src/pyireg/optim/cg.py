@@ -12,6 +12,12 @@ from ..model import PackedMLP
 _STATE_ARRAYS = ("dU", "dV", "alpha", "slope", "gnorm2", "since_restart", "objective")
 
 
+def _same_values(kept, X, y, weights) -> bool:
+    """Whether X, y and weights still hold the values copied in ``kept``."""
+    return all((a is None) == (b is None) and (a is None or np.array_equal(a, b))
+               for a, b in zip(kept, (X, y, weights)))
+
+
 class ConjugateGradient:
     """Nonlinear conjugate gradient with a monotone backtracking line search, per network.
 
@@ -140,6 +146,10 @@ class ConjugateGradient:
     # ------------------------------------------------------------------ state
     def reset_state(self) -> None:
         """Forget the directions and steps (every network restarts from steepest descent)."""
+        with self._model._lock.write():
+            self._reset_state()
+
+    def _reset_state(self) -> None:
         N = self._model.num_networks
         self.dU[...] = 0
         self.dV[...] = 0
@@ -171,6 +181,10 @@ class ConjugateGradient:
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        with self._model._lock.write():      # the state and the weights change together
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: dict) -> None:
         m = self._model
         N = m.num_networks
         shapes = {"dU": m.U.shape, "dV": m.V.shape, "alpha": (N,), "slope": (N,), "gnorm2": (N,),
@@ -181,7 +195,7 @@ class ConjugateGradient:
             a = np.asarray(state[k])
             if a.shape != shp:
                 raise ValueError(f"state[{k!r}]: expected shape {shp}, got {a.shape}")
-        self.reset_state()
+        self._reset_state()
         self.dU[...] = state["dU"]
         self.dV[...] = state["dV"]
         for k in ("alpha", "slope", "gnorm2", "objective"):
@@ -208,11 +222,19 @@ class ConjugateGradient:
         return F, gU.astype(np.float64) + wd * U, gV.astype(np.float64) + wd * V
 
     def step(self, X, y, weights=None) -> np.ndarray:
-        """One full-batch iteration for every network; returns the objective before it (N,)."""
+        """One full-batch iteration for every network; returns the objective before it (N,).
+        Holds the model's writer lock throughout, like every optimizer's step."""
+        with self._model._lock.write():
+            return self._step(X, y, weights)
+
+    def _step(self, X, y, weights) -> np.ndarray:
         m = self._model
         c = self._cache
+        # the gradient of the last step's accepted point is reused when the batch and the weights
+        # are the same arrays with the same values (an in-place change of X is seen)
         if (self.reuse_gradient and c is not None and c[0] is X and c[1] is y and c[2] is weights
-                and np.array_equal(c[5], m.U) and np.array_equal(c[6], m.V)):
+                and _same_values(c[7], X, y, weights) and np.array_equal(c[5], m.U)
+                and np.array_equal(c[6], m.V)):
             F, gU, gV = c[3], c[4][0], c[4][1]
         else:
             F, gU, gV = self._objective_and_grad(m, X, y, weights)
@@ -322,6 +344,7 @@ class ConjugateGradient:
         self.steps += 1
         self.stalled = (self.failures >= self._max_failures) | (F_new <= 0)
         if self.reuse_gradient:
-            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy())
+            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy(),
+                           tuple(None if a is None else np.array(a, copy=True) for a in (X, y, weights)))
         return F
 

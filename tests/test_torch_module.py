@@ -382,3 +382,37 @@ def test_an_infinite_entry_is_found_in_any_layout(make):
         p.train_step(X.detach(), y, opt)
     assert torch.equal(p.U, U0)
     p(torch.nan_to_num(X.detach(), posinf=1.0, neginf=-1.0))      # the same layout, finite: accepted
+
+
+def test_targets_are_checked_before_any_weight_changes():
+    """Labels out of range are refused as given (an int64 2**32 + 1 is not wrapped to 1), NaN
+    or inf targets and entry weights of the squared loss like NaN in X; a refused state dict
+    of other widths leaves the weights alone; train_step refuses a frozen layer."""
+    p = pt.PackedMLP([1, 2, 4], 5, 3, seed=0)
+    opt = pt.PackedSGD(p, lr=0.1)
+    X, U0 = torch.randn(7, 5), p.U.detach().clone()
+    for bad in (2 ** 32 + 1, -1, 3):
+        y = torch.zeros(7, dtype=torch.int64)
+        y[4] = bad
+        for call in (lambda: p.losses(X, y), lambda: p.train_step(X, y, opt)):
+            with pytest.raises(ValueError, match=rf"y: expected labels in \[0, 3\), got {bad} at index 4"):
+                call()
+    sq = pt.PackedMLP([1, 2, 4], 5, 3, seed=0, loss="squared")
+    sopt = pt.PackedSGD(sq, lr=0.1)
+    S0 = sq.U.detach().clone()
+    Y, W = torch.randn(7, 3), torch.ones(7, 3)
+    for y, w, name in ((Y.clone().index_fill_(0, torch.tensor([2]), float("nan")), W, "y"),
+                       (Y, W.clone().index_fill_(0, torch.tensor([6]), float("inf")), "weights"),
+                       (Y.double().index_fill_(0, torch.tensor([0]), 1e39), W, "y")):
+        for call in (lambda: sq.losses(X, y, w), lambda: sq.train_step(X, y, sopt, w)):
+            with pytest.raises(ValueError, match=f"{name}: contains NaN or inf"):
+                call()
+    assert torch.equal(p.U, U0) and torch.equal(sq.U, S0)
+    other = pt.PackedMLP([2, 1, 4], 5, 3, seed=1)
+    with pytest.raises(ValueError, match=r"first differ at network 0 \(width 2 there, 1 here\)"):
+        p.load_state_dict(other.state_dict())
+    assert torch.equal(p.U, U0)
+    p.U.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"U: frozen \(requires_grad=False\), but train_step updates both"):
+        p.train_step(X, torch.zeros(7, dtype=torch.int64), opt)
+    assert torch.equal(p.U, U0)

@@ -48,6 +48,7 @@ dtypes, devices, label ranges and hyper-parameter ranges are checked and named.
 from types import SimpleNamespace
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -339,6 +340,26 @@ def _eager(*tensors) -> bool:
     return all(t is None or (type(t) in _PLAIN and has_kernels(t.device.type)) for t in tensors)
 
 
+def all_finite(X: Tensor) -> bool:
+    """Whether every entry of X is finite. On the CPU through a numpy view (3 us for a batch of
+    100 x 100, against 24 us for torch.isfinite(X).all(), which also wakes torch's threads
+    between two native steps: 0.1 ms of a 2.3 ms step on the powers-of-two sweep)."""
+    if X.device.type == "cpu" and not X.is_neg() and not X.is_conj():
+        return bool(np.isfinite(X.detach().numpy()).all())
+    return bool(torch.isfinite(X).all())
+
+
+def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: str, k: int) -> None:
+    """Class labels in [0, k), checked on the labels as given, before their int32 form is
+    (int64 2**32 + 1 would wrap to 1); in eager mode (a traced graph cannot branch on data)."""
+    if loss != "cross_entropy" or not _eager(y0, y, weights):
+        return
+    bad = (y0 < 0) | (y0 >= k)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
+
+
 def _bump(*tensors) -> None:
     """What the dispatcher does for a mutating operator: autograd then sees the change (a graph
     that saved one of these tensors refuses to backward through the old value)."""
@@ -496,8 +517,9 @@ def packed_loss(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, *, 
     backward (outputs recomputed, then the native backward)."""
     check_layout(U, V, offsets, activation, loss)
     check_batch(X, U)
-    y, weights = targets(y, weights, X.shape[0], loss, U.dtype)
+    y0, (y, weights) = y, targets(y, weights, X.shape[0], loss, U.dtype)
     check_targets(y, weights, X.shape[0], U, V, loss)
+    check_target_values(y0, y, weights, loss, V.shape[1])
     if torch.is_grad_enabled():
         targets_no_grad(y, weights)
     X = X.contiguous()
@@ -539,8 +561,9 @@ def packed_step(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, sta
     """
     check_layout(U, V, offsets, activation, loss)
     check_batch(X, U)
-    y, weights = targets(y, weights, X.shape[0], loss, U.dtype)
+    y0, (y, weights) = y, targets(y, weights, X.shape[0], loss, U.dtype)
     check_targets(y, weights, X.shape[0], U, V, loss)
+    check_target_values(y0, y, weights, loss, V.shape[1])
     check_state(state_U, state_V, U, V)
     check_hyper(lr, momentum, weight_decay, offsets.shape[0] - 1, U)
     extra = _extra(alpha, state2_U, state2_V, beta1, beta2, eps, steps)

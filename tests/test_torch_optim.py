@@ -286,3 +286,54 @@ def test_two_threads_making_the_first_step_share_one_momentum_buffer():
             torch.testing.assert_close(opt.state[p]["momentum_buffer"], ropt.state[rp]["momentum_buffer"],
                                        rtol=0, atol=0)
             torch.testing.assert_close(p.detach(), rp.detach(), rtol=0, atol=0)
+
+
+def _in_threads(work, n=2):
+    import threading
+    errors = []
+
+    def run():
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001  (reported to the test thread)
+            errors.append(e)
+    ts = [threading.Thread(target=run) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors
+
+
+def test_threads_sharing_an_adam_optimizer_count_every_step():
+    """Adam's step counts are read before the native step and written back after it: both under
+    one lock, so two threads' 20 steps each make 40, and the weights end as the serial run's
+    (Adam's result depends on the order of identical batches only through the count)."""
+    g = torch.Generator().manual_seed(1)
+    X, y = torch.randn(64, 16, generator=g), torch.randint(0, 3, (64,), generator=g)
+    ref = pt.PackedMLP([20, 30, 10], 16, 3, seed=0)
+    ropt = pt.PackedOptimizer(ref, "adam", lr=1e-2)
+    for _ in range(40):
+        ref.train_step(X, y, ropt)
+    m = pt.PackedMLP([20, 30, 10], 16, 3, seed=0)
+    opt = pt.PackedOptimizer(m, "adam", lr=1e-2)
+    _in_threads(lambda: [m.train_step(X, y, opt) for _ in range(20)])
+    assert opt.state[m.U]["step"].tolist() == [40, 40, 40]
+    torch.testing.assert_close(m.U.detach(), ref.U.detach(), rtol=0, atol=0)
+
+
+def test_an_engine_evicted_while_in_use_is_not_built_twice():
+    """The engine's reader/writer lock keeps two threads from writing one module's weights at
+    once, so a layout has one engine at a time: one evicted (more layouts in use than the
+    cache keeps) or cleared while a call still holds it is handed out again, not built anew
+    (a second engine would let another thread's step write the same weights concurrently)."""
+    from pyireg.torch import _kernels_cpu as K
+    m = pt.PackedMLP([20, 30, 10], 16, 3, seed=0)
+    held = K._engine(m.U, m.V, m.offsets, "relu", "cross_entropy")       # a step in progress holds it
+    before = pt.engine_cache_info()["evictions"]
+    for i in range(20):                                                 # 20 more layouts than the 16 kept
+        pt.PackedMLP([i + 1], 4, 2)(torch.randn(2, 4))
+    assert pt.engine_cache_info()["evictions"] > before
+    assert K._engine(m.U, m.V, m.offsets, "relu", "cross_entropy") is held
+    pt.clear_engine_cache()
+    assert K._engine(m.U, m.V, m.offsets, "relu", "cross_entropy") is held

@@ -9,6 +9,7 @@ the CPU kernels return. ``engine_cache_info``, ``set_engine_cache_size`` and
 from collections import OrderedDict
 import sys
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -22,13 +23,31 @@ class _EngineCache:
     An engine holds the plan of its layout (a few int64 per chunk and network) and a pool of
     scratch workspaces grown to the largest batch it has seen (``Engine.workspace_bytes``), so
     the number kept is bounded; an evicted engine is rebuilt on its next use (a plan and the
-    scratch regrown), with the same results. Lookups hash the offsets' bytes (8 (N + 1) bytes)."""
+    scratch regrown), with the same results. Lookups hash the offsets' bytes (8 (N + 1) bytes).
+
+    One engine per layout at a time: an evicted (or cleared) engine that a call still holds is
+    handed out again instead of a second one being built, because the engine's reader/writer
+    lock is what keeps two threads from writing the same weights at once."""
 
     def __init__(self, maxsize: int = 16):
         self._lock = threading.Lock()
         self._engines: "OrderedDict[tuple, object]" = OrderedDict()
+        self._alive: "weakref.WeakValueDictionary[tuple, object]" = weakref.WeakValueDictionary()
         self.maxsize = maxsize
         self.hits = self.misses = self.evictions = 0
+
+    def _known(self, key):
+        """The engine of ``key`` still in the cache or still in use (under the lock), kept."""
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._alive.get(key)
+            if engine is None:
+                return None
+            self._engines[key] = engine      # back in, as the most recent
+            self._trim()
+            return engine
+        self._engines.move_to_end(key)
+        return engine
 
     def get(self, device: str, off: np.ndarray, dtype: torch.dtype, d: int, k: int, activation: str, loss: str,
             build):
@@ -36,18 +55,18 @@ class _EngineCache:
         ``off`` is the int64 offsets on the host, ``build(off)`` makes a new engine."""
         key = (device, dtype, d, k, activation, loss, off.tobytes())
         with self._lock:
-            engine = self._engines.get(key)
+            engine = self._known(key)
             if engine is not None:
-                self._engines.move_to_end(key)
                 self.hits += 1
                 return engine
         # built outside the lock: a large layout takes a while, and other layouts need not wait
-        engine = build(np.ascontiguousarray(off))
+        built = build(np.ascontiguousarray(off))
         with self._lock:
-            engine = self._engines.setdefault(key, engine)
-            self._engines.move_to_end(key)
+            engine = self._known(key)        # another thread's, built meanwhile, wins
+            if engine is None:
+                engine = self._engines[key] = self._alive[key] = built
+                self._trim()
             self.misses += 1
-            self._trim()
         return engine
 
     def _trim(self) -> None:
@@ -73,6 +92,20 @@ class _EngineCache:
 
 
 CACHE = _EngineCache()
+
+_STEP_LOCKS: "weakref.WeakKeyDictionary[object, threading.Lock]" = weakref.WeakKeyDictionary()
+_STEP_LOCKS_GUARD = threading.Lock()
+
+
+def step_lock(engine) -> threading.Lock:
+    """The lock a write of this engine's weights holds around its Python side too: a rule whose
+    state Python reads before the native step and writes back after it (Adam's step counts) is
+    then one atomic step, whichever threads share the optimizer."""
+    with _STEP_LOCKS_GUARD:
+        lock = _STEP_LOCKS.get(engine)
+        if lock is None:
+            lock = _STEP_LOCKS[engine] = threading.Lock()
+        return lock
 
 
 class _GradientPool:

@@ -12,7 +12,7 @@ from torch import Tensor
 from .. import _core
 from ._checks import RULE_EXTRA, check_layout, check_offsets, check_rule, check_shape
 from ._devices import register_kernels
-from ._engines import CACHE, POOL
+from ._engines import CACHE, POOL, step_lock
 
 _ENGINE_TYPES = {torch.float32: _core.EngineF32, torch.float64: _core.EngineF64}
 ADAM_RULES = ("adam", "adamw")
@@ -145,13 +145,14 @@ class CpuKernels:
         _nonnegative(weights)
         u, v, x = _inplace(U, "U"), _inplace(V, "V"), _view(X)
         sU, sV = _inplace(state_U, "state_U"), _inplace(state_V, "state_V")
-        adam, steps = _adam(rule, extra)
-        if rule == "ddp_sgd":       # the scaling of this batch, then the step that reads it
-            engine.ddp_scale(u, v, x, _view(extra[0]), sU, sV)
-        losses = engine.step(u, v, x, _view(y), None if weights is None else _view(weights), rule, sU, sV,
-                             _view(lr), _view(momentum), _view(weight_decay), adam)
-        if adam is not None:
-            steps.copy_(torch.from_numpy(adam[5]))
+        with step_lock(engine):     # Adam's step counts: read, the native step, written back, as one
+            adam, steps = _adam(rule, extra)
+            if rule == "ddp_sgd":       # the scaling of this batch, then the step that reads it
+                engine.ddp_scale(u, v, x, _view(extra[0]), sU, sV)
+            losses = engine.step(u, v, x, _view(y), None if weights is None else _view(weights), rule, sU, sV,
+                                 _view(lr), _view(momentum), _view(weight_decay), adam)
+            if adam is not None:
+                steps.copy_(torch.from_numpy(adam[5]))
         return torch.from_numpy(losses).to(U.dtype)
 
     @staticmethod
@@ -162,12 +163,13 @@ class CpuKernels:
         check_layout(U, V, offsets, activation, loss)
         check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
         engine = _engine(U, V, offsets, activation, loss)
-        adam, steps = _adam(rule, extra)
-        engine.apply_update(_inplace(U, "U"), _inplace(V, "V"), _view(gU), _view(gV), rule,
-                            _inplace(state_U, "state_U"), _inplace(state_V, "state_V"), _view(lr), _view(momentum),
-                            _view(weight_decay), adam)
-        if adam is not None:
-            steps.copy_(torch.from_numpy(adam[5]))
+        with step_lock(engine):
+            adam, steps = _adam(rule, extra)
+            engine.apply_update(_inplace(U, "U"), _inplace(V, "V"), _view(gU), _view(gV), rule,
+                                _inplace(state_U, "state_U"), _inplace(state_V, "state_V"), _view(lr),
+                                _view(momentum), _view(weight_decay), adam)
+            if adam is not None:
+                steps.copy_(torch.from_numpy(adam[5]))
 
     @staticmethod
     def ddp_scale(U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):

@@ -270,6 +270,16 @@ def test_from_arrays_takes_numpy_lists_pandas_and_torch_alike():
         D.from_arrays(X, y, dtype="int8")
 
 
+def test_standardize_scales_a_feature_of_any_size_and_centres_constant_ones():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.standard_normal(100) * 1e-9, np.full(100, 3.0), np.full(100, 1e-20),
+                         rng.standard_normal(100) * 1e9])
+    ds = D.from_arrays(X, (X[:, 0] > 0).astype(int), n_val=10, n_test=10, dtype="float64")
+    tr = ds.X_train
+    np.testing.assert_allclose(tr[:, [0, 3]].std(0), 1.0, rtol=1e-9)       # both scaled to std 1
+    assert np.abs(tr[:, [1, 2]]).max() < 1e-15          # constants: centred only (rounding), not scaled to 1
+
+
 def test_from_arrays_label_rule():
     X, y = _blobs(60)
     names = np.array(["cat", "dog", "emu"])[y % 3]
@@ -277,6 +287,8 @@ def test_from_arrays_label_rule():
     assert ds.info["classes"] == ["cat", "dog", "emu"] and ds.num_classes == 3
     signed = D.from_arrays(X, np.where(y > 1, 1, -1), n_val=10, n_test=10)
     assert signed.info["classes"] == [-1, 1] and set(np.unique(signed.y_train)) <= {0, 1}
+    signed_float = D.from_arrays(X, np.where(y > 1, 1.0, -1.0), n_val=10, n_test=10)     # the same as floats
+    assert signed_float.info["classes"] == [-1.0, 1.0] and signed_float.fingerprint() == signed.fingerprint()
     ints = D.from_arrays(X, y + 1, n_val=10, n_test=10)              # non-negative integers: kept as they are
     assert "classes" not in ints.info and ints.num_classes == int(y.max()) + 2
     assert D.from_arrays(X, y.astype(float), n_val=10, n_test=10).fingerprint() == \

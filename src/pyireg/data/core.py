@@ -244,7 +244,9 @@ def downsample(images: np.ndarray, size: int = 10) -> np.ndarray:
 def _train_stats(X):
     mean = X.mean(0)
     std = X.std(0)
-    std[std < 1e-8] = 1.0            # constant features: centred, not scaled
+    # constant features (their std only rounding, relative to their size): centred, not scaled;
+    # any other is divided by its std, however small its scale (a feature in units of 1e-9)
+    std[std <= 1e-12 * np.abs(X).max(0, initial=0.0)] = 1.0
     return mean, std
 
 
@@ -295,10 +297,12 @@ def _encode_labels(ys):
     arrays = [a.reshape(-1) for a in arrays]
     numeric = all(a.dtype.kind in "biuf" for a in arrays)
     if numeric:
-        idx = [as_class_indices(a, nm) if a.dtype.kind != "i" or len(a) == 0 or a.min() >= 0 else None
-               for a, (_, nm) in zip(arrays, ys)]
-        if all(i is not None for i in idx):
-            return idx, None
+        def indices(a):           # negative integral labels, -1 or -1.0, are general labels
+            if a.dtype.kind == "f" and len(a) and np.isfinite(a).all() and (a == np.floor(a)).all():
+                return None if a.min() < 0 else a
+            return None if a.dtype.kind == "i" and len(a) and a.min() < 0 else a   # 0.5: refused there
+        if all(indices(a) is not None for a in arrays):
+            return [as_class_indices(a, nm) for a, (_, nm) in zip(arrays, ys)], None
     # general labels: strings, negative integers, ... -> sorted unique values
     for a, (_, nm) in zip(arrays, ys):
         if a.dtype.kind == "f" and not np.isfinite(a).all():

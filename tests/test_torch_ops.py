@@ -487,3 +487,22 @@ def test_raw_operators_on_an_empty_batch_with_a_good_layout():
     assert out.shape == (len(WIDTHS), 0, V.shape[1])
     gU, gV, gX = torch.ops.pyireg.packed_backward(out, U, V, X[:0], off)
     assert torch.equal(gU, torch.zeros_like(U)) and torch.equal(gV, torch.zeros_like(V)) and gX.shape == (0, 5)
+
+
+def test_a_step_refuses_state_that_shares_memory_with_the_weights():
+    """A state the step writes in place that is the weights (or overlaps another state) would
+    make the update read what it writes: refused before anything is written."""
+    p = pt.PackedMLP([1, 2, 4], 5, 3, seed=0)
+    X, y = torch.randn(7, 5), torch.randint(0, 3, (7,))
+    N = p.num_networks
+    hyper = (torch.full((N,), 0.1), torch.full((N,), 0.9), torch.zeros(N))
+    U, V = p.U.detach(), p.V.detach()
+    U0, base = U.clone(), torch.zeros(56)                      # two overlapping views of one buffer
+    for sU, sV, match in ((U, torch.zeros_like(V), "state_U: shares memory with U"),
+                          (torch.zeros_like(U), V, "state_V: shares memory with V"),
+                          (base[:35].view(7, 5), base[30:51].view(7, 3), "state_V: shares memory with state_U")):
+        with pytest.raises(ValueError, match=match):
+            pt.packed_step(U, V, X, y, p.offsets, sU, sV, *hyper)
+        with pytest.raises(ValueError, match=match):
+            pt.packed_apply_update(U, V, torch.zeros_like(U), torch.zeros_like(V), p.offsets, sU, sV, *hyper)
+    assert torch.equal(U, U0)

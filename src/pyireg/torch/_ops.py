@@ -360,6 +360,22 @@ def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: 
         raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
 
 
+def _distinct_memory(**named) -> None:
+    """The tensors a step writes in place share no memory (a momentum buffer that is the weights
+    themselves would make the update read what it writes)."""
+    seen = {}
+    for name, t in named.items():
+        if t is None or t.numel() == 0:
+            continue
+        lo = t.data_ptr()
+        hi = lo + t.numel() * t.element_size()
+        for other, (a, b) in seen.items():
+            if lo < b and a < hi:
+                raise ValueError(f"{name}: shares memory with {other}; every tensor a step writes in place must have "
+                                 "its own memory")
+        seen[name] = (lo, hi)
+
+
 def _bump(*tensors) -> None:
     """What the dispatcher does for a mutating operator: autograd then sees the change (a graph
     that saved one of these tensors refuses to backward through the old value)."""
@@ -572,6 +588,7 @@ def packed_step(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, sta
             momentum.contiguous(), weight_decay.contiguous())
     with torch.no_grad():
         if _eager(*(a for a in args if not isinstance(a, str)), *extra):
+            _distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             out = _kernels(U).step(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
             return out
@@ -620,6 +637,7 @@ def packed_apply_update(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: T
             momentum.contiguous(), weight_decay.contiguous(), activation, loss)
     with torch.no_grad():
         if _eager(*args[:10], *extra):
+            _distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             _kernels(U).apply_update(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
         else:

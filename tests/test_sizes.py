@@ -152,3 +152,18 @@ def test_a_million_width_one_networks_build_quickly_and_the_estimate_counts_per_
             pyireg.PackedMLP([1] * 10 ** 6, 10, 2)
     finally:
         pyireg.set_memory_limit(old)
+
+
+def test_an_input_conversion_is_checked_against_the_limit_before_it_allocates(limit):
+    """A broadcast view of a few bytes standing for 3.1 GiB of float32 (and a 0.8 GiB
+    finiteness mask) is refused before the copy and the mask are made."""
+    model = pyireg.PackedMLP([2, 3], 100, 2)
+    X = np.broadcast_to(np.zeros(100, np.float64), (2 ** 23, 100))
+    limit(256 << 20)
+    before = _maxrss_mb()
+    with pytest.raises(MemoryError, match=r"X: converting \(8388608, 100\) float64 values to a C-contiguous float32 "
+                                          r"array and checking them needs 3\.91 GiB, more than the memory limit"):
+        model.forward(X)
+    assert _maxrss_mb() - before < 64
+    small = np.broadcast_to(np.ones(100), (4, 100))                 # within it: converted as before
+    assert model.forward(small).shape == (2, 4, 2)

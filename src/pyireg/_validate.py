@@ -70,6 +70,7 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonn
         for i, (want, got) in enumerate(zip(shape, a.shape)):
             if want is not None and want != got:
                 raise ValueError(f"{name}: expected shape {_fmt(shape)}, got {a.shape} (axis {i})")
+    _fits(a, name, dtype, finite)
     with np.errstate(over="ignore", invalid="ignore"):
         out = aligned(np.ascontiguousarray(a, dtype=dtype))
     ok = np.isfinite(out) if finite else None
@@ -94,6 +95,20 @@ def as_labels(y, name: str, n: int, k: int) -> np.ndarray:
         bad = int(np.flatnonzero((a < 0) | (a >= k))[0])
         raise ValueError(f"{name}: expected labels in [0, {k}), got {int(a[bad])} at index {bad}")
     return aligned(np.ascontiguousarray(a, dtype=np.int32))
+
+
+def _fits(a: np.ndarray, name: str, dtype, finite: bool) -> None:
+    """The conversion's new arrays (a C-contiguous copy in ``dtype`` unless ``a`` is one; the
+    finiteness mask) within the memory limit, checked before they are allocated: a broadcast
+    view of a few bytes can stand for gigabytes."""
+    from . import _core
+    copy = 0 if (a.flags.c_contiguous and a.dtype == np.dtype(dtype)) else a.size * np.dtype(dtype).itemsize
+    need = copy + (a.size if finite else 0)
+    limit = _core.memory_limit()
+    if need > limit:
+        raise MemoryError(f"{name}: converting {a.shape} {a.dtype} values to a C-contiguous {np.dtype(dtype).name} "
+                          f"array and checking them needs {need / 2**30:.3g} GiB, more than the memory limit "
+                          f"({limit / 2**30:.3g} GiB; pyireg.set_memory_limit)")
 
 
 def aligned(a: np.ndarray) -> np.ndarray:

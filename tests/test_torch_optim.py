@@ -233,6 +233,8 @@ def test_bad_hyper_parameters_name_the_argument():
         (dict(lr=torch.ones(2, 2)), ValueError, "lr: expected a scalar or a 1-d tensor"),
         (dict(lr=True), TypeError, "lr: expected a real number"),
         (dict(lr="fast"), TypeError, "lr: expected a real number"),
+        (dict(lr="0.1"), TypeError, "lr: expected a real number .*, got str '0.1'"),     # not read as 0.1
+        (dict(lr=0.1, momentum="0.9"), TypeError, "momentum: expected a real number"),
         (dict(lr=torch.ones(3)), ValueError, r"lr: expected one value per network, 4, got shape \(3,\)"),
         (dict(lr=0.1, momentum=torch.zeros(5)), ValueError, "momentum: expected one value per network, 4"),
     ]

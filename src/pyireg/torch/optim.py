@@ -42,8 +42,9 @@ def _in_range(name: str, a: np.ndarray) -> np.ndarray:
 def _check(name: str, value, where: str):
     """A hyper-parameter as a Python float (scalar) or a float64 CPU tensor (one value per
     network), checked finite and in range."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected a real number or a 1-d tensor of one value per network{where}, got a bool")
+    if isinstance(value, (bool, str, bytes)):        # np.asarray("0.1", float64) would read a string
+        raise TypeError(f"{name}: expected a real number or a 1-d tensor of one value per network{where}, got "
+                        f"{type(value).__name__} {value!r:.40}")
     if isinstance(value, numbers.Real):
         a = np.asarray(float(value))
     else:

@@ -429,6 +429,7 @@ def test_a_bzip2_npz_is_read(tmp_path):
     (lambda p: p.with_suffix(".csv").write_text("a,b,label\n1,x,0\n2,y,1\n"), {}, "feature column.*b are not numeric"),
     (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n,1\n"), {}, "feature column 'a' has missing values"),
     (lambda p: p.with_suffix(".csv").write_text("a,label\n1,0\n2,\n"), {}, "missing labels"),
+    (lambda p: p.with_suffix(".csv").write_text("a,b,label\n"), {}, r"holds no rows of data \(only a header\)"),
     (lambda p: p.with_suffix(".txt").write_text("1 2"), {}, "expected a .npz, .csv or .parquet file"),
     (lambda p: p.with_suffix(".npz").write_bytes(b"junk"), {}, "not a readable .npz file"),
     (lambda p: _damaged_member(p.with_suffix(".npz")), {}, r"not a readable .npz file \(error: "),

@@ -57,6 +57,8 @@ def _read_table(path: Path, label_column: str):
             df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
         except Exception as e:     # parser errors of pandas / pyarrow have many types
             raise ValueError(f"{path}: not a readable {suffix[1:]} file ({type(e).__name__}: {e})") from None
+        if len(df) == 0:
+            raise ValueError(f"{path}: holds no rows of data (only a header); expected one row per sample")
         if label_column not in df.columns:
             cols = ", ".join(map(str, df.columns[:8])) + (", ..." if len(df.columns) > 8 else "")
             raise ValueError(f"{path}: no label column {label_column!r} (columns: {cols}); name it with "

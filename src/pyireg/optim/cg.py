@@ -59,8 +59,9 @@ class ConjugateGradient:
     (built with ``PackedMLP.from_weights(..., copy=False)`` on the trial buffers) holds
     w + alpha_n d for every network n at once; the native pass also yields the gradient at the
     trial point, which becomes the next iteration's gradient when the next ``step`` sees the same
-    X and y objects and unchanged weights (otherwise it is recomputed: set ``reuse_gradient``
-    False to always recompute).
+    X and y objects holding the same values, and unchanged weights (otherwise it is recomputed).
+    To see an in-place change of X, a copy of the batch is kept between steps (one copy, in
+    reused buffers); ``reuse_gradient=False`` keeps none and always recomputes.
 
     Hyper-parameters are scalars or per-network arrays: ``lr`` (first trial step, >= 0; a
     network with lr 0 does not move, as with the other optimizers),
@@ -167,6 +168,7 @@ class ConjugateGradient:
         self.steps = 0
         self._gU = self._gV = None        # the previous gradient (float64), for PR+
         self._cache = None                # (X, y, loss, gU, gV) at the current weights
+        self._kept = []                   # the buffers of the batch's kept values (see _keep)
 
     def state_dict(self) -> dict:
         """Every array of the state (copies) and the iteration count; with the model's weights
@@ -226,6 +228,24 @@ class ConjugateGradient:
         Holds the model's writer lock throughout, like every optimizer's step."""
         with self._model._lock.write():
             return self._step(X, y, weights)
+
+    def _keep(self, X, y, weights) -> tuple:
+        """Copies of the batch's values, for the next step to compare with (an in-place change of
+        X is seen): one copy of the batch held between steps, in buffers reused from step to step
+        (``reuse_gradient=False`` keeps none, and evaluates every step's gradient afresh)."""
+        kept = []
+        for i, a in enumerate((X, y, weights)):
+            if a is None:
+                kept.append(None)
+                continue
+            a = np.asarray(a)
+            buf = self._kept[i] if i < len(self._kept) else None
+            if buf is None or buf.shape != a.shape or buf.dtype != a.dtype:
+                buf = np.empty_like(a, order="C")
+            np.copyto(buf, a)
+            kept.append(buf)
+        self._kept = kept
+        return tuple(kept)
 
     def _step(self, X, y, weights) -> np.ndarray:
         m = self._model
@@ -344,7 +364,6 @@ class ConjugateGradient:
         self.steps += 1
         self.stalled = (self.failures >= self._max_failures) | (F_new <= 0)
         if self.reuse_gradient:
-            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy(),
-                           tuple(None if a is None else np.array(a, copy=True) for a in (X, y, weights)))
+            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy(), self._keep(X, y, weights))
         return F
 

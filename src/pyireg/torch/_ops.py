@@ -349,15 +349,26 @@ def all_finite(X: Tensor) -> bool:
     return bool(torch.isfinite(X).all())
 
 
+_NARROW_LABELS = (torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: str, k: int) -> None:
-    """Class labels in [0, k), checked on the labels as given, before their int32 form is
-    (int64 2**32 + 1 would wrap to 1); in eager mode (a traced graph cannot branch on data)."""
-    if loss != "cross_entropy" or not _eager(y0, y, weights):
+    """Class labels wider than int32 in [0, k), checked as given (int64 2**32 + 1 would wrap to
+    1 in the int32 form the kernels check); in eager mode (a traced graph cannot branch on data).
+    Labels of int32 or narrower need nothing here: the kernels check their range."""
+    if loss != "cross_entropy" or y0.dtype in _NARROW_LABELS or y0.numel() == 0 or not _eager(y0, y, weights):
         return
-    bad = (y0 < 0) | (y0 >= k)
-    if bool(bad.any()):
+    if y0.device.type == "cpu":
+        a = y0.detach().numpy()
+        if a.min() >= 0 and a.max() < k:
+            return
+        i = int(np.flatnonzero((a < 0) | (a >= k))[0])
+    else:
+        bad = (y0 < 0) | (y0 >= k)
+        if not bool(bad.any()):
+            return
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
+    raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
 
 
 def _distinct_memory(**named) -> None:

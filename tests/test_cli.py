@@ -180,6 +180,20 @@ def test_checkpoint_every_from_the_command_line(capsys, tmp_path, monkeypatch):
     assert seen["checkpoint_every"] == 5
 
 
+def test_resume_on_a_fresh_or_foreign_directory_says_what_it_does(capsys, tmp_path):
+    out = tmp_path / "typo"
+    assert main(["sweep", "--widths", "2", "--epochs", "1", "--resume", "--out", str(out), *SMALL[:-3], "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"--resume: nothing saved in {out} yet; starting a new sweep there" in printed
+    assert "1 epoch ->" in printed                                        # not "1 epochs"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"name": "my project"}')
+    err = _one_line_error(capsys, ["sweep", "--widths", "2", "--resume", "--out", str(foreign), *SMALL])
+    assert "is not the configuration of a pyireg sweep (no format or sweep id)" in err
+    assert (foreign / "config.json").read_text() == '{"name": "my project"}'
+
+
 def test_reproduce_figure1_refuses_figure2_options(capsys, tmp_path):
     for opt in (["--weight-decay", "0,1e-3"], ["--label-noise", "0.1"]):
         err = _one_line_error(capsys, ["reproduce", "figure1", *opt, "--out", str(tmp_path / "f1"), "--quiet"])

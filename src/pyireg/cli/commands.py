@@ -193,7 +193,9 @@ def cmd_sweep(args) -> int:
     print(f"sweep {name} ({len(ds.y_train)} train / {len(ds.y_val)} validation / {len(ds.y_test)} test, "
           f"d={ds.num_features}, k={ds.num_classes}): {len(args.widths)} widths x {len(args.weight_decay)} weight "
           f"decay(s) x {len(args.lr_scale)} lr scale(s) = {len(args.widths) * grid} networks, {_reps_text(seeds)}, "
-          f"{args.epochs} epochs -> {args.out}", flush=True)
+          f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} -> {args.out}", flush=True)
+    if args.resume and not (Path(args.out) / "config.json").exists():
+        print(f"--resume: nothing saved in {args.out} yet; starting a new sweep there", flush=True)
     if args.censor:
         from ..experiments.teacher import censor, censor_entire
         if args.data is None:           # a built-in data set: the teacher sees all of it, as in the paper

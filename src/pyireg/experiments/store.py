@@ -254,7 +254,10 @@ def read_config(path: Path, what: str = "out") -> dict:
         why = "nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
         raise SweepStateError(f"{what}: {path} is empty or corrupt ({why}); the sweep cannot be resumed "
                               "without it: restore it, or start the sweep in another directory") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or "sweep_id" not in cfg:
+    if not isinstance(cfg, dict) or ("format" not in cfg and "sweep_id" not in cfg):
+        raise SweepStateError(f"{what}: {path} is not the configuration of a pyireg sweep (no format or sweep id): "
+                              "the directory holds someone else's config.json; choose another directory")
+    if cfg.get("format") != FORMAT or "sweep_id" not in cfg:
         raise SweepStateError(f"{what}: {path} is not the configuration of a sweep of this pyireg version "
                               f"(format {cfg.get('format') if isinstance(cfg, dict) else '?'}, expected {FORMAT}); "
                               "resume it with the version that made it, or start in another directory")

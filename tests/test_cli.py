@@ -65,7 +65,9 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
         assert "--keep-checkpoints {resume,final,all}" in helps[cmd] and "(default: resume)" in helps[cmd]
     s = helps["sweep"]
     for text in ("(default: pow2:1024)", "(default: 0.1)", "(default: 0.99)", "(default: 0.5)", "(default: 0.02)",
-                 "(default: 0.9)", "(default: 100)", "(default: mnist5k)", "(default: float32)"):
+                 "(default: 0.9)", "(default: 100)", "(default: mnist5k)", "(default: float32)",
+                 "seed of the shuffle before splitting (default: 0)",          # a default of 0 is shown too
+                 "over this many epochs (0: none) (default: 0)"):
         assert text in s, text
     assert "(default: 3)" in helps["bench"] and "(default: 2000 for k >= 2" in helps["theorem1"]
     import inspect

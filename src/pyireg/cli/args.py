@@ -51,7 +51,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "%(default)" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        # by identity: a default of 0 equals False, and is a default to show (--warmup 0, --split-seed 0)
+        if "%(default)" in h or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or not action.option_strings:
             return h
         return h + " (default: %(default)s)"
 

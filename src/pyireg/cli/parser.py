@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--step-gamma", type=_number(0.0, 1.0, False, True), default=0.1,
                        help="step schedule: factor of each drop, in (0, 1]")
     proto.add_argument("--max-lr", type=_number(0.0, lo_in=False), default=None,
-                       help="cyclic schedule: the top of the cycle (at least --lr)")
+                       help="cyclic schedule: the top of the cycle (at least --lr; needed by --schedule cyclic)")
     proto.add_argument("--cycle-up", type=_positive, default=None, metavar="EPOCHS",
                        help="cyclic schedule: epochs from --lr up to --max-lr (default 10)")
     proto.add_argument("--cycle-down", type=_positive, default=None, metavar="EPOCHS",
@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cyclic schedule: the same cycles, halved every cycle, or x --cycle-gamma per epoch "
                             "(default triangular)")
     proto.add_argument("--cycle-gamma", type=_number(0.0, 1.0, False, True), default=None,
-                       help="cyclic schedule, exp_range: the amplitude factor per epoch, in (0, 1]")
+                       help="cyclic schedule, exp_range: the amplitude factor per epoch, in (0, 1] (needed by "
+                            "--cycle-mode exp_range)")
     proto.add_argument("--warmup", type=_number(0, kind=int), default=0, metavar="EPOCHS",
                        help="a linear warmup of the lr over this many epochs (0: none)")
     proto.add_argument("--lr", type=_number(0.0, lo_in=False), default=0.1, help="initial step size")
@@ -224,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cg: line-search trials per iteration at most (default 20)")
     proto.add_argument("--unbalanced", type=_number(1.0), default=None, metavar="FACTOR",
                        help="rescale every unit by a random c in [1/FACTOR, FACTOR] after initialization "
-                            "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization)")
+                            "(u -> c u, v -> v / c: the same functions; the thesis's unbalanced initialization; "
+                            "default: none)")
     proto.add_argument("--init-std", type=_number(0.0, lo_in=False), default=None,
                        help="Gaussian init std of both layers (default: 1/sqrt(fan_in) per layer)")
     from ..model import INITS

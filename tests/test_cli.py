@@ -182,6 +182,13 @@ def test_checkpoint_every_from_the_command_line(capsys, tmp_path, monkeypatch):
     assert seen["checkpoint_every"] == 5
 
 
+def test_a_sweep_over_the_memory_limit_names_the_option_and_the_way_out(capsys, tmp_path):
+    err = _one_line_error(capsys, ["sweep", "--widths", "1:64", "--max-memory", "1K", "--out", str(tmp_path / "m"),
+                                   *SMALL])
+    assert "is the limit (max_memory, --max-memory)" in err and "or raise the limit (0: no check)" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_resume_on_a_fresh_or_foreign_directory_says_what_it_does(capsys, tmp_path):
     out = tmp_path / "typo"
     assert main(["sweep", "--widths", "2", "--epochs", "1", "--resume", "--out", str(out), *SMALL[:-3], "--quiet"]) == 0

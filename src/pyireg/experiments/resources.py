@@ -96,8 +96,9 @@ def check_memory(estimate: dict, max_memory=None) -> None:
     parts = ", ".join(f"{k} {fmt_bytes(v)}" for k, v in estimate.items() if k not in ("total", "hidden_units") and v)
     raise MemoryError(f"widths: this sweep needs about {fmt_bytes(estimate['total'])} ({estimate['hidden_units']:,} "
                       f"hidden units in all: {parts}) but {fmt_bytes(limit)} "
-                      f"{'are available' if max_memory is None else 'is the limit (max_memory)'}; use fewer or "
-                      "narrower widths, fewer weight decays or lr scales, or run them as separate sweeps")
+                      f"{'are available' if max_memory is None else 'is the limit (max_memory, --max-memory)'}; use "
+                      "fewer or narrower widths, fewer weight decays or lr scales, or run them as separate sweeps"
+                      + ("" if max_memory is None else "; or raise the limit (0: no check)"))
 
 
 class Progress:

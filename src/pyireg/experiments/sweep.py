@@ -225,13 +225,16 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     """
     # ---- validate everything before any output
     ds = _as_dataset(dataset)
-    if schedule is None and resume and out is not None and (Path(out) / "config.json").is_file():
+    # the configuration of the sweep being resumed, read once: its schedule and checkpoint_every
+    # stand in for those not given
+    saved_config = (store.read_config(Path(out) / "config.json")
+                    if resume and out is not None and (Path(out) / "config.json").is_file() else None)
+    if schedule is None and saved_config is not None:
         # resuming without naming a schedule: the one the sweep recorded (a preset by its fields,
         # any other by its values per epoch) is restored
         from ..schedule import schedule_from_json
-        saved = store.read_config(Path(out) / "config.json").get("schedule")
         try:
-            schedule = schedule_from_json(saved)
+            schedule = schedule_from_json(saved_config.get("schedule"))
         except ValueError:
             schedule = None          # a record of an older pyireg: the default, compared as before
     schedule = check_schedule(PaperSchedule() if schedule is None else schedule)
@@ -264,8 +267,8 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
         raise ValueError(f"checkpoint_every: a sweep in packs commits whole packs and writes no checkpoints; "
                          f"expected 1 with an executor, got {given_every}")
     checkpoint_every = 1 if given_every is None else given_every
-    if resume and out is not None and (Path(out) / "config.json").is_file():     # the sweep's own K
-        saved_every = store.read_config(Path(out) / "config.json").get("checkpoint_every", 1)
+    if saved_config is not None:     # the sweep's own K
+        saved_every = saved_config.get("checkpoint_every", 1)
         if isinstance(saved_every, bool) or not isinstance(saved_every, int) or saved_every < 1:
             raise SweepStateError(f"out: {Path(out) / 'config.json'} records checkpoint_every {saved_every!r}, not a "
                                   "positive integer; restore the sweep's own config.json, or start in another "
@@ -346,7 +349,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     net_width = np.asarray(spec.grid_widths)
     sd = SweepDir(Path(out), config, checkpoints) if out is not None else None
     committer = EpochCommitter(sd) if sd is not None else None
-    frames, done = [], {}
+    frames, done, hist = [], {}, None
     bar = Progress(len(seeds) * epochs, progress, f"{desc}: {N} networks x {len(seeds)} "
                     f"rep{'s' if len(seeds) > 1 else ''}")
     try:
@@ -355,7 +358,6 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             config, hist, done = sd.open(resume)
             if hist is not None:
                 frames.append(hist)
-        recorded = frames[0] if frames else None
         for rep in seeds:
             start = done.get(rep, 0)
             bar.skip(start)
@@ -376,7 +378,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
             def after_epoch(epoch, frame, model, opt, ev, rep=rep, start=start):
                 nonlocal frames
                 if 0 < start and epoch <= start:      # replayed: committed by an earlier run
-                    check_replayed(recorded, frame, rep, epoch, sd.history_path)
+                    check_replayed(hist, frame, rep, epoch, sd.history_path)   # the history as loaded
                     return                       # committed before: checked, not recorded again
                 frames.append(frame)
                 if epoch == 0:                   # the initialization: committed with epoch 1

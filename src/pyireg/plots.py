@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .summary import summarize
+from .summary import history_problem, summarize
 
 ROWS = ("original", "censored", "censored_noise")
 _LINES = {  # summary column -> (legend label, marker/line style, colour)
@@ -43,10 +43,9 @@ def _sources(source, meta=None):
                    "val_error", "test_error"} - set(source.columns)
         if missing:
             raise ValueError(f"source: a history DataFrame needs the columns {sorted(missing)}")
-        try:
-            summarize(source)                           # its checks of the values, named as this argument
-        except ValueError as e:
-            raise ValueError("source: the history's " + str(e)[len("history: "):]) from None
+        why = history_problem(source)                   # summarize's checks, named as this argument
+        if why is not None:
+            raise ValueError(f"source: the history's {why}")
         return [(None, _Frame(source, {}))], meta
     if hasattr(source, "history") and hasattr(source, "config"):
         return [(None, source)], meta

@@ -6,6 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def history_problem(history) -> str | None:
+    """What makes ``history`` unfit to summarize (no rows; NaN or inf errors), or None."""
+    if len(history) == 0:
+        return "no rows to summarize (no epoch finished)"
+    for col in ("train_error", "val_error", "test_error"):
+        bad = ~np.isfinite(np.asarray(history[col], dtype=np.float64))
+        if bad.any():           # a sweep records a diverged network's errors as 1.0, never NaN
+            return (f"{col} holds NaN or inf (first in row {int(np.flatnonzero(bad)[0])}); errors are fractions in "
+                    "[0, 1]: drop or fill those rows first")
+    return None
+
+
 def summarize(history, choose_weight_decay: bool = True):
     """Per-network summaries, then mean and standard deviation over repetitions.
 
@@ -20,13 +32,9 @@ def summarize(history, choose_weight_decay: bool = True):
     import pandas as pd
     if hasattr(history, "history") and not hasattr(history, "columns"):     # a SweepResult
         history = history.history
-    if len(history) == 0:
-        raise ValueError("history: no rows to summarize (no epoch finished)")
-    for col in ("train_error", "val_error", "test_error"):
-        bad = ~np.isfinite(np.asarray(history[col], dtype=np.float64))
-        if bad.any():           # a sweep records a diverged network's errors as 1.0, never NaN
-            raise ValueError(f"history: {col} holds NaN or inf (first in row {int(np.flatnonzero(bad)[0])}); errors "
-                             "are fractions in [0, 1]: drop or fill those rows first")
+    why = history_problem(history)
+    if why is not None:
+        raise ValueError(f"history: {why}")
     h = history.sort_values(["repetition", "network", "epoch"])
     keys = ["repetition", "network", "width", "weight_decay", "lr_scale"]
     g = h.groupby(keys, sort=False)

@@ -28,8 +28,8 @@ Files of a sweep directory, and the resume guarantee
 The files are always a consistent prefix of the uninterrupted run, whatever instant the
 process dies (kill, full disk, power loss): epoch E of repetition SEED is committed by one
 function, :func:`commit_epoch`, in three steps: (1) when the epoch writes one, stage the
-checkpoint as ``rep{SEED}-epoch{E}.npz.staged`` (written and fsynced, its checksum taken as it is written);
-(2) write the history with the new rows and the checksums to ``history.parquet.tmp``, fsync
+checkpoint as ``rep{SEED}-epoch{E}.npz.staged`` (written and fsynced, its checksum taken as it
+is written); (2) write the history with the new rows and the checksums to ``history.parquet.tmp``, fsync
 it, and rename it onto ``history.parquet``: the one atomic step that publishes the epoch;
 (3) rename the staged checkpoint to its final name and delete the checkpoints resume no longer
 needs. On resume, :func:`reconcile` takes the history as the truth, completes or removes what

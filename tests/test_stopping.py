@@ -39,7 +39,7 @@ def _first_streak(values, patience):
 
 
 def _ckpt(out, rep, epoch, members):
-    from pyireg.experiments.store import read_history
+    from pyireg.experiments.history import read_history
     _, meta = read_history(out / "history.parquet")
     name = f"rep{rep}-epoch{epoch}.npz"
     return load_checkpoint(out / "checkpoints" / name, members, meta["checkpoints"][name])

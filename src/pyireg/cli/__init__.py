@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     set_command(argv)                            # the run record of what this process runs
     from ..distributed.executors import PackError
-    from ..experiments.store import SweepStateError
+    from ..experiments.refusals import SweepStateError
     ordinary = (ValueError, TypeError, OSError, ImportError, MemoryError, SweepStateError, PackError)
     from ..experiments.sweep import ChanceWarning
     old_term = signal.getsignal(signal.SIGTERM)

@@ -129,7 +129,8 @@ def _save_run(out, ds, spec, rep, history, tag):
     from .. import __version__
     from ..schedule import schedule_to_json
     from .record import run_record
-    from .store import FORMAT, Disk, json_bytes, parquet_bytes
+    from .history import parquet_bytes
+    from .store import FORMAT, Disk, json_bytes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     widths = sorted(set(spec.grid_widths))

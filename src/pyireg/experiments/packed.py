@@ -47,7 +47,8 @@ from ..distributed.executors import PackError, as_executor
 from ..distributed.packs import Pack, check_plan, default_pack_units, plan_packs
 from . import resources, store
 from .results import SweepResult
-from .store import SweepStateError
+from .history import COLUMNS, parquet_bytes, read_parquet
+from .refusals import SweepStateError, read_bounded, refuse_links
 from .training import TrainSpec, train_networks
 
 PLAN_FORMAT = 1
@@ -123,7 +124,7 @@ def _pack_meta(pack: Pack, sweep_id: str, epochs: int) -> dict:
 
 
 def _publish_pack(packs_dir: Path, pack: Pack, history, sweep_id: str, epochs: int) -> None:
-    data = store.parquet_bytes(history, _pack_meta(pack, sweep_id, epochs))
+    data = parquet_bytes(history, _pack_meta(pack, sweep_id, epochs))
     disk = store.Disk()
     final = packs_dir / pack_name(pack.id)
     tmp = packs_dir / f"{final.name}.{uuid.uuid4().hex[:12]}.tmp"    # its own: attempts never share one
@@ -179,7 +180,7 @@ class _PackDir(store.SweepDir):
                 with contextlib.suppress(OSError):
                     self.disk.rmdir(self.packs_dir)
             return hist, done
-        store.refuse_links(sorted(self.ckdir.iterdir()))
+        refuse_links(sorted(self.ckdir.iterdir()))
         for p in sorted(self.ckdir.iterdir()):
             m = store.CKPT_RE.match(p.name)
             if m and m[3] and int(m[2]) == 1:
@@ -220,7 +221,7 @@ class _PackDir(store.SweepDir):
 
     def publish(self, history, done: dict) -> None:
         """Publish the merged history (one rename), then remove the pack files."""
-        data = store.parquet_bytes(history, self.history_meta(done))
+        data = parquet_bytes(history, self.history_meta(done))
         self.disk.write_atomic(self.history_path, lambda f: f.write(data))
         for p in sorted(self.packs_dir.glob("pack-*")):
             self.disk.remove(p)
@@ -231,7 +232,7 @@ class _PackDir(store.SweepDir):
 
 def _read_plan(path: Path, config: dict) -> list:
     try:
-        body = json.loads(store.read_bounded(path, "out").decode())
+        body = json.loads(read_bounded(path, "out").decode())
         packs = [Pack(int(p["id"]), int(p["repetition"]), tuple(int(n) for n in p["networks"]), int(p["units"]),
                       int(p["cost"])) for p in body["packs"]]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as e:
@@ -254,7 +255,7 @@ def _read_plan(path: Path, config: dict) -> list:
 def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
     """The rows of a finished pack, checked against the plan (sweep, pack, networks, epochs)."""
     again = f"delete it to train {pack.describe(spec.grid_widths)} again"
-    frame, meta = store.read_parquet(path, "out", again)
+    frame, meta = read_parquet(path, "out", again)
     if isinstance(meta, dict):
         meta = {k: v for k, v in meta.items() if k != "rows_sha256"}
     if not isinstance(meta, dict) or meta.get("sweep_id") != sweep_id:
@@ -265,7 +266,7 @@ def read_pack(path: Path, pack: Pack, sweep_id: str, spec: TrainSpec):
     E, n = spec.epochs, len(pack.networks)
     first = 0 if spec.record_epoch0 else 1
     R = E - first + 1
-    ok = list(frame.columns) == store.COLUMNS + spec.extra_columns and len(frame) == R * n
+    ok = list(frame.columns) == COLUMNS + spec.extra_columns and len(frame) == R * n
     if ok:
         nets = np.asarray(pack.networks)
         ok = ((frame["repetition"].to_numpy() == pack.repetition).all()

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from ..summary import summarize
-from .store import SweepStateError, read_bounded, read_history
+from .history import read_history
+from .refusals import SweepStateError, read_bounded
 
 __all__ = ["SweepResult", "load_results", "load_source", "summarize"]
 # the rows of a figure's directory, in order (sgd, cg: reproduce sgd-vs-cg)

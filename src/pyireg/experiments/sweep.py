@@ -34,12 +34,12 @@ from . import store
 from .committer import EpochCommitter
 from .resources import Progress, check_memory, estimate_memory
 from .results import SweepResult
+from .history import COLUMNS
+from .refusals import SweepStateError
 from .store import (
     CHECKPOINT_POLICIES,
-    COLUMNS,
     FORMAT,
     SweepDir,
-    SweepStateError,
     check_output,
 )
 from .training import (

@@ -27,7 +27,7 @@ from .. import _profile
 from .. import data as D
 from ..model import PackedMLP
 from . import stopping
-from .store import COLUMNS
+from .history import COLUMNS
 
 CHANCE_RTOL = 1e-4            # |train_loss - ln k| <= CHANCE_RTOL * ln k  ->  at chance
 NOISE_SEED_OFFSET = 1000      # repetition r draws its label noise with seed NOISE_SEED_OFFSET + r
@@ -279,7 +279,7 @@ class TrainSpec:
 
     @property
     def extra_columns(self) -> list:
-        """The history's columns after store.COLUMNS: the recorded measures, then the stopping
+        """The history's columns after history.COLUMNS: the recorded measures, then the stopping
         rule's (when there is one)."""
         return list(self.measures) + (list(stopping.STOP_COLUMNS) if self.stop_rule is not None else [])
 
@@ -491,7 +491,7 @@ def checkpoint_state(spec: TrainSpec, model, opt, rep: int, epoch: int, sweep_id
 
 def restore_state(spec: TrainSpec, arrays: dict, model, opt, rep: int, epoch: int, sweep_id: str, path) -> None:
     """Load checked checkpoint arrays into ``model`` and ``opt``."""
-    from .store import SweepStateError
+    from .refusals import SweepStateError
 
     def fail(why):
         return SweepStateError(f"out: checkpoint {path} {why}; restore it, or start the sweep in another directory")
@@ -576,7 +576,7 @@ def spec_from_config(config: dict) -> TrainSpec:
     wds = [wd for wd in config["weight_decays"] for _ in config["lr_scales"] for _ in config["widths"]]
     lss = [ls for _ in config["weight_decays"] for ls in config["lr_scales"] for _ in config["widths"]]
     if len(wds) != n or len(config["grid_widths"]) != n:
-        from .store import SweepStateError
+        from .refusals import SweepStateError
         raise SweepStateError(f"out: config.json describes {n} networks but a grid of {len(wds)}; restore the "
                               "sweep's own config.json")
     return TrainSpec(grid_widths=tuple(config["grid_widths"]), grid_weight_decays=tuple(wds), grid_lr_scales=tuple(lss),

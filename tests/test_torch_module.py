@@ -415,4 +415,8 @@ def test_targets_are_checked_before_any_weight_changes():
     p.U.requires_grad_(False)
     with pytest.raises(ValueError, match=r"U: frozen \(requires_grad=False\), but train_step updates both"):
         p.train_step(X, torch.zeros(7, dtype=torch.int64), opt)
-    assert torch.equal(p.U, U0)
+    p.V.requires_grad_(False)
+    V0 = p.V.detach().clone()
+    with pytest.raises(ValueError, match=r"U and V: frozen \(requires_grad=False\), but train_step updates both"):
+        p.train_step(X, torch.zeros(7, dtype=torch.int64), opt)
+    assert torch.equal(p.U, U0) and torch.equal(p.V, V0)

@@ -200,9 +200,12 @@ class PackedMLP(nn.Module):
             raise ValueError("X: requires grad, but train_step does not propagate gradients to its input; train a "
                              "model with layers before this module through losses()/forward() and backward(), "
                              "or pass X.detach()")
-        if self.U.requires_grad != self.V.requires_grad:
-            frozen = "U" if not self.U.requires_grad else "V"
-            raise ValueError(f"{frozen}: frozen (requires_grad=False), but train_step updates both layers; train "
+        frozen = [name for name, p in (("U", self.U), ("V", self.V)) if not p.requires_grad]
+        if len(frozen) == 2:
+            raise ValueError("U and V: frozen (requires_grad=False), but train_step updates both layers; call "
+                             "requires_grad_(True) on the module to train it")
+        if frozen:
+            raise ValueError(f"{frozen[0]}: frozen (requires_grad=False), but train_step updates both layers; train "
                              "with losses() or forward(), backward() and optimizer.step(), which leave it alone")
         self._finite_targets(y, weights)
         return optimizer.step(fused=FusedBatch(self, X.detach(), y, weights))

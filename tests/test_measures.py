@@ -1,5 +1,7 @@
 """The measures registry (pyireg.measures) against first-principles twins (explicit paths, a
 plain torch forward, SVD, autograd), under the tolerance rule, and its invariances."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -240,6 +242,12 @@ def test_worst_case_sharpness_equals_sign_ascent_by_autograd():
         ref.append((best - base) / (1 + base))
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     assert np.all(got > 0)
+    # a diverged network (inf weights) gets NaN, quietly; the others are unchanged
+    model.U[model.offsets[1]] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = M.sharpness_worst(model, X, y, alpha=alpha, steps=steps)
+    assert np.isnan(again[1]) and again[0] == got[0] and again[2] == got[2]
 
 
 def test_trace_norm_is_the_least_group_l1_of_linear_factorizations():

@@ -643,8 +643,9 @@ def sharpness_worst(model, X, y, *, alpha=5e-4, steps=10, batch_size=512) -> np.
     for _ in range(steps):
         loss, gU, gV = work.loss_and_grad(X, y)
         best = np.fmax(best, loss)
-        nuU = np.clip(nuU + 0.25 * rU * np.sign(gU), -rU, rU)
-        nuV = np.clip(nuV + 0.25 * rV * np.sign(gV), -rV, rV)
+        with np.errstate(invalid="ignore"):         # a diverged network's inf weights: its result is NaN
+            nuU = np.clip(nuU + 0.25 * rU * np.sign(gU), -rU, rU)
+            nuV = np.clip(nuV + 0.25 * rV * np.sign(gV), -rV, rV)
         work.U[...] = U0 + nuU
         work.V[...] = V0 + nuV
     _, last = work.evaluate(X, y, batch_size=batch_size)

@@ -335,8 +335,10 @@ class PackedMLP:
     def evaluate(self, X, y, weights=None, batch_size: int = 256):
         """Per-network error rate and mean loss over a whole data set.
 
-        Streams X in blocks of ``batch_size`` samples, so memory stays bounded by the model
-        size times the block, whatever the number of samples. A sample whose loss is not
+        Streams X in blocks of ``batch_size`` samples, so the activations stay bounded by the
+        model size times the block, whatever the number of samples (an X not already a C-ordered
+        array of the model's dtype is first converted whole, once: pass it converted to avoid
+        the copy). A sample whose loss is not
         finite (a diverged network) counts as an error. Returns ``(error, loss)``, both of
         shape (N,) float64. With the squared loss, a sample is an error when its largest output
         is not at its largest target: the classification error for one-hot targets (for other

@@ -231,3 +231,29 @@ def test_the_reused_gradient_sees_an_in_place_change_of_the_batch():
     y[:5] = (y[:5] + 1) % 3
     expected = m.copy().loss_and_grad(X, y)[0]
     np.testing.assert_array_equal(cg.step(X, y), expected)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_new_weight_decay_is_a_new_objective(in_place):
+    """The reused objective and gradient belong to the weight decay they were computed with: a
+    weight decay changed between steps (set, or changed in place) is the new objective's, as
+    without reuse (before, every line search compared against the old objective and failed)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 4)), rng.integers(0, 3, 50)
+    runs = []
+    for reuse in (True, False):
+        m = PackedMLP([4, 8], 4, 3, dtype="float64", seed=1)
+        cg = ConjugateGradient(m, lr=1.0, reuse_gradient=reuse)
+        cg.step(X, y)
+        if in_place:
+            cg.weight_decay[:] = 1.0
+        else:
+            cg.weight_decay = 1.0
+        F = [cg.step(X, y) for _ in range(15)]
+        want = m.copy().loss_and_grad(X, y)[0] + 0.5 * (np.add.reduceat((m.U ** 2).sum(1) + (m.V ** 2).sum(1),
+                                                                        m.offsets[:-1]))
+        runs.append((np.array(F), cg.stalled.copy(), cg.step(X, y), want))
+    (F1, st1, last1, want1), (F0, st0, _, _) = runs
+    np.testing.assert_array_equal(F1, F0)
+    assert not st1.any() and not st0.any()
+    np.testing.assert_allclose(last1, want1, rtol=1e-12)

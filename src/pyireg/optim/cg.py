@@ -250,11 +250,12 @@ class ConjugateGradient:
     def _step(self, X, y, weights) -> np.ndarray:
         m = self._model
         c = self._cache
-        # the gradient of the last step's accepted point is reused when the batch and the weights
-        # are the same arrays with the same values (an in-place change of X is seen)
+        # the gradient of the last step's accepted point is reused when the batch, the weights and
+        # the weight decay (part of the objective) are the same arrays with the same values (an
+        # in-place change of X or of weight_decay is seen)
         if (self.reuse_gradient and c is not None and c[0] is X and c[1] is y and c[2] is weights
                 and _same_values(c[7], X, y, weights) and np.array_equal(c[5], m.U)
-                and np.array_equal(c[6], m.V)):
+                and np.array_equal(c[6], m.V) and np.array_equal(c[8], self._wd)):
             F, gU, gV = c[3], c[4][0], c[4][1]
         else:
             F, gU, gV = self._objective_and_grad(m, X, y, weights)
@@ -364,6 +365,7 @@ class ConjugateGradient:
         self.steps += 1
         self.stalled = (self.failures >= self._max_failures) | (F_new <= 0)
         if self.reuse_gradient:
-            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy(), self._keep(X, y, weights))
+            self._cache = (X, y, weights, F_new.copy(), (nU, nV), m.U.copy(), m.V.copy(), self._keep(X, y, weights),
+                           self._wd.copy())
         return F
 

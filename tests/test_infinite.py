@@ -169,3 +169,18 @@ def test_bad_input():
         I.relu_oracle(X, y, method="magic")
     with pytest.raises(ValueError, match="V"):
         I.support_reduction(np.ones((3, 4)), np.ones(5))
+    # finite data whose squares overflow float64: refused, where the line searches halved forever
+    for scaled in ((X * 1e160, y, "X"), (X, y * 1e101, "y")):
+        for solve in (lambda X, y: I.train5(X, y, 3, 0.1, "squared", iters=5),
+                      lambda X, y: I.convex_ball(X, y, 0.1, "squared")):
+            with pytest.raises(ValueError, match=rf"{scaled[2]}: values up to .* whose squares overflow float64"):
+                solve(*scaled[:2])
+    for train in (I.train4, I.train5):
+        with pytest.raises(ValueError, match="lam: expected a finite number >= 0, got -0.1"):
+            train(X, y, 3, -0.1, "squared")
+        with pytest.raises(ValueError, match="H: expected a positive integer, got 0"):
+            train(X, y, 0, 0.1, "squared")
+    bad = X.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="X, g: expected finite values"):
+        I.relu_oracle(bad, y)

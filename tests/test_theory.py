@@ -184,6 +184,23 @@ def test_convex_bad_arguments():
         C.fit(X, y, library=np.ones((3, 5)) / 3, lam=0.1)
     with pytest.raises(ValueError, match="loss"):
         C.fit(X, y, library=C.random_library(4, 3), lam=0.1, loss="hinge")
+    lib = C.random_library(4, 3)
+    for loss in ("softmax", "squared"):
+        bad = X.copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(ValueError, match=r"X: contains NaN or inf \(first at index \(0, 0\)\)"):
+            C.fit(bad, y, library=lib, lam=0.01, loss=loss)
+        with pytest.raises(ValueError, match=r"y: expected labels in \[0, 2\), got -1 at index 3"):
+            C.fit(X, np.where(np.arange(10) == 3, -1, y), library=lib, lam=0.01, loss=loss, num_classes=2)
+        with pytest.raises(TypeError, match="y: expected integer class labels"):
+            C.fit(X, y.astype(np.float64), library=lib, lam=0.01, loss=loss)
+    # a scale whose squares overflow float64: refused, where the line search used to halve forever
+    with pytest.raises(ValueError, match="convex.fit: no step of the line search gave a finite objective"):
+        C.fit(X * 1e160, y, library=lib, lam=0.01, loss="squared")
+    # float64 data stay float64 (they were rounded to float32 first)
+    exact = C.fit(X, y, library=lib, lam=0.01, loss="squared", iters=50)
+    rounded = C.fit(X.astype(np.float32).astype(np.float64), y, library=lib, lam=0.01, loss="squared", iters=50)
+    assert not np.array_equal(exact.V, rounded.V)
 
 
 def test_sweep_records_balance_drift_growing_with_lr():

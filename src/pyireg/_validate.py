@@ -153,3 +153,24 @@ def positive_int(value, name: str) -> int:
 
 def _fmt(shape) -> str:
     return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# a backtracking line search halves its step at most this often (2^-1100 is below the smallest
+# float64): a finite objective always ends it much sooner, so only a broken one reaches it
+MAX_HALVINGS = 1100
+
+
+def finite_objective(value: float, where: str) -> float:
+    """A solver's objective at its current point, refused when not finite: a line search would
+    halve its step forever, since no comparison with NaN or inf succeeds."""
+    if not np.isfinite(value):
+        raise ValueError(f"{where}: the objective is {value} at the current point: the data's scale overflows "
+                         "float64 (rescale X and y)")
+    return value
+
+
+def line_search_failed(where: str) -> ValueError:
+    """The error of a line search that halved its step MAX_HALVINGS times without a finite
+    decrease (the gradient itself overflowed)."""
+    return ValueError(f"{where}: no step of the line search gave a finite objective: the data's scale overflows "
+                      "float64 (rescale X and y)")

@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from ._validate import MAX_HALVINGS, line_search_failed, as_float_array, as_labels, finite_objective
 from .model import PackedMLP
 
 
@@ -51,6 +52,8 @@ def group_l1(V) -> float:
     return float(np.sqrt((np.asarray(V, np.float64) ** 2).sum(1)).sum())
 
 
+# trial points may overflow: each is only compared, and the objective is checked finite
+@np.errstate(over="ignore", invalid="ignore")
 def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | None = None,
         activation: str = "relu", iters: int = 5000, tol: float = 1e-10, V0=None) -> ConvexResult:
     """Solve the convex neural net over ``library`` (m x d, rows of norm <= 1).
@@ -59,8 +62,9 @@ def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | 
     after ``iters`` iterations. Returns the weights, the support (units with v_h != 0), the
     optimal objective and its history.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y)
+    X = as_float_array(X, "X", np.float64, 2)
+    if X.shape[0] == 0:
+        raise ValueError("X: expected at least one sample, got none")
     W = np.asarray(library, dtype=np.float64)
     if W.ndim != 2 or W.shape[1] != X.shape[1]:
         raise ValueError(f"library: expected shape (m, {X.shape[1]}), got {W.shape}")
@@ -70,12 +74,17 @@ def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | 
         raise ValueError(f"loss: expected 'softmax' or 'squared', got {loss!r}")
     if not lam >= 0:
         raise ValueError(f"lam: expected a non-negative number, got {lam!r}")
-    k = int(num_classes or y.max() + 1)
+    if num_classes is None:
+        y = np.asarray(y)
+        k = int(y.max()) + 1 if y.size and y.dtype.kind in "iub" else 1
+    else:
+        k = int(num_classes)
+    y = as_labels(y, "y", X.shape[0], k)
     m, n = W.shape[0], len(y)
     if loss == "softmax":
         net = PackedMLP([m], X.shape[1], k, activation=activation, dtype="float64", init_std=1.0)
         net.U[...] = W
-        X64 = X.astype(np.float64)
+        X64 = X
 
         def f_and_grad(V):
             net.V[...] = V
@@ -86,7 +95,7 @@ def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | 
             net.V[...] = V
             return float(net.evaluate(X64, y, batch_size=4096)[1][0])
     else:
-        Z = X.astype(np.float64) @ W.T
+        Z = X @ W.T
         A = np.maximum(Z, 0) if activation == "relu" else Z
         Y = np.eye(k)[y]
 
@@ -109,12 +118,15 @@ def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | 
     it = 0
     for it in range(1, iters + 1):
         fy, g = f_and_grad(Yv)
-        while True:   # backtracking on the quadratic upper bound
+        finite_objective(fy, "convex.fit")
+        for _ in range(MAX_HALVINGS):   # backtracking on the quadratic upper bound
             Vn = prox(Yv - step * g, step)
             D = Vn - Yv
             if f(Vn) <= fy + (g * D).sum() + (D * D).sum() / (2 * step) + 1e-15:
                 break
             step *= 0.5
+        else:
+            raise line_search_failed("convex.fit")
         obj = f(Vn) + lam * group_l1(Vn)
         if obj > obj_prev:        # adaptive restart keeps FISTA monotone
             tk, Yv = 1.0, V.copy()

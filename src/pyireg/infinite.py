@@ -16,7 +16,11 @@ import math
 
 import numpy as np
 
+from ._validate import MAX_HALVINGS, line_search_failed, finite_objective, positive_int
+
 LOSSES = ("squared", "logistic")
+# the largest |x| and |y| taken: squares and sums of squares of n d such values stay within float64
+MAX_SCALE = 1e100
 
 
 # ---------------------------------------------------------------------------- losses
@@ -31,7 +35,19 @@ def _check(X, y, loss):
         raise ValueError("y: the logistic loss expects labels in {-1, +1}")
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise ValueError("X, y: expected finite values")
+    for name, a in (("X", X), ("y", y)):
+        if np.abs(a).max() > MAX_SCALE:
+            raise ValueError(f"{name}: values up to {np.abs(a).max():.3g}, whose squares overflow float64 in the "
+                             f"solvers (at most {MAX_SCALE:g}); rescale the data")
     return X, y
+
+
+def _check_width(H, lam) -> int:
+    """The width and penalty of objectives (4) and (5)."""
+    H = positive_int(H, "H")
+    if not (isinstance(lam, (int, float, np.integer, np.floating)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
+    return H
 
 
 def loss_value(f, y, loss: str) -> float:
@@ -153,6 +169,7 @@ def train4(X, y, H: int, lam: float, loss: str, *, seed: int = 0, iters: int = 5
     import torch
 
     X, y = _check(X, y, loss)
+    H = _check_width(H, lam)
     U0, v0 = _init(X, H, seed, init_std, init)
     U = torch.tensor(U0, requires_grad=True)
     v = torch.tensor(v0, requires_grad=True)
@@ -172,12 +189,15 @@ def train4(X, y, H: int, lam: float, loss: str, *, seed: int = 0, iters: int = 5
     return Un, vn, objective4(Un, vn, X, y, lam, loss)
 
 
+# trial points may overflow: each is only compared, and the objective is checked finite
+@np.errstate(over="ignore", invalid="ignore")
 def train5(X, y, H: int, lam: float, loss: str, *, seed: int = 0, iters: int = 5000, init=None):
     """A local minimum of (5) for width H by accelerated proximal gradient (projection of each u_h
     on the unit ball, soft-thresholding of v), from unit-norm Gaussian directions (or ``init``
     projected on the feasible set); backtracking and restarts keep the objective monotone.
     Returns (U, v, objective5)."""
     X, y = _check(X, y, loss)
+    H = _check_width(H, lam)
     U, v = _init(X, H, seed, 1.0, init)
 
     def prox(U, v, t):
@@ -193,13 +213,16 @@ def train5(X, y, H: int, lam: float, loss: str, *, seed: int = 0, iters: int = 5
     still = 0
     for _ in range(iters):
         fy, gU, gv = _loss_and_grads(yU, yv, X, y, loss)
-        while True:
+        finite_objective(fy, "train5")
+        for _ in range(MAX_HALVINGS):
             cU, cv = prox(yU - t * gU, yv - t * gv, t)
             dU, dv = cU - yU, cv - yv
             fc = loss_value(network_output(cU, cv, X), y, loss)
             if fc <= fy + (gU * dU).sum() + (gv * dv).sum() + ((dU ** 2).sum() + (dv ** 2).sum()) / (2 * t) + 1e-15:
                 break
             t /= 2
+        else:
+            raise line_search_failed("train5")
         new = fc + lam * float(np.abs(cv).sum())
         if new > obj:                      # restart without momentum
             yU, yv, k = xU.copy(), xv.copy(), 1.0
@@ -288,6 +311,10 @@ def relu_oracle(X, g, *, method: str = "auto", starts: int = 200, seed: int = 0)
     C(n, d-1) 2^d <= 2e5. Returns (u, value, method used)."""
     X = np.asarray(X, np.float64)
     g = np.asarray(g, np.float64)
+    if X.ndim != 2 or g.shape != (X.shape[0],):
+        raise ValueError(f"X, g: expected X (n, d) and g (n,), got {X.shape} and {g.shape}")
+    if not (np.isfinite(X).all() and np.isfinite(g).all()):
+        raise ValueError("X, g: expected finite values")
     n, d = X.shape
     # F depends on u only through its projection on the span of the data: solve there
     _, s, vt = np.linalg.svd(X, full_matrices=False)
@@ -314,6 +341,8 @@ def relu_oracle(X, g, *, method: str = "auto", starts: int = 200, seed: int = 0)
 
 
 # ---------------------------------------------------------------------------- convex NN (8)
+# trial points may overflow: each is only compared, and the objective is checked finite
+@np.errstate(over="ignore", invalid="ignore")
 def _lasso(A, y, lam, loss, v0, iters=20000, tol=1e-13):
     """min_v mean loss(A v) + lam ||v||_1 by FISTA with backtracking and adaptive restart."""
     v = np.array(v0, np.float64)
@@ -321,15 +350,17 @@ def _lasso(A, y, lam, loss, v0, iters=20000, tol=1e-13):
     F = lambda v: loss_value(A @ v, y, loss) + lam * np.abs(v).sum()
     obj = F(v)
     for _ in range(iters):
-        fz = loss_value(A @ z, y, loss)
+        fz = finite_objective(loss_value(A @ z, y, loss), "convex_ball")
         g = A.T @ loss_grad(A @ z, y, loss)
-        while True:
+        for _ in range(MAX_HALVINGS):
             vn = z - step * g
             vn = np.sign(vn) * np.maximum(np.abs(vn) - step * lam, 0.0)
             D = vn - z
             if loss_value(A @ vn, y, loss) <= fz + g @ D + D @ D / (2 * step) + 1e-16:
                 break
             step /= 2
+        else:
+            raise line_search_failed("convex_ball")
         new = F(vn)
         if new > obj:
             z, tk = v.copy(), 1.0

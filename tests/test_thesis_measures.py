@@ -93,3 +93,35 @@ def test_packed_weights():
     np.testing.assert_allclose(TM.forward([U, Vt], X), m.forward(X)[1], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="layer 1"):
         TM.c3([np.ones((3, 2)), np.ones((2, 2))])
+
+
+def test_bad_inputs_are_refused_with_the_argument_named():
+    """The bounds' inputs are checked: a prior of other layers (zip used to drop the missing
+    ones, numpy to broadcast a wrong shape: a wrong KL), labels outside [0, k) (-1 indexed the
+    last class), gamma, sigma, delta and draws out of range, X of the wrong width or not finite."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((5, 3)), rng.standard_normal((4, 5)), rng.standard_normal((2, 4))]
+    X, y = rng.standard_normal((10, 3)), rng.integers(0, 2, 10)
+    full = TM.margin_pac_bayes(Ws, X, y, 1.0, 0.1, prior=[np.zeros_like(W) for W in Ws])["kl"]
+    assert full == pytest.approx(sum((W ** 2).sum() for W in Ws) / (2 * 0.1 ** 2), rel=1e-12)
+    for prior in ([np.zeros((5, 3))], [np.ones((1, 1))] * 3):
+        with pytest.raises(ValueError, match=r"prior: expected layers shaped like the weights"):
+            TM.margin_pac_bayes(Ws, X, y, 1.0, 0.1, prior=prior)
+    bad_y = np.where(np.arange(10) == 2, -1, y)
+    for call in (lambda: TM.margins(Ws, X, bad_y), lambda: TM.margin_pac_bayes(Ws, X, bad_y, 1.0, 0.1),
+                 lambda: TM.spectral_bound(Ws, X, bad_y, 1.0)):
+        with pytest.raises(ValueError, match=r"y: expected labels in \[0, 2\), got -1 at index 2"):
+            call()
+    for gamma, m in ((0.0, 10), (-1.0, 10), (float("inf"), 10), (1.0, 1)):
+        with pytest.raises(ValueError, match="X, gamma, delta: expected m >= 2 samples"):
+            TM.spectral_bound(Ws, X[:m], y[:m], gamma)
+    with pytest.raises(ValueError, match="sigma: expected a finite scale > 0"):
+        TM.margin_pac_bayes(Ws, X, y, 1.0, 0.0)
+    for call in (lambda: TM.c2(Ws, X, [0.1], draws=0), lambda: TM.margin_pac_bayes(Ws, X, y, 1.0, 0.1, draws=0)):
+        with pytest.raises(ValueError, match="draws: expected a positive integer, got 0"):
+            call()
+    with pytest.raises(ValueError, match=r"X: expected a 2-d batch \(m, 3\) for the first layer, got shape \(10, 4\)"):
+        TM.margins(Ws, rng.standard_normal((10, 4)), y)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN or inf"):
+        TM.c2(Ws, X, [0.1])

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from ._validate import as_labels, positive_int
+
 
 def _weights(weights):
     Ws = [np.asarray(W, np.float64) for W in weights]
@@ -27,6 +29,24 @@ def _weights(weights):
             raise ValueError(f"weights: layer {i} takes {Ws[i].shape[1]} inputs but layer {i - 1} "
                              f"gives {Ws[i - 1].shape[0]}")
     return Ws
+
+
+def _inputs(Ws, X, y=None):
+    """X (m, d) for the first layer, finite, as float64; with y, its integer labels in [0, k)."""
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2 or X.shape[1] != Ws[0].shape[1]:
+        raise ValueError(f"X: expected a 2-d batch (m, {Ws[0].shape[1]}) for the first layer, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X: contains NaN or inf")
+    if y is None:
+        return X
+    return X, as_labels(y, "y", X.shape[0], Ws[-1].shape[0])
+
+
+def _bound_args(m, gamma, delta) -> None:
+    if m < 2 or not gamma > 0 or not math.isfinite(gamma) or not 0 < delta < 1:
+        raise ValueError(f"X, gamma, delta: expected m >= 2 samples, a finite gamma > 0 and 0 < delta < 1, got m = "
+                         f"{m}, gamma = {gamma!r}, delta = {delta!r}")
 
 
 def packed_weights(model, n: int):
@@ -102,7 +122,8 @@ def c2(weights, X, magnitudes, *, draws: int = 5, seed: int = 0) -> np.ndarray:
     and a perturbed copy with W_i + U_i, U_i Gaussian rescaled so that ||U_i||_F = eps ||W_i||_F,
     averaged over ``draws`` perturbations. Returns an array of the magnitudes' length."""
     Ws = _weights(weights)
-    X = np.asarray(X, np.float64)
+    X = _inputs(Ws, X)
+    draws = positive_int(draws, "draws")
     base = [z > 0 for z in preactivations(Ws, X)[:-1]]
     total = sum(b.size for b in base)
     rng = np.random.default_rng(seed)
@@ -135,8 +156,9 @@ def c3(weights) -> list:
 # ---------------------------------------------------------------------------- margin bounds
 def margins(weights, X, y) -> np.ndarray:
     """f(x)[y] - max_{j != y} f(x)[j] per sample."""
-    out = forward(weights, X)
-    y = np.asarray(y)
+    Ws = _weights(weights)
+    X, y = _inputs(Ws, X, y)
+    out = forward(Ws, X)
     idx = np.arange(len(y))
     true = out[idx, y]
     other = out.copy()
@@ -156,10 +178,16 @@ def margin_pac_bayes(weights, X, y, gamma: float, sigma: float, *, delta: float 
     condition is checked on X only (the lemma wants every x), with ``draws`` perturbations: its
     estimated probability is reported as ``condition_prob``. Terms are returned separately."""
     Ws = _weights(weights)
+    X, y = _inputs(Ws, X, y)
     m = len(X)
-    if m < 2 or not gamma > 0 or not sigma > 0 or not 0 < delta < 1:
-        raise ValueError("X, gamma, sigma, delta: expected m >= 2 samples, gamma > 0, sigma > 0, 0 < delta < 1")
+    _bound_args(m, gamma, delta)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma: expected a finite scale > 0, got {sigma!r}")
+    draws = positive_int(draws, "draws")
     P = [np.zeros_like(W) for W in Ws] if prior is None else _weights(prior)
+    if [Q.shape for Q in P] != [W.shape for W in Ws]:
+        raise ValueError(f"prior: expected layers shaped like the weights {[W.shape for W in Ws]}, got "
+                         f"{[Q.shape for Q in P]}")
     kl = sum(float(((W - Q) ** 2).sum()) for W, Q in zip(Ws, P)) / (2 * sigma ** 2)
     margin_loss = float((margins(Ws, X, y) <= gamma).mean())
     log_term = math.log(6 * m / delta)
@@ -188,8 +216,9 @@ def spectral_bound(weights, X, y, gamma: float, *, delta: float = 0.01) -> dict:
     grid of beta (a few more log terms) is not added: this is the bound for beta fixed in advance.
     Returns every term separately."""
     Ws = _weights(weights)
-    X = np.asarray(X, np.float64)
+    X, y = _inputs(Ws, X, y)
     m, d = len(X), len(Ws)
+    _bound_args(m, gamma, delta)
     spec = np.array([np.linalg.norm(W, 2) for W in Ws])
     frob2 = np.array([float((W ** 2).sum()) for W in Ws])
     h = max(max(W.shape) for W in Ws)

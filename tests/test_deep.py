@@ -36,6 +36,17 @@ def test_path_norm_by_enumeration(p):
     assert path_norm(Ws, p) == pytest.approx(want, rel=1e-12)
 
 
+def test_path_norm_of_a_large_p_stays_finite_where_it_is():
+    """|w|^p over- or underflows float64 for large p: the layers are scaled first. One path:
+    phi_p is the product of its weights' magnitudes, whatever p."""
+    assert path_norm([np.array([[100.0]]), np.array([[0.001]])], p=300) == pytest.approx(0.1, rel=1e-12)
+    assert path_norm([np.array([[1e-3]]), np.array([[1e-3]])], p=400) == pytest.approx(1e-6, rel=1e-12)
+    two = [np.array([[10.0, 10.0]]).T, np.array([[10.0, 10.0]])]            # 2 paths of product 100
+    assert path_norm(two, p=200) == pytest.approx(100 * 2 ** (1 / 200), rel=1e-12)
+    assert path_norm([np.array([[1e200]]), np.array([[1e200]])], p=3) == math.inf
+    assert path_norm([np.zeros((2, 2)), np.ones((1, 2))], p=300) == 0.0
+
+
 def test_path_scaling_is_half_the_hessian_diagonal():
     dims = [3, 4, 3, 2]
     Ws = _weights(dims, 1)

@@ -47,6 +47,20 @@ def test_path_norms_equal_sums_over_explicit_paths(p):
     assert_tolerance(got, r32, r64, name)
 
 
+def test_path_norm_of_a_large_p_stays_finite_where_it_is():
+    """|w|^p of the native unit sums over- or underflows for large p: those networks are
+    computed again with each layer scaled; a diverged network stays NaN."""
+    U = np.array([[100.0], [10.0], [1e-3], [1.0]])
+    V = np.array([[1e-3], [10.0], [1e-3], [1.0]])
+    model = pyireg.PackedMLP.from_weights([1, 1, 1, 1], U, V, dtype="float64")
+    model.U[3, 0] = np.nan                                                  # diverged
+    got = model.measures(["path_l300"])["path_l300"]
+    np.testing.assert_allclose(got[:3], [0.1, 100.0, 1e-6], rtol=1e-12)
+    assert np.isnan(got[3])
+    two = pyireg.PackedMLP.from_weights([2], np.full((2, 1), 10.0), np.full((2, 1), 10.0), dtype="float64")
+    assert two.measures(["path_l200"])["path_l200"][0] == pytest.approx(100 * 2 ** (1 / 200), rel=1e-12)
+
+
 def test_spectral_norms_and_trace_norm_equal_svd():
     model, _, _, _ = _model(widths=[1, 3, 13, 100, 300])      # both sides of H = d and of H = k
     names = ["spectral_U", "spectral_V", "spectral_end_to_end", "trace_norm"]

@@ -322,7 +322,26 @@ class _Context:
         if p == 1 or p == 2:
             return self.native()[f"path_l{int(p)}"]
         s = self.stats(p)
-        return self._sum(s[:, _UP] * s[:, _VP]) ** (1.0 / p)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self._sum(s[:, _UP] * s[:, _VP]) ** (1.0 / p)
+        # |w|^p over- or underflows float64 for large p (|w| = 10, p = 400): those networks again
+        # with each layer divided by its largest |w| first (a diverged network's NaN stays NaN)
+        finite = np.isfinite(self._max(s[:, _UMAX] * s[:, _VMAX]))
+        for n in np.flatnonzero(finite & (~np.isfinite(out) | (out == 0))):
+            out[n] = _path_scaled(*self.m.network(n), p)
+        return out
+
+
+def _path_scaled(U, V, p: float) -> float:
+    """phi_p of one two-layer network (U (H, d), V (H, k)) with each layer divided by its largest
+    |w| before the p-th powers, and the scales put back in logs: finite wherever phi_p is."""
+    U, V = np.abs(U.astype(np.float64)), np.abs(V.astype(np.float64))
+    a, b = U.max(), V.max()
+    if a == 0 or b == 0:
+        return 0.0
+    total = float((((U / a) ** p).sum(1) * ((V / b) ** p).sum(1)).sum())
+    with np.errstate(over="ignore"):
+        return float(np.exp(math.log(a) + math.log(b) + math.log(total) / p)) if total > 0 else 0.0
 
 
 # ----------------------------------------------------------------------------- the measures

@@ -2,6 +2,9 @@
 2015) for an nn.Sequential of bias-free nn.Linear and nn.ReLU layers, in plain PyTorch."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,9 +33,22 @@ def path_norm(weights, p: float = 2.0) -> float:
         for W in Ws:
             g = (W * g[None, :]).amax(1)
         return float(g.max())
+    # each layer divided by its largest |w| before the p-th powers, the scales put back in logs:
+    # |w|^p alone over- or underflows float64 for large p (|w| = 100, p = 300)
+    log_scale = 0.0
     for W in Ws:
-        g = W.pow(p) @ g
-    return float(g.sum() ** (1.0 / p))
+        top = float(W.max()) if W.numel() else 0.0
+        if top == 0:
+            return 0.0
+        if not math.isfinite(top):
+            return float("nan") if math.isnan(top) else float("inf")
+        log_scale += math.log(top)
+        g = (W / top).pow(p) @ g
+    total = float(g.sum())
+    if not total > 0:
+        return 0.0
+    log_phi = log_scale + math.log(total) / p
+    return math.exp(log_phi) if log_phi < math.log(np.finfo(np.float64).max) else float("inf")
 
 
 def path_scaling(weights):

@@ -161,6 +161,24 @@ def test_fused_step_equals_loss_and_grad_then_apply_update_bit_for_bit(simd, dty
         np.testing.assert_array_equal(a, b)
 
 
+def test_unfused_path_follows_a_diverged_network_as_the_fused_step_does():
+    """loss_and_grad gives a diverged network NaN gradients; apply_update applies them as the
+    fused step would (the same bits), marks that network diverged and trains the others (it
+    used to refuse the NaN, stopping every network)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)).astype(np.float32), rng.integers(0, 2, 20)
+    fused = pyireg.PackedMLP([2, 3], 3, 2, seed=0)
+    unfused = fused.copy()
+    o1, o2 = (pyireg.MomentumSGD(m, np.array([1e30, 0.1], np.float32), 0.9) for m in (fused, unfused))
+    for _ in range(5):
+        o1.step(X, y)
+        o2.apply_update(*unfused.loss_and_grad(X, y)[1:])
+    np.testing.assert_array_equal(fused.U, unfused.U)
+    np.testing.assert_array_equal(fused.V, unfused.V)
+    assert np.isnan(unfused.network(0)[0]).any() and np.isfinite(unfused.network(1)[0]).all()
+    assert o1.diverged.tolist() == o2.diverged.tolist() == [True, False]
+
+
 @pytest.mark.parametrize("name,value,exc,match", [
     ("lr", 1e39, ValueError, "lr: expected finite values in float32"),
     ("lr", 1j, TypeError, "lr: expected real numbers .* complex"),

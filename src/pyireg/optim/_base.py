@@ -75,12 +75,17 @@ class Optimizer:
 
     def apply_update(self, gU, gV) -> None:
         """Apply the rule to given gradients (shaped like U and V): the unfused path, which the
-        fused ``step`` equals bit for bit when given ``model.loss_and_grad``'s gradients."""
+        fused ``step`` equals bit for bit when given ``model.loss_and_grad``'s gradients. A
+        network whose gradients hold NaN or inf (a diverged network's, as ``loss_and_grad``
+        returns them) is updated as the fused step would and marked in ``diverged``; the others
+        train on."""
         m = self._model
-        gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape)
-        gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape)
+        gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape, finite=False)
+        gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape, finite=False)
+        bad_units = ~(np.isfinite(gU).all(axis=1) & np.isfinite(gV).all(axis=1))
         with m._lock.write():
             self._native_update(m, gU, gV)
+            self.diverged |= np.logical_or.reduceat(bad_units, m.offsets[:-1])
             self.steps += 1
 
     def _native_update(self, m, gU, gV) -> None:

@@ -54,6 +54,13 @@ def test_copy_and_from_weights_share_or_copy_as_asked():
     with pytest.raises(ValueError,
                        match="U: with copy=False, expected a writeable, aligned, C-contiguous float32 array"):
         pyireg.PackedMLP.from_weights([2, 5], np.asfortranarray(U), V, copy=False)
+    both = np.zeros((7, 4), np.float32)                     # U and V one array (d = k = 4)
+    with pytest.raises(ValueError, match="U, V: with copy=False, expected two arrays of their own memory"):
+        pyireg.PackedMLP.from_weights([7], both, both, copy=False)
+    block = np.zeros((14, 4), np.float32)
+    with pytest.raises(ValueError, match="U, V: with copy=False, expected two arrays of their own memory"):
+        pyireg.PackedMLP.from_weights([7], block[:7], block[3:10], copy=False)
+    assert pyireg.PackedMLP.from_weights([7], block[:7], block[7:], copy=False).V.base is block
     with pytest.raises(ValueError, match=r"U: expected shape \(6, 3\)"):
         pyireg.PackedMLP.from_weights([2, 4], U, V[:6])
 

@@ -235,6 +235,9 @@ class PackedMLP:
                 raise ValueError(f"{name}: with copy=False, expected a writeable, aligned, C-contiguous {dt.name} "
                                  f"array of shape {shape}, got {a.dtype.name} {a.shape} (contiguous="
                                  f"{a.flags.c_contiguous}, writeable={a.flags.writeable}, aligned={a.flags.aligned})")
+        if np.shares_memory(U0, V0):
+            raise ValueError("U, V: with copy=False, expected two arrays of their own memory, got views of the same "
+                             "memory (a step would read and write one through the other): pass copies")
         model._U, model._V = U0, V0
         return model
 

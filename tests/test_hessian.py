@@ -75,6 +75,16 @@ def test_a_diverged_network_gets_nan_and_leaves_the_others_alone():
     assert np.isnan(after[0]) and after[1] == pytest.approx(before[1], rel=1e-9)
 
 
+def test_the_measure_takes_one_output_targets_as_evaluate_does():
+    """measures' hessian_top with the squared loss and one output: a 1-d y are the targets (it
+    took them for class labels and refused real numbers)."""
+    rng = np.random.default_rng(2)
+    m = pyireg.PackedMLP([2, 3], 4, 1, loss="squared", seed=0, dtype="float64")
+    X, y = rng.standard_normal((9, 4)), rng.standard_normal(9)
+    got = pyireg.measures.compute(m, ["hessian_top"], X=X, y=y)["hessian_top"]
+    np.testing.assert_allclose(got, hessian_top(m, X, y[:, None]), rtol=1e-9)
+
+
 @pytest.mark.parametrize("kwargs,match", [({"iters": 0}, "iters"), ({"tol": 0.0}, "tol"), ({"tol": np.nan}, "tol")])
 def test_bad_arguments_are_refused(kwargs, match):
     m = pyireg.PackedMLP([2], 3, 2, seed=0)

@@ -106,7 +106,7 @@ import re
 
 import numpy as np
 
-from ._validate import as_float_array, as_labels, positive_int
+from ._validate import as_float_array, as_labels, positive_int, to_numpy
 
 # column indices of the native unit_stats table (csrc/cpu/measures.h)
 _U2, _V2, _U1, _V1, _UP, _VP, _UMAX, _VMAX, _DU2, _DV2 = range(10)
@@ -464,8 +464,11 @@ def _hessian_top(ctx):
     from .hessian import hessian_top
     m, o = ctx.m, ctx.opt
     y = ctx.labels()
-    if m.loss != "cross_entropy" and np.ndim(y) == 1:     # class labels: regress onto the one-hot code
-        y = np.eye(m.out_features, dtype=ctx.X.dtype)[as_labels(y, "y", ctx.X.shape[0], m.out_features)]
+    if m.loss != "cross_entropy" and np.ndim(y) == 1:
+        if m.out_features == 1:                              # one output: y are its targets (as evaluate)
+            y = to_numpy(y, "y").reshape(-1, 1)
+        else:                                                # class labels: regress onto the one-hot code
+            y = np.eye(m.out_features, dtype=ctx.X.dtype)[as_labels(y, "y", ctx.X.shape[0], m.out_features)]
     return hessian_top(m, ctx.X, y, iters=positive_int(o["hessian_iters"], "hessian_iters"),
                        tol=float(o["hessian_tol"]), seed=int(o["seed"]))
 

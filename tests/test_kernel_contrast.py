@@ -1,6 +1,7 @@
 """Random ReLU features -> the arc-cosine kernel: the kernel formula against Monte Carlo, and the
 ridge predictions converging to kernel ridge regression as H grows."""
 import numpy as np
+import pytest
 
 from pyireg import kernel_contrast as KC
 
@@ -37,3 +38,25 @@ def test_kernel_contrast_table():
     assert [r["H"] for r in out["random_features"]] == [10, 1000]
     assert out["random_features"][1]["distance_to_kernel"] < out["random_features"][0]["distance_to_kernel"]
     assert out["l1_net_units"] >= 1 and np.isfinite(out["l1_net_test_mse"]) and np.isfinite(out["kernel_test_mse"])
+
+
+def test_bad_input_is_refused_with_the_argument_named():
+    """NaN came back as NaN predictions, lam = 0 with two equal samples raised a raw
+    LinAlgError, a 2-d y a broadcast error, H = -1 numpy's negative dimensions."""
+    rng = np.random.default_rng(0)
+    X, y, Xt = rng.standard_normal((6, 2)), rng.standard_normal(6), rng.standard_normal((3, 2))
+    bad = X.copy()
+    bad[2, 0] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN or inf"):
+        KC.kernel_ridge(bad, y, Xt, 0.1)
+    for lam in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="lam: expected a finite number > 0"):
+            KC.kernel_ridge(X, y, Xt, lam)
+    with pytest.raises(ValueError, match=r"X, y: expected X \(n, d\) and y \(n,\)"):
+        KC.kernel_ridge(X, y[:, None], Xt, 0.1)
+    with pytest.raises(ValueError, match=r"X_test: expected shape \(m, 2\), got \(3, 3\)"):
+        KC.random_features_ridge(X, y, rng.standard_normal((3, 3)), 10, 0.1)
+    with pytest.raises(ValueError, match="H: expected a positive integer, got -1"):
+        KC.random_features_ridge(X, y, Xt, -1, 0.1)
+    with pytest.raises(ValueError, match=r"y_test: expected 3 finite targets"):
+        KC.kernel_contrast(X, y, Xt, np.zeros(4), widths=(10,), seeds=1)

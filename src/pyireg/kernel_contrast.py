@@ -14,7 +14,11 @@ and the predictions to k(X*, X) (K + n lam I)^(-1) y.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from ._validate import positive_int
 
 
 def arccos_kernel(A, B) -> np.ndarray:
@@ -28,10 +32,26 @@ def arccos_kernel(A, B) -> np.ndarray:
     return denom * (np.sin(t) + (np.pi - t) * cos) / (2 * np.pi)
 
 
+def _problem(X, y, X_test, lam):
+    """X (n, d), y (n,), X_test (m, d), finite, float64; lam > 0 (lam = 0 is singular when two
+    samples coincide)."""
+    X, y, X_test = np.asarray(X, np.float64), np.asarray(y, np.float64), np.asarray(X_test, np.float64)
+    if X.ndim != 2 or len(X) == 0 or y.shape != (len(X),):
+        raise ValueError(f"X, y: expected X (n, d) and y (n,) with n >= 1, got {X.shape} and {y.shape}")
+    if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
+        raise ValueError(f"X_test: expected shape (m, {X.shape[1]}), got {X_test.shape}")
+    for name, a in (("X", X), ("y", y), ("X_test", X_test)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: contains NaN or inf")
+    if not (isinstance(lam, (int, float, np.integer, np.floating)) and math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam: expected a finite number > 0, got {lam!r}")
+    return X, y, X_test
+
+
 def kernel_ridge(X, y, X_test, lam: float) -> np.ndarray:
     """Predictions on X_test of ridge regression under ``arccos_kernel`` (mean squared loss / 2 +
     lam/2 ||f||_H^2)."""
-    X, y = np.asarray(X, np.float64), np.asarray(y, np.float64).reshape(-1)
+    X, y, X_test = _problem(X, y, X_test, lam)
     K = arccos_kernel(X, X)
     alpha = np.linalg.solve(K + len(y) * lam * np.eye(len(y)), y)
     return arccos_kernel(X_test, X) @ alpha
@@ -40,10 +60,11 @@ def kernel_ridge(X, y, X_test, lam: float) -> np.ndarray:
 def random_features_ridge(X, y, X_test, H: int, lam: float, *, seed: int = 0) -> np.ndarray:
     """Predictions on X_test of the top-layer-only model with H frozen random units (exact ridge
     solution in the n x n dual form, so any H is cheap)."""
-    X, y = np.asarray(X, np.float64), np.asarray(y, np.float64).reshape(-1)
-    U = np.random.default_rng(seed).standard_normal((int(H), X.shape[1]))
+    X, y, X_test = _problem(X, y, X_test, lam)
+    H = positive_int(H, "H")
+    U = np.random.default_rng(seed).standard_normal((H, X.shape[1]))
     F = np.maximum(X @ U.T, 0) / np.sqrt(H)
-    Ft = np.maximum(np.asarray(X_test, np.float64) @ U.T, 0) / np.sqrt(H)
+    Ft = np.maximum(X_test @ U.T, 0) / np.sqrt(H)
     alpha = np.linalg.solve(F @ F.T + len(y) * lam * np.eye(len(y)), y)
     return Ft @ (F.T @ alpha)
 
@@ -58,7 +79,12 @@ def kernel_contrast(X, y, X_test, y_test, *, lam: float = 1e-3, widths=(10, 100,
     of units. Returns a dict of lists and numbers."""
     from .infinite import convex_ball, network_output
 
-    y, y_test = np.asarray(y, np.float64), np.asarray(y_test, np.float64)
+    X, y, X_test = _problem(X, y, X_test, lam)
+    y_test = np.asarray(y_test, np.float64)
+    if y_test.shape != (len(X_test),) or not np.isfinite(y_test).all():
+        raise ValueError(f"y_test: expected {len(X_test)} finite targets (one per row of X_test), got shape "
+                         f"{y_test.shape}")
+    seeds = positive_int(seeds, "seeds")
     fk = kernel_ridge(X, y, X_test, lam)
     mse = lambda f: float(np.mean((f - y_test) ** 2))
     rows = []

@@ -385,3 +385,18 @@ def test_the_documentation_table_is_the_registry():
     import pyireg.measures as M
     doc = Path(__file__).resolve().parents[1] / "docs" / "measures.md"
     assert M.markdown_table() in doc.read_text(), "docs/measures.md is stale: regenerate it from markdown_table()"
+
+
+@pytest.mark.parametrize("option,value,match", [
+    ("percentile", 150, r"percentile: expected a finite number in \[0, 100\], got 150"),
+    ("alpha", float("inf"), r"alpha: expected a finite number in \(0, inf\), got inf"),
+    ("alpha", "x", r"alpha: expected a finite number in \(0, inf\), got 'x'"),
+    ("delta", 1.0, r"delta: expected a finite number in \(0, 1\), got 1.0"),
+    ("seed", -1, r"seed: expected an integer >= 0, got -1"),
+    ("samples", 0, "samples: expected a positive integer, got 0"),
+    ("c2_draws", 2.5, "c2_draws: expected a positive integer, got 2.5"),
+])
+def test_options_are_checked_before_anything_is_computed(option, value, match):
+    model, _, X, y = _model()
+    with pytest.raises(ValueError, match=match):
+        M.compute(model, ["sharpness_expected", "margin"], X=X, y=y, **{option: value})

@@ -102,6 +102,7 @@ formed in float64 and its singular values taken directly.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 import numpy as np
@@ -118,6 +119,31 @@ DEFAULTS = dict(percentile=5.0, alpha=5e-4, samples=8, ascent_steps=10,
                 pac_alphas=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), ddp_alpha=0.5, delta=0.01, seed=0,
                 batch_size=512, hessian_iters=100, hessian_tol=1e-6, condition_samples=100, c2_magnitude=1e-2,
                 c2_draws=4)
+_COUNTS = ("samples", "ascent_steps", "batch_size", "hessian_iters", "condition_samples", "c2_draws")
+# the intervals of the real-valued options: (low, low included, high or None, high included)
+_RANGES = {"percentile": (0.0, True, 100.0, True), "alpha": (0.0, False, None, False),
+           "delta": (0.0, False, 1.0, False), "hessian_tol": (0.0, False, None, False),
+           "c2_magnitude": (0.0, True, None, False)}
+
+
+def _check_option(key: str, value) -> None:
+    """A measure option given to compute(), checked before anything is computed: one line naming
+    it (they reached numpy, which named neither the option nor the measure)."""
+    if key in _COUNTS:
+        positive_int(value, key)
+    elif key == "seed":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {value!r}")
+    elif key in _RANGES:
+        low, low_in, high, high_in = _RANGES[key]
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not (real and (value >= low if low_in else value > low)
+                and (high is None or (value <= high if high_in else value < high))):
+            span = f"{'[' if low_in else '('}{low:g}, " + (f"{high:g}{']' if high_in else ')'}" if high is not None
+                                                         else "inf)")
+            raise ValueError(f"{key}: expected a finite number in {span}, got {value!r}")
+
+
 #: Groups of measures recorded only when named (never by "all"): too costly for every epoch.
 NAMED_ONLY = ("curvature", "conditions")
 
@@ -218,6 +244,8 @@ def compute(model, names=None, X=None, y=None, init=None, **options) -> dict:
     if unknown:
         raise TypeError(f"options: unknown option(s) {', '.join(sorted(unknown))}; expected any of "
                         f"{', '.join(DEFAULTS)}")
+    for key, value in options.items():
+        _check_option(key, value)
     opt = dict(DEFAULTS, **options)
     have_data = X is not None
     if (X is None) != (y is None):

@@ -101,6 +101,25 @@ def test_path_sgd_trajectory_invariant_to_rescaling(momentum):
     assert (sc - se).abs().max() > 1e-3
 
 
+def test_perceptron_seeds_its_own_generator_and_checks_its_sizes():
+    """The same seed gives the same weights as before (torch.manual_seed's stream), without
+    resetting the caller's global torch stream."""
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    a = perceptron(5, 6, 4, 3, seed=3)
+    assert torch.equal(torch.rand(3), want)                  # the global stream went on untouched
+    torch.manual_seed(3)                                     # as the seeding was done before
+    lin = nn.Linear(5, 6, bias=False, dtype=torch.float64)
+    nn.init.normal_(lin.weight, std=(2.0 / 5) ** 0.5)
+    assert torch.equal(a[0].weight, lin.weight)
+    for args, match in (((0, 6, 4, 3), "in_features: expected a positive integer, got 0"),
+                        ((5, 2.5, 4, 3), "width: expected a positive integer, got 2.5"),
+                        ((5, 6, 1, 3), "depth: expected at least 2 layers, got 1")):
+        with pytest.raises(ValueError, match=match):
+            perceptron(*args)
+
+
 def test_path_sgd_two_layers_matches_the_packed_rule():
     # for two layers kappa_U(h) = ||v_h||^2 and kappa_V(h) = ||u_h||^2 (pyireg.optim.PathSGD's rule)
     U, Vt = _weights([5, 4, 3], 2)

@@ -7,22 +7,29 @@ import torch
 from torch import nn
 
 from .. import thesis_measures as TM
+from .._validate import positive_int
 
 
 def perceptron(in_features: int, width: int, depth: int, out_features: int, *, seed: int = 0,
                dtype=torch.float64) -> nn.Sequential:
     """depth layers: (depth - 1) hidden ReLU layers of ``width`` units, bias-free, He-normal init."""
-    if depth < 2 or width < 1:
-        raise ValueError(f"depth, width: expected depth >= 2 and width >= 1, got {depth}, {width}")
-    torch.manual_seed(seed)
+    for name, value in (("in_features", in_features), ("width", width), ("depth", depth),
+                        ("out_features", out_features)):
+        positive_int(value, name)
+    if depth < 2:
+        raise ValueError(f"depth: expected at least 2 layers, got {depth}")
     dims = [in_features] + [width] * (depth - 1) + [out_features]
     layers = []
-    for i in range(depth):
-        lin = nn.Linear(dims[i], dims[i + 1], bias=False, dtype=dtype)
-        nn.init.normal_(lin.weight, std=(2.0 / dims[i]) ** 0.5)
-        layers.append(lin)
-        if i < depth - 1:
-            layers.append(nn.ReLU())
+    # seeded as torch.manual_seed(seed) would (the same weights as ever), but on a copy of the
+    # global stream: the caller's own stream is restored afterwards
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(depth):
+            lin = nn.Linear(dims[i], dims[i + 1], bias=False, dtype=dtype)
+            nn.init.normal_(lin.weight, std=(2.0 / dims[i]) ** 0.5)
+            layers.append(lin)
+            if i < depth - 1:
+                layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 

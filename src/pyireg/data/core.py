@@ -94,6 +94,10 @@ def as_features(X, name: str, dtype=np.float32, *, allow_images: bool = True) ->
     return out
 
 
+# the largest number of classes taken (far above any real one; int64 holds it exactly)
+_LABEL_LIMIT = 2 ** 53
+
+
 def as_class_indices(y, name: str, n: int | None = None, num_classes: int | None = None) -> np.ndarray:
     """``y`` as int64 class indices in [0, num_classes): integers, bools and integral floats;
     anything else raises naming ``name``."""
@@ -112,15 +116,21 @@ def as_class_indices(y, name: str, n: int | None = None, num_classes: int | None
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{name}: expected integer class labels, got {a[i].item()!r} at index {i}")
-        a = a.astype(np.int64)
     elif a.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer class labels, got dtype {a.dtype.name} "
                         "(pyireg.data.from_arrays maps any labels, e.g. strings, to 0..k-1)")
-    a = np.ascontiguousarray(a, dtype=np.int64)
-    if len(a) and (a.min() < 0 or (num_classes is not None and a.max() >= num_classes)):
-        i = int(np.flatnonzero((a < 0) | (a >= (num_classes if num_classes is not None else np.inf)))[0])
-        raise ValueError(f"{name}: expected labels in [0, {num_classes}), got {int(a[i])} at index {i}")
-    return a
+    # the range is checked on the values as given: uint64 above 2^63 or a float label of 1e300
+    # would wrap in the int64 conversion
+    top = num_classes if num_classes is not None else _LABEL_LIMIT
+    if len(a):
+        bad = (a < 0) | (a >= top)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            want = f"[0, {num_classes})" if num_classes is not None else f"[0, {_LABEL_LIMIT:.0e})"
+            v = a[i].item()                  # an integer, or an integral float
+            shown = int(v) if abs(v) < 2 ** 63 else f"{v:g}"
+            raise ValueError(f"{name}: expected labels in {want}, got {shown} at index {i}")
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 @dataclasses.dataclass

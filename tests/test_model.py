@@ -61,6 +61,9 @@ def test_copy_and_from_weights_share_or_copy_as_asked():
     with pytest.raises(ValueError, match="U, V: with copy=False, expected two arrays of their own memory"):
         pyireg.PackedMLP.from_weights([7], block[:7], block[3:10], copy=False)
     assert pyireg.PackedMLP.from_weights([7], block[:7], block[7:], copy=False).V.base is block
+    with pytest.raises(ValueError, match="U: float16 weights; pass dtype='float32' or 'float64' to convert them"):
+        pyireg.PackedMLP.from_weights([2, 5], U.astype(np.float16), V)
+    assert pyireg.PackedMLP.from_weights([2, 5], U.astype(np.float16), V, dtype="float32").U.dtype == np.float32
     with pytest.raises(ValueError, match=r"U: expected shape \(6, 3\)"):
         pyireg.PackedMLP.from_weights([2, 4], U, V[:6])
 

@@ -219,6 +219,8 @@ class PackedMLP:
         share memory, e.g. with a torch tensor's ``.numpy()`` view."""
         model = cls.__new__(cls)
         U0, V0 = np.asarray(U), np.asarray(V)
+        if dtype is None and U0.dtype.kind == "f" and U0.dtype not in (np.float32, np.float64):
+            raise ValueError(f"U: {U0.dtype.name} weights; pass dtype='float32' or 'float64' to convert them")
         dt = as_dtype(dtype if dtype is not None else (U0.dtype if U0.dtype.kind == "f" else "float32"))
         if U0.ndim != 2 or V0.ndim != 2:
             raise ValueError(f"U, V: expected 2-d arrays, got shapes {U0.shape} and {V0.shape}")

@@ -122,6 +122,10 @@ def _check_npz_shapes(path: Path, heads: dict) -> None:
             raise ValueError(f"{path}: {ys} has shape {y}, expected one label per sample")
         if X[0] != y[0]:
             raise ValueError(f"{path}: {xs} holds {X[0]} samples but {ys} {y[0]} labels")
+    for name, (_, dt, _) in heads.items():
+        features = name.startswith("X")
+        if dt.kind not in ("biuf" if features else "biufUS"):      # labels may be strings (mapped to 0..k-1)
+            raise ValueError(f"{path}: {name} holds {dt} values, expected {'numbers' if features else 'labels'}")
     if "X_test" in heads and heads["X_test"][0][1:] != heads["X"][0][1:]:
         raise ValueError(f"{path}: X_test has samples of shape {heads['X_test'][0][1:]}, X of {heads['X'][0][1:]}")
 

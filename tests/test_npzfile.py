@@ -14,6 +14,7 @@ from helpers import Killed, tiny_classes
 from pyireg import _core
 from pyireg.experiments import load_results, sweep
 from pyireg.experiments import store as S
+from pyireg.experiments.history import parquet_bytes, read_history
 from pyireg.experiments.npzfile import write_npz
 
 KW = dict(widths=[1, 3], seeds=[0, 1], epochs=2, batch_size=20, progress=False)
@@ -86,10 +87,10 @@ def test_a_sweep_with_checkpoints_of_np_savez_resumes_exactly(tmp_path):
     with np.load(ck) as z:
         arrays = dict(z)
     np.savez(ck, **arrays)                                   # what the previous pyireg wrote
-    hist, meta = S.read_history(out / "history.parquet")
+    hist, meta = read_history(out / "history.parquet")
     meta["checkpoints"][ck.name] = hashlib.sha256(ck.read_bytes()).hexdigest()
     del meta["rows_sha256"]
-    (out / "history.parquet").write_bytes(bytes(S.parquet_bytes(hist, meta)))
+    (out / "history.parquet").write_bytes(bytes(parquet_bytes(hist, meta)))
     res = sweep(tiny, out=out, resume=True, **KW)
     pd.testing.assert_frame_equal(res.history.drop(columns="train_seconds"), ref)
     pd.testing.assert_frame_equal(load_results(out).history.drop(columns="train_seconds"), ref)

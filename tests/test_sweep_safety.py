@@ -23,6 +23,7 @@ from helpers import kill_after_ops
 from pyireg import _core
 from pyireg import data as D
 from pyireg.experiments import SweepStateError, load_results, sweep
+from pyireg.experiments.history import parquet_bytes, read_history
 from pyireg.schedule import PaperSchedule
 
 S = importlib.import_module("pyireg.experiments.store")   # the sweep directory: its fault hook
@@ -362,10 +363,10 @@ def test_config_is_written_once_atomically_and_a_corrupt_one_is_refused(tiny, tm
 def _rerecord(out, name):
     """Record checkpoints/NAME's present checksum in the history, as if it had been committed so:
     what lies behind the checksum (the structural checks) is then tested."""
-    hist, meta = S.read_history(out / "history.parquet")
+    hist, meta = read_history(out / "history.parquet")
     meta["checkpoints"][name] = hashlib.sha256((out / "checkpoints" / name).read_bytes()).hexdigest()
     del meta["rows_sha256"]
-    (out / "history.parquet").write_bytes(bytes(S.parquet_bytes(hist, meta)))
+    (out / "history.parquet").write_bytes(bytes(parquet_bytes(hist, meta)))
 
 
 def test_wrong_checkpoints_are_refused_never_broadcast(tiny, tmp_path):

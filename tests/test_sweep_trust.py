@@ -103,11 +103,11 @@ def test_a_sweep_with_a_diverged_network_verifies_loads_and_resumes(tiny, tmp_pa
     assert h["diverged"].any() and h["train_loss"].isna().any()
     res = sweep(tiny, out=out, resume=True, **kw)
     assert res.complete and len(load_results(out).history) == 3 * 4
-    S = importlib.import_module("pyireg.experiments.store")
+    H = importlib.import_module("pyireg.experiments.history")
     table = pq.read_table(out / "history.parquet")
     frame, meta = table.to_pandas(), json.loads(table.schema.metadata[b"pyireg"])
-    for nan, ok in ((S._LEGACY_NAN, True), (0.5, False)):      # hashed by the old rule; a wrong record
-        meta["rows_sha256"] = S.rows_sha256(frame, nan=nan)
+    for nan, ok in ((H._LEGACY_NAN, True), (0.5, False)):      # hashed by the old rule; a wrong record
+        meta["rows_sha256"] = H.rows_sha256(frame, nan=nan)
         pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"pyireg": json.dumps(meta).encode()}),
                        out / "history.parquet")
         if ok:

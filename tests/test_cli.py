@@ -333,3 +333,35 @@ def test_device_cuda_is_refused_in_one_line_before_anything(capsys, tmp_path):
 ])
 def test_roofline_options_need_roofline(capsys, argv, match):
     assert match in _one_line_error(capsys, argv)
+
+
+def test_an_interrupted_command_says_how_to_go_on_and_pathsgd_resumes(capsys, tmp_path, monkeypatch):
+    """After Ctrl-C the message names --resume only for commands that have it: reproduce pathsgd
+    (and measures) now do, and resume to the uninterrupted table; a demo says it starts over."""
+    from pyireg.experiments import thesis, tutorial
+    argv = ["reproduce", "pathsgd", "--widths", "2,8", "--epochs", "2", "--lrs", "0.1", "--seeds", "0", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    real, calls = thesis._quiet_sweep, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(thesis, "_quiet_sweep", interrupted)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    assert "rerun the same command with --resume to continue" in capsys.readouterr().err
+    monkeypatch.setattr(thesis, "_quiet_sweep", real)
+    assert main([*argv, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    whole, cut = (pd.read_csv(tmp_path / d / "results.csv") for d in ("whole", "cut"))
+    assert {"test_final", "test_early"} <= set(whole.columns) and len(whole) == 2 * 2 * 2
+    pd.testing.assert_frame_equal(whole, cut)
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tutorial, "run", stop)
+    capsys.readouterr()
+    assert main(["demo", "learning-rate", "--quick", "--out", str(tmp_path / "demo")]) == 130
+    err = capsys.readouterr().err
+    assert "this command does not resume: rerun it" in err and "--resume" not in err

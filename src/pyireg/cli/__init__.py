@@ -16,7 +16,7 @@ from .parser import build_parser
 __all__ = ["main", "build_parser"]
 
 
-def _error_line(e: BaseException) -> str:
+def _error_line(e: BaseException, args=None) -> str:
     """One line saying what went wrong and what to do, for the errors a person can fix."""
     if isinstance(e, ImportError):
         mod = (getattr(e, "name", None) or "").split(".")[0]
@@ -31,14 +31,23 @@ def _error_line(e: BaseException) -> str:
         else:
             msg = str(e)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return (f"disk full ({msg}); free some space, then rerun the same command with --resume "
-                    "(finished epochs are kept)")
+            return f"disk full ({msg}); free some space, then {_again(args)}"
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not msg.startswith(("out:", "--")):
             return f"cannot write ({msg}); choose another output path or fix its permissions"
         return msg
     if isinstance(e, MemoryError):
         return str(e) or "out of memory; use fewer or narrower widths"
     return str(e)
+
+
+def _again(args) -> str:
+    """What to do after an interruption: resume, for the commands that checkpoint; else start over."""
+    if args is not None and hasattr(args, "resume"):
+        unit = "pack" if getattr(args, "ray", False) else "epoch"
+        return f"every finished {unit} is saved; rerun the same command with --resume to continue"
+    out = getattr(args, "out", None)
+    return ("this command does not resume: rerun it" + (f" (what {out} holds is incomplete: remove it or choose "
+                                                         "another --out)" if out else ""))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -75,9 +84,7 @@ def main(argv=None) -> int:
             return args.func(args)
     except KeyboardInterrupt as e:
         term = isinstance(e, _Terminated) or bool(terminated)
-        print(f"\npyireg {args.command}: {'terminated' if term else 'interrupted'}: every finished "
-              f"{'pack' if getattr(args, 'ray', False) else 'epoch'} is saved; rerun the same command with --resume "
-              "to continue", file=sys.stderr)
+        print(f"\npyireg {args.command}: {'terminated' if term else 'interrupted'}: {_again(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM if term else 130
     except BrokenPipeError:                      # output piped into head, less, ...: stop quietly
         with contextlib.suppress(OSError):
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
     except ordinary as e:
         if args.traceback:
             raise
-        print(f"pyireg {args.command}: error: {_error_line(e)}", file=sys.stderr)
+        print(f"pyireg {args.command}: error: {_error_line(e, args)}", file=sys.stderr)
         return 2
     finally:
         if in_main:

@@ -68,12 +68,14 @@ def _log(progress, msg):
 # ============================================================================ measures
 def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data_dir=None, widths=None,
                        epochs=60, random_epochs=150, seeds=(0, 1, 2), samples=8, figure=None, progress=True,
-                       seed=None):
+                       seed=None, resume=False):
     """Train widths 1..2048 on the true and on random training labels (the paper's protocol;
     random labels get ``random_epochs`` to fit), then compute every measure on the training
     set; one repetition per seed (initialization, batch order and random labels). Writes
     ``measures.csv`` (one row per labels x seed x width), ``summary.csv`` (on the means over
-    the seeds), ``run.json`` and the figure; returns (table, summary) as pandas DataFrames."""
+    the seeds), ``run.json`` and the figure; returns (table, summary) as pandas DataFrames.
+    ``resume``: continue the sweeps of an interrupted run in ``out`` (each is one sweep
+    directory, ``{labels}-seed{seed}``) to the numbers of an uninterrupted one."""
     import pandas as pd
     out = Path(out)
     widths = list(widths or POW2)
@@ -83,7 +85,7 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
     for rep in seeds:
         for labels in ("true", "random"):
-            check_output(out / f"{labels}-seed{rep}")
+            check_output(out / f"{labels}-seed{rep}", resume)
     out.mkdir(parents=True, exist_ok=True)
     k = ds.num_classes
     rows = []
@@ -99,7 +101,8 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
             # final weights (checkpoints="final"), from which the measures are computed
             run_dir = out / f"{labels}-seed{rep}"
             _quiet_sweep(dsl, widths, seeds=[rep], epochs=ep, schedule=PaperSchedule(), out=run_dir,
-                         checkpoints="final", progress=progress, tag=f"thesis measures, {labels} labels, seed {rep}")
+                         checkpoints="final", progress=progress, resume=resume,
+                         tag=f"thesis measures, {labels} labels, seed {rep}")
             init, model = models_of(dsl, run_dir, rep)
             t1 = time.perf_counter()
             tr_err, tr_loss = model.evaluate(ds.X_train, ytr)
@@ -217,14 +220,17 @@ def plot_measures(table, path):
 
 # ============================================================================ Path-SGD
 def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_dir=None, widths=None, epochs=60,
-                      lrs=(0.03, 0.1, 0.3), unbalance=10.0, seeds=(0, 1, 2), figure=None, progress=True, seed=None):
+                      lrs=(0.03, 0.1, 0.3), unbalance=10.0, seeds=(0, 1, 2), figure=None, progress=True, seed=None,
+                      resume=False):
     """Path-SGD against momentum SGD (both with the paper's schedule, lr0 from ``lrs`` chosen per
     width and repetition by validation error), from the standard and from an unbalanced
     initialization, one repetition per seed (the initial weights and the unbalancing factors;
     all networks see the same batches). Every variant of one optimizer is one packed model.
-    Writes ``history.npz`` (every network's train / val / test error and loss per epoch),
-    ``results.csv`` (per method, init, seed and width: final and early-stopped test error, the
-    chosen lr), ``run.json`` and the figure; returns (results, invariance gaps, seconds)."""
+    Writes one sweep directory per method and initialization (``{method}-{init}``: every
+    network's history per epoch), ``results.csv`` (per method, init, seed and width: final and
+    early-stopped test error, the chosen lr), ``run.json`` and the figure; returns (results,
+    invariance gaps, seconds). ``resume``: continue an interrupted run in ``out`` to the numbers
+    of an uninterrupted one."""
     import pandas as pd
     out = Path(out)
     widths = list(widths or POW2[:11])
@@ -238,7 +244,7 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     methods = {"sgd": "momentum_sgd", "path_sgd": "path_sgd"}
     for method in methods:
         for ini in inits:
-            check_output(out / f"{method}-{ini}")
+            check_output(out / f"{method}-{ini}", resume)
     out.mkdir(parents=True, exist_ok=True)
     # networks (init, seed, lr, width), width fastest, as the table and figure read them; each
     # (method, init) is one sweep with the lrs as lr scales of the paper's schedule (lr0 0.1):
@@ -254,7 +260,8 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
                         schedule=PaperSchedule(lr0=0.1),
                         optimizer=optimizer, init_transform=None if ini == "standard" else "unbalanced",
                         init_transform_args=None if ini == "standard" else {"factor": float(unbalance)},
-                        out=out / f"{method}-{ini}", progress=progress, tag=f"{method}, {ini} init")
+                        out=out / f"{method}-{ini}", progress=progress, resume=resume,
+                        tag=f"{method}, {ini} init")
             rank = {int(r): i for i, r in enumerate(seeds)}
             frame = res.history.assign(_rep=res.history.repetition.map(rank))
             frame = frame.sort_values(["epoch", "_rep", "network"], kind="stable")

@@ -365,3 +365,13 @@ def test_an_interrupted_command_says_how_to_go_on_and_pathsgd_resumes(capsys, tm
     assert main(["demo", "learning-rate", "--quick", "--out", str(tmp_path / "demo")]) == 130
     err = capsys.readouterr().err
     assert "this command does not resume: rerun it" in err and "--resume" not in err
+
+
+@pytest.mark.parametrize("name", ["sgd-vs-cg", "measures", "pathsgd"])
+def test_a_bad_figure_suffix_is_refused_before_training(capsys, tmp_path, name):
+    """--figure x.txt trained everything and then failed in matplotlib, leaving the output."""
+    out = tmp_path / "o"
+    err = _one_line_error(capsys, ["reproduce", name, "--out", str(out), "--figure", str(tmp_path / "x.txt"),
+                                   "--quiet"])
+    assert err.startswith("pyireg reproduce: error: --figure: x.txt has the suffix .txt, not one of the figure")
+    assert not out.exists() and not (tmp_path / "x.txt").exists()

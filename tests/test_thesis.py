@@ -55,3 +55,11 @@ def test_thesis_experiments_write_sweep_directories_that_load_results_reads(tmp_
         res = load_results(tmp_path / d)
         assert res.complete and res.config["optimizer"] == ("path_sgd" if d.startswith("path") else "momentum_sgd")
     assert load_results(tmp_path / "path_sgd-unbalanced").config["init_transform"] == "unbalanced"
+
+
+def test_a_bad_figure_suffix_is_refused_before_any_training(tmp_path):
+    import pytest
+    for run in (T.reproduce_pathsgd, T.reproduce_measures):
+        with pytest.raises(ValueError, match="figure: x.txt has the suffix .txt, not one of the figure formats"):
+            run(tmp_path / "o", widths=[2], epochs=1, seeds=(0,), figure=tmp_path / "x.txt", progress=False)
+        assert not (tmp_path / "o").exists()

@@ -260,20 +260,26 @@ def plot_results(source, out_file=None, meta=None):
     return out_file
 
 
+def check_figure_suffix(path, what: str) -> None:
+    """A figure file's suffix is one of matplotlib's formats (none: .png is added)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in formats:
+        raise ValueError(f"{what}: {path.name} has the suffix {path.suffix}, not one of the figure formats "
+                         f"({', '.join('.' + f for f in sorted(formats))})")
+
+
 def _check_out_file(out_file) -> Path:
     """The file a figure goes to, checked before drawing: ".png" added when it has no suffix
     (matplotlib would add it without saying), a format matplotlib writes, an existing folder."""
-    from matplotlib.backend_bases import FigureCanvasBase
     out_file = Path(out_file)
     if out_file.is_dir():
         raise IsADirectoryError(f"out_file: {out_file} is a directory; give a file name such as "
                                 f"{out_file / 'sweep.png'}")
     if not out_file.suffix:
         out_file = out_file.with_suffix(".png")
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if out_file.suffix[1:].lower() not in formats:
-        raise ValueError(f"out_file: {out_file.name} has the suffix {out_file.suffix}, not one of the figure formats "
-                         f"({', '.join('.' + f for f in sorted(formats))})")
+    check_figure_suffix(out_file, "out_file")
     if not out_file.parent.is_dir():
         raise FileNotFoundError(f"out_file: the folder {out_file.parent} does not exist")
     return out_file

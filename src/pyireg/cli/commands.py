@@ -283,7 +283,9 @@ def cmd_experiment(args) -> int:
     kw = given(args, entry)
     out = _check_dir_target(args.out or entry.out, "--out")
     if args.figure if entry.kind == "reproduce" else False:
+        from ..plots import check_figure_suffix
         _check_file_target(args.figure, "--figure")
+        check_figure_suffix(args.figure, "--figure")
     _threads(args)
     t0 = time.perf_counter()
     if entry.kind == "demo":

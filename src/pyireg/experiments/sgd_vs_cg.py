@@ -111,7 +111,9 @@ def reproduce_sgd_vs_cg(out="results/sgd-vs-cg", *, dataset="mnist5k", data_dir=
         check_output(out / row, resume)
     if figure is not None:
         from ._common import check_writable
+        from ..plots import check_figure_suffix
         check_writable(Path(figure).parent if str(Path(figure).parent) else Path("."), "figure", "path")
+        check_figure_suffix(figure, "figure")
     ds = D.load(dataset, data_dir=data_dir, n_train=given["n_train"], n_val=given["n_val"], n_test=given["n_test"])
     n = len(ds.y_train)
     common = dict(seeds=seeds, progress=progress, resume=resume, stop_when=stop_when, patience=patience)

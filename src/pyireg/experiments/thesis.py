@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import data as D
 from ..measures import ALL, PERTURBED, compute
+from ..plots import check_figure_suffix
 from ..schedule import PaperSchedule
 from .store import check_output
 from .sweep import ChanceWarning, sweep
@@ -81,6 +82,8 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
     widths = list(widths or POW2)
     seeds = [seed] if seed is not None else list(seeds)
     _check_counts(epochs=epochs, random_epochs=random_epochs, samples=samples)
+    if figure is not None:
+        check_figure_suffix(figure, "figure")           # before the training, not after it
     t_start = time.perf_counter()
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
     for rep in seeds:
@@ -236,6 +239,8 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     widths = list(widths or POW2[:11])
     seeds = [seed] if seed is not None else list(seeds)
     _check_counts(epochs=epochs)
+    if figure is not None:
+        check_figure_suffix(figure, "figure")           # before the training, not after it
     if not (isinstance(unbalance, (int, float)) and unbalance >= 1):
         raise ValueError(f"unbalance: expected a factor >= 1, got {unbalance!r}")
     t_start = time.perf_counter()

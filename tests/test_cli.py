@@ -375,3 +375,10 @@ def test_a_bad_figure_suffix_is_refused_before_training(capsys, tmp_path, name):
                                    "--quiet"])
     assert err.startswith("pyireg reproduce: error: --figure: x.txt has the suffix .txt, not one of the figure")
     assert not out.exists() and not (tmp_path / "x.txt").exists()
+
+
+def test_theorem1_and_convex_leave_no_folder_on_a_data_error(capsys, tmp_path):
+    for argv in (["theorem1", "--quick", "--n", "100000"], ["convex", "--n", "100000"]):
+        out = tmp_path / argv[0]
+        err = _one_line_error(capsys, [*argv, "--out", str(out)])
+        assert "samples" in err and not out.exists()

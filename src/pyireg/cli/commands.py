@@ -367,14 +367,16 @@ def cmd_theorem1(args) -> int:
             size[key] = getattr(args, key)
     out = _check_dir_target(args.out, "--out")
     _threads(args)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    # the folder is made once the tables are computed: a data error leaves nothing behind
     if k == 1:
         losses = (args.loss,) if args.loss else ("squared", "logistic")
         table = TD.theorem1_scalar_table(args.dataset, lams=args.lam, losses=losses, **size)
+        out.mkdir(parents=True, exist_ok=True)
         png = TD.plot_theorem1_scalar(table, out / "theorem1.png")
     else:
         table, traces = TD.theorem1_table(args.dataset, lams=args.lam, out_features=k, **size)
+        out.mkdir(parents=True, exist_ok=True)
         png = TD.plot_theorem1(traces, args.lam, out / "theorem1.png")
     _save_table(table, out / "theorem1.csv", time.perf_counter() - t0, f"figure {png}, ")
     return 0
@@ -384,13 +386,11 @@ def cmd_convex(args) -> int:
     from ..experiments import theory_demo as TD
     out = _check_dir_target(args.out, "--out")
     _threads(args)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     table = TD.corollary1_table(args.dataset, n=args.n, widths=args.widths, lam=args.lam[0], iters=args.iters)
+    out.mkdir(parents=True, exist_ok=True)                 # after the table: a data error leaves nothing
     _save_table(table, out / "corollary1.csv", time.perf_counter() - t0)
     return 0
-
-
 
 
 def cmd_data_fetch(args) -> int:

@@ -2,6 +2,7 @@
 gradient side by side; its files, and its table against the two histories."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,7 +58,10 @@ def test_with_a_stopping_rule_and_resume(tmp_path):
     table, lines, png, _ = reproduce_sgd_vs_cg(out, **kw)
     assert {"sgd_converged_epoch", "cg_converged_epoch"} <= set(table.columns)
     h = pd.read_parquet(out / "cg" / "history.parquet")
-    assert table["cg_converged_epoch"].tolist() == h.groupby("width")["converged_epoch"].max().tolist()
+    last = h[h["epoch"] == h["epoch"].max()]
+    done = last[last["converged_epoch"] >= 0].groupby("width")["converged_epoch"]
+    assert table["cg_converged"].tolist() == [done.size().get(w, 0) for w in table["width"]]
+    np.testing.assert_array_equal(table["cg_converged_epoch"], [done.mean().get(w, np.nan) for w in table["width"]])
     again, *_ = reproduce_sgd_vs_cg(out, resume=True, **kw)
     pd.testing.assert_frame_equal(again, table)
     with pytest.raises(FileExistsError, match="out:"):
@@ -74,3 +78,15 @@ def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path, c
         err = capsys.readouterr().err
         assert rc == 2 and match in err and len(err.strip().splitlines()) <= 2, err
         assert not (tmp_path / "o").exists()
+
+
+def test_a_repetition_that_never_converged_is_counted_not_hidden():
+    """Per repetition 16, -1, 18, 17: three of four converged, at 17 on average (the max, 18,
+    claimed convergence for the one that did not)."""
+    from pyireg.experiments.sgd_vs_cg import comparison_table
+    rows = [dict(repetition=r, width=16, epoch=18, train_error=0.0, test_error=0.1, converged_epoch=c)
+            for r, c in enumerate([16, -1, 18, 17])]
+    h = pd.DataFrame(rows)
+    t = comparison_table({"sgd": h, "cg": h.assign(converged_epoch=-1)})
+    assert t["sgd_converged"].tolist() == [3] and t["sgd_converged_epoch"].tolist() == [17.0]
+    assert t["cg_converged"].tolist() == [0] and np.isnan(t["cg_converged_epoch"].iloc[0])

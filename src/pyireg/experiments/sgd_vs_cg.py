@@ -31,7 +31,9 @@ QUICK = dict(widths=(1, 4, 16, 64), epochs=10, cg_epochs=20, n_train=400, n_val=
 
 def comparison_table(histories: dict):
     """Per width: each optimizer's final training and test error (mean over repetitions of the
-    last epoch's rows) and the difference CG - SGD."""
+    last epoch's rows) and the difference CG - SGD; with a stopping rule, also how many
+    repetitions converged (``*_converged``) and their mean first epoch of the streak
+    (``*_converged_epoch``, NaN when none did)."""
     import pandas as pd
     cols = {}
     for name, h in histories.items():
@@ -40,7 +42,11 @@ def comparison_table(histories: dict):
         cols[f"{name}_train_error"] = g["train_error"].mean()
         cols[f"{name}_test_error"] = g["test_error"].mean()
         if "converged_epoch" in last.columns:
-            cols[f"{name}_converged_epoch"] = g["converged_epoch"].max()
+            # repetitions that converged, and their mean first epoch of the streak (-1: never;
+            # the max over repetitions hid a -1 behind another repetition's epoch)
+            done = last["converged_epoch"] >= 0
+            cols[f"{name}_converged"] = done.groupby(last["width"]).sum()
+            cols[f"{name}_converged_epoch"] = last["converged_epoch"].where(done).groupby(last["width"]).mean()
     t = pd.DataFrame(cols)
     t["diff_train_error"] = t["cg_train_error"] - t["sgd_train_error"]
     t["diff_test_error"] = t["cg_test_error"] - t["sgd_test_error"]

@@ -382,3 +382,25 @@ def test_theorem1_and_convex_leave_no_folder_on_a_data_error(capsys, tmp_path):
         out = tmp_path / argv[0]
         err = _one_line_error(capsys, [*argv, "--out", str(out)])
         assert "samples" in err and not out.exists()
+
+
+def test_a_sweep_and_a_reproduction_do_not_share_a_directory(capsys, tmp_path):
+    """reproduce figure1 wrote figure.json and original/ into a sweep's directory (pyireg plot then
+    drew the figure, not the sweep), and sweep --resume took a figure's directory for a fresh
+    sweep; each is refused now, naming the other kind, before anything is written."""
+    sw = tmp_path / "sw"
+    assert main(["sweep", "--widths", "1,2", "--out", str(sw), *SMALL]) == 0
+    before = sorted(p.name for p in sw.iterdir())
+    fig = ["reproduce", "figure1", "--widths", "1,2", "--epochs", "1", "--quiet"]
+    err = _one_line_error(capsys, [*fig, "--out", str(sw)])
+    assert "holds a sweep (config.json), not a reproduction of figure1" in err
+    assert sorted(p.name for p in sw.iterdir()) == before
+    f1 = tmp_path / "f1"
+    assert main([*fig, "--out", str(f1)]) == 0
+    for resume in ([], ["--resume"]):
+        err = _one_line_error(capsys, ["sweep", "--widths", "1,2", "--out", str(f1), *resume, *SMALL])
+        assert "holds a reproduction (figure.json; its sweeps are its subfolders), not a sweep" in err
+    assert not (f1 / "config.json").exists()
+    err = _one_line_error(capsys, ["reproduce", "figure2", "--widths", "1,2", "--epochs", "1", "--quiet",
+                                   "--out", str(f1)])
+    assert "holds the reproduction of figure1 (figure.json), not of figure2" in err

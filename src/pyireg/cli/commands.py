@@ -141,7 +141,7 @@ def _schedule(args):
 
 def cmd_sweep(args) -> int:
     from ..experiments.resources import check_memory, estimate_memory
-    from ..experiments.store import check_output
+    from ..experiments.store import check_kind, check_output
     from ..experiments.sweep import measure_names_for, sweep
     from ..experiments.training import check_device, check_optimizer
     seeds = _repetitions(args, [0])
@@ -169,6 +169,7 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise ValueError("--" + str(e).split("optimizer_args: ", 1)[-1]) from None
     check_device(args.device)
+    check_kind(args.out, "sweep")
     check_output(args.out, args.resume)
     executor = _executor(args)
     if executor is None:

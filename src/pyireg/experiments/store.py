@@ -541,3 +541,28 @@ def check_output(out, resume: bool = False) -> str:
                                   "or choose another directory")
         return "resume"
     return "new"
+
+
+def check_kind(out, kind: str) -> None:
+    """Refuse a directory that holds another kind of run: a reproduction (figure.json, its sweeps
+    in subfolders) where a sweep goes (``kind`` "sweep"), or a sweep (config.json) or another
+    experiment's reproduction where the reproduction ``kind`` (figure1, sgd-vs-cg, measures,
+    ...) goes. Mixing them hid one from ``pyireg plot``, which reads the directory as either."""
+    out = Path(out)
+    fig = out / "figure.json"
+    if kind == "sweep":
+        if fig.exists():
+            raise FileExistsError(f"out: {out} holds a reproduction ({fig.name}; its sweeps are its subfolders), "
+                                  "not a sweep; choose another directory")
+        return
+    if (out / "config.json").exists() or (out / "history.parquet").exists():
+        raise FileExistsError(f"out: {out} holds a sweep (config.json), not a reproduction of {kind}; choose "
+                              "another directory")
+    if fig.exists():
+        try:
+            other = json.loads(read_bounded(fig, "out").decode()).get("figure")
+        except (SweepStateError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+            other = None
+        if other != kind:
+            raise FileExistsError(f"out: {out} holds the reproduction of {other or 'another experiment'} ({fig.name}), "
+                                  f"not of {kind}; choose another directory")

@@ -40,6 +40,7 @@ from .store import (
     CHECKPOINT_POLICIES,
     FORMAT,
     SweepDir,
+    check_kind,
     check_output,
 )
 from .training import (
@@ -310,6 +311,7 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
                               eval_batch=eval_batch, dtype=ds.dtype)
         check_memory(est, max_memory)
     if out is not None:
+        check_kind(out, "sweep")
         check_output(out, resume)
     from .. import __version__
     from .record import run_record

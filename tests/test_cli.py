@@ -88,6 +88,11 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     (["sweep", "--out", "x", "--widths", "8:2"], "8:2: expected FIRST:LAST with 1 <= FIRST <= LAST"),
     (["sweep", "--out", "x", "--widths", "a,b"], "expected widths like"),
     (["sweep", "--out", "x", "--widths", "0,4"], "expected positive widths"),
+    (["sweep", "--out", "x", "--widths", "1,1,2"], r"width 1 appears twice in '1,1,2'.*repeat a width with --seeds"),
+    (["sweep", "--out", "x", "--widths", "1,"], "expected widths like"),
+    (["sweep", "--out", "x", "--widths", "1,,2"], "expected widths like"),
+    (["sweep", "--out", "x", "--widths", "1:1000000000"], "1:1000000000: 1,000,000,000 widths; a range holds at most "
+     "10,000,000"),
     (["sweep", "--out", "x", "--reps", "0"], "--reps: expected an integer >= 1"),
     (["sweep", "--out", "x", "--seeds", "1,1"], "--seeds: expected distinct seeds"),
     (["sweep", "--out", "x", "--seeds", "-1"], "--seeds: expected an integer >= 0"),

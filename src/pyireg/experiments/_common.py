@@ -87,6 +87,10 @@ def distance_per_network(model, U0, V0) -> np.ndarray:
     return np.sqrt(np.add.reduceat(dU + dV, model.offsets[:-1]))
 
 
+# the most widths a FIRST:LAST range gives (ten million networks: far past any sweep's memory)
+MAX_RANGE = 10_000_000
+
+
 def widths_arg(text: str):
     """The widths of a command-line option: '1,2,4' (these), '1:1024' (every width from 1 to
     1024) or 'pow2:4096' (1, 2, 4, ..., 4096); argparse.ArgumentTypeError otherwise."""
@@ -105,12 +109,19 @@ def widths_arg(text: str):
             a, b = (int(x) for x in text.split(":"))
             if not 1 <= a <= b:
                 raise argparse.ArgumentTypeError(f"{text}: expected FIRST:LAST with 1 <= FIRST <= LAST")
+            if b - a + 1 > MAX_RANGE:          # refused before the list is made (1:10^9 took minutes)
+                raise argparse.ArgumentTypeError(f"{text}: {b - a + 1:,} widths; a range holds at most "
+                                                 f"{MAX_RANGE:,}")
             return list(range(a, b + 1))
-        ws = [int(x) for x in text.split(",") if x.strip()]
+        ws = [int(x) for x in text.split(",")]     # an empty item ('1,', '1,,2') is a ValueError
     except ValueError:
         raise bad from None
     if not ws or min(ws) < 1:
         raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    twice = sorted({w for w in ws if ws.count(w) > 1}) if len(set(ws)) < len(ws) else []
+    if twice:
+        raise argparse.ArgumentTypeError(f"width {twice[0]} appears twice in {text!r}: the summaries would take the "
+                                         "two networks for repetitions; repeat a width with --seeds")
     return ws
 
 

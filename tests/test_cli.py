@@ -90,6 +90,8 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     (["sweep", "--out", "x", "--widths", "0,4"], "expected positive widths"),
     (["sweep", "--out", "x", "--widths", "1,1,2"], r"width 1 appears twice in '1,1,2'.*repeat a width with --seeds"),
     (["sweep", "--out", "x", "--widths", "1,"], "expected widths like"),
+    (["reproduce", "sgd-vs-cg", "--seed", "3", "--seeds", "1,2"], "argument --seeds: not allowed with argument --seed"),
+    (["reproduce", "pathsgd", "--seeds", "1,2", "--seed", "3"], "argument --seed: not allowed with argument --seeds"),
     (["sweep", "--out", "x", "--widths", "1,,2"], "expected widths like"),
     (["sweep", "--out", "x", "--widths", "1:1000000000"], "1:1000000000: 1,000,000,000 widths; a range holds at most "
      "10,000,000"),

@@ -129,20 +129,22 @@ def add_entry_parser(sub, entry: Entry):
     default is None, so that only the options given override the experiment's (or --quick's)."""
     q = sub.add_parser(entry.name, help=entry.help.replace("%", "%%"), description=entry.help,
                        formatter_class=_Formatter)
+    seeds = q.add_mutually_exclusive_group()        # --seeds or --seed, not both (--seed used to win)
     for name, option, typ, metavar, default, text in settings(entry):
+        where = seeds if name == "seeds" else q
         if name == "dataset":
             q.add_argument(option, choices=DATASETS, default=None, help=text)
         elif typ is None:
             q.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            q.add_argument(option, type=typ, metavar=metavar, default=None, help=text)
+            where.add_argument(option, type=typ, metavar=metavar, default=None, help=text)
     q.add_argument("--out", metavar="DIR", default=None, help=f"output directory (default: {entry.out})")
     q.add_argument("--threads", type=_positive, default=None, metavar="N", help="native threads")
     q.add_argument("--quiet", action="store_true", help="no progress output; no table")
     if entry.kind == "demo" or entry.quick:
         q.add_argument("--quick", action="store_true", help="a tiny version that runs in seconds")
     if entry.kind != "demo":
-        q.add_argument("--seed", type=_number(0, kind=int), default=None, metavar="SEED",
+        seeds.add_argument("--seed", type=_number(0, kind=int), default=None, metavar="SEED",
                        help="one repetition with this seed (default: the experiment's seeds)")
         q.add_argument("--figure", default=None, metavar="PNG", help="figure path (default: inside --out)")
     q.set_defaults(entry=entry)

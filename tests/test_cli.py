@@ -411,3 +411,12 @@ def test_a_sweep_and_a_reproduction_do_not_share_a_directory(capsys, tmp_path):
     err = _one_line_error(capsys, ["reproduce", "figure2", "--widths", "1,2", "--epochs", "1", "--quiet",
                                    "--out", str(f1)])
     assert "holds the reproduction of figure1 (figure.json), not of figure2" in err
+
+
+def test_demos_that_take_a_dataset_take_its_data_dir(capsys, tmp_path):
+    """demo learning-rate --dataset mnist asked for --data-dir, which the demos did not have."""
+    missing = tmp_path / "none"
+    for demo in ("learning-rate", "init-scale", "batch-size", "early-stopping"):
+        err = _one_line_error(capsys, ["demo", demo, "--quick", "--dataset", "mnist", "--data-dir", str(missing),
+                                       "--out", str(tmp_path / demo)])
+        assert str(missing) in err and not (tmp_path / demo).exists()

@@ -39,8 +39,8 @@ class Run:
     final: dict = dataclasses.field(default_factory=dict)   # measure name -> (N,) after the last epoch
 
 
-def load_digits(name="mnist5k", n_train=None, n_val=None, n_test=None, seed=0, label_noise=0.0):
-    ds = D.load(name, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+def load_digits(name="mnist5k", n_train=None, n_val=None, n_test=None, seed=0, label_noise=0.0, data_dir=None):
+    ds = D.load(name, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, data_dir=data_dir)
     return D.label_noise(ds, label_noise, seed=seed + 1000) if label_noise > 0 else ds
 
 
@@ -206,12 +206,12 @@ def _mean_by(df, by, cols):
 
 # ----------------------------------------------------------------------------- learning rate
 def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0), seeds=(0, 1),
-                       epochs=60, batch_size=100, dataset="mnist5k", n_train=None, n_val=None, n_test=None,
-                       threads=None) -> DemoResult:
+                       epochs=60, batch_size=100, dataset="mnist5k", data_dir=None, n_train=None, n_val=None,
+                       n_test=None, threads=None) -> DemoResult:
     """Plain SGD (no momentum) at several constant learning rates, every width and seed in one
     packed model."""
     t0 = time.perf_counter()
-    ds = load_digits(dataset, n_train, n_val, n_test)
+    ds = load_digits(dataset, n_train, n_val, n_test, data_dir=data_dir)
     grid = [(s, lr, w) for s in seeds for lr in lrs for w in widths]
     with num_threads(threads):
         run = train(ds, [g[2] for g in grid], lr=np.array([g[1] for g in grid]), momentum=0.0,
@@ -272,12 +272,12 @@ def learning_rate_demo(out, *, widths=(32, 256, 2048), lrs=(0.003, 0.01, 0.03, 0
 
 # ----------------------------------------------------------------------------- initialization scale
 def init_scale_demo(out, *, widths=(32, 256, 2048), scales=(0.1, 0.3, 1.0, 2.0, 4.0), seeds=(0, 1), lr=0.01,
-                    momentum=0.9, epochs=60, batch_size=100, dataset="mnist5k", n_train=None, n_val=None,
+                    momentum=0.9, epochs=60, batch_size=100, dataset="mnist5k", data_dir=None, n_train=None, n_val=None,
                     n_test=None, threads=None) -> DemoResult:
     """Every weight drawn with alpha times the default std (1/sqrt(d) for U, 1/sqrt(H) for V),
     one packed model for every alpha x width x seed, same optimizer."""
     t0 = time.perf_counter()
-    ds = load_digits(dataset, n_train, n_val, n_test)
+    ds = load_digits(dataset, n_train, n_val, n_test, data_dir=data_dir)
     d = ds.num_features
     grid = [(s, a, w) for s in seeds for a in scales for w in widths]
     std_u = np.array([a / np.sqrt(d) for _, a, _ in grid])
@@ -336,15 +336,15 @@ def init_scale_demo(out, *, widths=(32, 256, 2048), scales=(0.1, 0.3, 1.0, 2.0, 
 
 # ----------------------------------------------------------------------------- batch size
 def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-3, 3e-3, 1e-2, 3e-2), width=256,
-                    seeds=(0, 1), time_budget=120.0, label_noise=0.0, dataset="mnist5k", n_train=None, n_val=None,
-                    n_test=None, threads=None) -> DemoResult:
+                    seeds=(0, 1), time_budget=120.0, label_noise=0.0, dataset="mnist5k", data_dir=None,
+                    n_train=None, n_val=None, n_test=None, threads=None) -> DemoResult:
     """One packed run per batch size B, holding lr = ratio * B for every ratio (and seed), plain
     SGD. Every run gets the same gradient time, steps x lr = ``time_budget`` (so a run of ratio
     r trains for time_budget / (n r) epochs, then stops): runs then differ only in the scale
     of their gradient noise, which lr / B sets."""
     import pandas as pd
     t0 = time.perf_counter()
-    ds = load_digits(dataset, n_train, n_val, n_test, label_noise=label_noise)
+    ds = load_digits(dataset, n_train, n_val, n_test, label_noise=label_noise, data_dir=data_dir)
     n = len(ds.y_train)
     budget = {r: max(1, int(round(time_budget / (n * r)))) for r in ratios}
     parts = []
@@ -410,8 +410,8 @@ def batch_size_demo(out, *, batch_sizes=(10, 25, 50, 100, 250, 500), ratios=(1e-
 
 # ----------------------------------------------------------------------------- early stopping
 def early_stopping_demo(out, *, widths=(4, 16, 64, 256, 1024), noise_levels=(0.0, 0.05, 0.2), seeds=(0, 1),
-                        epochs=60, batch_size=100, dataset="mnist5k", n_train=None, n_val=None, n_test=None,
-                        threads=None) -> DemoResult:
+                        epochs=60, batch_size=100, dataset="mnist5k", data_dir=None, n_train=None, n_val=None,
+                        n_test=None, threads=None) -> DemoResult:
     """The paper's schedule (momentum SGD, lr 0.1 x 0.99^epoch) on the original labels and with a
     fraction of the training labels changed at random, one packed run per noise level; the test
     error at the end against the test error at the epoch of least validation error."""
@@ -421,7 +421,7 @@ def early_stopping_demo(out, *, widths=(4, 16, 64, 256, 1024), noise_levels=(0.0
     parts, curves = [], {}
     with num_threads(threads):
         for q in noise_levels:
-            ds = load_digits(dataset, n_train, n_val, n_test, label_noise=q)
+            ds = load_digits(dataset, n_train, n_val, n_test, label_noise=q, data_dir=data_dir)
             grid = [(s, w) for s in seeds for w in widths]
             run = train(ds, [w for _, w in grid], lr=sched.lr0, batch_size=batch_size, epochs=epochs,
                         schedule=sched, seed=_paired_seeds(grid, 0, 1), out=Path(out) / f"early-stopping-run-q{q:g}",

@@ -293,7 +293,10 @@ def test_from_arrays_label_rule():
     assert "classes" not in ints.info and ints.num_classes == int(y.max()) + 2
     assert D.from_arrays(X, y.astype(float), n_val=10, n_test=10).fingerprint() == \
         D.from_arrays(X, y, n_val=10, n_test=10).fingerprint()
-    both = D.from_arrays(X[:40], names[:40], X_test=X[40:], y_test=np.full(20, "fox"), n_val=10)
+    with pytest.warns(RuntimeWarning, match=r"y_test: 1 class\(es\) occur only in the test labels \(fox\)"):
+        both = D.from_arrays(X[:40], names[:40], X_test=X[40:], y_test=np.full(20, "fox"), n_val=10)
+    with pytest.warns(RuntimeWarning, match=r"y_test: 3 class\(es\) occur only in the test labels \(5, 6, 7\)"):
+        D.from_arrays(X[:40], y[:40] % 3, X_test=X[40:], y_test=5 + y[40:] % 3, n_val=10)
     assert both.info["classes"] == ["cat", "dog", "emu", "fox"] and set(both.y_test) == {3}
 
 

@@ -407,6 +407,13 @@ def from_arrays(X, y, *, X_test=None, y_test=None, n_train=None, n_val=None, n_t
                          f"got {num_classes!r}")
     if num_classes < 2:
         raise ValueError(f"y: expected at least 2 classes, got only class {int(ya[0])}")
+    if yt is not None:
+        unseen = np.setdiff1d(yt, ya)
+        if len(unseen):
+            shown = ", ".join(str(classes[c] if classes is not None else c) for c in unseen[:5].tolist())
+            warnings.warn(f"y_test: {len(unseen)} class(es) occur only in the test labels ({shown}"
+                          f"{', ...' if len(unseen) > 5 else ''}): no network can learn them, and every test sample "
+                          "of them counts as an error", RuntimeWarning, stacklevel=2)
     default = max(1, int(round(0.2 * n)))
     for v, nm in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):

@@ -213,3 +213,6 @@ def test_data_fetch_command_and_load_from_the_cache(tmp_path, monkeypatch, capsy
     assert capsys.readouterr().out.strip() == str(tmp_path / "c2" / "mnist")
     assert main(["data", "fetch", "mnist", "--idx-dir", str(tmp_path / "nope")]) == 2
     assert "--idx-dir" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["data", "fetch", "mnist", "--idx-dir", str(d), "--cache-dir", str(tmp_path / "afile")]) == 2
+    assert f"--cache-dir: {tmp_path / 'afile'} is a file; expected a directory" in capsys.readouterr().err

@@ -398,6 +398,10 @@ def cmd_data_fetch(args) -> int:
     from ..data import fetch as F
     if args.idx_dir is not None and not Path(args.idx_dir).expanduser().is_dir():
         raise FileNotFoundError(f"--idx-dir: {args.idx_dir} is not a directory")
+    if args.cache_dir is not None:
+        cache = Path(args.cache_dir).expanduser()
+        if cache.exists() and not cache.is_dir():
+            raise NotADirectoryError(f"--cache-dir: {args.cache_dir} is a file; expected a directory (made if missing)")
     path = F.fetch(args.name, cache_dir=args.cache_dir, idx_dir=args.idx_dir)
     print(path)
     return 0

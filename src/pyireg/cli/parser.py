@@ -329,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convex)
 
     pl = mk("plot", help="plot a saved sweep or figure directory",
-            description="Plot RESULTS (a directory written by sweep or reproduce) as a PNG and print a table; an "
-                        "unfinished sweep is plotted and labelled as such.")
+            description="Plot RESULTS (a directory written by sweep, by reproduce figure1 / figure2 / sgd-vs-cg, "
+                        "or one sweep directory of reproduce measures / pathsgd, e.g. OUT/sgd-standard) as a PNG "
+                        "and print a table; an unfinished sweep is plotted and labelled as such.")
     pl.add_argument("results", help="a sweep or figure directory")
     pl.add_argument("--output", help="PNG path (default: inside RESULTS)")
     pl.set_defaults(func=cmd_plot)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyireg.experiments import history as H
 from pyireg.experiments import store as S
 
 POW2 = [2 ** i for i in range(12)]
@@ -43,7 +44,7 @@ SHAPES = {"original": (POW2, 5), "censored": (POW2, 1)}     # widths, weight dec
 def _history(rng, N, epochs):
     import pandas as pd
     rows = N * epochs
-    cols = {c: rng.random(rows) for c in S.COLUMNS}
+    cols = {c: rng.random(rows) for c in H.COLUMNS}
     cols.update(repetition=np.zeros(rows, np.int64), network=np.arange(rows) % N,
                 width=np.arange(rows) % N, epoch=np.arange(rows) // N + 1,
                 diverged=np.zeros(rows, bool), at_chance=np.zeros(rows, bool))
@@ -66,15 +67,15 @@ class _Before:
     same thread, Parquet with dictionary encoding."""
 
     def __enter__(self):
-        self.saved = (S.save_checkpoint, S.OVERLAP_BYTES, dict(S.PARQUET_OPTIONS))
+        self.saved = (S.save_checkpoint, S.OVERLAP_BYTES, dict(H.PARQUET_OPTIONS))
         S.save_checkpoint = lambda f, arrays: np.savez(f, **arrays)
         S.OVERLAP_BYTES = 1 << 62
-        S.PARQUET_OPTIONS.clear()
+        H.PARQUET_OPTIONS.clear()
 
     def __exit__(self, *exc):
         S.save_checkpoint, S.OVERLAP_BYTES, opts = self.saved
-        S.PARQUET_OPTIONS.clear()
-        S.PARQUET_OPTIONS.update(opts)
+        H.PARQUET_OPTIONS.clear()
+        H.PARQUET_OPTIONS.update(opts)
 
 
 def commit_ms(shape, *, reps, history_epochs, where, modes, seed=0):

@@ -154,3 +154,17 @@ def test_committer_rules(monkeypatch):
 def test_the_size_bound_of_background_commits():
     assert C.EpochCommitter(_Dir()).background_bytes == C.BACKGROUND_BYTES == DEFAULT_BYTES == 256 * 2 ** 20
     assert C.EpochCommitter(_Dir(), background_bytes=10).background_bytes == 10
+
+
+def test_the_commit_cost_benchmark_runs(capsys):
+    """benchmarks/commit_cost.py reaches into the store and the history (their options, the
+    columns): a quick run keeps it working when they move."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "commit_cost.py"
+    spec = importlib.util.spec_from_file_location("commit_cost", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.main(["--reps", "2", "--epochs", "1", "--history-epochs", "3", "--compare"])
+    assert {(r["shape"], r["writer"]) for r in rows} >= {("original", "now"), ("censored", "before")}
+    assert all(r["ms_per_commit"] > 0 for r in rows) and "ms per commit" in capsys.readouterr().out

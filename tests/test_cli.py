@@ -88,7 +88,6 @@ def test_help_shows_the_defaults_and_one_epoch_default(capsys):
     (["sweep", "--out", "x", "--widths", "8:2"], "8:2: expected FIRST:LAST with 1 <= FIRST <= LAST"),
     (["sweep", "--out", "x", "--widths", "a,b"], "expected widths like"),
     (["sweep", "--out", "x", "--widths", "0,4"], "expected positive widths"),
-    (["sweep", "--out", "x", "--widths", "1,1,2"], r"width 1 appears twice in '1,1,2'.*repeat a width with --seeds"),
     (["sweep", "--out", "x", "--widths", "1,"], "expected widths like"),
     (["reproduce", "sgd-vs-cg", "--seed", "3", "--seeds", "1,2"], "argument --seeds: not allowed with argument --seed"),
     (["reproduce", "pathsgd", "--seeds", "1,2", "--seed", "3"], "argument --seed: not allowed with argument --seeds"),
@@ -384,6 +383,13 @@ def test_a_bad_figure_suffix_is_refused_before_training(capsys, tmp_path, name):
     assert not out.exists() and not (tmp_path / "x.txt").exists()
 
 
+def test_a_sweep_refuses_a_repeated_width(capsys, tmp_path):
+    """--widths 1,1,2 ran, and the summaries took the two width-1 networks for two repetitions."""
+    out = tmp_path / "dup"
+    err = _one_line_error(capsys, ["sweep", "--widths", "1,1,2", "--out", str(out), *SMALL])
+    assert "widths: expected distinct widths, got 1 twice" in err and not out.exists()
+
+
 def test_theorem1_and_convex_leave_no_folder_on_a_data_error(capsys, tmp_path):
     for argv in (["theorem1", "--quick", "--n", "100000"], ["convex", "--n", "100000"]):
         out = tmp_path / argv[0]
@@ -406,11 +412,25 @@ def test_a_sweep_and_a_reproduction_do_not_share_a_directory(capsys, tmp_path):
     assert main([*fig, "--out", str(f1)]) == 0
     for resume in ([], ["--resume"]):
         err = _one_line_error(capsys, ["sweep", "--widths", "1,2", "--out", str(f1), *resume, *SMALL])
-        assert "holds a reproduction (figure.json; its sweeps are its subfolders), not a sweep" in err
+        assert "holds the reproduction of figure1, not a sweep" in err
+    (f1 / "figure.json").unlink()                         # as an interrupted reproduction leaves it
+    err = _one_line_error(capsys, ["sweep", "--widths", "1,2", "--out", str(f1), *SMALL])
+    assert "holds the sweeps of a reproduction (original), not a sweep" in err
     assert not (f1 / "config.json").exists()
+    assert main([*fig, "--out", str(f1), "--resume"]) == 0     # its own reproduction still resumes
     err = _one_line_error(capsys, ["reproduce", "figure2", "--widths", "1,2", "--epochs", "1", "--quiet",
                                    "--out", str(f1)])
-    assert "holds the reproduction of figure1 (figure.json), not of figure2" in err
+    assert "holds the reproduction of figure1, not of figure2" in err
+    # the thesis's experiments record theirs in run.json; their sweeps' names tell them apart unfinished
+    th = tmp_path / "th"
+    assert main(["reproduce", "pathsgd", "--widths", "2", "--epochs", "1", "--lrs", "0.1", "--seeds", "0",
+                 "--quiet", "--out", str(th)]) == 0
+    measures = ["reproduce", "measures", "--widths", "2", "--epochs", "1", "--random-epochs", "1", "--seeds", "0",
+                "--samples", "1", "--quiet", "--out", str(th)]
+    assert "holds the reproduction of pathsgd, not of measures" in _one_line_error(capsys, measures)
+    (th / "run.json").unlink()
+    assert "holds sweeps of another experiment (path_sgd-standard, path_sgd-unbalanced, sgd-standard, ...)" in \
+        _one_line_error(capsys, measures)
 
 
 def test_demos_that_take_a_dataset_take_its_data_dir(capsys, tmp_path):

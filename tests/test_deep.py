@@ -45,6 +45,13 @@ def test_path_norm_of_a_large_p_stays_finite_where_it_is():
     assert path_norm(two, p=200) == pytest.approx(100 * 2 ** (1 / 200), rel=1e-12)
     assert path_norm([np.array([[1e200]]), np.array([[1e200]])], p=3) == math.inf
     assert path_norm([np.zeros((2, 2)), np.ones((1, 2))], p=300) == 0.0
+    # an ordinary p keeps the direct dynamic program's bits (the scaling only where it overflows)
+    Ws = _weights([3, 4, 2], 5)
+    for p in (1.5, 2.0, 3.0):
+        g = torch.ones(3, dtype=torch.float64)
+        for W in Ws:
+            g = W.abs().pow(p) @ g
+        assert path_norm(Ws, p) == float(g.sum() ** (1 / p))
 
 
 def test_path_scaling_is_half_the_hessian_diagonal():

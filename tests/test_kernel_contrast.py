@@ -49,11 +49,17 @@ def test_bad_input_is_refused_with_the_argument_named():
     bad[2, 0] = np.nan
     with pytest.raises(ValueError, match="X: contains NaN or inf"):
         KC.kernel_ridge(bad, y, Xt, 0.1)
-    for lam in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match="lam: expected a finite number > 0"):
+    for lam in (-1.0, float("nan"), np.array([0.1, 0.2])):
+        with pytest.raises(ValueError, match="lam: expected a finite number >= 0"):
             KC.kernel_ridge(X, y, Xt, lam)
+    # lam = 0 is the ridgeless limit: fine for distinct samples, refused (not LinAlgError) for equal ones
+    ridgeless = KC.kernel_ridge(X, y, Xt, 0.0)
+    np.testing.assert_allclose(KC.kernel_ridge(X, y, X, np.float64(0.0)), y, atol=1e-8)   # interpolates
+    with pytest.raises(ValueError, match="lam: 0.0 leaves the kernel matrix singular"):
+        KC.kernel_ridge(np.vstack([X, X[:1]]), np.append(y, 5.0), Xt, 0.0)
+    np.testing.assert_array_equal(KC.kernel_ridge(X, y[:, None], Xt, 0.0), ridgeless)        # y (n, 1) as (n,)
     with pytest.raises(ValueError, match=r"X, y: expected X \(n, d\) and y \(n,\)"):
-        KC.kernel_ridge(X, y[:, None], Xt, 0.1)
+        KC.kernel_ridge(X, np.ones((6, 2)), Xt, 0.1)
     with pytest.raises(ValueError, match=r"X_test: expected shape \(m, 2\), got \(3, 3\)"):
         KC.random_features_ridge(X, y, rng.standard_normal((3, 3)), 10, 0.1)
     with pytest.raises(ValueError, match="H: expected a positive integer, got -1"):

@@ -36,7 +36,7 @@ def _check(X, y, loss):
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise ValueError("X, y: expected finite values")
     for name, a in (("X", X), ("y", y)):
-        if np.abs(a).max() > MAX_SCALE:
+        if a.size and np.abs(a).max() > MAX_SCALE:
             raise ValueError(f"{name}: values up to {np.abs(a).max():.3g}, whose squares overflow float64 in the "
                              f"solvers (at most {MAX_SCALE:g}); rescale the data")
     return X, y
@@ -45,7 +45,7 @@ def _check(X, y, loss):
 def _check_width(H, lam) -> int:
     """The width and penalty of objectives (4) and (5)."""
     H = positive_int(H, "H")
-    if not (isinstance(lam, (int, float, np.integer, np.floating)) and math.isfinite(lam) and lam >= 0):
+    if not (np.ndim(lam) == 0 and np.asarray(lam).dtype.kind in "iuf" and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
     return H
 

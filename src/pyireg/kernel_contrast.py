@@ -33,9 +33,11 @@ def arccos_kernel(A, B) -> np.ndarray:
 
 
 def _problem(X, y, X_test, lam):
-    """X (n, d), y (n,), X_test (m, d), finite, float64; lam > 0 (lam = 0 is singular when two
-    samples coincide)."""
+    """X (n, d), y (n,) (or (n, 1)), X_test (m, d), finite, float64; lam >= 0 (0: the ridgeless
+    limit, the minimum-norm interpolant, which needs a nonsingular kernel matrix)."""
     X, y, X_test = np.asarray(X, np.float64), np.asarray(y, np.float64), np.asarray(X_test, np.float64)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if X.ndim != 2 or len(X) == 0 or y.shape != (len(X),):
         raise ValueError(f"X, y: expected X (n, d) and y (n,) with n >= 1, got {X.shape} and {y.shape}")
     if X_test.ndim != 2 or X_test.shape[1] != X.shape[1]:
@@ -43,9 +45,18 @@ def _problem(X, y, X_test, lam):
     for name, a in (("X", X), ("y", y), ("X_test", X_test)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name}: contains NaN or inf")
-    if not (isinstance(lam, (int, float, np.integer, np.floating)) and math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam: expected a finite number > 0, got {lam!r}")
+    if not (np.ndim(lam) == 0 and np.asarray(lam).dtype.kind in "iuf" and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
     return X, y, X_test
+
+
+def _solve(A, y, lam):
+    """(A + n lam I)^-1 y, A the n x n kernel (or feature Gram) matrix."""
+    try:
+        return np.linalg.solve(A + len(y) * lam * np.eye(len(y)), y)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"lam: {lam!r} leaves the kernel matrix singular (two samples coincide, or more samples "
+                         "than features span): pass lam > 0") from None
 
 
 def kernel_ridge(X, y, X_test, lam: float) -> np.ndarray:
@@ -53,7 +64,7 @@ def kernel_ridge(X, y, X_test, lam: float) -> np.ndarray:
     lam/2 ||f||_H^2)."""
     X, y, X_test = _problem(X, y, X_test, lam)
     K = arccos_kernel(X, X)
-    alpha = np.linalg.solve(K + len(y) * lam * np.eye(len(y)), y)
+    alpha = _solve(K, y, lam)
     return arccos_kernel(X_test, X) @ alpha
 
 
@@ -65,7 +76,7 @@ def random_features_ridge(X, y, X_test, H: int, lam: float, *, seed: int = 0) ->
     U = np.random.default_rng(seed).standard_normal((H, X.shape[1]))
     F = np.maximum(X @ U.T, 0) / np.sqrt(H)
     Ft = np.maximum(X_test @ U.T, 0) / np.sqrt(H)
-    alpha = np.linalg.solve(F @ F.T + len(y) * lam * np.eye(len(y)), y)
+    alpha = _solve(F @ F.T, y, lam)
     return Ft @ (F.T @ alpha)
 
 

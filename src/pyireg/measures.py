@@ -355,8 +355,9 @@ class _Context:
         # |w|^p over- or underflows float64 for large p (|w| = 10, p = 400): those networks again
         # with each layer divided by its largest |w| first (a diverged network's NaN stays NaN)
         finite = np.isfinite(self._max(s[:, _UMAX] * s[:, _VMAX]))
+        off = self.m.offsets
         for n in np.flatnonzero(finite & (~np.isfinite(out) | (out == 0))):
-            out[n] = _path_scaled(*self.m.network(n), p)
+            out[n] = _path_scaled(self.m.U[off[n]:off[n + 1]], self.m.V[off[n]:off[n + 1]], p)
         return out
 
 

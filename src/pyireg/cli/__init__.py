@@ -31,7 +31,11 @@ def _error_line(e: BaseException, args=None) -> str:
         else:
             msg = str(e)
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return f"disk full ({msg}); free some space, then {_again(args)}"
+            if _resumes(args):
+                return (f"disk full ({msg}); free some space, then rerun the same command with --resume "
+                        "(finished epochs are kept)")
+            return (f"disk full ({msg}); free some space, then rerun the command (it does not resume: what it wrote "
+                    "so far may be incomplete)")
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not msg.startswith(("out:", "--")):
             return f"cannot write ({msg}); choose another output path or fix its permissions"
         return msg
@@ -40,14 +44,17 @@ def _error_line(e: BaseException, args=None) -> str:
     return str(e)
 
 
+def _resumes(args) -> bool:
+    """Whether the command has --resume (those that checkpoint their sweeps)."""
+    return args is not None and hasattr(args, "resume")
+
+
 def _again(args) -> str:
     """What to do after an interruption: resume, for the commands that checkpoint; else start over."""
-    if args is not None and hasattr(args, "resume"):
+    if _resumes(args):
         unit = "pack" if getattr(args, "ray", False) else "epoch"
         return f"every finished {unit} is saved; rerun the same command with --resume to continue"
-    out = getattr(args, "out", None)
-    return ("this command does not resume: rerun it" + (f" (what {out} holds is incomplete: remove it or choose "
-                                                         "another --out)" if out else ""))
+    return "this command does not resume: rerun it (what it wrote so far may be incomplete)"
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

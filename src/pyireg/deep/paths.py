@@ -33,8 +33,14 @@ def path_norm(weights, p: float = 2.0) -> float:
         for W in Ws:
             g = (W * g[None, :]).amax(1)
         return float(g.max())
-    # each layer divided by its largest |w| before the p-th powers, the scales put back in logs:
-    # |w|^p alone over- or underflows float64 for large p (|w| = 100, p = 300)
+    for W in Ws:
+        g = W.pow(p) @ g
+    direct = float(g.sum() ** (1.0 / p))
+    if 0 < direct < math.inf or not all(bool(torch.isfinite(W).all()) for W in Ws):
+        return direct
+    # |w|^p over- or underflowed float64 (|w| = 100, p = 300): each layer divided by its largest
+    # |w| before the p-th powers, the scales put back in logs
+    g = torch.ones(Ws[0].shape[1], dtype=torch.float64)
     log_scale = 0.0
     for W in Ws:
         top = float(W.max()) if W.numel() else 0.0

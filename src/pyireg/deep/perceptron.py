@@ -20,10 +20,10 @@ def perceptron(in_features: int, width: int, depth: int, out_features: int, *, s
         raise ValueError(f"depth: expected at least 2 layers, got {depth}")
     dims = [in_features] + [width] * (depth - 1) + [out_features]
     layers = []
-    # seeded as torch.manual_seed(seed) would (the same weights as ever), but on a copy of the
-    # global stream: the caller's own stream is restored afterwards
+    # the CPU stream seeded as torch.manual_seed(seed) seeds it (the same weights as ever), on a
+    # copy that is restored afterwards; no GPU stream is touched (manual_seed reseeds them all)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         for i in range(depth):
             lin = nn.Linear(dims[i], dims[i + 1], bias=False, dtype=dtype)
             nn.init.normal_(lin.weight, std=(2.0 / dims[i]) ** 0.5)

@@ -118,10 +118,6 @@ def widths_arg(text: str):
         raise bad from None
     if not ws or min(ws) < 1:
         raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    twice = sorted({w for w in ws if ws.count(w) > 1}) if len(set(ws)) < len(ws) else []
-    if twice:
-        raise argparse.ArgumentTypeError(f"width {twice[0]} appears twice in {text!r}: the summaries would take the "
-                                         "two networks for repetitions; repeat a width with --seeds")
     return ws
 
 

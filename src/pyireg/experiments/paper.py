@@ -24,7 +24,7 @@ ROWS = {"figure1": ("original",), "figure2": ("original", "teacher", "censored",
 def check_outputs(out, figure: str, resume: bool = False) -> None:
     """Check every sweep directory of a figure before the first one starts (a later one that
     already holds a sweep would otherwise fail after hours of work)."""
-    check_kind(out, figure)
+    check_kind(out, figure, ROWS[figure])
     for row in ROWS[figure]:
         check_output(Path(out) / row, resume)
 

@@ -113,7 +113,7 @@ def reproduce_sgd_vs_cg(out="results/sgd-vs-cg", *, dataset="mnist5k", data_dir=
     seeds = [seed] if seed is not None else list(seeds)
     parse_stop_when(stop_when, patience)
     out = Path(out)
-    check_kind(out, "sgd-vs-cg")
+    check_kind(out, "sgd-vs-cg", ROWS)
     for row in ROWS:
         check_output(out / row, resume)
     if figure is not None:

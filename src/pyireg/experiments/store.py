@@ -39,6 +39,7 @@ an interrupted commit left (a staged checkpoint, ``*.tmp`` files), and refuses w
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import json
@@ -543,26 +544,48 @@ def check_output(out, resume: bool = False) -> str:
     return "new"
 
 
-def check_kind(out, kind: str) -> None:
-    """Refuse a directory that holds another kind of run: a reproduction (figure.json, its sweeps
-    in subfolders) where a sweep goes (``kind`` "sweep"), or a sweep (config.json) or another
-    experiment's reproduction where the reproduction ``kind`` (figure1, sgd-vs-cg, measures,
-    ...) goes. Mixing them hid one from ``pyireg plot``, which reads the directory as either."""
+def _recorded_kind(out: Path):
+    """The experiment a reproduction's directory records (figure.json's "figure", or the thesis
+    experiments' run.json "experiment"), None when it records none."""
+    for name, key in (("figure.json", "figure"), ("run.json", "experiment")):
+        path = out / name
+        if path.exists():
+            try:
+                value = json.loads(read_bounded(path, "out").decode()).get(key)
+            except (SweepStateError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+                value = None
+            return value if isinstance(value, str) else "another experiment"
+    return None
+
+
+def check_kind(out, kind: str, rows=()) -> None:
+    """Refuse a directory that holds another kind of run, before anything is written. A
+    reproduction is a directory of sweeps (one subfolder each) with a record of the experiment
+    (figure.json, or run.json for the thesis's), written when it ends. ``kind`` "sweep": refused
+    where a reproduction is, finished or not. Any other ``kind`` (figure1, sgd-vs-cg, measures,
+    ...): refused over a sweep, over another experiment's record, and over sweep subfolders
+    whose names match none of ``rows`` (glob patterns of its own). Mixing them hid one from
+    ``pyireg plot`` and overwrote the other's tables."""
     out = Path(out)
-    fig = out / "figure.json"
+    if not out.is_dir():
+        return
+    subs = []
+    with contextlib.suppress(OSError):
+        subs = sorted(p.name for p in out.iterdir() if p.is_dir() and (p / "config.json").exists())
+    recorded = _recorded_kind(out)
     if kind == "sweep":
-        if fig.exists():
-            raise FileExistsError(f"out: {out} holds a reproduction ({fig.name}; its sweeps are its subfolders), "
-                                  "not a sweep; choose another directory")
+        if recorded is not None or subs:
+            what = f"the reproduction of {recorded}" if recorded is not None else \
+                f"the sweeps of a reproduction ({', '.join(subs[:3])}{', ...' if len(subs) > 3 else ''})"
+            raise FileExistsError(f"out: {out} holds {what}, not a sweep; choose another directory")
         return
     if (out / "config.json").exists() or (out / "history.parquet").exists():
         raise FileExistsError(f"out: {out} holds a sweep (config.json), not a reproduction of {kind}; choose "
                               "another directory")
-    if fig.exists():
-        try:
-            other = json.loads(read_bounded(fig, "out").decode()).get("figure")
-        except (SweepStateError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
-            other = None
-        if other != kind:
-            raise FileExistsError(f"out: {out} holds the reproduction of {other or 'another experiment'} ({fig.name}), "
-                                  f"not of {kind}; choose another directory")
+    if recorded is not None and recorded != kind:
+        raise FileExistsError(f"out: {out} holds the reproduction of {recorded}, not of {kind}; choose another "
+                              "directory")
+    foreign = [n for n in subs if not any(fnmatch.fnmatchcase(n, r) for r in rows)]
+    if foreign:
+        raise FileExistsError(f"out: {out} holds sweeps of another experiment ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}), not of {kind}; choose another directory")

@@ -245,6 +245,10 @@ def sweep(dataset, widths: Sequence[int], *, seeds: Sequence[int] = (0,), weight
     from .stopping import parse_stop_when, rule_to_json
     stop_rule = parse_stop_when(stop_when, patience)
     widths = _int_list(widths, "widths", 1)
+    if len(set(widths)) != len(widths):
+        twice = next(w for i, w in enumerate(widths) if w in widths[:i])
+        raise ValueError(f"widths: expected distinct widths, got {twice} twice (the summaries would take the two "
+                         "networks for two repetitions; repetitions are seeds)")
     seeds = _int_list(seeds, "seeds", 0)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: expected distinct seeds (one repetition each), got {seeds}")

@@ -86,7 +86,7 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
         check_figure_suffix(figure, "figure")           # before the training, not after it
     t_start = time.perf_counter()
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
-    check_kind(out, "measures")
+    check_kind(out, "measures", ("true-seed*", "random-seed*"))
     for rep in seeds:
         for labels in ("true", "random"):
             check_output(out / f"{labels}-seed{rep}", resume)
@@ -248,7 +248,7 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
     inits = ("standard", "unbalanced")
     methods = {"sgd": "momentum_sgd", "path_sgd": "path_sgd"}
-    check_kind(out, "pathsgd")
+    check_kind(out, "pathsgd", ("sgd-*", "path_sgd-*"))
     for method in methods:
         for ini in inits:
             check_output(out / f"{method}-{ini}", resume)

@@ -77,8 +77,10 @@ class Optimizer:
         """Apply the rule to given gradients (shaped like U and V): the unfused path, which the
         fused ``step`` equals bit for bit when given ``model.loss_and_grad``'s gradients. A
         network whose gradients hold NaN or inf (a diverged network's, as ``loss_and_grad``
-        returns them) is updated as the fused step would and marked in ``diverged``; the others
-        train on."""
+        returns them) is updated as the fused step would update it, and the others train on. It
+        is marked in ``diverged`` from its gradients, where ``step`` marks it from its loss: with
+        the squared loss a float32 gradient can overflow one step before the float64 loss does,
+        so the unfused path may mark a network a step earlier."""
         m = self._model
         gU = as_float_array(gU, "gU", m.dtype, 2, m.U.shape, finite=False)
         gV = as_float_array(gV, "gV", m.dtype, 2, m.V.shape, finite=False)

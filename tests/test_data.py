@@ -307,7 +307,7 @@ def test_from_arrays_label_rule():
     (np.ones((10, 2)), np.arange(10) % 2 + 0.5, {}, ValueError,
      r"y: expected integer class labels, got 0.5 at index 0"),
     (np.ones((10, 2)), np.full(10, 2 ** 63 + 1, np.uint64), {}, ValueError,      # wrapped to -2^63 before
-     r"y: expected labels in \[0, 9e\+15\), got 9.22337e\+18 at index 0"),
+     r"y: expected labels in \[0, 2\^53\), got 9.22337e\+18 at index 0"),
     (np.ones((10, 2)), np.r_[np.zeros(9), 1e300], {}, ValueError, r"y: expected labels in .*got 1e\+300 at index 9"),
     (np.array([[1.0, np.nan]] * 10), np.arange(10) % 2, {}, ValueError,
      r"X: contains NaN or inf \(first at index \(0, 1\)\)"),

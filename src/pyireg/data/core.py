@@ -126,7 +126,7 @@ def as_class_indices(y, name: str, n: int | None = None, num_classes: int | None
         bad = (a < 0) | (a >= top)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            want = f"[0, {num_classes})" if num_classes is not None else f"[0, {_LABEL_LIMIT:.0e})"
+            want = f"[0, {num_classes})" if num_classes is not None else "[0, 2^53)"
             v = a[i].item()                  # an integer, or an integral float
             shown = int(v) if abs(v) < 2 ** 63 else f"{v:g}"
             raise ValueError(f"{name}: expected labels in {want}, got {shown} at index {i}")

@@ -63,3 +63,12 @@ def test_a_bad_figure_suffix_is_refused_before_any_training(tmp_path):
         with pytest.raises(ValueError, match="figure: x.txt has the suffix .txt, not one of the figure formats"):
             run(tmp_path / "o", widths=[2], epochs=1, seeds=(0,), figure=tmp_path / "x.txt", progress=False)
         assert not (tmp_path / "o").exists()
+
+
+def test_measures_figure_with_undefined_panels_and_two_seeds(tmp_path):
+    """After a few epochs no margin is positive: the margin-normalized measures are NaN at every
+    width, and with two seeds (a band per panel) matplotlib failed on their log axes."""
+    table, _ = T.reproduce_measures(tmp_path, widths=[8, 32], epochs=4, random_epochs=4, samples=1, seeds=(0, 1),
+                                    progress=False)
+    assert table["fro_margin"].isna().all()
+    assert (tmp_path / "measures.png").stat().st_size > 10_000

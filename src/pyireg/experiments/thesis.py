@@ -198,6 +198,15 @@ def plot_measures(table, path):
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=7)
     for ax, (name, label) in zip(axes[1:], SHOWN):
+        if not np.isfinite(raw[name].to_numpy(dtype=float)).any():
+            # nothing to draw (the margin measures when no margin is positive, e.g. after a few
+            # epochs): said in the panel; a log x axis over no data made matplotlib fail
+            ax.set_title(label, fontsize=10)
+            ax.text(0.5, 0.5, "undefined at every width\n(no positive margin)", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         for labels, st in styles.items():
             t = table[table.labels == labels]
             v = t[name].to_numpy(dtype=float)
@@ -207,7 +216,8 @@ def plot_measures(table, path):
                 ax.fill_between(t.width, g.min().to_numpy(), g.max().to_numpy(), color=st["color"], alpha=0.15)
         ax.set_title(label, fontsize=10)
         ax.set_xscale("log", base=2)
-        vals = table[name].to_numpy(dtype=float)
+        # a log axis only when every value drawn (the means and the band's repetitions) is > 0
+        vals = np.concatenate([table[name].to_numpy(dtype=float), raw[name].to_numpy(dtype=float)])
         vals = vals[np.isfinite(vals)]
         if vals.size and np.all(vals > 0):
             ax.set_yscale("log")

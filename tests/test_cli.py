@@ -440,3 +440,21 @@ def test_demos_that_take_a_dataset_take_its_data_dir(capsys, tmp_path):
         err = _one_line_error(capsys, ["demo", demo, "--quick", "--dataset", "mnist", "--data-dir", str(missing),
                                        "--out", str(tmp_path / demo)])
         assert str(missing) in err and not (tmp_path / demo).exists()
+
+
+def test_bench_times_another_simd_target_and_restores_the_active_one(capsys, tmp_path):
+    """bench --simd generic runs the native rows on that target (the header and the JSON say so)
+    and leaves the process's own target as it was; a target this CPU lacks is one line."""
+    active = _core.build_config()["simd_active"]
+    path = tmp_path / "b.json"
+    assert main(["bench", "--simd", "generic", "--workload", "custom", "--widths", "1,2,3", "--samples", "100",
+                 "--implementations", "native-1thread", "--rounds", "1", "--max-seconds", "0.05",
+                 "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["host"]["simd"] == "generic" and _core.build_config()["simd_active"] == active
+    assert {r["implementation"] for r in report["rows"]} == {"pyireg native", "pyireg native, 1 thread"}
+    missing = [t for t in ("avx512", "avx2") if t not in _core.build_config()["simd_compiled"]
+               or not _core.simd_available(t)] if hasattr(_core, "simd_available") else []
+    for target in missing:
+        err = _one_line_error(capsys, ["bench", "--simd", target, "--workload", "custom", "--widths", "1"])
+        assert f"--simd: '{target}' is not available on this CPU/build" in err

@@ -26,6 +26,20 @@ def cmd_bench(args) -> int:
             raise ValueError(f"--{opt.replace('_', '-')}: only with --roofline")
     if args.json:
         _check_file_target(args.json, "--json")          # before minutes of timing, not after
+    from .. import _core
+    before = _core.build_config()["simd_active"]
+    if args.simd is not None:
+        try:
+            _core.set_simd(args.simd)
+        except ValueError as e:
+            raise ValueError(f"--simd: {str(e).removeprefix('simd: ')}") from None
+    try:
+        return _bench(args)
+    finally:
+        _core.set_simd(before)
+
+
+def _bench(args) -> int:
     from .. import bench
     _threads(args)
     if args.threads:

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--predict-threads", type=_list(_positive, "positive integers"), default=None,
                    help="with --roofline: the thread counts to predict (default 16,64)")
     b.add_argument("--threads", type=_positive, default=None, help="threads for pyireg and torch (default: all cores)")
+    b.add_argument("--simd", choices=["avx512", "avx2", "generic"], default=None,
+                   help="the SIMD target of the native rows (default: the widest this CPU runs); e.g. avx2 on an "
+                        "AVX-512 host times the kernels AVX2 hosts run, on the same cores")
     b.add_argument("--json", help="save the report to this JSON file (its folder is checked before the run)")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: every width 1..4096 on 50,000 samples on the GPU against torch on the same GPU")

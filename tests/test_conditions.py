@@ -119,7 +119,7 @@ def test_sweep_records_c1_c3_every_epoch(tmp_path):
     from pyireg.experiments.training import models_of
     ds = pyireg.data.load("digits", n_train=300, n_val=100, n_test=100)
     names = ["c1", "c2_0.01", "c2_0.1", "c3", "c3_min"]
-    res = pyireg.sweep(ds, [2, 8, 8], epochs=2, measures=names, out=tmp_path / "s", checkpoints="final",
+    res = pyireg.sweep(ds, [2, 5, 8], epochs=2, measures=names, out=tmp_path / "s", checkpoints="final",
                        progress=False)
     h = res.history
     assert len(h) == 3 * 2 and set(names) <= set(h.columns)

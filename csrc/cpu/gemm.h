@@ -47,9 +47,14 @@ struct AddDoubleEpilogue {
 // product with K <= kInnerBlock (d = 100, batch 100) is one block: the same bits as one run.
 constexpr int64_t kInnerBlock = 128;
 
-// Rows of a register tile: 6 x 2 vectors of accumulators fit the 16 registers of AVX2, 8 x 2
-// the 32 of AVX-512 (measured in benchmarks/kernels/README.md).
-constexpr int kTileRows = PYIREG_VEC_BYTES >= 64 ? 8 : 6;
+// A register tile: kTileRows rows x kTileVecs vectors of accumulators. AVX-512: 8 x 2 of its 32
+// registers. AVX2: 4 x 3, 12 accumulators, three vectors of B and a broadcast in the 16
+// registers (7 loads per 12 multiply-adds, where 6 x 2 took 8): the dense step's forward 141 ->
+// 116 ms and its dU product 162 -> 143 ms (phase sandbox, one thread, Zen 4 running the AVX2
+// target; AVX-512's 8 x 2 there: 120 / 137 ms, and 6 x 3, 8 x 3, 4 x 4 within 3% of it).
+// benchmarks/kernels/README.md has the trials. A tile's shape does not change a sum's order.
+constexpr int kTileRows = PYIREG_VEC_BYTES >= 64 ? 8 : 4;
+constexpr int kTileVecs = PYIREG_VEC_BYTES >= 64 ? 2 : 3;
 
 template <class T, class V, int MR, int NV, bool TA>
 inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb, V (&acc)[MR][NV]) {
@@ -91,15 +96,21 @@ inline void micro(int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, 
     for (int v = 0; v < NV; ++v) epi(i0 + i, j0 + v * W, acc[i][v]);
 }
 
-// The tiles of MR rows across the columns [j0, ncols) (ncols - j0 a multiple of 32 bytes): two
-// vectors of the target's width at a time, then one, then, on a target wider than 32 bytes,
-// one 32-byte vector for the row's end.
+// The tiles of MR rows across the columns [j0, ncols) (ncols - j0 a multiple of 32 bytes):
+// kTileVecs vectors of the target's width at a time, then two (when kTileVecs is 3), then one,
+// then, on a target wider than 32 bytes, one 32-byte vector for the row's end.
 template <class T, int MR, bool TA, class Epi>
 inline void tile_row(int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t i0,
                      const Epi& epi) {
-  constexpr int W = VecOf<T>::W;
+  constexpr int W = VecOf<T>::W, NV = kTileVecs;
   int64_t j = 0;
-  for (; j + 2 * W <= ncols; j += 2 * W) micro<T, vec<T>, MR, 2, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  for (; j + NV * W <= ncols; j += NV * W) micro<T, vec<T>, MR, NV, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+  if constexpr (NV > 2) {
+    if (j + 2 * W <= ncols) {
+      micro<T, vec<T>, MR, 2, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
+      j += 2 * W;
+    }
+  }
   if (j + W <= ncols) {
     micro<T, vec<T>, MR, 1, TA>(K, A, lda, Bm + j, ldb, i0, j, epi);
     j += W;
@@ -127,8 +138,8 @@ struct Ahead {
 // thread); later panels find A in L2.
 constexpr int kPrefetchBlocks = 2;
 
-// One column panel [j, j + width) (a width of two vectors, one, or a 32-byte one: V, NV) for
-// every block of MR rows, then the rows left over.
+// One column panel [j, j + width) (a width of kTileVecs vectors, two, one, or a 32-byte one:
+// V, NV) for every block of MR rows, then the rows left over.
 template <class T, class V, int MR, int NV, bool TA, class Epi>
 inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, int64_t j, const Epi& epi,
                   Ahead* ahead) {
@@ -146,8 +157,12 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
     case 1: micro<T, V, 1, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
     case 2: micro<T, V, 2, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
     case 3: micro<T, V, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 4: micro<T, V, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 5: micro<T, V, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
+    case 4:
+      if constexpr (MR > 4) micro<T, V, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+      break;
+    case 5:
+      if constexpr (MR > 5) micro<T, V, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
+      break;
     case 6:
       if constexpr (MR > 6) micro<T, V, 6, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
       break;
@@ -169,14 +184,20 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
 template <class T, bool TA = false, bool COLS_OUTER = false, class Epi>
 void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T* Bm, int64_t ldb, const Epi& epi,
           Ahead* ahead = nullptr) {
-  constexpr int MR = kTileRows, W = VecOf<T>::W;
+  constexpr int MR = kTileRows, W = VecOf<T>::W, NV = kTileVecs;
   if (COLS_OUTER) {
     if (ahead) {
-      const int64_t panels = (ncols + 2 * W - 1) / (2 * W) + 1, tiles = std::max<int64_t>(1, M / MR * panels);
+      const int64_t panels = (ncols + NV * W - 1) / (NV * W) + 1, tiles = std::max<int64_t>(1, M / MR * panels);
       ahead->per_tile = ((ahead->end - ahead->next) / 64 + tiles - 1) / tiles;
     }
     int64_t j = 0;
-    for (; j + 2 * W <= ncols; j += 2 * W) panel<T, vec<T>, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
+    for (; j + NV * W <= ncols; j += NV * W) panel<T, vec<T>, MR, NV, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
+    if constexpr (NV > 2) {
+      if (j + 2 * W <= ncols) {
+        panel<T, vec<T>, MR, 2, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
+        j += 2 * W;
+      }
+    }
     if (j + W <= ncols) {
       panel<T, vec<T>, MR, 1, TA>(M, K, A, lda, Bm, ldb, j, epi, ahead);
       j += W;
@@ -193,8 +214,12 @@ void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T*
     case 1: tile_row<T, 1, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
     case 2: tile_row<T, 2, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
     case 3: tile_row<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 4: tile_row<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 5: tile_row<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
+    case 4:
+      if constexpr (MR > 4) tile_row<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+      break;
+    case 5:
+      if constexpr (MR > 5) tile_row<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
+      break;
     case 6:
       if constexpr (MR > 6) tile_row<T, 6, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
       break;

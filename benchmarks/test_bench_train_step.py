@@ -24,9 +24,10 @@ def _setup(widths):
 
 
 def _checked(name, step, model, X, y):
-    """Two steps of ``step`` (the losses before each) meet the rule; then it may be timed."""
-    ref = bench.reference_losses(model, X, y, steps=2)
-    bench.loss_check(name, [np.asarray(step(), dtype=np.float32) for _ in range(2)], ref)
+    """Three steps of ``step`` (the losses before each; the third sees the momentum) meet the
+    rule; then it may be timed."""
+    ref = bench.reference_losses(model, X, y, steps=3)
+    bench.loss_check(name, [np.asarray(step(), dtype=np.float32) for _ in range(3)], ref)
 
 
 @pytest.mark.parametrize("workload", sorted(WIDTHS))

@@ -99,7 +99,26 @@ def test_loss_check_catches_a_wrong_step():
     losses = bench.native_train(model, X, y, 0.0)[3]
     assert bench.loss_check("native", losses, ref) <= 1.0
     with pytest.raises(AssertionError, match="step 2"):
-        bench.loss_check("perturbed", [losses[0], losses[1] * (1 + 1e-4)], ref)
+        bench.loss_check("perturbed", [losses[0], losses[1] * (1 + 1e-4), losses[2]], ref)
+    with pytest.raises(AssertionError, match="2 steps' losses recorded, the check compares 3"):
+        bench.loss_check("short", losses[:2], ref)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.99])
+def test_loss_check_sees_the_momentum(momentum):
+    """The first two steps (both on batch 0) do not depend on the momentum (the first update's
+    buffer is the gradient): an implementation with the wrong momentum passed. The third step
+    (batch 1, as the timed run takes it) does, and the check compares it."""
+    model = PackedMLP([2, 5, 9], bench.D, bench.K, seed=0)
+    X, y = bench._data(200)
+    ref = bench.reference_losses(model, X, y)
+    assert len(ref[1]) == 3
+    wrong = PackedMLP([2, 5, 9], bench.D, bench.K, seed=0)
+    opt = MomentumSGD(wrong, lr=bench.LR, momentum=momentum, weight_decay=bench.WEIGHT_DECAY)
+    losses = [opt.step(X[b * 100:(b + 1) * 100], y[b * 100:(b + 1) * 100]) for b in bench.check_batches(2)]
+    assert bench.loss_check("first two", losses[:2], (ref[0][:2], ref[1][:2])) <= 1.0
+    with pytest.raises(AssertionError, match="step 3"):
+        bench.loss_check("wrong momentum", losses, ref)
 
 
 def test_run_tiny_ladder():

@@ -38,7 +38,7 @@ class Row:
     speedup_vs_best_torch: Optional[float] = None
     pct_of_peak: Optional[float] = None
     note: str = ""
-    loss_check: Optional[float] = None   # worst tolerance ratio of the first two steps' losses (<= 1 passes)
+    loss_check: Optional[float] = None   # worst tolerance ratio of the first steps' losses (<= 1 passes)
     config: Optional[dict] = None        # what was tuned (bucket count, layout, padding)
 
 
@@ -69,28 +69,43 @@ def _data(samples, seed=0):
 
 
 def _time_steps(step: Callable[[int], object], steps: int, max_seconds: float):
-    """Run step(0..steps-1) after one warm-up step; stop early past max_seconds."""
+    """Run step(0..steps-1) after one warm-up step; stop early past max_seconds, but not before
+    the steps the loss check compares (``check_batches``: the warm-up and two timed ones)."""
     step(0)
     t0 = time.perf_counter()
     done = 0
+    least = len(check_batches(steps)) - 1
     while done < steps:
         step(done)
         done += 1
-        if time.perf_counter() - t0 > max_seconds:
+        if done >= least and time.perf_counter() - t0 > max_seconds:
             break
     dt = time.perf_counter() - t0
     return dt * steps / done, done
 
 
 # --------------------------------------------------------------------------- loss check
-def reference_losses(model: PackedMLP, X, y, steps: int = 2, networks: Optional[int] = None):
-    """The per-network losses of the first ``steps`` momentum-SGD steps on the first batch, by
-    the PyTorch reference twin (one nn.Sequential per network, torch.optim.SGD) in float32 and
-    in float64, from the model's weights: the ``ref_same`` and ``ref64`` of the tolerance rule.
-    ``networks`` limits it to the first networks (they are independent of the others)."""
+def check_batches(batches: int) -> list:
+    """The batches of the steps whose losses the loss check compares, in the order a timed run
+    takes them (``_time_steps``: a warm-up step on batch 0, then batches 0, 1, ...): three steps
+    when there are two batches. The third step's loss is the first that depends on the
+    momentum (the first update's buffer is the gradient itself)."""
+    return ([0] + list(range(max(1, batches))))[:3]
+
+
+def reference_losses(model: PackedMLP, X, y, steps: Optional[int] = None, networks: Optional[int] = None,
+                     batches=None):
+    """The per-network losses of the first momentum-SGD steps, by the PyTorch reference twin
+    (one nn.Sequential per network, torch.optim.SGD) in float32 and in float64, from the
+    model's weights: the ``ref_same`` and ``ref64`` of the tolerance rule. The steps take
+    ``batches`` (indices of batches of X); by default the batches a timed run starts with
+    (``check_batches``), or, given ``steps``, that many steps on the first batch. ``networks``
+    limits it to the first networks (they are independent of the others)."""
     import torch
 
     from .. import reference as R
+    if batches is None:
+        batches = [0] * steps if steps is not None else check_batches(len(X) // BATCH)
     n = model.num_networks if networks is None else min(networks, model.num_networks)
     off = model.offsets[: n + 1]
     U, V = model.U[: off[-1]], model.V[: off[-1]]
@@ -98,7 +113,7 @@ def reference_losses(model: PackedMLP, X, y, steps: int = 2, networks: Optional[
     for dtype in (torch.float32, torch.float64):
         mods = R.modules_from_packed(U, V, off, model.activation, dtype=dtype)
         opt = R.make_sgd(mods, LR, MOMENTUM, WEIGHT_DECAY)
-        out.append([R.step(mods, opt, X[:BATCH], y[:BATCH]) for _ in range(steps)])
+        out.append([R.step(mods, opt, X[b * BATCH:(b + 1) * BATCH], y[b * BATCH:(b + 1) * BATCH]) for b in batches])
     ref32 = [np.asarray(l, np.float32) for l in out[0]]     # float32 results, exactly
     return ref32, out[1]
 
@@ -108,6 +123,8 @@ def loss_check(name: str, losses, ref) -> float:
     reference_losses); raises if any step breaks the rule."""
     from ..testing import tolerance_ratio
     ref32, ref64 = ref
+    if len(losses) < len(ref64):
+        raise AssertionError(f"{name}: {len(losses)} steps' losses recorded, the check compares {len(ref64)}")
     worst = 0.0
     for s, (got, r32, r64) in enumerate(zip(losses, ref32, ref64)):
         n = len(r64)

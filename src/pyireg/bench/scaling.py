@@ -21,6 +21,7 @@ from .common import (
     D,
     K,
     _data,
+    check_batches,
     loss_check,
     reference_losses,
     useful_flops,
@@ -94,7 +95,8 @@ def _scaling_point(p: dict) -> dict:
     setup = _rss_kb() - base
     reset = _reset_peak()
     n0 = len(p["mix"])
-    losses = [step(*batches[0])[:n0].tolist(), step(*batches[0])[:n0].tolist()]   # 2 steps on batch 0
+    # the steps the loss check compares: batch 0 twice, then batch 1 (its loss sees the momentum)
+    losses = [step(*batches[b])[:n0].tolist() for b in check_batches(len(batches))]
     times = []
     for i in range(p["steps"]):
         xb, yb = batches[(i + 1) % len(batches)]

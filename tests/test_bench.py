@@ -249,3 +249,37 @@ def test_next_chunk_prefetch_follows_the_l2_size():
                 "native_threads": 2}
         header = bench.format_host({"host": host, "matmul_peak_gflops": 1.0})
         assert f"next-chunk prefetch {'on' if flag else 'off'} (L2 {size // 1024} KiB per core)" in header
+
+
+def test_the_evaluation_rows_are_checked_against_the_float64_twin(monkeypatch):
+    """The evaluation rows were compared only with each other's error rates (two wrong networks
+    of 1,024 passed; with only the native rows nothing was checked): pyireg native's mean losses
+    of the first networks now meet the tolerance rule against the float64 twin."""
+    spec = dict(widths=[1, 2, 3, 5, 8], samples=1000, kind="eval", label="tiny evaluation")
+    report = bench.run([("tiny", spec)], max_seconds=0.05, rounds=1, log=lambda *_: None, peak_n=64)
+    rows = {r["implementation"]: r for r in report["rows"]}
+    assert 0 <= rows["pyireg native"]["loss_check"] <= 1.0 and rows["torch loop over widths"]["loss_check"] is None
+    real = PackedMLP.evaluate
+
+    def off_by_a_little(self, *a, **kw):
+        err, loss = real(self, *a, **kw)
+        loss = loss.copy()
+        loss[3] *= 1 + 1e-4
+        return err, loss
+    monkeypatch.setattr(PackedMLP, "evaluate", off_by_a_little)
+    with pytest.raises(AssertionError, match="tiny: pyireg native: the evaluated losses break the tolerance rule"):
+        bench.run([("tiny", spec)], max_seconds=0.05, rounds=1, log=lambda *_: None, peak_n=64,
+                  implementations=["pyireg native"])
+
+
+def test_child_processes_run_the_parents_simd_target():
+    """bench --scaling --simd X timed its points in children on the CPU's widest target while
+    the header said X: the payload carries the target, and the child sets it."""
+    from pyireg import _core
+    from pyireg.bench.run import _child_payload
+    before = _core.build_config()["simd_active"]
+    try:
+        _core.set_simd("generic")
+        assert _child_payload(what="x")["simd"] == "generic"
+    finally:
+        _core.set_simd(before)

@@ -12,6 +12,14 @@ import os
 import warnings
 
 
+# Whether pyireg chose the passive wait policy for this process (the user set none): it holds
+# for torch's OpenMP runtime too when torch loads after pyireg, which ``pyireg bench`` avoids for
+# its timings (they run in a child with OpenMP's own default wait).
+PASSIVE_BY_PYIREG = False
+# libgomp's own spin count when the user sets no wait policy (its documented default)
+LIBGOMP_DEFAULT_SPINCOUNT = 300000
+
+
 def processors() -> int:
     """The processors this process may run on (what OpenMP's omp_get_num_procs counts)."""
     try:
@@ -45,6 +53,9 @@ def configure(environ=os.environ) -> list[str]:
         # spinning threads collapse on busy cores (a theorem1 run took 11x longer with two other
         # processes on the 2 cores); passive waits cost little when the cores are idle
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        if environ is os.environ:
+            global PASSIVE_BY_PYIREG
+            PASSIVE_BY_PYIREG = True
     for text in issued:
         warnings.warn(f"pyireg: {text}", RuntimeWarning, stacklevel=3)
     return issued

@@ -137,6 +137,41 @@ def loss_check(name: str, losses, ref) -> float:
     return worst
 
 
+# networks whose evaluation the float64 twin recomputes (one nn.Sequential each, every sample)
+EVAL_CHECK_NETWORKS = 64
+
+
+def reference_eval_losses(model: PackedMLP, X, y, networks: int = EVAL_CHECK_NETWORKS):
+    """The mean losses over (X, y) of the model's first ``networks`` networks by the PyTorch
+    reference twin in float32 and in float64 (``ref_same``, ``ref64`` of the tolerance rule):
+    the evaluation rows' check (error rates alone can hide a wrong network among many)."""
+    import torch
+
+    from .. import reference as R
+    n = min(networks, model.num_networks)
+    off = model.offsets[: n + 1]
+    U, V = model.U[: off[-1]], model.V[: off[-1]]
+    out = []
+    for dtype in (torch.float32, torch.float64):
+        mods = R.modules_from_packed(U, V, off, model.activation, dtype=dtype)
+        out.append(R.evaluate(mods, X, y)[1])
+    return np.asarray(out[0], np.float32), np.asarray(out[1], np.float64)
+
+
+def eval_loss_check(name: str, losses, ref) -> float:
+    """The tolerance ratio of an evaluation's per-network mean losses (their first networks)
+    against ``ref`` (reference_eval_losses); raises when the rule is broken."""
+    from ..testing import tolerance_ratio
+    ref32, ref64 = ref
+    n = len(ref64)
+    r = tolerance_ratio(np.asarray(losses)[:n], ref32, ref64)
+    if not r <= 1.0:
+        err = np.max(np.abs(np.asarray(losses, np.float64)[:n] - ref64))
+        raise AssertionError(f"{name}: the evaluated losses break the tolerance rule against the float64 twin "
+                             f"(ratio {r:.2f}, max error {err:.3e})")
+    return r
+
+
 # --------------------------------------------------------------------------- width buckets
 def bucket_plan(widths, count: int):
     """The networks (indices into ``widths``) in at most ``count`` buckets of consecutive widths,

@@ -31,8 +31,10 @@ from .common import (
     _data,
     _time_steps,
     bucket_plan,
+    eval_loss_check,
     loss_check,
     matmul_peak,
+    reference_eval_losses,
     reference_losses,
     useful_flops,
 )
@@ -73,6 +75,8 @@ def _child_main(payload: dict) -> None:
     from .. import _core
     torch.set_num_threads(payload["torch_threads"])
     _core.set_num_threads(payload["native_threads"])
+    if payload.get("simd"):
+        _core.set_simd(payload["simd"])           # the parent's target (pyireg bench --simd)
     what = payload["what"]
     if what == "compile":
         # compile the packed index_add step for this workload's shapes (fills the inductor cache)
@@ -102,7 +106,8 @@ def _child_payload(**kw):
     import torch
 
     from .. import _core
-    return dict(torch_threads=torch.get_num_threads(), native_threads=_core.get_num_threads(), **kw)
+    return dict(torch_threads=torch.get_num_threads(), native_threads=_core.get_num_threads(),
+                simd=_core.build_config()["simd_active"], **kw)
 
 
 def compile_probe(widths, budget: float = COMPILE_BUDGET):
@@ -237,9 +242,9 @@ def native_eval(model, X, y, max_seconds, ctx=None):
     first = {}
 
     def step(_):
-        first.setdefault("err", model.evaluate(X, y, batch_size=256)[0])
+        first.setdefault("out", model.evaluate(X, y, batch_size=256))
     sec, done = _time_steps(step, 1, max_seconds)
-    return sec, done, 1, first["err"], ""
+    return sec, done, 1, first["out"], ""
 
 
 def torch_loop_eval(model, X, y, max_seconds, ctx=None):
@@ -253,7 +258,7 @@ def torch_loop_eval(model, X, y, max_seconds, ctx=None):
             err = np.array([(m(Xt).argmax(1) != yt).double().mean().item() for m in mods])
         first.setdefault("err", err)
     sec, done = _time_steps(step, 1, max_seconds)
-    return sec, done, 1, first["err"], ""
+    return sec, done, 1, (first["err"], None), ""
 
 
 BUCKETS = "torch width buckets"
@@ -312,7 +317,7 @@ def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implemen
         impls = {name: fn for name, fn in (TRAIN_IMPLS if spec["kind"] == "train" else EVAL_IMPLS).items()
                  if not implementations or name in implementations or name == "pyireg native"}
         flops = useful_flops(spec["widths"], spec["samples"], spec["kind"])
-        best, ctx, results = {}, {}, {}
+        best, ctx, results, eval_ref = {}, {}, {}, None
         if spec["kind"] == "train":
             t = time.perf_counter()
             ref = reference_losses(PackedMLP(spec["widths"], D, K, seed=0), X, y)
@@ -344,9 +349,13 @@ def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implemen
                 del model
                 if spec["kind"] == "train":
                     ratio = loss_check(f"{w}: {name}", check, ref)
-                else:
-                    results[name] = check
+                else:                        # (error rates, mean losses or None)
+                    results[name] = check[0]
                     ratio = None
+                    if check[1] is not None:
+                        if eval_ref is None:
+                            eval_ref = reference_eval_losses(PackedMLP(spec["widths"], D, K, seed=0), X, y)
+                        ratio = eval_loss_check(f"{w}: {name}", check[1], eval_ref)
                 if name not in best or sec < best[name].seconds:
                     best[name] = Row(w, name, sec, done, steps, flops / sec / 1e9, note=note, loss_check=ratio,
                                      config=dict(ctx["buckets"]) if name == BUCKETS else None)
@@ -362,7 +371,8 @@ def run(workloads=("dense", "pow2", "eval"), max_seconds: float = 30.0, implemen
         one = [r for r in timed if r.implementation == "pyireg native, 1 thread"]
         if one:
             native = next(r for r in timed if r.implementation == "pyireg native")
-            one[0].note = f"2 threads are {one[0].seconds / native.seconds:.2f}x faster than 1"
+            from .. import get_num_threads
+            one[0].note = f"{get_num_threads()} threads are {one[0].seconds / native.seconds:.2f}x faster than 1"
         native = next((r for r in timed if r.implementation == "pyireg native"), None)
         for r in timed:
             if native is not None and r.implementation in MODULE_TARGETS:
@@ -401,7 +411,17 @@ def host_info(peak: Optional[float] = None) -> dict:
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "simd": cfg.get("simd_active"),
             "prefetch_ahead": cfg.get("prefetch_ahead"), "l2_cache_bytes": cfg.get("l2_cache_bytes"),
             "native_threads": int(get_num_threads()), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "platform": platform.platform(), "matmul_peak_gflops": peak}
+            "torch": torch.__version__, "platform": platform.platform(), "matmul_peak_gflops": peak,
+            "openmp_wait": _openmp_wait()}
+
+
+def _openmp_wait() -> str:
+    """The OpenMP wait of this process (pyireg's and torch's runtimes alike)."""
+    if os.environ.get("OMP_WAIT_POLICY"):
+        return f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    if os.environ.get("GOMP_SPINCOUNT"):
+        return f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
+    return "the OpenMP runtime's default"
 
 
 def _ahead(h: dict) -> str:
@@ -420,7 +440,8 @@ def format_host(report: dict) -> str:
     h = report.get("host") or {}
     lines = [f"host: {h.get('cpu', report.get('machine', '?'))} ({h.get('cpu_count', '?')} processors); pyireg "
              f"SIMD target {h.get('simd', '?')}{_ahead(h)}, {h.get('native_threads', '?')} native threads; torch "
-             f"{report.get('torch', '?')}, {report.get('torch_threads', '?')} threads",
+             f"{report.get('torch', '?')}, {report.get('torch_threads', '?')} threads; OpenMP wait: "
+             f"{h.get('openmp_wait', 'not recorded')}",
              f"float32 matmul peak measured in this run: {report['matmul_peak_gflops']:.1f} GFLOP/s"]
     for w, r in (report.get("strongest_torch") or {}).items():
         lines.append(f"strongest torch formulation measured in this run, {w}: {r['implementation']} "

@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    args._argv = argv                            # the command as given (bench reruns it in a child)
     set_command(argv)                            # the run record of what this process runs
     from ..distributed.executors import PackError
     from ..experiments.refusals import SweepStateError

@@ -1,6 +1,8 @@
 """The commands: each checks its arguments and its output paths, then runs."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,15 +26,26 @@ def cmd_bench(args) -> int:
     for opt in ("socket_bandwidth", "segmented_efficiency", "predict_threads"):
         if getattr(args, opt) is not None and not args.roofline:
             raise ValueError(f"--{opt.replace('_', '-')}: only with --roofline")
+    if args.roofline and args.scaling:
+        raise ValueError("--roofline: not with --scaling (each is its own run)")
+    if not (args.roofline or args.scaling) and "custom" in args.workload and not args.widths:
+        raise ValueError("--widths: --workload custom needs its widths, e.g. --widths 1:64")
     if args.json:
         _check_file_target(args.json, "--json")          # before minutes of timing, not after
-    from .. import _core
+    from .. import _core, _env
+    if args.simd is not None and not _core.simd_available(args.simd):
+        raise ValueError(f"--simd: '{args.simd}' is not available on this CPU/build")
+    if _env.PASSIVE_BY_PYIREG and getattr(args, "_argv", None) is not None:
+        # pyireg chose the passive OpenMP wait for this process, and torch's runtime inherits it:
+        # torch's rows ran up to 2.7x slower than under OpenMP's own default. The timings run in
+        # a child with that default (GOMP_SPINCOUNT, which pyireg leaves alone), every row alike.
+        import subprocess
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["GOMP_SPINCOUNT"] = str(_env.LIBGOMP_DEFAULT_SPINCOUNT)
+        return subprocess.run([sys.executable, "-m", "pyireg", *args._argv], env=env).returncode
     before = _core.build_config()["simd_active"]
     if args.simd is not None:
-        try:
-            _core.set_simd(args.simd)
-        except ValueError as e:
-            raise ValueError(f"--simd: {str(e).removeprefix('simd: ')}") from None
+        _core.set_simd(args.simd)
     try:
         return _bench(args)
     finally:
@@ -46,8 +59,6 @@ def _bench(args) -> int:
         import torch
         torch.set_num_threads(args.threads)
     if args.roofline:
-        if args.scaling:
-            raise ValueError("--roofline: not with --scaling (each is its own run)")
         report = {"roofline": bench.run_roofline(
             workloads=("dense", "pow2"), predict_threads=tuple(args.predict_threads or bench.PREDICT_THREADS),
             socket_bandwidth=args.socket_bandwidth or bench.SOCKET_BANDWIDTH,
@@ -65,8 +76,6 @@ def _bench(args) -> int:
         workloads = []
         for w in args.workload:
             if w == "custom":
-                if not args.widths:
-                    raise ValueError("--widths: --workload custom needs its widths, e.g. --widths 1:64")
                 workloads.append(("custom", bench.custom_workload(args.widths, args.samples)))
             else:
                 workloads.append(w)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cpu/cpu.h"
 #include "cpu/simd.h"
@@ -55,6 +56,18 @@ constexpr int64_t kInnerBlock = 128;
 // benchmarks/kernels/README.md has the trials. A tile's shape does not change a sum's order.
 constexpr int kTileRows = PYIREG_VEC_BYTES >= 64 ? 8 : 4;
 constexpr int kTileVecs = PYIREG_VEC_BYTES >= 64 ? 2 : 3;
+
+// f(std::integral_constant<int, r>) for the rows left over at a block's end, r in [1, R] (none
+// for r = 0): each count its own tile, compiled for the counts a tile of R + 1 rows can leave.
+template <int R, class F>
+inline void rows_left(int64_t r, F&& f) {
+  if constexpr (R > 0) {
+    if (r == R)
+      f(std::integral_constant<int, R>{});
+    else
+      rows_left<R - 1>(r, f);
+  }
+}
 
 template <class T, class V, int MR, int NV, bool TA>
 inline void micro_block(int64_t k0, int64_t k1, const T* A, int64_t lda, const T* Bm, int64_t ldb, V (&acc)[MR][NV]) {
@@ -153,24 +166,8 @@ inline void panel(int64_t M, int64_t K, const T* A, int64_t lda, const T* Bm, in
     }
     micro<T, V, MR, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
   }
-  switch (M - i) {
-    case 1: micro<T, V, 1, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 2: micro<T, V, 2, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 3: micro<T, V, 3, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); break;
-    case 4:
-      if constexpr (MR > 4) micro<T, V, 4, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
-      break;
-    case 5:
-      if constexpr (MR > 5) micro<T, V, 5, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
-      break;
-    case 6:
-      if constexpr (MR > 6) micro<T, V, 6, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
-      break;
-    case 7:
-      if constexpr (MR > 7) micro<T, V, 7, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi);
-      break;
-    default: break;
-  }
+  rows_left<MR - 1>(M - i,
+                    [&](auto R) { micro<T, V, decltype(R)::value, NV, TA>(K, row(i), lda, Bm + j, ldb, i, j, epi); });
 }
 
 // epi receives every tile of A (M x K) * Bm (K x ncols); ncols is a multiple of 32 bytes and
@@ -210,24 +207,8 @@ void gemm(int64_t M, int64_t ncols, int64_t K, const T* A, int64_t lda, const T*
   auto row = [&](int64_t i) { return TA ? A + i : A + i * lda; };
   int64_t i = 0;
   for (; i + MR <= M; i += MR) tile_row<T, MR, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
-  switch (M - i) {
-    case 1: tile_row<T, 1, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 2: tile_row<T, 2, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 3: tile_row<T, 3, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); break;
-    case 4:
-      if constexpr (MR > 4) tile_row<T, 4, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
-      break;
-    case 5:
-      if constexpr (MR > 5) tile_row<T, 5, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
-      break;
-    case 6:
-      if constexpr (MR > 6) tile_row<T, 6, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
-      break;
-    case 7:
-      if constexpr (MR > 7) tile_row<T, 7, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi);
-      break;
-    default: break;
-  }
+  rows_left<MR - 1>(M - i,
+                    [&](auto R) { tile_row<T, decltype(R)::value, TA>(ncols, K, row(i), lda, Bm, ldb, i, epi); });
 }
 
 }  // namespace PYIREG_ISA

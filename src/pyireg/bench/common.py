@@ -121,20 +121,24 @@ def reference_losses(model: PackedMLP, X, y, steps: Optional[int] = None, networ
 def loss_check(name: str, losses, ref) -> float:
     """The worst tolerance ratio of ``losses`` (a list of per-step arrays) against ``ref`` (from
     reference_losses); raises if any step breaks the rule."""
-    from ..testing import tolerance_ratio
     ref32, ref64 = ref
     if len(losses) < len(ref64):
         raise AssertionError(f"{name}: {len(losses)} steps' losses recorded, the check compares {len(ref64)}")
-    worst = 0.0
-    for s, (got, r32, r64) in enumerate(zip(losses, ref32, ref64)):
-        n = len(r64)
-        r = tolerance_ratio(np.asarray(got)[:n], r32, r64)
-        if not r <= 1.0:
-            err = np.max(np.abs(np.asarray(got, np.float64)[:n] - r64))
-            raise AssertionError(f"{name}: the losses of step {s + 1} break the tolerance rule against the "
-                                 f"float64 twin (ratio {r:.2f}, max error {err:.3e})")
-        worst = max(worst, r)
-    return worst
+    return max(_within_rule(name, f"the losses of step {s + 1}", got, r32, r64)
+               for s, (got, r32, r64) in enumerate(zip(losses, ref32, ref64)))
+
+
+def _within_rule(name: str, what: str, got, r32, r64) -> float:
+    """The tolerance ratio of ``got`` (its first len(r64) networks) against the twins; raises
+    when the rule is broken, naming ``what``."""
+    from ..testing import tolerance_ratio
+    n = len(r64)
+    r = tolerance_ratio(np.asarray(got)[:n], r32, r64)
+    if not r <= 1.0:
+        err = np.max(np.abs(np.asarray(got, np.float64)[:n] - r64))
+        raise AssertionError(f"{name}: {what} break the tolerance rule against the float64 twin (ratio {r:.2f}, "
+                             f"max error {err:.3e})")
+    return r
 
 
 # networks whose evaluation the float64 twin recomputes (one nn.Sequential each, every sample)
@@ -161,15 +165,7 @@ def reference_eval_losses(model: PackedMLP, X, y, networks: int = EVAL_CHECK_NET
 def eval_loss_check(name: str, losses, ref) -> float:
     """The tolerance ratio of an evaluation's per-network mean losses (their first networks)
     against ``ref`` (reference_eval_losses); raises when the rule is broken."""
-    from ..testing import tolerance_ratio
-    ref32, ref64 = ref
-    n = len(ref64)
-    r = tolerance_ratio(np.asarray(losses)[:n], ref32, ref64)
-    if not r <= 1.0:
-        err = np.max(np.abs(np.asarray(losses, np.float64)[:n] - ref64))
-        raise AssertionError(f"{name}: the evaluated losses break the tolerance rule against the float64 twin "
-                             f"(ratio {r:.2f}, max error {err:.3e})")
-    return r
+    return _within_rule(name, "the evaluated losses", losses, *ref)
 
 
 # --------------------------------------------------------------------------- width buckets

@@ -188,8 +188,8 @@ def format_scaling(report: dict) -> str:
              f"{report.get('torch_threads', '?')} threads",
              f"width mix: {len(report['mix'])} networks of widths {report['mix'][0]}..{report['mix'][-1]}, repeated; "
              f"batch {BATCH}, d = {D}, k = {K}", f"memory: {report['memory_method']}", "",
-             "| sweep | networks | units | samples | implementation | ms per step (best) | epoch s | useful GFLOP/s | "
-             "vs torch | peak MiB | weights+momentum+data MiB | peak / that | notes |",
+             "| sweep | networks | units | samples | implementation | ms per step (best) | epoch s (best step x steps) "
+             "| useful GFLOP/s | vs torch | peak MiB | weights+momentum+data MiB | peak / that | notes |",
              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["rows"]:
         cfg = r.get("config")

@@ -357,20 +357,32 @@ class _Context:
         finite = np.isfinite(self._max(s[:, _UMAX] * s[:, _VMAX]))
         off = self.m.offsets
         for n in np.flatnonzero(finite & (~np.isfinite(out) | (out == 0))):
-            out[n] = _path_scaled(self.m.U[off[n]:off[n + 1]], self.m.V[off[n]:off[n + 1]], p)
+            out[n] = scaled_path_norm([self.m.U[off[n]:off[n + 1]], self.m.V[off[n]:off[n + 1]].T], p)
         return out
 
 
-def _path_scaled(U, V, p: float) -> float:
-    """phi_p of one two-layer network (U (H, d), V (H, k)) with each layer divided by its largest
-    |w| before the p-th powers, and the scales put back in logs: finite wherever phi_p is."""
-    U, V = np.abs(U.astype(np.float64)), np.abs(V.astype(np.float64))
-    a, b = U.max(), V.max()
-    if a == 0 or b == 0:
+def scaled_path_norm(mats, p: float) -> float:
+    """phi_p of the layers ``mats`` ((out, in) matrices, applied first to last) by the dynamic
+    program over layers, each layer divided by its largest |w| before the p-th powers and the
+    scales put back in logs: finite wherever phi_p is, where the direct sums of |w|^p over- or
+    underflow float64 for large p (|w| = 100, p = 300). The fallback of path_l{p} here and of
+    ``deep.path_norm``."""
+    g = np.ones(mats[0].shape[1])
+    log_scale = 0.0
+    for W in mats:
+        W = np.abs(np.asarray(W, np.float64))
+        top = float(W.max()) if W.size else 0.0
+        if top == 0:
+            return 0.0
+        if not math.isfinite(top):
+            return float("nan") if math.isnan(top) else float("inf")
+        log_scale += math.log(top)
+        g = ((W / top) ** p) @ g
+    total = float(g.sum())
+    if not total > 0:
         return 0.0
-    total = float((((U / a) ** p).sum(1) * ((V / b) ** p).sum(1)).sum())
-    with np.errstate(over="ignore"):
-        return float(np.exp(math.log(a) + math.log(b) + math.log(total) / p)) if total > 0 else 0.0
+    log_phi = log_scale + math.log(total) / p
+    return math.exp(log_phi) if log_phi < math.log(np.finfo(np.float64).max) else float("inf")
 
 
 # ----------------------------------------------------------------------------- the measures

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
+
+from ..measures import scaled_path_norm
 
 
 def _mats(weights):
@@ -38,23 +39,8 @@ def path_norm(weights, p: float = 2.0) -> float:
     direct = float(g.sum() ** (1.0 / p))
     if 0 < direct < math.inf or not all(bool(torch.isfinite(W).all()) for W in Ws):
         return direct
-    # |w|^p over- or underflowed float64 (|w| = 100, p = 300): each layer divided by its largest
-    # |w| before the p-th powers, the scales put back in logs
-    g = torch.ones(Ws[0].shape[1], dtype=torch.float64)
-    log_scale = 0.0
-    for W in Ws:
-        top = float(W.max()) if W.numel() else 0.0
-        if top == 0:
-            return 0.0
-        if not math.isfinite(top):
-            return float("nan") if math.isnan(top) else float("inf")
-        log_scale += math.log(top)
-        g = (W / top).pow(p) @ g
-    total = float(g.sum())
-    if not total > 0:
-        return 0.0
-    log_phi = log_scale + math.log(total) / p
-    return math.exp(log_phi) if log_phi < math.log(np.finfo(np.float64).max) else float("inf")
+    # |w|^p over- or underflowed float64 (|w| = 100, p = 300): each layer scaled first
+    return scaled_path_norm([W.cpu().numpy() for W in Ws], p)
 
 
 def path_scaling(weights):

@@ -8,6 +8,7 @@ too, so a float64 value beyond float32's range never reaches a float32 model as 
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -143,6 +144,13 @@ def per_network(value, name: str, n: int, dtype, *, low=0.0, high=None, high_ope
         if over.any():
             raise ValueError(f"{name}: expected values {'<' if high_open else '<='} {high}, got {out[over][0]!r}")
     return out
+
+
+def nonnegative_number(value, name: str) -> float:
+    """A finite real number >= 0 (a 0-d array too), or one ValueError naming ``name``."""
+    if not (np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf" and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def positive_int(value, name: str) -> int:

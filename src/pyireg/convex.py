@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from ._validate import MAX_HALVINGS, line_search_failed, as_float_array, as_labels, finite_objective
+from ._validate import MAX_HALVINGS, as_float_array, as_labels, finite_objective, line_search_failed
 from .model import PackedMLP
 
 
@@ -84,16 +84,15 @@ def fit(X, y, *, library, lam: float, loss: str = "softmax", num_classes: int | 
     if loss == "softmax":
         net = PackedMLP([m], X.shape[1], k, activation=activation, dtype="float64", init_std=1.0)
         net.U[...] = W
-        X64 = X
 
         def f_and_grad(V):
             net.V[...] = V
-            l, _, gV = net.loss_and_grad(X64, y)
+            l, _, gV = net.loss_and_grad(X, y)
             return float(l[0]), gV
 
         def f(V):
             net.V[...] = V
-            return float(net.evaluate(X64, y, batch_size=4096)[1][0])
+            return float(net.evaluate(X, y, batch_size=4096)[1][0])
     else:
         Z = X @ W.T
         A = np.maximum(Z, 0) if activation == "relu" else Z

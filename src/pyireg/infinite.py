@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._validate import MAX_HALVINGS, line_search_failed, finite_objective, positive_int
+from ._validate import MAX_HALVINGS, finite_objective, line_search_failed, nonnegative_number, positive_int
 
 LOSSES = ("squared", "logistic")
 # the largest |x| and |y| taken: squares and sums of squares of n d such values stay within float64
@@ -44,10 +44,8 @@ def _check(X, y, loss):
 
 def _check_width(H, lam) -> int:
     """The width and penalty of objectives (4) and (5)."""
-    H = positive_int(H, "H")
-    if not (np.ndim(lam) == 0 and np.asarray(lam).dtype.kind in "iuf" and math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
-    return H
+    nonnegative_number(lam, "lam")
+    return positive_int(H, "H")
 
 
 def loss_value(f, y, loss: str) -> float:

@@ -14,11 +14,9 @@ and the predictions to k(X*, X) (K + n lam I)^(-1) y.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._validate import positive_int
+from ._validate import nonnegative_number, positive_int
 
 
 def arccos_kernel(A, B) -> np.ndarray:
@@ -45,8 +43,7 @@ def _problem(X, y, X_test, lam):
     for name, a in (("X", X), ("y", y), ("X_test", X_test)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name}: contains NaN or inf")
-    if not (np.ndim(lam) == 0 and np.asarray(lam).dtype.kind in "iuf" and math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"lam: expected a finite number >= 0, got {lam!r}")
+    nonnegative_number(lam, "lam")
     return X, y, X_test
 
 

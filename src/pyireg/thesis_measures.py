@@ -157,7 +157,11 @@ def c3(weights) -> list:
 def margins(weights, X, y) -> np.ndarray:
     """f(x)[y] - max_{j != y} f(x)[j] per sample."""
     Ws = _weights(weights)
-    X, y = _inputs(Ws, X, y)
+    return _margins(Ws, *_inputs(Ws, X, y))
+
+
+def _margins(Ws, X, y) -> np.ndarray:
+    """margins of checked layers, samples and labels."""
     out = forward(Ws, X)
     idx = np.arange(len(y))
     true = out[idx, y]
@@ -189,7 +193,7 @@ def margin_pac_bayes(weights, X, y, gamma: float, sigma: float, *, delta: float 
         raise ValueError(f"prior: expected layers shaped like the weights {[W.shape for W in Ws]}, got "
                          f"{[Q.shape for Q in P]}")
     kl = sum(float(((W - Q) ** 2).sum()) for W, Q in zip(Ws, P)) / (2 * sigma ** 2)
-    margin_loss = float((margins(Ws, X, y) <= gamma).mean())
+    margin_loss = float((_margins(Ws, X, y) <= gamma).mean())
     log_term = math.log(6 * m / delta)
     rng = np.random.default_rng(seed)
     f0 = forward(Ws, X)
@@ -226,7 +230,7 @@ def spectral_bound(weights, X, y, gamma: float, *, delta: float = 0.01) -> dict:
     prod2 = float(np.prod(spec ** 2))
     ratio = float((frob2 / spec ** 2).sum())
     kl = 42 ** 2 * d ** 2 * B ** 2 * h * math.log(4 * h * d) * prod2 * ratio / (2 * gamma ** 2)
-    margin_loss = float((margins(Ws, X, y) <= gamma).mean())
+    margin_loss = float((_margins(Ws, X, y) <= gamma).mean())
     log_term = math.log(6 * m / delta)
     complexity = 4 * math.sqrt((kl + log_term) / (m - 1))
     return {"margin_loss": margin_loss, "spectral_product": prod2, "frobenius_ratio_sum": ratio, "input_norm": B,

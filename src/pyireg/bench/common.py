@@ -101,21 +101,29 @@ def reference_losses(model: PackedMLP, X, y, steps: Optional[int] = None, networ
     ``batches`` (indices of batches of X); by default the batches a timed run starts with
     (``check_batches``), or, given ``steps``, that many steps on the first batch. ``networks``
     limits it to the first networks (they are independent of the others)."""
-    import torch
-
     from .. import reference as R
     if batches is None:
         batches = [0] * steps if steps is not None else check_batches(len(X) // BATCH)
-    n = model.num_networks if networks is None else min(networks, model.num_networks)
-    off = model.offsets[: n + 1]
-    U, V = model.U[: off[-1]], model.V[: off[-1]]
     out = []
-    for dtype in (torch.float32, torch.float64):
-        mods = R.modules_from_packed(U, V, off, model.activation, dtype=dtype)
+    for mods in _twins(model, networks):
         opt = R.make_sgd(mods, LR, MOMENTUM, WEIGHT_DECAY)
         out.append([R.step(mods, opt, X[b * BATCH:(b + 1) * BATCH], y[b * BATCH:(b + 1) * BATCH]) for b in batches])
     ref32 = [np.asarray(l, np.float32) for l in out[0]]     # float32 results, exactly
     return ref32, out[1]
+
+
+def _twins(model: PackedMLP, networks: Optional[int]):
+    """The model's first ``networks`` networks (all: None) as the reference twin's modules, in
+    float32, then in float64 (made one set at a time: the float64 set of 1,024 networks is
+    about 0.5 GB)."""
+    import torch
+
+    from .. import reference as R
+    n = model.num_networks if networks is None else min(networks, model.num_networks)
+    off = model.offsets[: n + 1]
+    U, V = model.U[: off[-1]], model.V[: off[-1]]
+    for dtype in (torch.float32, torch.float64):
+        yield R.modules_from_packed(U, V, off, model.activation, dtype=dtype)
 
 
 def loss_check(name: str, losses, ref) -> float:
@@ -149,16 +157,8 @@ def reference_eval_losses(model: PackedMLP, X, y, networks: int = EVAL_CHECK_NET
     """The mean losses over (X, y) of the model's first ``networks`` networks by the PyTorch
     reference twin in float32 and in float64 (``ref_same``, ``ref64`` of the tolerance rule):
     the evaluation rows' check (error rates alone can hide a wrong network among many)."""
-    import torch
-
     from .. import reference as R
-    n = min(networks, model.num_networks)
-    off = model.offsets[: n + 1]
-    U, V = model.U[: off[-1]], model.V[: off[-1]]
-    out = []
-    for dtype in (torch.float32, torch.float64):
-        mods = R.modules_from_packed(U, V, off, model.activation, dtype=dtype)
-        out.append(R.evaluate(mods, X, y)[1])
+    out = [R.evaluate(mods, X, y)[1] for mods in _twins(model, networks)]
     return np.asarray(out[0], np.float32), np.asarray(out[1], np.float64)
 
 

@@ -167,13 +167,7 @@ def test_killed_at_every_file_operation_with_a_stopping_rule(tiny, tmp_path, pol
     publish = [i for i, (op, name) in enumerate(ops) if op == "rename" and name == "history.parquet"]
     assert len(publish) == 6                            # seed 0: epochs 1, 2, then 3 filled; seed 1: 3 epochs
     assert (ref[(ref.repetition == 0) & (ref.epoch == 3)].lr == 0).all()
-    for i in range(len(ops) + 1):
-        out = tmp_path / f"k{i}"
-        why = f"killed before operation {i} {ops[i:i + 1]}"
-        _killed_run(tiny, out, i, len(ops), why, checkpoints=policy, **rule)
-        _assert_prefix(out, ref, why)
-        _resume_through(tiny, out, ref, lambda: None, policy, why, **rule)
-        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == final, why
+    _kill_at_every_operation(tiny, tmp_path, ops, ref, policy, final, **rule)
 
 
 @pytest.mark.parametrize("policy,every", [("resume", 1), ("all", 1), ("resume", 2), ("final", 2)])
@@ -188,6 +182,13 @@ def test_an_early_end_several_epochs_before_the_cap_killed_at_every_file_operati
     assert len(publish) == 3                            # epochs 1, 2, then 3..6 at once
     final = {"resume": [], "all": ["rep0-epoch1.npz", "rep0-epoch2.npz", "rep0-epoch6.npz"],
              "final": ["rep0-epoch6.npz"]}[policy]
+    _kill_at_every_operation(tiny, tmp_path, ops, ref, policy, final, **rule)
+
+
+def _kill_at_every_operation(tiny, tmp_path, ops, ref, policy, final, **rule) -> None:
+    """The run killed before each of its file operations ``ops`` in turn, then resumed: each
+    time a prefix of ``ref`` on disk, the uninterrupted history after the resume, and the
+    checkpoints ``final`` of the policy left."""
     for i in range(len(ops) + 1):
         out = tmp_path / f"k{i}"
         why = f"killed before operation {i} {ops[i:i + 1]}"

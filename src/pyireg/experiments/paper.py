@@ -10,7 +10,7 @@ from ..schedule import PaperSchedule
 from . import teacher
 from .store import Disk as _Disk
 from .stopping import parse_stop_when
-from .store import check_kind, check_output
+from .store import check_reproduction
 from .sweep import sweep
 
 H0 = {"mnist5k": 4, "mnist": 4, "digits": 4, "mnist1d": 4, "cifar10": 16}
@@ -24,9 +24,7 @@ ROWS = {"figure1": ("original",), "figure2": ("original", "teacher", "censored",
 def check_outputs(out, figure: str, resume: bool = False) -> None:
     """Check every sweep directory of a figure before the first one starts (a later one that
     already holds a sweep would otherwise fail after hours of work)."""
-    check_kind(out, figure, ROWS[figure])
-    for row in ROWS[figure]:
-        check_output(Path(out) / row, resume)
+    check_reproduction(out, figure, ROWS[figure], resume)
 
 
 def reproduce_figure1(out, *, dataset="mnist5k", data_dir=None, widths=None, epochs=None, seeds=None,

@@ -1,9 +1,10 @@
 """The refusals every reader of a sweep directory shares: the error a sweep's files raise when
 they are missing, corrupt or inconsistent, the refusal of symbolic links among them, and the
-bounded read of a small file (config.json, packs.json). :mod:`.history` and :mod:`.store` both
+bounded read of a small file (config.json, packs.json) and of a JSON object. :mod:`.history` and :mod:`.store` both
 build on it."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -45,3 +46,15 @@ def read_bounded(path: Path, what: str, limit: int = CONFIG_MAX_BYTES) -> bytes:
     if len(data) > st.st_size:
         raise SweepStateError(f"{what}: {path} grew while being read; read it again when nothing writes it")
     return data
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON file of a run (config.json, figure.json), bounded and one line on any failure."""
+    try:
+        value = json.loads(read_bounded(path, what).decode())
+    except (UnicodeDecodeError, ValueError, RecursionError, OverflowError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
+        raise SweepStateError(f"{what}: {path} is corrupt ({why})") from None
+    if not isinstance(value, dict):
+        raise SweepStateError(f"{what}: {path} is not a JSON object")
+    return value

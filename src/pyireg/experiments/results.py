@@ -4,12 +4,11 @@ directory of sweeps, for tables and plots) and summarize."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from ..summary import summarize
 from .history import read_history
-from .refusals import SweepStateError, read_bounded
+from .refusals import SweepStateError, read_json
 
 __all__ = ["SweepResult", "load_results", "load_source", "summarize"]
 # the rows of a figure's directory, in order (sgd, cg: reproduce sgd-vs-cg)
@@ -47,18 +46,6 @@ class SweepResult:
         notebook; written as a PNG when ``out_file`` is given, which is returned)."""
         from ..plots import plot_results
         return plot_results(self, out_file)
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A JSON file of a run (config.json, figure.json), bounded and one line on any failure."""
-    try:
-        value = json.loads(read_bounded(path, what).decode())
-    except (UnicodeDecodeError, ValueError, RecursionError, OverflowError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
-        raise SweepStateError(f"{what}: {path} is corrupt ({why})") from None
-    if not isinstance(value, dict):
-        raise SweepStateError(f"{what}: {path} is not a JSON object")
-    return value
 
 
 def load_results(path) -> SweepResult:

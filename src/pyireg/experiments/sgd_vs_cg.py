@@ -20,7 +20,7 @@ from .. import data as D
 from ..schedule import ConstantSchedule, PaperSchedule
 from ._common import markdown_table, pyplot, save_figure
 from .stopping import parse_stop_when
-from .store import Disk, check_kind, check_output
+from .store import Disk, check_reproduction
 from .sweep import sweep
 
 ROWS = ("sgd", "cg")
@@ -113,9 +113,7 @@ def reproduce_sgd_vs_cg(out="results/sgd-vs-cg", *, dataset="mnist5k", data_dir=
     seeds = [seed] if seed is not None else list(seeds)
     parse_stop_when(stop_when, patience)
     out = Path(out)
-    check_kind(out, "sgd-vs-cg", ROWS)
-    for row in ROWS:
-        check_output(out / row, resume)
+    check_reproduction(out, "sgd-vs-cg", ROWS, resume)
     if figure is not None:
         from ._common import check_writable
         from ..plots import check_figure_suffix

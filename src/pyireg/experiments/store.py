@@ -51,7 +51,7 @@ from typing import Callable
 
 from .history import check_history, parquet_bytes, read_history
 from .npzfile import OVERLAP_BYTES, helper_pool, read_npz, write_npz
-from .refusals import SweepStateError, read_bounded, refuse_links
+from .refusals import SweepStateError, read_bounded, read_json, refuse_links
 
 # Tests set this (through set_fault_hook) to a callable hook(op, path), called before every file
 # operation on a sweep directory (op: "mkdir", "lock", "open", "write", "fsync", "rename",
@@ -551,8 +551,8 @@ def _recorded_kind(out: Path):
         path = out / name
         if path.exists():
             try:
-                value = json.loads(read_bounded(path, "out").decode()).get(key)
-            except (SweepStateError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+                value = read_json(path, "out").get(key)
+            except SweepStateError:
                 value = None
             return value if isinstance(value, str) else "another experiment"
     return None
@@ -589,3 +589,13 @@ def check_kind(out, kind: str, rows=()) -> None:
     if foreign:
         raise FileExistsError(f"out: {out} holds sweeps of another experiment ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}), not of {kind}; choose another directory")
+
+
+def check_reproduction(out, kind: str, rows, resume: bool = False, own=None) -> None:
+    """Check a reproduction's directory before its first sweep starts: that it holds no other
+    kind of run (``check_kind``, its own subfolders ``own``, glob patterns, default ``rows``),
+    and every row's sweep directory (``check_output``; a later one that already holds a sweep
+    would otherwise fail after hours of work)."""
+    check_kind(out, kind, rows if own is None else own)
+    for row in rows:
+        check_output(Path(out) / row, resume)

@@ -28,7 +28,7 @@ from .. import data as D
 from ..measures import ALL, PERTURBED, compute
 from ..plots import check_figure_suffix
 from ..schedule import PaperSchedule
-from .store import check_kind, check_output
+from .store import check_reproduction
 from .sweep import ChanceWarning, sweep
 from .training import models_of
 
@@ -86,10 +86,8 @@ def reproduce_measures(out="results/thesis-measures", *, dataset="mnist5k", data
         check_figure_suffix(figure, "figure")           # before the training, not after it
     t_start = time.perf_counter()
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
-    check_kind(out, "measures", ("true-seed*", "random-seed*"))
-    for rep in seeds:
-        for labels in ("true", "random"):
-            check_output(out / f"{labels}-seed{rep}", resume)
+    check_reproduction(out, "measures", [f"{labels}-seed{rep}" for rep in seeds for labels in ("true", "random")],
+                       resume, own=("true-seed*", "random-seed*"))
     out.mkdir(parents=True, exist_ok=True)
     k = ds.num_classes
     rows = []
@@ -258,10 +256,8 @@ def reproduce_pathsgd(out="results/thesis-pathsgd", *, dataset="mnist5k", data_d
     ds = D.load(dataset, data_dir=data_dir, n_train=2000, n_val=2000, n_test=1000)   # before any folder
     inits = ("standard", "unbalanced")
     methods = {"sgd": "momentum_sgd", "path_sgd": "path_sgd"}
-    check_kind(out, "pathsgd", ("sgd-*", "path_sgd-*"))
-    for method in methods:
-        for ini in inits:
-            check_output(out / f"{method}-{ini}", resume)
+    check_reproduction(out, "pathsgd", [f"{method}-{ini}" for method in methods for ini in inits], resume,
+                       own=("sgd-*", "path_sgd-*"))
     out.mkdir(parents=True, exist_ok=True)
     # networks (init, seed, lr, width), width fastest, as the table and figure read them; each
     # (method, init) is one sweep with the lrs as lr scales of the paper's schedule (lr0 0.1):

@@ -325,7 +325,7 @@ def test_perturbed_copies_in_rounds_equal_one_packed_model(monkeypatch):
     model, _, X, y = _model(widths=[3, 20, 64])
     one = (M.pac_bayes(model, X, y, samples=3), M.sharpness_expected(model, X, y, samples=3))
     # at most two copies of the model per packed evaluation
-    monkeypatch.setattr(M, "COPIES_BYTES", 2 * model.num_units * (13 + 5) * 4)
+    monkeypatch.setattr(pyireg.perturbations, "COPIES_BYTES", 2 * model.num_units * (13 + 5) * 4)
     rounds = (M.pac_bayes(model, X, y, samples=3), M.sharpness_expected(model, X, y, samples=3))
     for a, b in zip(one, rounds):
         np.testing.assert_array_equal(a, b)

@@ -1,8 +1,11 @@
 """pyireg under load: ``pyireg theorem1`` (many short parallel regions) timed on idle cores and
-with busy-loop processes on every core, under OpenMP's passive wait policy (pyireg's default
-since round 3) and the active one (libgomp's default, pyireg's before).
+with busy-loop processes on every core, under OpenMP wait policies: passive (no spin), a spin
+count (pyireg's default GOMP_SPINCOUNT=3000) and active (libgomp's long default spin).
 
-    python benchmarks/loaded_vs_idle.py [--iters 300] [--busy N] [--reps 1] [--policies passive,active]
+    python benchmarks/loaded_vs_idle.py [--iters 300] [--busy N] [--reps 1] [--policies passive,active,spin30000]
+
+A policy is ``passive`` or ``active`` (``OMP_WAIT_POLICY``) or ``spinN`` (``GOMP_SPINCOUNT=N``
+alone: libgomp spins N iterations, then sleeps; its own default is 300000).
 
 Each run is a fresh ``python -m pyireg theorem1`` process; the busy loops are plain Python
 processes spinning on arithmetic (``--busy``, default: one per core). The numbers are wall
@@ -27,9 +30,22 @@ def _spin(stop):
             x = (x * 31 + i) % 1_000_003
 
 
-def run_once(policy: str, iters: int, out: str) -> float:
-    env = dict(os.environ, OMP_WAIT_POLICY=policy.upper())
+def policy_env(policy: str) -> dict:
+    """The process environment of one policy: passive, active or spinN."""
+    env = dict(os.environ)
     env.pop("GOMP_SPINCOUNT", None)
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy.startswith("spin") and policy[4:].isdigit():
+        env["GOMP_SPINCOUNT"] = policy[4:]
+    elif policy in ("passive", "active"):
+        env["OMP_WAIT_POLICY"] = policy.upper()
+    else:
+        raise SystemExit(f"--policies: {policy!r} is not passive, active or spinN")
+    return env
+
+
+def run_once(policy: str, iters: int, out: str) -> float:
+    env = policy_env(policy)
     cmd = [sys.executable, "-m", "pyireg", "theorem1", "--iters", str(iters), "--out", out]
     t = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -41,9 +57,11 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=300, help="iterations of each solver (theorem1 --iters)")
     ap.add_argument("--busy", type=int, default=os.cpu_count() or 1, help="busy-loop processes when loaded")
     ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--policies", default="passive,active")
+    ap.add_argument("--policies", default="passive,spin3000,active")
     args = ap.parse_args()
     policies = args.policies.split(",")
+    for policy in policies:
+        policy_env(policy)                                 # checked before anything runs
     with tempfile.TemporaryDirectory() as out:
         run_once("passive", 20, out)                       # warm the data and imports
         rows = []
@@ -62,9 +80,9 @@ def main() -> None:
                 for p in spinners:
                     p.join(10)
     print(f"pyireg theorem1 --iters {args.iters}, {os.cpu_count()} CPUs, {args.busy} busy loops when loaded")
-    print(f"{'load':8} {'policy':8} {'seconds':>8}")
+    print(f"{'load':8} {'policy':11} {'seconds':>8}")
     for load, policy, s in rows:
-        print(f"{load:8} {policy:8} {s:8.2f}")
+        print(f"{load:8} {policy:11} {s:8.2f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The OpenMP environment pyireg starts with: OMP_NUM_THREADS outside [1, 4 x processors]
 (or not a number) is clamped with one warning instead of a libgomp failure, a crash or a
-MemoryError, also when OpenMP was loaded before pyireg; the wait policy defaults to passive
-unless the user chose one. Each case runs in a fresh interpreter."""
+MemoryError, also when OpenMP was loaded before pyireg; the wait defaults to a short spin
+(GOMP_SPINCOUNT) unless the user chose one. Each case runs in a fresh interpreter."""
 import os
 import subprocess
 import sys
@@ -19,7 +19,8 @@ m = pyireg.PackedMLP([300] * 40, 50, 10, seed=0)
 X = np.random.default_rng(0).standard_normal((300, 50)).astype(np.float32)
 y = np.arange(300) % 10
 pyireg.MomentumSGD(m, 0.01, 0.9).step(X, y)
-print(pyireg.get_num_threads(), pyireg.max_num_threads(), os.environ.get("OMP_WAIT_POLICY"),
+print(pyireg.get_num_threads(), pyireg.max_num_threads(),
+      os.environ.get("OMP_WAIT_POLICY", "-") + "/" + os.environ.get("GOMP_SPINCOUNT", "-"),
       float(m.forward(X).sum()))
 """
 
@@ -59,6 +60,9 @@ def test_clamped_even_when_openmp_was_loaded_first():
     assert threads == hi
 
 
-def test_wait_policy_defaults_to_passive_and_a_users_choice_is_kept():
-    assert _run({})[2] == "PASSIVE"
-    assert _run({"OMP_WAIT_POLICY": "active"})[2] == "active"
+def test_wait_defaults_to_a_short_spin_and_a_users_choice_is_kept():
+    from pyireg import _env
+    assert _run({})[2] == f"-/{_env.PYIREG_SPINCOUNT}"
+    assert _run({"OMP_WAIT_POLICY": "active"})[2] == "active/-"
+    assert _run({"OMP_WAIT_POLICY": "passive"})[2] == "passive/-"
+    assert _run({"GOMP_SPINCOUNT": "7"})[2] == "-/7"

@@ -1,6 +1,6 @@
 """The process environment pyireg's OpenMP runtime reads once, when the native module loads:
-the thread count from ``OMP_NUM_THREADS`` clamped to the documented bound, and a passive wait
-policy unless the user chose one (docs/reliability.md).
+the thread count from ``OMP_NUM_THREADS`` clamped to the documented bound, and a short spinning
+wait (``GOMP_SPINCOUNT``) unless the user chose a wait (docs/reliability.md).
 
 Run by ``pyireg/__init__`` before ``pyireg._core`` is imported. The native module clamps its
 own starting thread count too (csrc/cpu/dispatch.cpp), which covers an OpenMP runtime that was
@@ -12,10 +12,14 @@ import os
 import warnings
 
 
-# Whether pyireg chose the passive wait policy for this process (the user set none): it holds
-# for torch's OpenMP runtime too when torch loads after pyireg, which ``pyireg bench`` avoids for
-# its timings (they run in a child with OpenMP's own default wait).
-PASSIVE_BY_PYIREG = False
+# Whether pyireg chose the OpenMP wait for this process (the user set none). One libgomp serves
+# the whole process (torch's wheel and pyireg load the same soname), so the choice holds for
+# torch's operations too; ``pyireg bench`` times its rows in a child under libgomp's own default.
+WAIT_BY_PYIREG = False
+# The spin count pyireg chooses: threads spin this many iterations before they sleep. 0 (the
+# passive policy) slowed torch's small operations 1.7-2.1x on idle cores; libgomp's default
+# (300000) made a loaded run 2.5-3x slower than passive; 3000 kept both (docs/reliability.md).
+PYIREG_SPINCOUNT = 3000
 # libgomp's own spin count when the user sets no wait policy (its documented default)
 LIBGOMP_DEFAULT_SPINCOUNT = 300000
 
@@ -29,8 +33,8 @@ def processors() -> int:
 
 
 def configure(environ=os.environ) -> list[str]:
-    """Clamp OMP_NUM_THREADS into [1, 4 x processors] and default OMP_WAIT_POLICY to PASSIVE.
-    Returns the warnings issued (at most one)."""
+    """Clamp OMP_NUM_THREADS into [1, 4 x processors] and default GOMP_SPINCOUNT to
+    PYIREG_SPINCOUNT. Returns the warnings issued (at most one)."""
     issued = []
     raw = environ.get("OMP_NUM_THREADS")
     if raw is not None and raw.strip():
@@ -50,12 +54,12 @@ def configure(environ=os.environ) -> list[str]:
             issued.append(f"OMP_NUM_THREADS={head} is outside [1, {hi}] (4 x the {hi // 4} processors); "
                           f"clamped to {clamped}")
     if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
-        # spinning threads collapse on busy cores (a theorem1 run took 11x longer with two other
-        # processes on the 2 cores); passive waits cost little when the cores are idle
-        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        # long spins collapse on busy cores (a theorem1 run took 11x longer with two other
+        # processes on the 2 cores); no spin at all slows torch's many short parallel regions
+        environ["GOMP_SPINCOUNT"] = str(PYIREG_SPINCOUNT)
         if environ is os.environ:
-            global PASSIVE_BY_PYIREG
-            PASSIVE_BY_PYIREG = True
+            global WAIT_BY_PYIREG
+            WAIT_BY_PYIREG = True
     for text in issued:
         warnings.warn(f"pyireg: {text}", RuntimeWarning, stacklevel=3)
     return issued

@@ -35,10 +35,10 @@ def cmd_bench(args) -> int:
     from .. import _core, _env
     if args.simd is not None and not _core.simd_available(args.simd):
         raise ValueError(f"--simd: '{args.simd}' is not available on this CPU/build")
-    if _env.PASSIVE_BY_PYIREG and getattr(args, "_argv", None) is not None:
-        # pyireg chose the passive OpenMP wait for this process, and torch's runtime inherits it:
-        # torch's rows ran up to 2.7x slower than under OpenMP's own default. The timings run in
-        # a child with that default (GOMP_SPINCOUNT, which pyireg leaves alone), every row alike.
+    if _env.WAIT_BY_PYIREG and getattr(args, "_argv", None) is not None:
+        # pyireg chose the OpenMP wait of this process, torch's operations included (under the
+        # passive wait torch's rows ran up to 2.7x slower). The timings run in a child under
+        # libgomp's own default (a GOMP_SPINCOUNT pyireg leaves alone), every row alike.
         import subprocess
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
         env["GOMP_SPINCOUNT"] = str(_env.LIBGOMP_DEFAULT_SPINCOUNT)

@@ -179,6 +179,21 @@ def test_unfused_path_follows_a_diverged_network_as_the_fused_step_does():
     assert o1.diverged.tolist() == o2.diverged.tolist() == [True, False]
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["U", "V"])
+def test_apply_update_marks_the_network_of_any_nonfinite_gradient_entry(value, where):
+    """The all-finite shortcut (max and min) misses no NaN, inf or -inf, in either layer, and
+    marks only the network of the unit that holds it."""
+    model = pyireg.PackedMLP([2, 3, 1], 4, 3, seed=0)
+    opt = pyireg.MomentumSGD(model, 0.1, 0.9)
+    gU, gV = np.zeros_like(model.U), np.zeros_like(model.V)
+    opt.apply_update(gU, gV)
+    assert not opt.diverged.any()
+    (gU if where == "U" else gV)[3, 1] = value                       # unit 3: the second network
+    opt.apply_update(gU, gV)
+    assert opt.diverged.tolist() == [False, True, False]
+
+
 @pytest.mark.parametrize("name,value,exc,match", [
     ("lr", 1e39, ValueError, "lr: expected finite values in float32"),
     ("lr", 1j, TypeError, "lr: expected real numbers .* complex"),

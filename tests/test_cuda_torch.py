@@ -103,3 +103,46 @@ def test_cuda_tensors_match_the_cpu():
     for _ in range(20):
         m.train_step(Xc, yc, opt)
     assert bool((m.losses(Xc, yc) < l0).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8, torch.int64])
+@pytest.mark.parametrize("bad", [3, -1])
+def test_labels_out_of_range_are_refused_by_the_cuda_kernels(dtype, bad):
+    """A label outside [0, k) of any integer dtype is one ValueError on the CUDA kernels, as on
+    the CPU, and nothing is written (the kernels would have turned every network into NaN)."""
+    if dtype == torch.uint8 and bad < 0:
+        pytest.skip("uint8 holds no negative label")
+    m = pt.PackedMLP([2, 3], 4, 3, seed=0)
+    opt = pt.PackedSGD(m, lr=0.1, momentum=0.9)
+    X, y = torch.randn(5, 4), torch.tensor([0, 1, 2, bad, 0]).to(dtype)
+    U0 = m.U.detach().clone()
+    for emulated in (False, True):
+        with pc.emulate() if emulated else torch.no_grad():
+            with pytest.raises(ValueError, match=rf"y: expected labels in \[0, 3\), got {bad} at index 3"):
+                m.train_step(X, y, opt)
+            with pytest.raises(ValueError, match=r"y: expected labels in \[0, 3\)"):
+                m.losses(X, y)
+    assert torch.equal(m.U.detach(), U0) and not torch.isnan(m.V).any()
+
+
+def test_the_plain_op_kernels_check_labels_and_offsets():
+    """CompositeKernels (CUDA tensors without pyireg._cuda), called here on CPU tensors: labels and
+    offsets are checked with the native engines' messages, not deep inside gather or
+    repeat_interleave (on a GPU, a device-side assert)."""
+    from pyireg.torch._kernels_cuda import CompositeKernels
+    U, V, X, off, _ = _setup(dtype=torch.float32)
+    U, V, X = U.detach(), V.detach(), X.detach()
+    y = torch.tensor([0, 1, 3, 2], dtype=torch.int32)
+    with pytest.warns(RuntimeWarning, match="plain PyTorch ops"), \
+            pytest.raises(ValueError, match=r"y: expected labels in \[0, 3\), got 3 at index 2"):
+        CompositeKernels.loss(U, V, X, y, None, off, "relu", "cross_entropy", True)
+    for bad, match in ((torch.tensor([1, 2, 12]), r"offsets\[0\] == 0"),
+                       (torch.tensor([0, 2, 2, 12]), "strictly increasing"),
+                       (torch.tensor([0, 2, 11]), r"expected 11 rows \(offsets\[-1\]\), got 12")):
+        with pytest.raises(ValueError, match=match):
+            CompositeKernels.forward(U, V, X, bad, "relu", "cross_entropy")
+    losses, gU, gV = CompositeKernels.loss(U, V, X, y.clamp(max=2), None, off, "relu", "cross_entropy", True)
+    native = _ops.packed_loss(U.requires_grad_(), V.requires_grad_(), X, y.clamp(max=2), off)
+    r64 = _ops.packed_loss(U.double(), V.double(), X.double(), y.clamp(max=2), off)
+    pyireg.testing.assert_tolerance(losses.numpy(), native.detach().numpy(), r64.detach().numpy(), "losses")
+

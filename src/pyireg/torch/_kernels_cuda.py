@@ -11,6 +11,7 @@ allocator).
   emulated engine (``pyireg._cuda_emu``: the same kernels through the emulation of the CUDA
   execution model); outside it, the CPU kernels as before.
 """
+import contextlib
 import threading
 import warnings
 
@@ -32,6 +33,39 @@ EVAL_BLOCK = 256  # samples per block of the loss-only path (the engine's evalua
 def _nonnegative(weights) -> None:
     if weights is not None and bool((weights < 0).any()):
         raise ValueError(f"weights: expected non-negative entry weights, got {float(weights.min())}")
+
+
+def check_labels(y: Tensor, k: int) -> None:
+    """Class labels in [0, k), of any integer dtype, checked as given (before the int32 form the
+    kernels take). The CPU kernels check the range themselves; the CUDA kernels would turn the
+    loss and the gradients of every network into NaN, so it is checked here: one reduction and
+    one synchronization per call."""
+    if y.numel() == 0:
+        return
+    lo, hi = torch.aminmax(y.detach())
+    if int(lo) >= 0 and int(hi) < k:
+        return
+    i = int(((y < 0) | (y >= k)).flatten().nonzero()[0, 0])
+    raise ValueError(f"y: expected labels in [0, {k}), got {int(y.flatten()[i])} at index {i}")
+
+
+def check_offset_values(offsets: Tensor, S: int) -> None:
+    """The offsets' values, as the native engines check them (offsets[0] == 0, every width >= 1,
+    offsets[-1] == S); the plain-op kernels would otherwise fail deep inside repeat_interleave,
+    or not at all."""
+    o = _host_offsets(offsets)
+    if o[0] != 0:
+        raise ValueError("offsets: expected offsets[0] == 0")
+    if (np.diff(o) < 1).any():
+        raise ValueError("offsets: expected strictly increasing offsets (every width >= 1)")
+    if o[-1] != S:
+        raise ValueError(f"U, V: expected {int(o[-1])} rows (offsets[-1]), got {S}")
+
+
+def _scale_rows(G, scale, offsets):
+    """G[offsets[n]:offsets[n+1]] *= scale[n], in place, with the offsets on G's device (modules
+    keep them on the host)."""
+    CpuKernels.scale_rows(G, scale.to(G.device), offsets.to(G.device))
 
 
 def _mutated(extra):
@@ -57,11 +91,26 @@ class NativeKernels:
 
     # ------------------------------------------------------------ plumbing
     def _same_device(self, *named) -> None:
+        """Every tensor on the kernels' device type and, on CUDA, on the first one's device (the
+        weights'): a launch on another GPU's memory would fault."""
+        first = None
         for name, t in named:
-            if t is not None and t.device.type != self.device_type:
+            if t is None:
+                continue
+            if t.device.type != self.device_type:
                 raise RuntimeError(f"{name}: the {'emulated ' if self.emulated else ''}CUDA kernels got a tensor on "
                                    f"{t.device}; every tensor of a call must be on one "
                                    f"{'CPU (inside pyireg.cuda.emulate())' if self.emulated else 'CUDA device'}")
+            if first is None:
+                first = (name, t.device)
+            elif not self.emulated and t.device != first[1]:
+                raise RuntimeError(f"{name}: on {t.device}, but {first[0]} is on {first[1]}; every tensor of a call "
+                                   "must be on one CUDA device")
+
+    def _on(self, t):
+        """The context of one engine call: t's GPU as the current device (launches and cuBLAS run
+        on the current device, whatever torch.cuda.set_device says elsewhere)."""
+        return contextlib.nullcontext() if self.emulated else torch.cuda.device(t.device)
 
     def _engine(self, U, V, offsets, activation, loss):
         check_offsets(offsets)
@@ -105,10 +154,9 @@ class NativeKernels:
             t.fill_(float("nan"))
         return t
 
-    def _targets(self, y, weights, loss, dtype):
+    def _targets(self, y, weights, loss, dtype, k):
         if loss == "cross_entropy":
-            if self.emulated and y.numel() and (int(y.min()) < 0):
-                raise ValueError(f"y: expected labels >= 0, got {int(y.min())}")
+            check_labels(y, k)
             return y.to(torch.int32).contiguous(), None, None
         w = None if weights is None else weights.to(dtype).contiguous()
         return None, y.to(dtype).contiguous(), w
@@ -127,7 +175,8 @@ class NativeKernels:
         if B:
             U, V, X = U.detach().contiguous(), V.detach().contiguous(), X.detach().contiguous()
             _ws, wp, wb = self._workspace(engine, "forward", B, U)
-            engine.forward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, out.data_ptr(), wp, wb, self._stream(U))
+            with self._on(U):
+                engine.forward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, out.data_ptr(), wp, wb, self._stream(U))
         return (out, None) if keep else out
 
     def backward(self, grad_out, U, V, X, offsets, activation, loss, need_U, need_V, need_X, act=None):
@@ -143,8 +192,10 @@ class NativeKernels:
             return gU, gV, gX
         U, V, X, G = (t.detach().contiguous() for t in (U, V, X, grad_out))
         _ws, wp, wb = self._workspace(engine, "backward", B, U)
-        engine.backward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, G.data_ptr(), self._p(gU if need_U else None),
-                        self._p(gV if need_V else None), self._p(gX if need_X else None), wp, wb, self._stream(U))
+        with self._on(U):
+            engine.backward(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, G.data_ptr(),
+                            self._p(gU if need_U else None), self._p(gV if need_V else None),
+                            self._p(gX if need_X else None), wp, wb, self._stream(U))
         return gU, gV, gX
 
     def loss(self, U, V, X, y, weights, offsets, activation, loss, with_grad):
@@ -154,7 +205,7 @@ class NativeKernels:
         if B == 0:
             raise ValueError("X: expected at least one sample, got an empty batch (the mean loss is undefined)")
         _nonnegative(weights)
-        lab, vals, w = self._targets(y, weights, loss, U.dtype)
+        lab, vals, w = self._targets(y, weights, loss, U.dtype, V.shape[1])
         U, V, X = U.detach().contiguous(), V.detach().contiguous(), X.detach().contiguous()
         N = offsets.shape[0] - 1
         losses = self._out((N,), U, torch.float64)
@@ -162,16 +213,19 @@ class NativeKernels:
             block = min(B, EVAL_BLOCK)
             errors = torch.empty((N,), dtype=torch.int64, device=U.device)
             _ws, wp, wb = self._workspace(engine, "evaluate", B, U, block)
-            engine.evaluate(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
-                            self._p(w), block, losses.data_ptr(), errors.data_ptr(), wp, wb, self._stream(U))
+            with self._on(U):
+                engine.evaluate(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
+                                self._p(w), block, losses.data_ptr(), errors.data_ptr(), wp, wb, self._stream(U))
             return (losses / B).to(U.dtype), U.new_empty((0,)), V.new_empty((0,))
         gU, gV = self._out(U.shape, U), self._out(V.shape, V)
         _ws, wp, wb = self._workspace(engine, "loss_and_grad", B, U)
-        engine.loss_and_grad(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
-                             self._p(w), losses.data_ptr(), gU.data_ptr(), gV.data_ptr(), wp, wb, self._stream(U))
+        with self._on(U):
+            engine.loss_and_grad(U.data_ptr(), V.data_ptr(), X.data_ptr(), B, loss, self._p(lab), self._p(vals),
+                                 self._p(w), losses.data_ptr(), gU.data_ptr(), gV.data_ptr(), wp, wb,
+                                 self._stream(U))
         return losses.to(U.dtype), gU, gV
 
-    scale_rows = staticmethod(CpuKernels.scale_rows)
+    scale_rows = staticmethod(_scale_rows)
 
     def _hyper(self, U, *vals):
         return [v.to(device=U.device, dtype=U.dtype).contiguous() for v in vals]
@@ -199,7 +253,7 @@ class NativeKernels:
         if B == 0:
             raise ValueError("X: expected at least one sample, got an empty batch")
         _nonnegative(weights)
-        lab, vals, w = self._targets(y, weights, loss, U.dtype)
+        lab, vals, w = self._targets(y, weights, loss, U.dtype, V.shape[1])
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
@@ -208,16 +262,18 @@ class NativeKernels:
             self._ddp_scale(engine, Uw, Vw, Xc, extra[0], sU, sV)
         losses = self._out((offsets.shape[0] - 1,), U, torch.float64)
         _ws, wp, wb = self._workspace(engine, "step", B, U)
-        engine.step(Uw.data_ptr(), Vw.data_ptr(), Xc.data_ptr(), B, loss, self._p(lab), self._p(vals), self._p(w),
-                    rule, sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(),
-                    losses.data_ptr(), wp, wb, self._stream(U))
+        with self._on(U):
+            engine.step(Uw.data_ptr(), Vw.data_ptr(), Xc.data_ptr(), B, loss, self._p(lab), self._p(vals),
+                        self._p(w), rule, sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(),
+                        wd.data_ptr(), losses.data_ptr(), wp, wb, self._stream(U))
         return losses.to(U.dtype)
 
     def _ddp_scale(self, engine, U, V, X, alpha, sU, sV):
         (alpha,) = self._hyper(U, alpha)
         _ws, wp, wb = self._workspace(engine, "ddp_scale", X.shape[0], U)
-        engine.ddp_scale(U.data_ptr(), V.data_ptr(), X.data_ptr(), X.shape[0], alpha.data_ptr(), sU.data_ptr(),
-                         sV.data_ptr(), wp, wb, self._stream(U))
+        with self._on(U):
+            engine.ddp_scale(U.data_ptr(), V.data_ptr(), X.data_ptr(), X.shape[0], alpha.data_ptr(), sU.data_ptr(),
+                             sV.data_ptr(), wp, wb, self._stream(U))
 
     def ddp_scale(self, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
         self._same_device(("U", U), ("V", V), ("X", X), ("scale_U", scale_U), ("scale_V", scale_V))
@@ -239,8 +295,10 @@ class NativeKernels:
         gU, gV = gU.detach().contiguous(), gV.detach().contiguous()
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         _ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
-        engine.apply_update(Uw.data_ptr(), Vw.data_ptr(), gU.data_ptr(), gV.data_ptr(), rule, sU.data_ptr(),
-                            sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(), wp, wb, self._stream(U))
+        with self._on(U):
+            engine.apply_update(Uw.data_ptr(), Vw.data_ptr(), gU.data_ptr(), gV.data_ptr(), rule, sU.data_ptr(),
+                                sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(), wp, wb,
+                                self._stream(U))
 
 
 class CompositeKernels:
@@ -260,16 +318,22 @@ class CompositeKernels:
                       "path reinstall with `pip install . -Ccmake.define.PYIREG_CUDA=ON` (needs nvcc)",
                       RuntimeWarning, stacklevel=4)
 
+    @staticmethod
+    def _checked(U, V, offsets, activation, loss):
+        check_layout(U, V, offsets, activation, loss)
+        check_offset_values(offsets, U.shape[0])
+
     @classmethod
     def forward(cls, U, V, X, offsets, activation, loss, keep=False):
         cls._warn()
-        check_layout(U, V, offsets, activation, loss)
+        cls._checked(U, V, offsets, activation, loss)
         out = _composite.forward(U.detach(), V.detach(), X.detach(), offsets.to(U.device), activation)
         return (out, None) if keep else out
 
     @classmethod
     def backward(cls, grad_out, U, V, X, offsets, activation, loss, need_U, need_V, need_X, act=None):
         cls._warn()
+        cls._checked(U, V, offsets, activation, loss)
         gU, gV, gX = _composite.forward_vjp(grad_out.detach(), U.detach(), V.detach(), X.detach(),
                                             offsets.to(U.device), activation, need_U, need_V, need_X)
         return (gU if need_U else U.new_empty((0,)), gV if need_V else V.new_empty((0,)),
@@ -278,6 +342,9 @@ class CompositeKernels:
     @classmethod
     def loss(cls, U, V, X, y, weights, offsets, activation, loss, with_grad):
         cls._warn()
+        cls._checked(U, V, offsets, activation, loss)
+        if loss == "cross_entropy":
+            check_labels(y, V.shape[1])     # a label out of range is a device-side assert on CUDA
         off = offsets.to(U.device)
         args = (U.detach(), V.detach(), X.detach(), y, weights, off, activation, loss)
         losses = _composite.losses(*args)
@@ -286,12 +353,13 @@ class CompositeKernels:
         gU, gV, _ = _composite.loss_vjp(torch.ones_like(losses), *args, True, True, False)
         return losses, gU, gV
 
-    scale_rows = staticmethod(CpuKernels.scale_rows)
+    scale_rows = staticmethod(_scale_rows)
 
     @classmethod
     def apply_update(cls, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
                      rule="momentum_sgd", extra=(None,) * 7):
         cls._warn()
+        cls._checked(U, V, offsets, activation, loss)
         check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
         _rules.apply_update(U, V, gU, gV, offsets.to(U.device), state_U, state_V, lr, momentum, weight_decay, rule,
                             extra)
@@ -299,6 +367,7 @@ class CompositeKernels:
     @classmethod
     def ddp_scale(cls, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
         cls._warn()
+        cls._checked(U, V, offsets, activation, loss)
         sU, sV = _rules.ddp_scale(U.detach(), V.detach(), X.detach(), offsets.to(U.device), alpha, activation)
         scale_U.copy_(sU)
         scale_V.copy_(sV)

@@ -355,7 +355,8 @@ _NARROW_LABELS = (torch.int32, torch.int16, torch.int8, torch.uint8)
 def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: str, k: int) -> None:
     """Class labels wider than int32 in [0, k), checked as given (int64 2**32 + 1 would wrap to
     1 in the int32 form the kernels check); in eager mode (a traced graph cannot branch on data).
-    Labels of int32 or narrower need nothing here: the kernels check their range."""
+    Labels of int32 or narrower need nothing here: the kernel sets check their range (the CPU's
+    natively, the CUDA ones in ``_kernels_cuda.check_labels``)."""
     if loss != "cross_entropy" or y0.dtype in _NARROW_LABELS or y0.numel() == 0 or not _eager(y0, y, weights):
         return
     if y0.device.type == "cpu":

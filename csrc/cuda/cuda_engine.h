@@ -7,6 +7,12 @@
 // so a step can be captured in a CUDA graph. The engine owns only its layout on the device (the
 // offsets and the unit -> network map, copied once at construction) and a cuBLAS handle.
 //
+// Threads: operations may be called from several threads at once, each on its own stream. The
+// one cuBLAS handle is bound to a stream per GEMM (cublasSetStream, then the GEMM), under a mutex,
+// so a GEMM is never enqueued on another thread's stream. What runs on different streams is not
+// ordered on the device: two threads writing the same weights must order their streams, as for
+// any CUDA work.
+//
 // Loss outputs (loss, errors) are device arrays of N doubles / int64s, like the CPU engine's.
 // Errors: std::invalid_argument for bad arguments; std::runtime_error naming the kernel or the
 // cuBLAS call that failed (a launch error, a cuBLAS status).
@@ -14,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -105,6 +112,7 @@ class CudaEngine {
   int64_t* offsets_dev_ = nullptr;   // N + 1
   int32_t* unit_net_dev_ = nullptr;  // S
   void* blas_ = nullptr;             // the cuBLAS handle
+  mutable std::mutex blas_mu_;       // held from binding the handle to a stream to the GEMM's launch
 };
 
 extern template class CudaEngine<float>;

@@ -314,8 +314,8 @@ __global__ void rescale_rows(T* __restrict__ U, T* __restrict__ V, int64_t S, in
   }
 }
 
-// count[0] = sum of flags[0 .. n), in one thread (a handful of microseconds for a million units;
-// the count is the rescaling's return value, not on a training path).
+// count[0] = sum of flags[0 .. n), in one thread (milliseconds for a million units: a serial
+// loop on one GPU thread; the count is the rescaling's return value, not on a training path).
 __global__ void count_rows(const int32_t* __restrict__ flags, int64_t n, int64_t* __restrict__ count) {
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     int64_t c = 0;

@@ -54,12 +54,16 @@ struct MaxFinite<double> {
   static constexpr double value = DBL_MAX;
 };
 
-// Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
-// prepare, apply_update's prepare, the DDP scaling) gets the same bits for the same row.
+// Squared l2 norm of a row, summed in double in index order, each term fused (fma, correctly
+// rounded on every target): every caller (the fused step's prepare, apply_update's prepare, the
+// DDP scaling, balance and normalize_units) gets the same bits for the same row, on the CPU
+// whether its translation unit may contract a * b + c or not, and on a GPU, whose compiler
+// contracts by default. (For float32 rows the products are exact in double, so fused and
+// unfused agree anyway; for float64 rows they did not.)
 template <class T>
 PYIREG_HD inline double sq_norm(const T* r, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  for (int64_t i = 0; i < n; ++i) s = fma(static_cast<double>(r[i]), static_cast<double>(r[i]), s);
   return s;
 }
 

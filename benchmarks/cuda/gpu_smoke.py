@@ -4,6 +4,10 @@ against the float64 twins under the tolerance rule, no NaN left in any output.
 
     python benchmarks/cuda/gpu_smoke.py [--emulate] [--planted-oob]
 
+Operations: forward, backward, loss_and_grad, evaluate, step (momentum SGD, Path-SGD, DDP-SGD),
+apply_update (bit for bit the fused step), ddp_scale, balance and normalize_units (against the
+CPU engine), measures and unit_moments (finite).
+
 --planted-oob launches the self-test kernel that reads one element past its input, which
 compute-sanitizer's memcheck must report (and an ASan build of the emulation; plain runs do not
 see it). Exit status 0 when every check passes.
@@ -88,6 +92,34 @@ def main(argv=None) -> int:
                 if not bool(torch.isfinite(v).all()):
                     print(f"gpu_smoke: FAIL {rule} left non-finite values in {name}")
                     return 1
+        # the operations off the training step, each once: the unfused update from loss_and_grad's
+        # gradients (equal bit for bit to the fused step), DDP-SGD's scaling, the rescalings,
+        # the norm measures and the data moments
+        Uf, Vf, Ua, Va = t["U"].clone(), t["V"].clone(), t["U"].clone(), t["V"].clone()
+        bufs = [torch.zeros_like(x) for x in (Uf, Vf, Ua, Va)]
+        fl = torch.empty(N, dtype=torch.float64, device=dev)     # held: the call takes its address only
+        w = ws("step")
+        e.step(p(Uf), p(Vf), p(t["X"]), B, "cross_entropy", p(lab), 0, 0, "momentum_sgd", p(bufs[0]), p(bufs[1]),
+               p(hyper[0]), p(hyper[1]), p(hyper[2]), p(fl), w[1], w[2], stream)
+        w = ws("apply_update")
+        e.apply_update(p(Ua), p(Va), p(lU), p(lV), "momentum_sgd", p(bufs[2]), p(bufs[3]), p(hyper[0]), p(hyper[1]),
+                       p(hyper[2]), w[1], w[2], stream)
+        alpha = torch.full((N,), 0.5, device=dev)
+        kU, kV = torch.empty_like(t["U"]), torch.empty_like(t["V"])
+        w = ws("ddp_scale")
+        e.ddp_scale(p(t["U"]), p(t["V"]), p(t["X"]), B, p(alpha), p(kU), p(kV), w[1], w[2], stream)
+        rescaled = {}
+        for how in ("balance", "normalize_units"):
+            Ur, Vr = t["U"].clone(), t["V"].clone()
+            zero = torch.full((1,), -1, dtype=torch.int64, device=dev)
+            w = ws("rescale")
+            e.rescale(how, p(Ur), p(Vr), p(zero), w[1], w[2], stream)
+            rescaled[how] = (Ur, Vr, zero)
+        meas = torch.empty((6, N), dtype=torch.float64, device=dev)
+        e.measures(p(t["U"]), p(t["V"]), p(meas), stream)
+        z2, a2 = (torch.empty(S, dtype=torch.float64, device=dev) for _ in range(2))
+        w = ws("unit_moments", 5)
+        e.unit_moments(p(t["U"]), p(t["X"]), B, 5, p(z2), p(a2), w[1], w[2], stream)
     if not a.emulate:
         torch.cuda.synchronize()
     m32 = ref.modules_from_packed(U, V, off, dtype=torch.float32)
@@ -105,6 +137,27 @@ def main(argv=None) -> int:
     if not np.array_equal(err.cpu().numpy(), np.round(e32 * B).astype(np.int64)):
         print("gpu_smoke: FAIL evaluate's error counts differ from the twin's")
         return 1
+    if not (torch.equal(Ua, Uf) and torch.equal(Va, Vf)):
+        print("gpu_smoke: FAIL loss_and_grad + apply_update differs from the fused step")
+        return 1
+    # the rest against the CPU engine (pyireg.PackedMLP), under the tolerance rule
+    import pyireg
+    cpu = pyireg.PackedMLP.from_weights(widths, U, V)
+    for how, (Ur, Vr, zero) in rescaled.items():
+        c = cpu.copy()
+        zc = getattr(c, how)()
+        zc = zc if isinstance(zc, (int, np.integer)) else int(np.sum(zc))
+        if int(zero.item()) != zc:
+            print(f"gpu_smoke: FAIL {how} counted {int(zero.item())} zero units, the CPU {zc}")
+            return 1
+        c64 = pyireg.PackedMLP.from_weights(widths, U.astype(np.float64), V.astype(np.float64))
+        getattr(c64, how)()
+        assert_tolerance(Ur.cpu().numpy(), c.U, c64.U, f"{how} U")
+        assert_tolerance(Vr.cpu().numpy(), c.V, c64.V, f"{how} V")
+    for name, got in zip(("kU", "kV", "measures", "z2", "a2"), (kU, kV, meas, z2, a2)):
+        if not bool(torch.isfinite(got).all()):
+            print(f"gpu_smoke: FAIL {name} holds non-finite values")
+            return 1
     print(f"gpu_smoke: ok on {'the emulated device' if a.emulate else torch.cuda.get_device_name()}")
     return 0
 

@@ -132,6 +132,14 @@ def test_private_engine_checks_its_arguments(model):
         _core.set_simd("neon")
     with pytest.raises(ValueError, match="num_threads"):
         _core.set_num_threads(0)
+    # another byte order passed the dtype's kind and size and was read as garbage (-4.6e33)
+    with pytest.raises(TypeError, match=r"X: expected native byte order, got >f4"):
+        eng.forward(model.U, model.V, X.astype(">f4"))
+    with pytest.raises(TypeError, match=r"y: expected native byte order, got >i4"):
+        eng.loss_and_grad(model.U, model.V, X, Y.astype(">i4"), None, np.empty_like(model.U),
+                          np.empty_like(model.V))
+    with pytest.raises(TypeError, match="offsets: expected native byte order"):
+        _core.EngineF32(np.array([0, 2], ">i8"), 4, 3)
 
 
 @pytest.mark.parametrize("bad", ["x", "float16", "int32", object()])

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -65,6 +66,14 @@ T* checked(const py::array& a, const char* name, const std::vector<int64_t>& sha
     if (!dtype_ok) throw py::type_error(o.str());
     throw py::value_error(o.str());
   }
+  // numpy's byteorder: '=' native, '|' not applicable, '<' or '>' explicit (a '>f4' array passed
+  // the kind and size check and was read as garbage)
+  const std::string order = py::str(a.dtype().attr("byteorder"));
+  const uint16_t probe = 1;
+  const std::string native = *reinterpret_cast<const unsigned char*>(&probe) == 1 ? "<" : ">";
+  if (order != "=" && order != "|" && order != native)
+    throw py::type_error(std::string(name) + ": expected native byte order, got " + std::string(py::str(a.dtype())) +
+                         "; convert it with .astype(" + dtype_name<T>() + ")");
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": expected a writeable array");
   return static_cast<T*>(const_cast<void*>(a.data()));

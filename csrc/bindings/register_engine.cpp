@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "bindings/check.h"
 #include "cpu/measures.h"
@@ -88,7 +89,8 @@ class PyEngine {
                                     const py::object& weights_, const py::array& gU, const py::array& gV) const {
     const auto [u, v] = weights(U, V, false);
     const T* x = batch(X);
-    const Targets<T> t = targets(y, weights_, X.shape(0));
+    std::vector<int32_t> labels;
+    const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, true);
     T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, true);
     py::array_t<double> loss(e_->N());
@@ -106,7 +108,8 @@ class PyEngine {
                            const py::array& weight_decay, const py::object& adam) {
     const auto [u, v] = weights(U, V, true);
     const T* x = batch(X);
-    const Targets<T> t = targets(y, weights_, X.shape(0));
+    std::vector<int32_t> labels;
+    const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
     py::array_t<double> loss(e_->N());
     double* l = loss.mutable_data();
@@ -132,7 +135,8 @@ class PyEngine {
                      const py::object& weights_, int64_t batch_size) const {
     const auto [u, v] = weights(U, V, false);
     const T* x = batch(X);
-    const Targets<T> t = targets(y, weights_, X.shape(0));
+    std::vector<int32_t> labels;
+    const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     py::array_t<int64_t> errors(e_->N());
     py::array_t<double> loss(e_->N());
     int64_t* pe = errors.mutable_data();
@@ -249,11 +253,16 @@ class PyEngine {
     return x;
   }
 
-  Targets<T> targets(const py::array& y, const py::object& w, int64_t B) const {
+  // The labels are copied (into `own`, which the caller keeps for the call): the engine checks
+  // their range and then indexes with them after the GIL is released, and another thread may
+  // change the caller's array in between (a label changed after the check read out of bounds).
+  Targets<T> targets(const py::array& y, const py::object& w, int64_t B, std::vector<int32_t>& own) const {
     Targets<T> t;
     t.loss = e_->loss();
     if (t.loss == Loss::cross_entropy) {
-      t.labels = checked<int32_t>(y, "y", {B}, false);
+      const int32_t* given = checked<int32_t>(y, "y", {B}, false);
+      own.assign(given, given + B);
+      t.labels = own.data();
       if (!w.is_none()) throw py::value_error("weights: entry weights apply to the squared loss only");
     } else {
       t.values = checked<T>(y, "y", {B, e_->k()}, false);

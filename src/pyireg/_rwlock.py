@@ -2,7 +2,10 @@
 ``network(i)``, several measures) hold it shared across all their native calls, so what they
 see is one state; the optimizers' writes hold it exclusively across theirs.
 
-Single native calls need none of this: the engine's own lock already makes each of them atomic.
+Single native reads (forward, backward, loss_and_grad, evaluate, unit_balance) hold it shared
+too: the engine's own lock makes a native call atomic against native writes, but an assignment
+to ``model.U`` or ``set_network`` is a numpy copy under this lock only (a forward once saw half
+of an assignment).
 This lock adds one acquire and release of a ``threading.Condition`` per write (about a
 microsecond, against milliseconds for a training step) and makes a compound read wait for the
 write in progress (and the write wait for the reads in progress).

@@ -86,12 +86,15 @@ def as_float_array(x, name: str, dtype: np.dtype, ndim: int, shape=None, *, nonn
 
 
 def as_labels(y, name: str, n: int, k: int) -> np.ndarray:
-    """Class labels in [0, k) as int32 (from any integer dtype; floating labels are refused)."""
+    """Class labels in [0, k) as int32 (from any integer dtype; floating labels are refused).
+    Checked and converted from a private copy: another thread changing the caller's array
+    between the range check and the conversion cannot slip a label past the check."""
     a = to_numpy(y, name)
     if a.ndim != 1 or a.shape[0] != n:
         raise ValueError(f"{name}: expected a 1-d array of {n} labels, got shape {a.shape}")
     if a.dtype.kind not in "iub":
         raise TypeError(f"{name}: expected integer class labels, got dtype {a.dtype.name}")
+    a = np.array(a, copy=True)
     if n and (a.min() < 0 or a.max() >= k):
         bad = int(np.flatnonzero((a < 0) | (a >= k))[0])
         raise ValueError(f"{name}: expected labels in [0, {k}), got {int(a[bad])} at index {bad}")

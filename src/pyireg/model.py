@@ -305,7 +305,9 @@ class PackedMLP:
     # ------------------------------------------------------------------ compute
     def forward(self, X) -> np.ndarray:
         """Outputs of every network on the batch X (B, d): an array of shape (N, B, k)."""
-        return self._engine.forward(self._U, self._V, self._X(X))
+        X = self._X(X)
+        with self._lock.read():     # against an assignment to U or V (a Python write)
+            return self._engine.forward(self._U, self._V, X)
 
     __call__ = forward
 
@@ -322,7 +324,8 @@ class PackedMLP:
         gU = np.empty_like(self._U) if need_U else None
         gV = np.empty_like(self._V) if need_V else None
         gX = np.empty_like(X) if need_X else None
-        self._engine.backward(self._U, self._V, X, G, gU, gV, gX)
+        with self._lock.read():
+            self._engine.backward(self._U, self._V, X, G, gU, gV, gX)
         return gU, gV, gX
 
     def loss_and_grad(self, X, y, weights=None):
@@ -334,7 +337,8 @@ class PackedMLP:
         X, y, w = self._batch(X, y, weights)
         gU = np.empty_like(self._U)
         gV = np.empty_like(self._V)
-        loss = self._engine.loss_and_grad(self._U, self._V, X, y, w, gU, gV)
+        with self._lock.read():
+            loss = self._engine.loss_and_grad(self._U, self._V, X, y, w, gU, gV)
         return loss, gU, gV
 
     def evaluate(self, X, y, weights=None, batch_size: int = 256):
@@ -350,7 +354,7 @@ class PackedMLP:
         targets, read the loss)."""
         X, y, w = self._batch(X, y, weights)
         batch_size = positive_int(batch_size, "batch_size")
-        with _profile.section("native evaluation"):
+        with _profile.section("native evaluation"), self._lock.read():
             errors, loss = self._engine.evaluate(self._U, self._V, X, y, w, batch_size)
         n = X.shape[0]
         return errors / n, loss / n
@@ -415,7 +419,8 @@ class PackedMLP:
     def unit_balance(self) -> np.ndarray:
         """Per unit ||u_h||^2 - ||v_h||^2 (length S): exactly conserved by gradient flow on
         any loss, nearly by small-step SGD; weight decay pulls it to zero."""
-        return self._engine.unit_balance(self._U, self._V)
+        with self._lock.read():
+            return self._engine.unit_balance(self._U, self._V)
 
     # ------------------------------------------------------------------ copies, pickling
     def copy(self) -> "PackedMLP":

@@ -132,6 +132,23 @@ def test_private_engine_checks_its_arguments(model):
         _core.set_simd("neon")
     with pytest.raises(ValueError, match="num_threads"):
         _core.set_num_threads(0)
+    # arrays a call writes may not share memory with another of its arrays (the kernels' restrict)
+    lr_mom_wd = opt._hyper()[3:]
+    with pytest.raises(ValueError, match="state_U: shares memory with U"):
+        eng.step(model.U, model.V, X, Y.astype(np.int32), None, "momentum_sgd", model.U, model.V, *lr_mom_wd)
+    with pytest.raises(ValueError, match="state_V: shares memory with U"):
+        eng.apply_update(model.U, model.V, np.zeros_like(model.U), np.zeros_like(model.V), "momentum_sgd",
+                         opt.bufU, model.U.reshape(-1)[:model.V.size].reshape(model.V.shape), *lr_mom_wd)
+    with pytest.raises(ValueError, match="gU: shares memory with X"):
+        big = np.zeros(max(model.U.size, X.size), np.float32)
+        eng.loss_and_grad(model.U, model.V, big[:X.size].reshape(X.shape), Y.astype(np.int32), None,
+                          big[:model.U.size].reshape(model.U.shape), np.empty_like(model.V))
+    with pytest.raises(ValueError, match="kV: shares memory with kU"):
+        k = np.zeros(model.U.size + model.V.size, np.float32)
+        eng.ddp_scale(model.U, model.V, X, np.full(2, 0.5, np.float32), k[:model.U.size].reshape(model.U.shape),
+                      k[model.U.size - 1:model.U.size - 1 + model.V.size].reshape(model.V.shape))
+    U0 = model.U.copy()
+    assert np.array_equal(model.U, U0)
     # another byte order passed the dtype's kind and size and was read as garbage (-4.6e33)
     with pytest.raises(TypeError, match=r"X: expected native byte order, got >f4"):
         eng.forward(model.U, model.V, X.astype(">f4"))

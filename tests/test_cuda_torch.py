@@ -146,3 +146,13 @@ def test_the_plain_op_kernels_check_labels_and_offsets():
     r64 = _ops.packed_loss(U.double(), V.double(), X.double(), y.clamp(max=2), off)
     pyireg.testing.assert_tolerance(losses.numpy(), native.detach().numpy(), r64.detach().numpy(), "losses")
 
+
+
+def test_engine_cache_info_with_an_emulated_engine_cached():
+    """engine_cache_info summed every cached engine's workspace_bytes, which the CUDA engines
+    have as a method: a TypeError once an emulated engine was cached."""
+    U, V, X, off, y = _setup(dtype=torch.float32)
+    with torch.no_grad(), pc.emulate():
+        pt.packed_forward(U, V, X, off)
+    info = pt.engine_cache_info()
+    assert info["size"] >= 1 and isinstance(info["workspace_bytes"], int)

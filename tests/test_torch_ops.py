@@ -506,3 +506,33 @@ def test_a_step_refuses_state_that_shares_memory_with_the_weights():
         with pytest.raises(ValueError, match=match):
             pt.packed_apply_update(U, V, torch.zeros_like(U), torch.zeros_like(V), p.offsets, sU, sV, *hyper)
     assert torch.equal(U, U0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint64])
+def test_labels_beyond_int32_are_refused_outside_eager_mode_too(dtype):
+    """Under torch.compile (no eager range check runs) a label of 2**32 + 1 wrapped to 1 in the
+    int32 form and trained silently; it is now refused there as in eager mode."""
+    m = pt.PackedMLP([1, 2, 3], 4, 3, seed=0)
+    X = torch.randn(5, 4)
+    y = torch.tensor([0, 1, 2, 0, 2**32 + 1]).to(dtype)
+    f = torch.compile(lambda X, y: m.losses(X, y), backend="eager", fullgraph=True)
+    for run in (f, m.losses):
+        with pytest.raises(ValueError, match=r"y: expected labels in \[0, 3\), got (-1|4294967297) at index 4"):
+            run(X, y)
+    ok = torch.tensor([0, 1, 2, 0, 2]).to(dtype)
+    torch.testing.assert_close(f(X, ok), m.losses(X, ok.long()), rtol=0, atol=0)
+
+
+def test_the_registered_step_refuses_state_that_is_the_weights():
+    """torch.ops.pyireg.packed_step called directly (no checked entry point) with the weights as
+    their own momentum buffers ran silently; the kernels (through the engine's binding) refuse."""
+    m = pt.PackedMLP([2, 3], 4, 3, seed=0)
+    U, V = m.U.detach(), m.V.detach()
+    X, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1], dtype=torch.int32)
+    h = [torch.full((2,), v) for v in (0.1, 0.9, 0.0)]
+    before = U.clone()
+    with pytest.raises(ValueError, match="state_U: shares memory with U"):
+        torch.ops.pyireg.packed_step(U, V, X, y, None, m.offsets, "relu", "cross_entropy", U, V, *h)
+    with pytest.raises(ValueError, match="scale_U: shares memory with U|kU: shares memory with U"):
+        pt.packed_ddp_scale(U, V, X, m.offsets, torch.full((2,), 0.5), U, V)
+    assert torch.equal(U, before)

@@ -79,4 +79,36 @@ T* checked(const py::array& a, const char* name, const std::vector<int64_t>& sha
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// One array of a call, for distinct_memory: None (an optional argument not given) is skipped.
+struct Region {
+  const char* name;
+  py::handle array;
+  bool written;
+};
+
+// Every array a call writes shares no memory with any other array of the call (a momentum
+// buffer that is the weights, or an output that overlaps an input, would make the kernels read
+// what they write: undefined with their restrict pointers). Call after `checked` (C-contiguous
+// arrays span [data, data + nbytes)).
+inline void distinct_memory(std::initializer_list<Region> regions) {
+  struct Span {
+    const char* name;
+    uintptr_t lo, hi;
+    bool written;
+  };
+  std::vector<Span> spans;
+  for (const Region& r : regions) {
+    if (r.array.is_none()) continue;
+    const py::array a = py::reinterpret_borrow<py::array>(r.array);
+    if (a.nbytes() == 0) continue;
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(a.data());
+    spans.push_back({r.name, lo, lo + static_cast<uintptr_t>(a.nbytes()), r.written});
+  }
+  for (size_t j = 1; j < spans.size(); ++j)
+    for (size_t i = 0; i < j; ++i)
+      if ((spans[i].written || spans[j].written) && spans[i].lo < spans[j].hi && spans[j].lo < spans[i].hi)
+        throw py::value_error(std::string(spans[j].name) + ": shares memory with " + spans[i].name +
+                              "; every array a call writes must have its own memory");
+}
+
 }  // namespace pyireg_bind

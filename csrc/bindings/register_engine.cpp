@@ -17,6 +17,7 @@
 
 namespace py = pybind11;
 using pyireg_bind::checked;
+using pyireg_bind::distinct_memory;
 using namespace pyireg;
 
 namespace {
@@ -60,6 +61,7 @@ class PyEngine {
     const int64_t B = X.shape(0);
     T* a = act.is_none() ? nullptr
                          : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, true);
+    distinct_memory({{"U", U, false}, {"V", V, false}, {"X", X, false}, {"act", act, true}});
     check_fits(checked_mul3(checked_mul(e_->N(), B, "outputs"), e_->k(), sizeof(T), "outputs"),
                "the outputs of " + std::to_string(e_->N()) + " networks on " + std::to_string(B) + " samples");
     py::array_t<T> out({e_->N(), B, e_->k()});
@@ -78,6 +80,13 @@ class PyEngine {
     T* pu = gU.is_none() ? nullptr : checked<T>(gU.cast<py::array>(), "gU", {e_->S(), e_->d()}, true);
     T* pv = gV.is_none() ? nullptr : checked<T>(gV.cast<py::array>(), "gV", {e_->S(), e_->k()}, true);
     T* px = gX.is_none() ? nullptr : checked<T>(gX.cast<py::array>(), "gX", {B, e_->d()}, true);
+    distinct_memory({{"U", U, false},
+                     {"V", V, false},
+                     {"X", X, false},
+                     {"grad_out", grad_out, false},
+                     {"gU", gU, true},
+                     {"gV", gV, true},
+                     {"gX", gX, true}});
     const T* pa = act.is_none()
                       ? nullptr
                       : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
@@ -93,6 +102,7 @@ class PyEngine {
     const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, true);
     T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, true);
+    distinct_memory({{"U", U, false}, {"V", V, false}, {"X", X, false}, {"gU", gU, true}, {"gV", gV, true}});
     py::array_t<double> loss(e_->N());
     double* l = loss.mutable_data();
     {
@@ -111,6 +121,14 @@ class PyEngine {
     std::vector<int32_t> labels;
     const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
+    const auto [s2U, s2V] = second_moments(adam);
+    distinct_memory({{"U", U, true},
+                     {"V", V, true},
+                     {"X", X, false},
+                     {"state_U", state_U, true},
+                     {"state_V", state_V, true},
+                     {"state2_U", s2U, true},
+                     {"state2_V", s2V, true}});
     py::array_t<double> loss(e_->N());
     double* l = loss.mutable_data();
     {
@@ -127,6 +145,15 @@ class PyEngine {
     const T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, false);
     const T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, false);
     const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
+    const auto [s2U, s2V] = second_moments(adam);
+    distinct_memory({{"U", U, true},
+                     {"V", V, true},
+                     {"gU", gU, false},
+                     {"gV", gV, false},
+                     {"state_U", state_U, true},
+                     {"state_V", state_V, true},
+                     {"state2_U", s2U, true},
+                     {"state2_V", s2V, true}});
     py::gil_scoped_release nogil;
     e_->apply_update(u, v, pu, pv, r);
   }
@@ -150,12 +177,14 @@ class PyEngine {
 
   int64_t balance(const py::array& U, const py::array& V) {
     const auto [u, v] = weights(U, V, true);
+    distinct_memory({{"U", U, true}, {"V", V, true}});
     py::gil_scoped_release nogil;
     return e_->balance(u, v);
   }
 
   int64_t normalize_units(const py::array& U, const py::array& V) {
     const auto [u, v] = weights(U, V, true);
+    distinct_memory({{"U", U, true}, {"V", V, true}});
     py::gil_scoped_release nogil;
     return e_->normalize_units(u, v);
   }
@@ -219,6 +248,7 @@ class PyEngine {
     const T* a = checked<T>(alpha, "alpha", {e_->N()}, false);
     T* pu = checked<T>(kU, "kU", {e_->S(), e_->d()}, true);
     T* pv = checked<T>(kV, "kV", {e_->S(), e_->k()}, true);
+    distinct_memory({{"U", U, false}, {"V", V, false}, {"X", X, false}, {"kU", kU, true}, {"kV", kV, true}});
     py::gil_scoped_release nogil;
     e_->ddp_scale(u, v, x, X.shape(0), a, pu, pv);
   }
@@ -269,6 +299,13 @@ class PyEngine {
       if (!w.is_none()) t.weights = checked<T>(w.cast<py::array>(), "weights", {B, e_->k()}, false);
     }
     return t;
+  }
+
+  // Adam's second moments (state2_U, state2_V) from the adam tuple, or None.
+  static std::pair<py::object, py::object> second_moments(const py::object& adam) {
+    if (adam.is_none()) return {py::none(), py::none()};
+    const py::tuple a = adam.cast<py::tuple>();
+    return {a[0], a[1]};
   }
 
   UpdateRule<T> update_rule(const std::string& rule, const py::array& state_U, const py::array& state_V,

@@ -143,6 +143,12 @@ def targets(y: Tensor, weights: Optional[Tensor], B: int, loss: str, dtype: torc
         if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
             raise TypeError(f"y: expected integer class labels, got {y.dtype}")
         check_shape(y, "y", (B,))
+        if y.dtype in (torch.int64, torch.uint64, torch.uint32):
+            # a label beyond int32 would wrap into range (2**32 + 1 -> 1) where no eager check ran
+            # (compiled, traced, torch.func): -1 instead, which every kernel set refuses (unsigned
+            # labels through int64, where torch compares them; above 2**63 they turn negative)
+            y = y.to(torch.int64)
+            y = torch.where((y < 0) | (y > 2**31 - 1), -1, y)
         return y.to(torch.int32).contiguous(), weights
     if not y.dtype.is_floating_point:
         raise TypeError(f"y: expected real targets (a floating tensor) for the squared loss, got {y.dtype}")
@@ -195,3 +201,19 @@ def check_rule(rule, extra, N: int, U: Tensor, V: Tensor, fused: bool) -> None:
         else:
             check_float(t, name, U.dtype)
             check_shape(t, name, (N,))
+
+
+def distinct_memory(**named) -> None:
+    """The tensors a step writes in place share no memory (a momentum buffer that is the weights
+    themselves would make the update read what it writes)."""
+    seen = {}
+    for name, t in named.items():
+        if t is None or t.numel() == 0:
+            continue
+        lo = t.data_ptr()
+        hi = lo + t.numel() * t.element_size()
+        for other, (a, b) in seen.items():
+            if lo < b and a < hi:
+                raise ValueError(f"{name}: shares memory with {other}; every tensor a step writes in place must have "
+                                 "its own memory")
+        seen[name] = (lo, hi)

@@ -88,7 +88,7 @@ class _EngineCache:
         with self._lock:
             return dict(size=len(self._engines), maxsize=self.maxsize, hits=self.hits, misses=self.misses,
                         evictions=self.evictions,
-                        workspace_bytes=sum(e.workspace_bytes for e in self._engines.values()))
+                        workspace_bytes=sum(_held_scratch(e) for e in self._engines.values()))
 
 
 CACHE = _EngineCache()
@@ -158,6 +158,13 @@ class _GradientPool:
 
 
 POOL = _GradientPool()
+
+
+def _held_scratch(engine) -> int:
+    """Host scratch an engine holds: the CPU engine's workspace_bytes; the CUDA engines (real or
+    emulated) hold none (their workspace_bytes(op, B) is a size the caller provides)."""
+    held = getattr(engine, "workspace_bytes", 0)
+    return held if isinstance(held, int) else 0
 
 
 def engine_cache_info() -> dict:

@@ -22,7 +22,7 @@ from torch import Tensor
 from .. import cuda as _pc
 from . import _composite
 from . import _rules
-from ._checks import ADAM_RULES, RULE_EXTRA, check_layout, check_offsets, check_rule, check_shape
+from ._checks import ADAM_RULES, RULE_EXTRA, check_layout, check_offsets, check_rule, check_shape, distinct_memory
 from ._devices import register_kernels
 from ._engines import CACHE
 from ._kernels_cpu import CpuKernels
@@ -256,8 +256,9 @@ class NativeKernels:
         lab, vals, w = self._targets(y, weights, loss, U.dtype, V.shape[1])
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
-        lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         Xc = X.detach().contiguous()
+        distinct_memory(U=Uw, V=Vw, state_U=sU, state_V=sV, X=Xc)
+        lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         if rule == "ddp_sgd":       # the scaling of this batch into the state, then the step that reads it
             self._ddp_scale(engine, Uw, Vw, Xc, extra[0], sU, sV)
         losses = self._out((offsets.shape[0] - 1,), U, torch.float64)
@@ -281,7 +282,9 @@ class NativeKernels:
         if X.shape[0] == 0:
             raise ValueError("X: expected at least one sample, got an empty batch")
         U, V, X = (t.detach().contiguous() for t in (U, V, X))
-        self._ddp_scale(engine, U, V, X, alpha, self._inplace(scale_U, "scale_U"), self._inplace(scale_V, "scale_V"))
+        sU, sV = self._inplace(scale_U, "scale_U"), self._inplace(scale_V, "scale_V")
+        distinct_memory(U=U, V=V, X=X, scale_U=sU, scale_V=sV)
+        self._ddp_scale(engine, U, V, X, alpha, sU, sV)
 
     def apply_update(self, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
                      rule="momentum_sgd", extra=(None,) * 7):
@@ -293,6 +296,7 @@ class NativeKernels:
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         gU, gV = gU.detach().contiguous(), gV.detach().contiguous()
+        distinct_memory(U=Uw, V=Vw, state_U=sU, state_V=sV, gU=gU, gV=gV)
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         _ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
         with self._on(U):

@@ -57,7 +57,7 @@ from . import _kernels_cpu  # noqa: F401  (registers the "cpu" kernels)
 from . import _kernels_cuda  # noqa: F401  (the "cuda" kernels; the emulated ones inside pyireg.cuda.emulate())
 from ._checks import (RULE_EXTRA, ACTIVATIONS, ADAM_RULES, FLOAT_DTYPES, LOSSES, RULES, check_batch, check_device,  # noqa: F401
                       check_float, check_hyper, check_layout, check_rule, check_shape, check_state, check_targets,
-                      one_device, same_device, targets, targets_no_grad)
+                      distinct_memory, one_device, same_device, targets, targets_no_grad)
 from ._devices import has_kernels, kernels_for
 from ._engines import clear_engine_cache, engine_cache_info, set_engine_cache_size  # noqa: F401
 
@@ -372,22 +372,6 @@ def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: 
     raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
 
 
-def _distinct_memory(**named) -> None:
-    """The tensors a step writes in place share no memory (a momentum buffer that is the weights
-    themselves would make the update read what it writes)."""
-    seen = {}
-    for name, t in named.items():
-        if t is None or t.numel() == 0:
-            continue
-        lo = t.data_ptr()
-        hi = lo + t.numel() * t.element_size()
-        for other, (a, b) in seen.items():
-            if lo < b and a < hi:
-                raise ValueError(f"{name}: shares memory with {other}; every tensor a step writes in place must have "
-                                 "its own memory")
-        seen[name] = (lo, hi)
-
-
 def _bump(*tensors) -> None:
     """What the dispatcher does for a mutating operator: autograd then sees the change (a graph
     that saved one of these tensors refuses to backward through the old value)."""
@@ -600,7 +584,7 @@ def packed_step(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, sta
             momentum.contiguous(), weight_decay.contiguous())
     with torch.no_grad():
         if _eager(*(a for a in args if not isinstance(a, str)), *extra):
-            _distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
+            distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             out = _kernels(U).step(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
             return out
@@ -649,7 +633,7 @@ def packed_apply_update(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: T
             momentum.contiguous(), weight_decay.contiguous(), activation, loss)
     with torch.no_grad():
         if _eager(*args[:10], *extra):
-            _distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
+            distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             _kernels(U).apply_update(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
         else:

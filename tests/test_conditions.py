@@ -83,8 +83,13 @@ def test_c2_limits_and_names():
     for bad in ("c2_", "c2_x", "c2_-1"):
         with pytest.raises(ValueError, match="unknown measure"):
             M.needs(bad)
+    for bad in ("c2_0", "c2_1e400"):                       # named, checked before any work
+        with pytest.raises(ValueError, match=f"'{bad}': expected a positive finite magnitude"):
+            M.needs(bad)
+        with pytest.raises(ValueError, match=f"'{bad}': expected a positive finite magnitude"):
+            M.compute(m, [bad], X=X, y=y)
     with pytest.raises(ValueError, match="c2: expected a positive"):
-        M.compute(m, ["c2_0"], X=X, y=y)
+        M.compute(m, ["c2"], X=X, y=y, c2_magnitude=0.0)
 
 
 def test_c3_by_hand():

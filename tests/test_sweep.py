@@ -368,8 +368,17 @@ def test_sweep_records_measures_every_epoch_in_process_and_in_packs(tmp_path):
     np.testing.assert_array_equal(a.loc[a.epoch == 2, "path_l2"], seen["vals"]["path_l2"])
     with pytest.raises(ValueError, match="measures: 'pac_bayes' perturbs every network"):
         sweep((X, y), widths=[2], epochs=1, measures=["pac_bayes"], progress=False)
-    with pytest.raises(ValueError, match="unknown measure 'bogus'"):
+    with pytest.raises(ValueError, match="unknown measure 'bogus'.*named-only .*c1.*c2_<eps>"):
         sweep((X, y), widths=[2], epochs=1, measures=["bogus"], progress=False)
+    # a known pattern with a parameter it cannot take: refused before the sweep writes anything
+    # (it failed at the first epoch's measures, leaving config.json and a lock behind)
+    for bad, match in (("c2_0", r"'c2_0': expected a positive finite magnitude"),
+                       ("c2_1e400", r"'c2_1e400': expected a positive finite magnitude"),
+                       ("path_l0", r"'path_l0': expected p > 0")):
+        out = tmp_path / f"refused-{bad}"
+        with pytest.raises(ValueError, match="measures: " + match):
+            sweep((X, y), widths=[2], epochs=1, measures=[bad], progress=False, out=out)
+        assert not out.exists()
 
 
 def test_linear_networks_with_the_squared_loss_in_a_sweep(tmp_path):

@@ -126,7 +126,13 @@ def _c2(ctx):
     return _c2_at(ctx, float(ctx.opt["c2_magnitude"]))
 
 
-@pattern(r"^c2_((\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)$", needs={"data"},
+def _c2_name(name, match):
+    eps = float(match.group(1))
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"names: {name!r}: expected a positive finite magnitude eps")
+
+
+@pattern(r"^c2_((\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)$", needs={"data"}, check=_c2_name,
          doc_row="| `c2_<eps>` (named only) | data | both | C2 at the relative magnitude eps > 0, e.g. `c2_0.001`, "
                  "`c2_1e-3` (Figure 5's curve: several eps) |")
 def _c2_pattern(ctx, match):

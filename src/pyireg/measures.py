@@ -166,11 +166,18 @@ REGISTRY: dict = {}      # name -> Measure, in the order of the documentation
 PATTERNS: list = []      # (regex, needs, fn(ctx, match), documentation row): names with a parameter
 
 
-def pattern(regex: str, *, needs=(), doc_row: str = ""):
+PATTERN_CHECKS: dict = {}   # regex -> check(name, match): raises ValueError for a bad parameter
+
+
+def pattern(regex: str, *, needs=(), doc_row: str = "", check=None):
     """Register ``fn(ctx, match)`` for every measure name matching ``regex`` (a decorator), such
-    as ``c2_0.001``; recorded only when named."""
+    as ``c2_0.001``; recorded only when named. ``check(name, match)`` refuses a parameter the
+    measure cannot take (``needs`` runs it, so a sweep refuses the name before it starts)."""
     def deco(fn):
-        PATTERNS.append((re.compile(regex), frozenset(needs), fn, doc_row))
+        rx = re.compile(regex)
+        PATTERNS.append((rx, frozenset(needs), fn, doc_row))
+        if check is not None:
+            PATTERN_CHECKS[rx.pattern] = check
         return fn
     return deco
 
@@ -198,9 +205,15 @@ def needs(name: str) -> set:
     if name in REGISTRY:
         return set(REGISTRY[name].needs)
     if _PATH.match(name):
+        if not float(_PATH.match(name).group(1)) > 0:
+            raise ValueError(f"names: {name!r}: expected p > 0")
         return set()
-    if _pattern_of(name):
-        return set(_pattern_of(name)[1])
+    found = _pattern_of(name)
+    if found:
+        check = PATTERN_CHECKS.get(found[0].re.pattern)
+        if check is not None:
+            check(name, found[0])
+        return set(found[1])
     raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)}, "
                      "path_l<p> (p > 0) or c2_<eps> (eps > 0)")
 

@@ -291,6 +291,20 @@ def test_refusals_of_a_sweep_in_packs(tiny, ref, tmp_path):
             RayExecutor(**kw)
 
 
+def test_an_unreachable_ray_address_is_refused_at_once(tiny, tmp_path):
+    """ray.init retried an address nobody listens on for minutes (Ray's GCS warnings, no
+    error); the executor now tries one TCP connection first. Nothing is written."""
+    pytest.importorskip("ray")
+    import socket
+    with socket.socket() as s:                     # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    never = tmp_path / "never"
+    with pytest.raises(ConnectionError, match=f"address: no Ray cluster answers at 127.0.0.1:{port}"):
+        sweep(tiny, out=never, executor=RayExecutor(address=f"127.0.0.1:{port}"), **KW)
+    assert not never.exists()
+
+
 # ----------------------------------------------------------------------------- on Ray
 def _register_for_workers():
     """This module's hooks travel to the Ray workers by value (the workers cannot import it)."""

@@ -151,6 +151,22 @@ def _stop_reaper(reaper) -> None:
         pass
 
 
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A cluster address of the form host:port (or ray://host:port) answers a TCP connection
+    within ``timeout`` seconds; ray.init itself retries an unreachable one for minutes. Other
+    forms ("auto", a path) are left to Ray."""
+    import socket
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"address: no Ray cluster answers at {address} ({e.strerror or e}); start one "
+                              "there with `ray start --head`, or leave --address out for a local one") from None
+
 class RayExecutor:
     """Runs a sweep's packs as Ray tasks.
 
@@ -248,6 +264,7 @@ class RayExecutor:
                                  f"None to use it, or call ray.shutdown() first (got {self.address!r})")
             where, self._owned = "on the Ray cluster this process is connected to", False
         elif address is not None:
+            check_reachable(address)
             ray.init(address=address, runtime_env=self.runtime_env, logging_level="warning")
             where, self._owned = f"on the Ray cluster at {address}", True
         else:

@@ -463,3 +463,15 @@ def test_bench_times_another_simd_target_and_restores_the_active_one(capsys, tmp
     for target in missing:
         err = _one_line_error(capsys, ["bench", "--simd", target, "--workload", "custom", "--widths", "1"])
         assert f"--simd: '{target}' is not available on this CPU/build" in err
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "ddp_sgd", "cg"])
+@pytest.mark.parametrize("flag", ["--momentum", "--momentum-step", "--momentum-max"])
+def test_a_momentum_for_an_optimizer_without_one_is_refused(capsys, tmp_path, optimizer, flag):
+    """--momentum was silently ignored by the optimizers that take none (config.json still
+    recorded it); it is refused now, before anything is written. Not given, nothing changes."""
+    out = tmp_path / "never"
+    err = _one_line_error(capsys, ["sweep", "--widths", "2", "--epochs", "1", "--optimizer", optimizer, flag, "0.3",
+                                   "--out", str(out)])
+    assert f"{flag}: --optimizer {optimizer} takes no momentum" in err
+    assert not out.exists()

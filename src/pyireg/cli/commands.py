@@ -121,6 +121,10 @@ def _executor(args):
                        pack_units=args.pack_units)
 
 
+# the momentum flags' defaults (the parser leaves them None when not given)
+MOMENTUM_DEFAULTS = {"momentum": 0.5, "momentum_step": 0.02, "momentum_max": 0.9}
+
+
 def _schedule(args):
     """--schedule and its numbers: paper (the defaults of --lr, --lr-decay, --momentum*), step,
     cosine, constant, cyclic, each with --warmup epochs optionally."""
@@ -132,6 +136,14 @@ def _schedule(args):
         StepSchedule,
         WarmupSchedule,
     )
+    given = [f for f in MOMENTUM_DEFAULTS if getattr(args, f, None) is not None]
+    from ..experiments.training import OPTIMIZERS
+    optimizer = getattr(args, "optimizer", None)
+    if given and optimizer in OPTIMIZERS and not OPTIMIZERS[optimizer].momentum:
+        raise ValueError(f"--{given[0].replace('_', '-')}: --optimizer {optimizer} takes no momentum; leave it out")
+    for f, default in MOMENTUM_DEFAULTS.items():
+        if getattr(args, f, None) is None:
+            setattr(args, f, default)
     cyclic_opts = ("max_lr", "cycle_up", "cycle_down", "cycle_mode", "cycle_gamma")
     if args.schedule != "cyclic":
         for opt in cyclic_opts:

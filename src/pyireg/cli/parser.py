@@ -201,11 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--lr", type=_number(0.0, lo_in=False), default=0.1, help="initial step size")
     proto.add_argument("--lr-decay", type=_number(0.0, 1.0, False, True), default=0.99,
                        help="step size factor per epoch, in (0, 1]")
-    proto.add_argument("--momentum", type=_number(0.0, 1.0, True, False), default=0.5,
-                       help="initial momentum, in [0, 1)")
-    proto.add_argument("--momentum-step", type=_number(0.0, 1.0), default=0.02, help="momentum increase per epoch")
-    proto.add_argument("--momentum-max", type=_number(0.0, 1.0, True, False), default=0.9,
-                       help="momentum ceiling, in [0, 1)")
+    # None when not given (the defaults are applied by the command), so that an optimizer
+    # without momentum can refuse a momentum the user set
+    proto.add_argument("--momentum", type=_number(0.0, 1.0, True, False), default=None,
+                       help="initial momentum, in [0, 1) (default: 0.5)")
+    proto.add_argument("--momentum-step", type=_number(0.0, 1.0), default=None,
+                       help="momentum increase per epoch (default: 0.02)")
+    proto.add_argument("--momentum-max", type=_number(0.0, 1.0, True, False), default=None,
+                       help="momentum ceiling, in [0, 1) (default: 0.9)")
     from ..experiments.training import OPTIMIZERS      # the registry: a registered optimizer is a choice
     proto.add_argument("--optimizer", choices=list(OPTIMIZERS), default="momentum_sgd",
                        help="the update rule: the paper's momentum SGD, Path-SGD, data-dependent path-normalized "

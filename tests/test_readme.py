@@ -76,3 +76,16 @@ def test_readme_python_block_runs(line, code, why, tmp_path):
                        timeout=600, check=False)
     assert r.returncode == 0, f"README.md line {line}: the example failed:\n{r.stderr[-4000:]}"
     assert "Warning" not in r.stderr, f"README.md line {line}: the example warned:\n{r.stderr[-4000:]}"
+
+
+def test_every_module_the_readme_names_is_an_attribute_after_import_pyireg():
+    """`pyireg.infinite`, `pyireg.deep`, ... (named in the README's tables) gave AttributeError
+    after a plain `import pyireg`: each is now imported on first use, in a fresh interpreter."""
+    src = Path(pyireg.__file__).parent
+    named = sorted({m for m in re.findall(r"`pyireg\.([a-z_]+)", README.read_text())
+                    if (src / f"{m}.py").exists() or (src / m / "__init__.py").exists()})
+    assert len(named) >= 5, named
+    code = ("import pyireg, sys, types; bad = [m for m in sys.argv[1:] if not isinstance(getattr(pyireg, m, None), "
+            "types.ModuleType)]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code, *named], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, (named, r.stdout, r.stderr[-1000:])

@@ -28,8 +28,10 @@ __all__ = ["PackedMLP", "MomentumSGD", "NesterovSGD", "PathSGD", "DDPSGD", "Adam
            "build_config", "get_num_threads", "max_num_threads", "set_num_threads", "memory_limit",
            "set_memory_limit", "__version__", "_core"]
 
+# the public submodules, imported on first use as attributes (pyireg.infinite after import pyireg)
 _SUBMODULES = ("data", "theory", "convex", "plots", "experiments", "distributed", "cli", "schedule", "bench", "testing",
-               "reference")
+               "reference", "conditions", "convergence", "deep", "hessian", "infinite", "interop", "kernel_contrast",
+               "perturbations", "summary", "thesis_measures", "tutorial_plots", "optim", "bench_cuda", "torch")
 
 
 def __getattr__(name):

@@ -196,3 +196,19 @@ def test_misaligned_arrays_are_copied_to_aligned_memory(dtype):
     assert as_labels(_misaligned(y), "y", 9, 3).flags.aligned
     with pytest.raises(ValueError, match="aligned=False"):
         pyireg.PackedMLP.from_weights([1, 5, 17], _misaligned(model.U), model.V, copy=False)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: pyireg.PackedMLP([1], 2**63, 2), "in_features: expected a positive integer below 2\\*\\*63"),
+    (lambda: pyireg.set_memory_limit(2**64), r"bytes: expected a memory limit in bytes"),
+    (lambda: pyireg.set_memory_limit(1.5), r"bytes: expected a memory limit in bytes"),
+    (lambda: pyireg.PackedMLP([1, 2], 3, 2, seed=-1), "seed: expected a non-negative integer, got -1"),
+    (lambda: pyireg.PackedMLP([1, 2], 3, 2, seed=np.array([3, -2])),
+     "seed: expected non-negative integers, got -2 at index 1"),
+])
+def test_huge_integers_and_negative_seeds_are_one_line_naming_the_argument(call, match):
+    """Python integers beyond int64 reached pybind11 (a multi-line 'incompatible function
+    arguments' TypeError naming no argument); negative seeds gave numpy's message without the
+    argument's name, the array case from inside the weight-drawing threads."""
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -148,7 +148,7 @@ def test_many_threads_many_rounds_of_mixed_reads_are_exact():
 def test_thread_count_is_process_wide_and_checked():
     hi = pyireg.max_num_threads()
     assert hi >= 1
-    for bad in (0, -1, hi + 1, 100000, 2 ** 40):
+    for bad in (0, -1, hi + 1, 100000, 2 ** 40, 2 ** 64, 1.5, True, "2"):
         with pytest.raises(ValueError, match=r"num_threads: expected an integer in \[1, "):
             pyireg.set_num_threads(bad)
     pyireg.set_num_threads(1)

@@ -157,8 +157,12 @@ def nonnegative_number(value, name: str) -> float:
 
 
 def positive_int(value, name: str) -> int:
+    """An integer in [1, 2**63 - 1] (the native core's int64), or one ValueError naming ``name``
+    (a larger one became pybind11's multi-line "incompatible function arguments" error)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if value > 2**63 - 1:
+        raise ValueError(f"{name}: expected a positive integer below 2**63, got {value!r}")
     return int(value)
 
 

@@ -555,7 +555,8 @@ def _network_rngs(seed, n: int):
     kept). An int seed s: child i of SeedSequence(s), i.e. SeedSequence(s, spawn_key=(i,))."""
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         s = int(seed)
-        np.random.SeedSequence(s)              # checks it (a negative seed raises here)
+        if s < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {s}")
         return lambda i: np.random.default_rng(np.random.SeedSequence(s, spawn_key=(i,)))
     if isinstance(seed, (list, tuple)) and seed and all(isinstance(s, np.random.SeedSequence) for s in seed):
         if len(seed) != n:
@@ -564,6 +565,9 @@ def _network_rngs(seed, n: int):
     seeds = np.asarray(seed)
     if seeds.shape != (n,) or not np.issubdtype(seeds.dtype, np.integer):
         raise ValueError(f"seed: expected an int, an integer array of shape ({n},) or {n} seed sequences, got {seed!r}")
+    if (seeds < 0).any():
+        i = int(np.flatnonzero(seeds < 0)[0])
+        raise ValueError(f"seed: expected non-negative integers, got {int(seeds[i])} at index {i}")
     return lambda i: np.random.default_rng(int(seeds[i]))
 
 

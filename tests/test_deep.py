@@ -167,3 +167,20 @@ def test_conditions_on_a_10_layer_perceptron():
     flips = list(r["flip_ratio"].values())
     assert flips[0] == 0.0 and flips[1] < flips[2] < flips[3] < 0.5
     assert 0.3 < r["c3_min"] <= 1.0 <= r["c3_max"] < 2.0
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: DeepLinear([3, 3], init_scale=-1), "init_scale: expected a finite number > 0"),
+    (lambda: DeepLinear([3, 3], init_scale=float("nan")), "init_scale: expected a finite number > 0"),
+    (lambda: DeepLinear([3, 3], seed=-1), "seed: expected a non-negative integer"),
+    (lambda: DeepLinear([3, 3]).fit_entries(torch.eye(3), torch.ones(3, 3), lr=float("nan")),
+     "lr: expected a finite number > 0"),
+    (lambda: DeepLinear([3, 3]).fit_entries(torch.eye(3), torch.ones(3, 3), lr=-1), "lr: expected a finite"),
+    (lambda: DeepLinear([3, 3]).fit_entries(torch.eye(3), torch.ones(3, 3), steps=-3), "steps: expected a positive"),
+    (lambda: DeepLinear([3, 3]).fit_entries(torch.full((3, 3), float("inf")), torch.ones(3, 3)), "target: expected"),
+    (lambda: DeepLinear([3, 3]).fit_entries(torch.eye(3), -torch.ones(3, 3)), "mask: expected non-negative"),
+])
+def test_deep_linear_checks_its_arguments(make, match):
+    """init_scale -1 or NaN, lr NaN (NaN losses) and steps -3 (an empty list) were accepted."""
+    with pytest.raises(ValueError, match=match):
+        make()

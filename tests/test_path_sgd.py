@@ -230,3 +230,20 @@ def test_rule_arguments_are_checked():
                            wd)
     with pytest.raises(ValueError, match="rule: expected 'momentum_sgd', 'path_sgd', 'ddp_sgd'"):
         model._engine.step(model.U, model.V, X, y, None, "path", bU, bV, lr, mom, wd)
+
+
+def test_ddp_apply_update_before_any_scaling_is_refused():
+    """DDP-SGD's unfused update multiplies the gradient by the batch's 1 / kappa; before any
+    prepare(X) or step the buffers are zero and the update silently did nothing."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)).astype(np.float32), rng.integers(0, 2, 20)
+    m = pyireg.PackedMLP([2, 3], 3, 2, seed=0)
+    opt = pyireg.DDPSGD(m, 0.1)
+    U0 = m.U.copy()
+    _, gU, gV = m.loss_and_grad(X, y)
+    with pytest.raises(ValueError, match=r"apply_update: .*call prepare\(X\) first"):
+        opt.apply_update(gU, gV)
+    assert np.array_equal(m.U, U0) and opt.steps == 0
+    opt.prepare(X)
+    opt.apply_update(gU, gV)
+    assert not np.array_equal(m.U, U0)

@@ -2,8 +2,19 @@
 factorization demonstrations (gradient descent on the factors; the product's spectrum)."""
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
+
+from .._validate import positive_int
+
+
+def _positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
 
 
 class DeepLinear(nn.Module):
@@ -15,7 +26,10 @@ class DeepLinear(nn.Module):
         dims = [int(d) for d in dims]
         if len(dims) < 2 or min(dims) < 1:
             raise ValueError(f"dims: expected at least two positive sizes, got {dims}")
-        g = torch.Generator().manual_seed(seed)
+        init_scale = _positive_number(init_scale, "init_scale")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        g = torch.Generator().manual_seed(int(seed))
         self.factors = nn.ParameterList(
             nn.Parameter(torch.randn(dims[i + 1], dims[i], generator=g, dtype=dtype) * init_scale)
             for i in range(len(dims) - 1))
@@ -39,10 +53,17 @@ class DeepLinear(nn.Module):
     def fit_entries(self, target, mask, *, lr: float = 0.1, steps: int = 1000):
         """Gradient descent on 1/2 ||mask * (product - target)||^2 / mask.sum() (matrix completion
         when mask is 0/1); returns the loss per step."""
+        lr = _positive_number(lr, "lr")
+        steps = positive_int(steps, "steps")
         target = torch.as_tensor(target, dtype=self.factors[0].dtype)
         mask = torch.as_tensor(mask, dtype=self.factors[0].dtype)
         if target.shape != self.product().shape or mask.shape != target.shape:
             raise ValueError(f"target, mask: expected shape {tuple(self.product().shape)}")
+        for name, t in (("target", target), ("mask", mask)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name}: expected finite values")
+        if bool((mask < 0).any()):
+            raise ValueError("mask: expected non-negative entry weights (0/1 for matrix completion)")
         opt = torch.optim.SGD(self.parameters(), lr=lr)
         out = []
         for _ in range(steps):

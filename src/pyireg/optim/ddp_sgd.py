@@ -58,6 +58,7 @@ class DDPSGD(Optimizer):
         super().__init__(model, lr, momentum=0.0, weight_decay=weight_decay)
         self.alpha = alpha
         self._zero = np.zeros(model.num_networks, dtype=model.dtype)
+        self._prepared = False      # whether bufU, bufV hold a batch's scaling (prepare or step)
 
     alpha = property(lambda self: self._alpha,
                      lambda self, v: setattr(self, "_alpha", per_network(v, "alpha", self._model.num_networks,
@@ -92,8 +93,20 @@ class DDPSGD(Optimizer):
         X = m._X(X)
         with m._lock.write():       # writes the optimizer's state: one writer at a time
             m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
+            self._prepared = True
+
+    def _native_update(self, m, gU, gV) -> None:
+        if not self._prepared:
+            raise ValueError("apply_update: DDP-SGD scales each gradient by the batch's 1 / kappa, which is not "
+                             "computed yet (an update would do nothing): call prepare(X) first (step does it itself)")
+        super()._native_update(m, gU, gV)
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._prepared = False
 
     def _native_step(self, m, X, y, w) -> np.ndarray:
         # the scaling and the update are one write (Optimizer.step holds the lock across both)
         m._engine.ddp_scale(m.U, m.V, X, self._alpha, self.bufU, self.bufV)
+        self._prepared = True
         return super()._native_step(m, X, y, w)

@@ -22,11 +22,32 @@ def test_l2_and_decoupled_decay_agree_for_sgd_and_part_for_adam(tmp_path):
     assert plot_adam_weight_decay(t, tmp_path / "adam.png").stat().st_size > 1000
 
 
-def test_the_target_components_are_orthogonal_on_the_grid():
-    x = -1.0 + 2.0 * np.arange(64) / 64
+@pytest.mark.parametrize("samples", [19, 64])       # 19: the smallest grid spectral_bias takes for f up to 9
+def test_the_target_components_are_orthogonal_on_the_grid(samples):
+    x = -1.0 + 2.0 * np.arange(samples) / samples
     B = np.stack([spectral_target(x, [f]) for f in (1, 3, 5, 9)], 1)
     G = B.T @ B
     np.testing.assert_allclose(G, np.diag(np.diag(G)), atol=1e-10)
+    np.testing.assert_allclose(np.diag(G), samples / 2)
+
+
+def test_spectral_bias_refuses_a_grid_that_aliases_its_frequencies(tmp_path, capsys):
+    """On 16 points f = 9 is f = 7 up to sign and on 18 it is the zero vector (relative errors
+    of 1e13 at --samples 3 went unnoticed): samples <= 2 max(f) is refused, before any file."""
+    x = -1.0 + 2.0 * np.arange(16) / 16
+    np.testing.assert_allclose(spectral_target(x, [9]), -spectral_target(x, [7]), atol=1e-12)
+    x = -1.0 + 2.0 * np.arange(18) / 18
+    np.testing.assert_allclose(spectral_target(x, [9]), 0, atol=1e-12)
+    for samples in (3, 16, 18):
+        with pytest.raises(ValueError, match=rf"^samples \(--samples\): expected more than .* = 18 .*got {samples}$"):
+            spectral_bias(widths=(4,), frequencies=(1, 3, 5, 9), samples=samples, epochs=1)
+    t = spectral_bias(widths=(4,), frequencies=(1, 3, 5, 9), samples=19, epochs=1)
+    assert np.isfinite(t["relative_error"]).all() and t["relative_error"].max() < 10
+    from pyireg.cli import main
+    never = tmp_path / "never"
+    assert main(["demo", "spectral-bias", "--quick", "--samples", "16", "--out", str(never)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--samples" in err[0] and "got 16" in err[0] and not never.exists(), err
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -90,14 +90,23 @@ def spectral_bias(widths=(64, 256, 1024), frequencies=(1, 3, 5, 9), *, samples=2
     """Fit y = sum_j sin(pi f_j x) on ``samples`` evenly spaced x in [-1, 1) with every width
     packed into one model (inputs (x, 1): the bias feature the networks lack; full-batch Adam,
     one step an epoch). Every ``every`` epochs, the residual r = f(x) - y of each network is
-    projected on each sin(pi f_j x) (orthogonal on the grid, as each has whole periods on it):
-    relative_error = |<r, s_j>| / |<y, s_j>|. Returns a table (width, frequency, epoch,
-    relative_error, loss); the low frequencies' errors fall first."""
+    projected on each s_j = sin(pi f_j x): relative_error = |<r, s_j>| / |<y, s_j>|. Returns a
+    table (width, frequency, epoch, relative_error, loss); the low frequencies' errors fall first.
+
+    On the grid x_k = -1 + 2k / samples, s_j is (-1)^f_j sin(2 pi f_j k / samples): distinct
+    frequencies below samples / 2 give orthogonal vectors, f = samples / 2 gives the zero vector
+    and f > samples / 2 the vector of samples - f (mod samples), up to sign. So ``samples`` must
+    be above 2 max(frequencies); a smaller grid is refused."""
     import pandas as pd
     widths = [positive_int(w, "widths") for w in widths]
     freqs = [positive_int(f, "frequencies") for f in frequencies]
     samples, epochs, every = (positive_int(samples, "samples"), positive_int(epochs, "epochs"),
                               positive_int(every, "every"))
+    if not freqs:
+        raise ValueError("frequencies: expected at least one frequency, got none")
+    if samples <= 2 * max(freqs):
+        raise ValueError(f"samples (--samples): expected more than 2 x the largest frequency = {2 * max(freqs)} "
+                         f"grid points (fewer alias frequency {max(freqs)} onto a lower one), got {samples}")
     x = -1.0 + 2.0 * np.arange(samples) / samples
     X = np.stack([x, np.ones_like(x)], 1)
     y = spectral_target(x, freqs)[:, None]
@@ -232,9 +241,10 @@ def _demo_result(name, out, table, plot, summary):
     return DemoResult(name, table, Path(figure), summary)
 
 
-def edge_of_stability_demo(out, *, widths=(16, 64), lrs=(0.02, 0.05, 0.1), steps=400, every=20, samples=200,
+def edge_of_stability_demo(out, *, widths=(16, 64), lrs=(0.1, 0.4, 0.8, 1.2), steps=1000, every=50, samples=200,
                            seed=0, threads=None):
-    """Full-batch GD's sharpness rises to about 2 / lr and hovers there (pyireg.hessian)."""
+    """Full-batch GD's sharpness (pyireg.hessian): at lr 0.8 and 1.2 it rises to about 2 / lr and
+    hovers there; at lr 0.1 and 0.4 (2 / lr = 20, 5) it is still rising after 1,000 steps."""
     from ._common import num_threads
     from ..hessian import edge_of_stability
     from ..tutorial_plots import plot_edge_of_stability

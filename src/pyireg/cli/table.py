@@ -129,7 +129,10 @@ def add_entry_parser(sub, entry: Entry):
     default is None, so that only the options given override the experiment's (or --quick's)."""
     q = sub.add_parser(entry.name, help=entry.help.replace("%", "%%"), description=entry.help,
                        formatter_class=_Formatter)
-    seeds = q.add_mutually_exclusive_group()        # --seeds or --seed, not both (--seed used to win)
+    # --seeds or --seed, not both (--seed used to win); no group where neither exists (an empty
+    # group fails argparse's usage line, so --help crashed for 8 of the 12 demos)
+    has_seeds = any(name == "seeds" for name, *_ in settings(entry))
+    seeds = q.add_mutually_exclusive_group() if has_seeds or entry.kind != "demo" else q
     for name, option, typ, metavar, default, text in settings(entry):
         where = seeds if name == "seeds" else q
         if name == "dataset":

@@ -184,3 +184,18 @@ def test_bad_input():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="X, g: expected finite values"):
         I.relu_oracle(bad, y)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(restarts=0), "restarts: expected a positive integer"),
+                                       (dict(widths=[4, 0]), "widths: expected a positive integer"),
+                                       (dict(widths=[]), "widths: expected at least one width"),
+                                       (dict(iters=-1), "iters: expected a positive integer")])
+def test_corollary1_table_checks_its_arguments_before_solving(kw, match, monkeypatch):
+    """restarts=0 raised 'min() arg is an empty sequence', and bad widths were caught only after
+    the convex solve; both are refused first now (the solve is never reached)."""
+    monkeypatch.setattr(I, "convex_ball", lambda *a, **k: pytest.fail("solved before checking"))
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 2)), rng.standard_normal(6)
+    args = dict(widths=[2], restarts=1, iters=10) | kw
+    with pytest.raises(ValueError, match=match):
+        I.corollary1_table(X, y, 0.05, "squared", args.pop("widths"), **args)

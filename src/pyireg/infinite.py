@@ -479,6 +479,11 @@ def corollary1_table(X, y, lam: float, loss: str, widths, *, restarts: int = 3, 
     the reduced convex solution, padded with zero units, for H >= s (equal to P: the network
     attains the convex optimum), else None. Rows: dicts with H, trained, built, P, D, s, n."""
     X, y = _check(X, y, loss)
+    restarts, iters = positive_int(restarts, "restarts"), positive_int(iters, "iters")
+    widths = list(widths) if not isinstance(widths, (int, np.integer)) else [widths]
+    if not widths:
+        raise ValueError("widths: expected at least one width, got none")
+    widths = [positive_int(H, "widths") for H in widths]      # before the convex solve, not after it
     sol = convex_ball(X, y, lam, loss, method=method, seed=seed)
     A = np.maximum(X @ sol.W.T, 0)
     v_red = support_reduction(A, sol.v) if len(sol.v) else sol.v

@@ -379,6 +379,42 @@ def test_rescalings_and_measures_match_the_cpu_and_the_twin():
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
 
 
+def test_float64_rescalings_and_measures_match_the_cpu_bit_for_bit_at_extreme_scales():
+    """float64 rows with full mantissas (the products of the row norms are not exact: fused and
+    unfused sums differ, so both engines use the same fused sum) and units at 1e+-160: squared
+    norms over- and underflow there (balance zeroed u = 1e-170, v = 1e170 and gave NaN for
+    u = 1e160, v = 1e-160; group_l1 NaN); the row norms fall back to scaled sums."""
+    widths, d, k = [3, 2, 4], 5, 2
+    off = offsets_of(widths)
+    rng = np.random.default_rng(7)
+    U, V = rng.standard_normal((9, d)), rng.standard_normal((9, k))
+    U[1], V[1] = U[1] * 1e-170, V[1] * 1e170
+    U[4], V[4] = U[4] * 1e160, V[4] * 1e-160
+    U[6] *= 1e150
+    x = rng.standard_normal((3, d))
+    e = pc.Engine(off, d, k, dtype=np.float64)
+    for how in ("balance", "normalize_units"):
+        cpu = pyireg.PackedMLP.from_weights(widths, U.copy(), V.copy(), dtype="float64")
+        before = cpu.forward(x)
+        assert getattr(cpu, how)() == 0
+        np.testing.assert_allclose(cpu.forward(x), before, rtol=1e-12)      # the function is unchanged
+        u, v = U.copy(), V.copy()
+        with pc.emulate():
+            assert getattr(e, how)(u, v) == 0
+        np.testing.assert_array_equal(u, cpu.U)
+        np.testing.assert_array_equal(v, cpu.V)
+    cpu = pyireg.PackedMLP.from_weights(widths, U.copy(), V.copy(), dtype="float64")
+    native = cpu._engine.measures(cpu.U, cpu.V)
+    with pc.emulate():
+        got = e.measures(U, V)
+    for name in ("group_l1", "path_l2", "path_l1"):
+        np.testing.assert_array_equal(got[name], native[name], err_msg=name)
+        assert np.isfinite(native[name]).all(), name
+    n1 = np.linalg.norm(U[1] * 1e170) * np.linalg.norm(V[1] * 1e-170)     # unit 1 at a normal scale
+    rest = sum(np.linalg.norm(U[h]) * np.linalg.norm(V[h]) for h in (0, 2))
+    np.testing.assert_allclose(native["group_l1"][0], n1 + rest, rtol=1e-12)
+
+
 def test_ddp_scale_and_unit_moments_match_the_twin():
     widths, d, k, B = [1, 5, 12, 3], 7, 4, 9
     off = offsets_of(widths)

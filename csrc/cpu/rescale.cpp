@@ -4,14 +4,16 @@
 
 #include <cmath>
 
+#include "engine/rule_coefs.h"
+
 namespace pyireg {
 namespace {
 
+// the rules' and the CUDA kernels' row norm (engine/rule_coefs.h: fused terms, the same bits on
+// every target)
 template <class T>
 inline double sq(const T* r, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * r[i];
-  return s;
+  return sq_norm(r, n);
 }
 template <class T>
 inline double l1(const T* r, int64_t n) {
@@ -33,14 +35,14 @@ int64_t balance(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads) {
   for (int64_t h = 0; h < S; ++h) {
     T* u = U + h * d;
     T* v = V + h * k;
-    const double nu = std::sqrt(sq(u, d)), nv = std::sqrt(sq(v, k));
+    const double nu = row_norm(u, d), nv = row_norm(v, k);
     if (nu == 0 || nv == 0) {
       scale(u, d, 0.0);
       scale(v, k, 0.0);
       ++zero;
       continue;
     }
-    const double s = std::sqrt(nv / nu);
+    const double s = balance_factor(nu, nv);
     scale(u, d, s);
     scale(v, k, 1.0 / s);
   }
@@ -54,7 +56,7 @@ int64_t normalize_units(T* U, T* V, int64_t S, int64_t d, int64_t k, int threads
   for (int64_t h = 0; h < S; ++h) {
     T* u = U + h * d;
     T* v = V + h * k;
-    const double nu = std::sqrt(sq(u, d));
+    const double nu = row_norm(u, d);
     if (nu == 0) {
       scale(v, k, 0.0);
       ++zero;
@@ -74,12 +76,14 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
     double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
       const double u2 = sq(U + h * d, d), v2 = sq(V + h * k, k);
+      const double uv = norm_product(U + h * d, d, V + h * k, k, u2, v2);  // sqrt(u2 v2), robust
       fu += u2;
       fv += v2;
       a += 0.5 * (u2 + v2);
-      b += std::sqrt(u2 * v2);
+      b += uv;
       c += l1(U + h * d, d) * l1(V + h * k, k);
-      e += u2 * v2;
+      const double p = u2 * v2;
+      e += (p >= DBL_MIN && p <= DBL_MAX) ? p : uv * uv;
     }
     l2_penalty[n] = a;
     group_l1[n] = b;

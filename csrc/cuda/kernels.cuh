@@ -296,13 +296,13 @@ __global__ void rescale_rows(T* __restrict__ U, T* __restrict__ V, int64_t S, in
   PYIREG_FOR(h, S) {
     T* u = U + h * d;
     T* v = V + h * k;
-    const double nu = dsqrt(sq_norm(u, d)), nv = mode == 0 ? dsqrt(sq_norm(v, k)) : 1.0;
+    const double nu = row_norm(u, d), nv = mode == 0 ? row_norm(v, k) : 1.0;
     double su, sv;
     if (nu == 0 || nv == 0) {
       su = mode == 0 ? 0.0 : 1.0;  // normalize_units leaves a zero u_h as it is
       sv = 0.0;
     } else if (mode == 0) {
-      su = dsqrt(nv / nu);
+      su = balance_factor(nu, nv);
       sv = 1.0 / su;
     } else {
       su = 1.0 / nu;
@@ -333,15 +333,17 @@ __global__ void measures(const T* __restrict__ U, const T* __restrict__ V, const
     double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
       const double u2 = sq_norm(U + h * d, d), v2 = sq_norm(V + h * k, k);
+      const double uv = norm_product(U + h * d, d, V + h * k, k, u2, v2);  // the CPU's formulas
+      const double p = u2 * v2;
       double l1u = 0, l1v = 0;
       for (int64_t i = 0; i < d; ++i) l1u += fabs(static_cast<double>(U[h * d + i]));
       for (int64_t j = 0; j < k; ++j) l1v += fabs(static_cast<double>(V[h * k + j]));
       fu += u2;
       fv += v2;
       a += 0.5 * (u2 + v2);
-      b += dsqrt(u2 * v2);
+      b += uv;
       c += l1u * l1v;
-      e += u2 * v2;
+      e += (p >= DBL_MIN && p <= DBL_MAX) ? p : uv * uv;
     }
     out[0 * N + n] = a;
     out[1 * N + n] = b;

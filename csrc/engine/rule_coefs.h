@@ -27,6 +27,7 @@
 #include <cfloat>
 #include <cstdint>
 #include <math.h>
+#include <type_traits>
 
 #include "engine/types.h"
 
@@ -54,17 +55,59 @@ struct MaxFinite<double> {
   static constexpr double value = DBL_MAX;
 };
 
-// Squared l2 norm of a row, summed in double in index order, each term fused (fma, correctly
-// rounded on every target): every caller (the fused step's prepare, apply_update's prepare, the
-// DDP scaling, balance and normalize_units) gets the same bits for the same row, on the CPU
-// whether its translation unit may contract a * b + c or not, and on a GPU, whose compiler
-// contracts by default. (For float32 rows the products are exact in double, so fused and
-// unfused agree anyway; for float64 rows they did not.)
+// Squared l2 norm of a row, summed in double in index order: every caller (the fused step's
+// prepare, apply_update's prepare, the DDP scaling, balance, normalize_units and the norm
+// measures, on the CPU and on a GPU) gets the same bits for the same row. A float32 row's
+// products are exact in double, so a fused and an unfused multiply-add round alike and the
+// compiler may contract or not. A float64 row's terms are fused explicitly (fma, correctly
+// rounded on every target): a translation unit without -mfma does not contract, a GPU compiler
+// does, and the two rounded differently.
 template <class T>
 PYIREG_HD inline double sq_norm(const T* r, int64_t n) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s = fma(static_cast<double>(r[i]), static_cast<double>(r[i]), s);
+  if constexpr (std::is_same<T, float>::value) {
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) s = fma(static_cast<double>(r[i]), static_cast<double>(r[i]), s);
+  }
   return s;
+}
+
+// ||r||_2 in double. sqrt(sq_norm) wherever the sum of squares is a normal double, which is
+// every float32 row (its squares span 1e-90 .. 1e77); a float64 row whose squares overflow or
+// underflow (entries above about 1e154 or below 1e-154) is scaled by its largest |r_i| first,
+// so its norm is right wherever the norm itself fits a double. NaN and inf propagate.
+template <class T>
+PYIREG_HD inline double row_norm(const T* r, int64_t n) {
+  const double s = sq_norm(r, n);
+  if ((s >= DBL_MIN && s <= DBL_MAX) || s != s) return sqrt(s);  // normal, or NaN (fmax would drop it)
+  double m = 0;
+  for (int64_t i = 0; i < n; ++i) m = fmax(m, fabs(static_cast<double>(r[i])));
+  if (m == 0 || !(m <= DBL_MAX)) return m == 0 ? 0.0 : sqrt(s);
+  double t = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double q = static_cast<double>(r[i]) / m;
+    t = fma(q, q, t);
+  }
+  return m * sqrt(t);
+}
+
+// ||u|| ||v|| of one unit from its squared norms u2, v2 (sq_norm): sqrt(u2 v2) where that
+// product is a normal double (the common case's bits), else from row_norm (a float64 unit with
+// u = 1e160, v = 1e-160 gave NaN: inf x 0).
+template <class T>
+PYIREG_HD inline double norm_product(const T* u, int64_t d, const T* v, int64_t k, double u2, double v2) {
+  const double p = u2 * v2;
+  if (p >= DBL_MIN && p <= DBL_MAX) return sqrt(p);
+  return row_norm(u, d) * row_norm(v, k);  // also a zero row's 0
+}
+
+// The balance factor s = sqrt(||v|| / ||u||) (u -> s u, v -> v / s) of norms nu, nv > 0: the
+// plain quotient where it is a normal double, else the quotient of square roots (1e170 / 1e-170
+// overflowed).
+PYIREG_HD inline double balance_factor(double nu, double nv) {
+  const double q = nv / nu;
+  return (q >= DBL_MIN && q <= DBL_MAX) ? sqrt(q) : sqrt(nv) / sqrt(nu);
 }
 
 // 1 / kappa, the per-weight scaling of Path-SGD and DDP-SGD, in the model's dtype. The zero-row

@@ -212,3 +212,17 @@ def test_huge_integers_and_negative_seeds_are_one_line_naming_the_argument(call,
     argument's name, the array case from inside the weight-drawing threads."""
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_torch_tensors_numpy_cannot_view_are_named_or_resolved():
+    """A sparse tensor got "convert it with .float()" (wrong advice); a tensor with the negative
+    bit set (a lazy negation) raised torch's own RuntimeError from inside the conversion. The
+    sparse one is refused naming X; the negated one is resolved and gives the right answer."""
+    torch = pytest.importorskip("torch")
+    m = pyireg.PackedMLP([2, 3], 4, 3, seed=0)
+    X = torch.randn(5, 4)
+    with pytest.raises(TypeError, match=r"X: expected a dense \(strided\) tensor, got a torch.sparse_coo one"):
+        m.forward(X.to_sparse())
+    neg = torch._neg_view(X)
+    assert neg.is_neg()
+    np.testing.assert_array_equal(m.forward(neg), m.forward(-X.numpy()))

@@ -420,3 +420,14 @@ def test_targets_are_checked_before_any_weight_changes():
     with pytest.raises(ValueError, match=r"U and V: frozen \(requires_grad=False\), but train_step updates both"):
         p.train_step(X, torch.zeros(7, dtype=torch.int64), opt)
     assert torch.equal(p.U, U0) and torch.equal(p.V, V0)
+
+
+def test_a_sparse_input_is_refused_naming_it():
+    """p(X.to_sparse()) failed inside numpy ('can't convert Sparse layout tensor'), the raw
+    operator with 'unsupported memory format option'."""
+    p = pt.PackedMLP([1, 2], 4, 3, seed=0)
+    X = torch.randn(5, 4)
+    with pytest.raises(TypeError, match=r"X: expected a dense \(strided\) tensor"):
+        p(X.to_sparse())
+    with pytest.raises(TypeError, match=r"X: expected a dense \(strided\) tensor"):
+        pt.packed_forward(p.U, p.V, X.to_sparse(), p.offsets)

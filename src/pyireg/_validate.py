@@ -38,6 +38,14 @@ def to_numpy(x, name: str) -> np.ndarray:
     if mod.startswith("torch"):
         if getattr(x, "device", None) is not None and x.device.type != "cpu":
             raise ValueError(f"{name}: expected a CPU tensor, got a tensor on {x.device} (move it with .cpu())")
+        layout = getattr(x, "layout", None)
+        if layout is not None and str(layout) != "torch.strided":
+            raise TypeError(f"{name}: expected a dense (strided) tensor, got a {layout} one; convert it with "
+                            ".to_dense()")
+        if getattr(x, "is_neg", None) is not None and x.is_neg():      # a lazy negation (e.g. from .conj())
+            x = x.resolve_neg()
+        if getattr(x, "is_conj", None) is not None and x.is_conj():
+            x = x.resolve_conj()
         try:
             x = x.detach().numpy()
         except TypeError:                     # bfloat16 and other dtypes numpy has not

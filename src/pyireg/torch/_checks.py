@@ -17,7 +17,12 @@ LOSSES = ("cross_entropy", "squared")
 
 def check_device(t, name: str) -> None:
     """A tensor on a device with kernels (the CPU, or one registered in ``_devices``) or meta,
-    or an error that says why not (for CUDA: the CUDA backend is not built)."""
+    or an error that says why not (for CUDA: the CUDA backend is not built). Dense tensors only:
+    a sparse one failed deep inside (numpy's or a memory-format error)."""
+    layout = getattr(t, "layout", torch.strided)
+    if layout != torch.strided:
+        raise TypeError(f"{name}: expected a dense (strided) tensor, got a {layout} one; convert it with "
+                        ".to_dense()")
     dev = t.device
     if dev.type == "meta" or has_kernels(dev.type):
         return

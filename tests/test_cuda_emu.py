@@ -442,3 +442,18 @@ def test_ddp_scale_and_unit_moments_match_the_twin():
         e.step(u2, v2, X, np.zeros(B, np.int64), "path_sgd", np.zeros_like(U), np.zeros_like(V), 0.1, 0.0, 0.0)
     np.testing.assert_array_equal(u1, u2)
     np.testing.assert_array_equal(v1, v2)
+
+
+def test_the_engines_layout_is_checked_against_the_memory_limit_first():
+    """pyireg.cuda.Engine built a layout of 2**22 units under a 1 MiB limit (PackedMLP refuses
+    the same layout); the check now comes before the engine allocates."""
+    old = pyireg.memory_limit()
+    pyireg.set_memory_limit(1 << 20)
+    try:
+        with pytest.raises(MemoryError, match="offsets: the layout of 4194304 units needs about"):
+            pc.Engine(np.array([0, 2**22]), 1, 1)
+        with pytest.raises(MemoryError):
+            pyireg.PackedMLP([2**22], 1, 1)
+    finally:
+        pyireg.set_memory_limit(old)
+    pc.Engine(np.array([0, 2**22]), 1, 1)       # fits the default limit

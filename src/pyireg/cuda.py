@@ -207,6 +207,15 @@ class Engine:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype.name}")
+        if offsets.ndim == 1 and offsets.size >= 2 and offsets[-1] > 0:
+            # the layout the engine builds: the unit -> network map (int32 per unit) and the
+            # offsets, on the host and on the device, checked before it allocates them
+            from . import _core
+            need = 2 * (4 * int(offsets[-1]) + 8 * offsets.size)
+            if need > _core.memory_limit():
+                raise MemoryError(f"offsets: the layout of {int(offsets[-1])} units needs about {need / 2**30:.3g} "
+                                  f"GiB, more than the memory limit ({_core.memory_limit() / 2**30:.3g} GiB; "
+                                  "pyireg.set_memory_limit)")
         cls = _emu().Engine32 if self.dtype == np.float32 else _emu().Engine64
         self._e = cls(offsets, int(d), int(k), activation, loss, bool(tf32))
         self.offsets, self.d, self.k, self.loss, self.activation = offsets, int(d), int(k), loss, activation

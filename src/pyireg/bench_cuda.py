@@ -3,7 +3,11 @@ k = 10, batch 100, momentum SGD, on a CUDA device: pyireg's CUDA engine against 
 formulations a skilled user would write on the same GPU (a per-width loop; a packed GEMM with
 index_add, eager and under torch.compile), each with its useful TFLOP/s (4Hd + 6Hk per sample
 and width) and the percentage of the fp32 matmul peak measured in the same run. A Markdown table
-is printed last.
+is printed last. pyireg's row and the packed torch rows start from the same weights, and each row
+names its first step's summed loss and its distance from the first row's (the loss check); the
+per-width loop (torch's own initialization) says when it was timed on its first steps only and
+extrapolated; the packed rows are skipped with a line when their (S, B, K) intermediates would
+not fit the free GPU memory; pyireg's row takes one untimed step first, on copies.
 
     python -m pyireg.bench_cuda [--max-width 4096] [--samples 50000] [--emulate]
 
@@ -53,13 +57,24 @@ def _data(samples, dev, seed=0):
     return torch.randn(samples, D, generator=g).to(dev), torch.randint(0, K, (samples,), generator=g).to(dev)
 
 
+def _weights(widths, dev):
+    """The initial U, V of every row that trains the packed model (the same draw for each)."""
+    import torch
+    g = torch.Generator().manual_seed(1)
+    S = int(sum(widths))
+    return (torch.randn(S, D, generator=g) * 0.1).to(dev), (torch.randn(S, K, generator=g) * 0.1).to(dev)
+
+
 def pyireg_epoch(widths, X, y, dev):
+    """Seconds of one epoch, and the summed per-network losses of its first step (the loss
+    check against the packed torch row). One untimed step on copies first (the engine's first
+    launches, cuBLAS's initialization and lazy module loading)."""
     import torch
     mod = pc._emu() if dev == "cpu" else pc._native()
     off = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-    N, S = len(widths), int(off[-1])
+    N = len(widths)
     e = mod.Engine32(off, D, K, "relu", "cross_entropy", False)
-    U, V = torch.randn(S, D, device=dev) * 0.1, torch.randn(S, K, device=dev) * 0.1
+    U, V = _weights(widths, dev)
     sU, sV = torch.zeros_like(U), torch.zeros_like(V)
     lr, mom, wd = (torch.full((N,), v, device=dev) for v in (0.01, 0.9, 0.0))
     loss = torch.empty(N, dtype=torch.float64, device=dev)
@@ -67,23 +82,28 @@ def pyireg_epoch(widths, X, y, dev):
     nb = e.workspace_bytes("step", BATCH)
     ws = torch.empty(max(nb, 1), dtype=torch.uint8, device=dev) if dev == "cuda" else None
     stream = torch.cuda.current_stream().cuda_stream if dev == "cuda" else 0
-    _sync(dev)
-    t0 = time.perf_counter()
-    for b0 in range(0, X.shape[0] - BATCH + 1, BATCH):
+
+    def step(U, V, sU, sV, b0):
         e.step(U.data_ptr(), V.data_ptr(), X[b0].data_ptr(), BATCH, "cross_entropy", lab[b0].data_ptr(), 0, 0,
                "momentum_sgd", sU.data_ptr(), sV.data_ptr(), lr.data_ptr(), mom.data_ptr(), wd.data_ptr(),
                loss.data_ptr(), 0 if ws is None else ws.data_ptr(), nb if ws is not None else 0, stream)
+    step(U.clone(), V.clone(), sU.clone(), sV.clone(), 0)            # warm-up, untimed, on copies
     _sync(dev)
-    return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first = None
+    for b0 in range(0, X.shape[0] - BATCH + 1, BATCH):
+        step(U, V, sU, sV, b0)
+        if first is None:
+            first = loss.sum()          # a device scalar: read after the timing
+    _sync(dev)
+    return time.perf_counter() - t0, float(first)
 
 
 def _packed_model(widths, dev):
     import torch
-    S = int(sum(widths))
     net = torch.repeat_interleave(torch.arange(len(widths), device=dev), torch.tensor(widths, device=dev))
-    U = (torch.randn(S, D, device=dev) * 0.1).requires_grad_()
-    V = (torch.randn(S, K, device=dev) * 0.1).requires_grad_()
-    return U, V, net
+    U, V = _weights(widths, dev)
+    return U.requires_grad_(), V.requires_grad_(), net
 
 
 def _packed_step(U, V, net, N, xb, yb):
@@ -94,20 +114,36 @@ def _packed_step(U, V, net, N, xb, yb):
     return F.cross_entropy(out.reshape(-1, K), yb.repeat(N), reduction="sum") / xb.shape[0]
 
 
+def _packed_bytes(widths) -> int:
+    """The packed formulation's largest intermediates: the (S, B, K) products and their
+    gradient (33.6 GB each at widths 1..4096)."""
+    return 2 * 4 * int(sum(widths)) * BATCH * K
+
+
 def torch_packed_epoch(widths, X, y, dev, compiled=False):
+    """Seconds of one epoch and its first step's loss (the sum over networks of the mean loss)."""
     import torch
+    if dev == "cuda":
+        free = torch.cuda.mem_get_info()[0]
+        if _packed_bytes(widths) > free:
+            raise MemoryError(f"needs about {_packed_bytes(widths) / 1e9:.1f} GB, {free / 1e9:.1f} GB free")
     U, V, net = _packed_model(widths, dev)
     opt = torch.optim.SGD([U, V], lr=0.01, momentum=0.9)
     f = torch.compile(_packed_step) if compiled else _packed_step
-    f(U, V, net, len(widths), X[:BATCH], y[:BATCH]).backward()   # warm-up (compilation)
+    f(U, V, net, len(widths), X[:BATCH], y[:BATCH]).backward()   # warm-up (compilation); no step taken
+    U.grad = V.grad = None
     _sync(dev)
     t0 = time.perf_counter()
+    first = None
     for b0 in range(0, X.shape[0] - BATCH + 1, BATCH):
         opt.zero_grad(set_to_none=True)
-        f(U, V, net, len(widths), X[b0:b0 + BATCH], y[b0:b0 + BATCH]).backward()
+        out = f(U, V, net, len(widths), X[b0:b0 + BATCH], y[b0:b0 + BATCH])
+        out.backward()
         opt.step()
+        if first is None:
+            first = out.detach()
     _sync(dev)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, float(first)
 
 
 def torch_loop_epoch(widths, X, y, dev, max_seconds=60.0):
@@ -130,7 +166,7 @@ def torch_loop_epoch(widths, X, y, dev, max_seconds=60.0):
         if time.perf_counter() - t0 > max_seconds:
             break
     _sync(dev)
-    return (time.perf_counter() - t0) * batches / done
+    return (time.perf_counter() - t0) * batches / done, None, (done, batches)
 
 
 def run(max_width=4096, samples=50000, emulate=False, compiled=True) -> list:
@@ -151,10 +187,17 @@ def run(max_width=4096, samples=50000, emulate=False, compiled=True) -> list:
         if compiled and not emulate:
             impls.append(("torch packed, torch.compile", lambda: torch_packed_epoch(widths, X, y, dev, True)))
         impls.append(("torch per-width loop", lambda: torch_loop_epoch(widths, X, y, dev)))
+        ref = None          # the first step's summed loss of the first row that has one (the same weights)
         for name, f in impls:
             try:
-                s = f()
-                rows.append((name, s, flops / s / 1e12))
+                s, first, *part = f()
+                note = ""
+                if part and part[0][0] < part[0][1]:
+                    note = f" (extrapolated from {part[0][0]} of {part[0][1]} steps)"
+                if first is not None:
+                    ref = first if ref is None else ref
+                    note += f" (first-step loss {first:.6g}, {abs(first - ref) / abs(ref):.1e} from the first row's)"
+                rows.append((name + note, s, flops / s / 1e12))
             except Exception as exc:  # noqa: BLE001  one formulation failing (memory, compile) must not hide the others
                 rows.append((name + f" (failed: {type(exc).__name__}: {str(exc)[:60]})", float("nan"), float("nan")))
     finally:

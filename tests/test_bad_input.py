@@ -226,3 +226,17 @@ def test_torch_tensors_numpy_cannot_view_are_named_or_resolved():
     neg = torch._neg_view(X)
     assert neg.is_neg()
     np.testing.assert_array_equal(m.forward(neg), m.forward(-X.numpy()))
+
+
+def test_optional_private_engine_arrays_must_be_numpy_arrays(model):
+    """An optional output given as a list became a temporary array that the binding's memory
+    check then read as the list itself (a segfault, 3 of 3 runs), and whose data pointer
+    outlived it: refused by name now."""
+    eng = model._engine
+    G = np.zeros((2, 5, 3), np.float32)
+    with pytest.raises(TypeError, match="gU: expected a numpy array, got list"):
+        eng.backward(model.U, model.V, X, G, np.zeros(model.U.shape).tolist(), None, None, None)
+    with pytest.raises(TypeError, match="weights: expected a numpy array, got list"):
+        pyireg.PackedMLP([2, 3], 4, 3, loss="squared")._engine.loss_and_grad(
+            model.U, model.V, X, np.zeros((5, 3), np.float32), [[1.0] * 3] * 5, np.empty_like(model.U),
+            np.empty_like(model.V))

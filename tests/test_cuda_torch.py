@@ -156,3 +156,25 @@ def test_engine_cache_info_with_an_emulated_engine_cached():
         pt.packed_forward(U, V, X, off)
     info = pt.engine_cache_info()
     assert info["size"] >= 1 and isinstance(info["workspace_bytes"], int)
+
+
+def test_tensors_that_are_only_read_may_share_memory_on_every_kernel_set():
+    """The CUDA kernel set refused a gradient passed as both gU and gV, and X passed as U to
+    ddp_scale ('shares memory', though neither is written), where the CPU accepts them: only
+    the written tensors must have their own memory, on both."""
+    k = 3
+    m = pt.PackedMLP([2, 3], k, k, seed=0)
+    U, V, off = m.U.detach(), m.V.detach(), m.offsets
+    G = torch.randn(5, k)
+    h = [torch.full((2,), v) for v in (0.1, 0.9, 0.0)]
+    results = []
+    for emulated in (False, True):
+        u, v = U.clone(), V.clone()
+        sU, sV = torch.zeros_like(u), torch.zeros_like(v)
+        with pc.emulate() if emulated else torch.no_grad():
+            pt.packed_apply_update(u, v, G, G, off, sU, sV, *h)
+            kU, kV = torch.empty_like(u), torch.empty_like(v)
+            pt.packed_ddp_scale(u, v, u, off, torch.full((2,), 0.5), kU, kV)
+        results.append((u, v, kU, kV))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

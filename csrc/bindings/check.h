@@ -79,6 +79,16 @@ T* checked(const py::array& a, const char* name, const std::vector<int64_t>& sha
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// An optional argument given as a py::object (None checked by the caller) as the numpy array it
+// must be: a list or another array-like would be converted into a temporary, which the
+// returned data pointer would outlive (and which an output would be written into, unseen).
+inline py::array ndarray(const py::handle& o, const char* name) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string(name) + ": expected a numpy array, got " +
+                         std::string(py::str(o.get_type().attr("__name__"))));
+  return py::reinterpret_borrow<py::array>(o);
+}
+
 // One array of a call, for distinct_memory: None (an optional argument not given) is skipped.
 struct Region {
   const char* name;

@@ -18,6 +18,7 @@
 namespace py = pybind11;
 using pyireg_bind::checked;
 using pyireg_bind::distinct_memory;
+using pyireg_bind::ndarray;
 using namespace pyireg;
 
 namespace {
@@ -60,7 +61,7 @@ class PyEngine {
     const T* x = batch(X);
     const int64_t B = X.shape(0);
     T* a = act.is_none() ? nullptr
-                         : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, true);
+                         : checked<T>(ndarray(act, "act"), "act", {e_->S(), Engine<T>::activation_columns(B)}, true);
     distinct_memory({{"U", U, false}, {"V", V, false}, {"X", X, false}, {"act", act, true}});
     check_fits(checked_mul3(checked_mul(e_->N(), B, "outputs"), e_->k(), sizeof(T), "outputs"),
                "the outputs of " + std::to_string(e_->N()) + " networks on " + std::to_string(B) + " samples");
@@ -77,9 +78,9 @@ class PyEngine {
     const T* x = batch(X);
     const int64_t B = X.shape(0);
     const T* go = checked<T>(grad_out, "grad_out", {e_->N(), B, e_->k()}, false);
-    T* pu = gU.is_none() ? nullptr : checked<T>(gU.cast<py::array>(), "gU", {e_->S(), e_->d()}, true);
-    T* pv = gV.is_none() ? nullptr : checked<T>(gV.cast<py::array>(), "gV", {e_->S(), e_->k()}, true);
-    T* px = gX.is_none() ? nullptr : checked<T>(gX.cast<py::array>(), "gX", {B, e_->d()}, true);
+    T* pu = gU.is_none() ? nullptr : checked<T>(ndarray(gU, "gU"), "gU", {e_->S(), e_->d()}, true);
+    T* pv = gV.is_none() ? nullptr : checked<T>(ndarray(gV, "gV"), "gV", {e_->S(), e_->k()}, true);
+    T* px = gX.is_none() ? nullptr : checked<T>(ndarray(gX, "gX"), "gX", {B, e_->d()}, true);
     distinct_memory({{"U", U, false},
                      {"V", V, false},
                      {"X", X, false},
@@ -89,7 +90,7 @@ class PyEngine {
                      {"gX", gX, true}});
     const T* pa = act.is_none()
                       ? nullptr
-                      : checked<T>(act.cast<py::array>(), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
+                      : checked<T>(ndarray(act, "act"), "act", {e_->S(), Engine<T>::activation_columns(B)}, false);
     py::gil_scoped_release nogil;
     e_->backward(u, v, x, B, go, pu, pv, px, pa);
   }
@@ -210,8 +211,8 @@ class PyEngine {
   py::array_t<double> unit_stats(const py::array& U, const py::array& V, const py::object& U0, const py::object& V0,
                                  const py::object& p) const {
     const auto [u, v] = weights(U, V, false);
-    const T* u0 = U0.is_none() ? nullptr : checked<T>(U0.cast<py::array>(), "U0", {e_->S(), e_->d()}, false);
-    const T* v0 = V0.is_none() ? nullptr : checked<T>(V0.cast<py::array>(), "V0", {e_->S(), e_->k()}, false);
+    const T* u0 = U0.is_none() ? nullptr : checked<T>(ndarray(U0, "U0"), "U0", {e_->S(), e_->d()}, false);
+    const T* v0 = V0.is_none() ? nullptr : checked<T>(ndarray(V0, "V0"), "V0", {e_->S(), e_->k()}, false);
     if ((u0 == nullptr) != (v0 == nullptr)) throw py::value_error("U0, V0: expected both initial layers or neither");
     double pv = 0;
     if (!p.is_none()) {
@@ -296,7 +297,7 @@ class PyEngine {
       if (!w.is_none()) throw py::value_error("weights: entry weights apply to the squared loss only");
     } else {
       t.values = checked<T>(y, "y", {B, e_->k()}, false);
-      if (!w.is_none()) t.weights = checked<T>(w.cast<py::array>(), "weights", {B, e_->k()}, false);
+      if (!w.is_none()) t.weights = checked<T>(ndarray(w, "weights"), "weights", {B, e_->k()}, false);
     }
     return t;
   }
@@ -326,12 +327,12 @@ class PyEngine {
     if (is_adam) {
       const py::tuple a = adam.cast<py::tuple>();
       if (a.size() != 6) throw py::value_error("adam: expected (state2_U, state2_V, beta1, beta2, eps, t)");
-      r.state2_U = checked<T>(a[0].cast<py::array>(), "state2_U", {e_->S(), e_->d()}, true);
-      r.state2_V = checked<T>(a[1].cast<py::array>(), "state2_V", {e_->S(), e_->k()}, true);
-      r.beta1 = checked<T>(a[2].cast<py::array>(), "beta1", {e_->N()}, false);
-      r.beta2 = checked<T>(a[3].cast<py::array>(), "beta2", {e_->N()}, false);
-      r.eps = checked<T>(a[4].cast<py::array>(), "eps", {e_->N()}, false);
-      r.t = checked<int64_t>(a[5].cast<py::array>(), "t", {e_->N()}, false);
+      r.state2_U = checked<T>(ndarray(a[0], "state2_U"), "state2_U", {e_->S(), e_->d()}, true);
+      r.state2_V = checked<T>(ndarray(a[1], "state2_V"), "state2_V", {e_->S(), e_->k()}, true);
+      r.beta1 = checked<T>(ndarray(a[2], "beta1"), "beta1", {e_->N()}, false);
+      r.beta2 = checked<T>(ndarray(a[3], "beta2"), "beta2", {e_->N()}, false);
+      r.eps = checked<T>(ndarray(a[4], "eps"), "eps", {e_->N()}, false);
+      r.t = checked<int64_t>(ndarray(a[5], "t"), "t", {e_->N()}, false);
     }
     return r;
   }

@@ -42,10 +42,10 @@ def set_memory_limit(bytes: int) -> None:  # noqa: A002 (the native function's a
     """Limit the memory the engine may plan to use, in bytes; 0 restores the default (the
     machine's memory)."""
     import numbers
-    if isinstance(bytes, bool) or not isinstance(bytes, numbers.Integral) or not 0 <= bytes <= 2**63 - 1:
+    if isinstance(bytes, bool) or not isinstance(bytes, numbers.Integral) or not -2**63 <= bytes <= 2**63 - 1:
         raise ValueError(f"bytes: expected a memory limit in bytes (an integer in [1, 2**63)), or 0 for the default, "
                          f"got {bytes!r}")
-    _core.set_memory_limit(int(bytes))
+    _core.set_memory_limit(int(bytes))      # checks the sign
 
 
 _SUBMODULES = ("data", "theory", "convex", "plots", "experiments", "distributed", "cli", "schedule", "bench", "testing",

@@ -208,17 +208,20 @@ def check_rule(rule, extra, N: int, U: Tensor, V: Tensor, fused: bool) -> None:
             check_shape(t, name, (N,))
 
 
-def distinct_memory(**named) -> None:
-    """The tensors a step writes in place share no memory (a momentum buffer that is the weights
-    themselves would make the update read what it writes)."""
-    seen = {}
-    for name, t in named.items():
-        if t is None or t.numel() == 0:
-            continue
-        lo = t.data_ptr()
-        hi = lo + t.numel() * t.element_size()
-        for other, (a, b) in seen.items():
-            if lo < b and a < hi:
-                raise ValueError(f"{name}: shares memory with {other}; every tensor a step writes in place must have "
+def distinct_memory(read=None, **written) -> None:
+    """The tensors a call writes in place (``written``) share no memory with each other nor with
+    the tensors it reads (``read``, a dict of name -> tensor): a momentum buffer that is the
+    weights themselves would make the update read what it writes. Tensors that are only read
+    may overlap (the C++ binding's rule too)."""
+    spans = []
+    for names, is_written in ((written, True), (read or {}, False)):
+        for name, t in names.items():
+            if t is None or t.numel() == 0:
+                continue
+            lo = t.data_ptr()
+            spans.append((name, lo, lo + t.numel() * t.element_size(), is_written))
+    for j, (name, lo, hi, w) in enumerate(spans):
+        for other, a, b, w2 in spans[:j]:
+            if (w or w2) and lo < b and a < hi:
+                raise ValueError(f"{name}: shares memory with {other}; every tensor a call writes in place must have "
                                  "its own memory")
-        seen[name] = (lo, hi)

@@ -257,7 +257,7 @@ class NativeKernels:
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         Xc = X.detach().contiguous()
-        distinct_memory(U=Uw, V=Vw, state_U=sU, state_V=sV, X=Xc)
+        distinct_memory(read=dict(X=Xc), U=Uw, V=Vw, state_U=sU, state_V=sV)
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         if rule == "ddp_sgd":       # the scaling of this batch into the state, then the step that reads it
             self._ddp_scale(engine, Uw, Vw, Xc, extra[0], sU, sV)
@@ -283,7 +283,7 @@ class NativeKernels:
             raise ValueError("X: expected at least one sample, got an empty batch")
         U, V, X = (t.detach().contiguous() for t in (U, V, X))
         sU, sV = self._inplace(scale_U, "scale_U"), self._inplace(scale_V, "scale_V")
-        distinct_memory(U=U, V=V, X=X, scale_U=sU, scale_V=sV)
+        distinct_memory(read=dict(U=U, V=V, X=X), scale_U=sU, scale_V=sV)
         self._ddp_scale(engine, U, V, X, alpha, sU, sV)
 
     def apply_update(self, U, V, gU, gV, offsets, state_U, state_V, lr, momentum, weight_decay, activation, loss,
@@ -296,7 +296,7 @@ class NativeKernels:
         Uw, Vw = self._inplace(U, "U"), self._inplace(V, "V")
         sU, sV = self._inplace(state_U, "state_U"), self._inplace(state_V, "state_V")
         gU, gV = gU.detach().contiguous(), gV.detach().contiguous()
-        distinct_memory(U=Uw, V=Vw, state_U=sU, state_V=sV, gU=gU, gV=gV)
+        distinct_memory(read=dict(gU=gU, gV=gV), U=Uw, V=Vw, state_U=sU, state_V=sV)
         lr, mom, wd = self._hyper(U, lr, momentum, weight_decay)
         _ws, wp, wb = self._workspace(engine, "apply_update", 1, U)
         with self._on(U):

@@ -18,7 +18,8 @@ import warnings
 WAIT_BY_PYIREG = False
 # The spin count pyireg chooses: threads spin this many iterations before they sleep. 0 (the
 # passive policy) slowed torch's small operations 1.7-2.1x on idle cores; libgomp's default
-# (300000) made a loaded run 2.5-3x slower than passive; 3000 kept both (docs/reliability.md).
+# (300000) made a loaded run 1.6-2.3x slower than passive; 3000 about 1.0-1.3x, torch at its
+# default speed (docs/reliability.md).
 PYIREG_SPINCOUNT = 3000
 # libgomp's own spin count when the user sets no wait policy (its documented default)
 LIBGOMP_DEFAULT_SPINCOUNT = 300000

@@ -407,9 +407,17 @@ def test_float64_rescalings_and_measures_match_the_cpu_bit_for_bit_at_extreme_sc
     native = cpu._engine.measures(cpu.U, cpu.V)
     with pc.emulate():
         got = e.measures(U, V)
-    for name in ("group_l1", "path_l2", "path_l1"):
+    for name in ("group_l1", "path_l2", "path_l1", "norm_U", "norm_V"):
         np.testing.assert_array_equal(got[name], native[name], err_msg=name)
         assert np.isfinite(native[name]).all(), name
+
+    def scaled_norm(a):                     # ||a||_2 without overflow: numpy's would overflow too
+        m = np.abs(a).max()
+        return m * np.sqrt(((a / m) ** 2).sum())
+    for n, (h0, h1) in enumerate(zip(off[:-1], off[1:])):
+        np.testing.assert_allclose(native["norm_U"][n], scaled_norm(U[h0:h1]), rtol=1e-12)
+        uv = np.array([scaled_norm(U[h]) * scaled_norm(V[h]) for h in range(h0, h1)])
+        np.testing.assert_allclose(native["path_l2"][n], scaled_norm(uv), rtol=1e-12)
     n1 = np.linalg.norm(U[1] * 1e170) * np.linalg.norm(V[1] * 1e-170)     # unit 1 at a normal scale
     rest = sum(np.linalg.norm(U[h]) * np.linalg.norm(V[h]) for h in (0, 2))
     np.testing.assert_allclose(native["group_l1"][0], n1 + rest, rtol=1e-12)

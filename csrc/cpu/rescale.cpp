@@ -82,15 +82,17 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
       a += 0.5 * (u2 + v2);
       b += uv;
       c += l1(U + h * d, d) * l1(V + h * k, k);
-      const double p = u2 * v2;
-      e += (p >= DBL_MIN && p <= DBL_MAX) ? p : uv * uv;
+      e += u2 * v2;  // path_l2 falls back to a scaled sum below where this is not normal
     }
+    const int64_t h0 = offsets[n], h1 = offsets[n + 1];
     l2_penalty[n] = a;
     group_l1[n] = b;
     path_l1[n] = c;
-    path_l2[n] = std::sqrt(e);
-    norm_U[n] = std::sqrt(fu);
-    norm_V[n] = std::sqrt(fv);
+    // the plain sums of squares where they are normal doubles (every float32 model), else scaled
+    // sums (float64 weights beyond about 1e154 or below 1e-154)
+    path_l2[n] = is_normal(e) ? std::sqrt(e) : path_l2_scaled(U, V, h0, h1, d, k);
+    norm_U[n] = is_normal(fu) ? std::sqrt(fu) : row_norm(U + h0 * d, (h1 - h0) * d);
+    norm_V[n] = is_normal(fv) ? std::sqrt(fv) : row_norm(V + h0 * k, (h1 - h0) * k);
   }
 }
 

@@ -334,7 +334,6 @@ __global__ void measures(const T* __restrict__ U, const T* __restrict__ V, const
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
       const double u2 = sq_norm(U + h * d, d), v2 = sq_norm(V + h * k, k);
       const double uv = norm_product(U + h * d, d, V + h * k, k, u2, v2);  // the CPU's formulas
-      const double p = u2 * v2;
       double l1u = 0, l1v = 0;
       for (int64_t i = 0; i < d; ++i) l1u += fabs(static_cast<double>(U[h * d + i]));
       for (int64_t j = 0; j < k; ++j) l1v += fabs(static_cast<double>(V[h * k + j]));
@@ -343,14 +342,15 @@ __global__ void measures(const T* __restrict__ U, const T* __restrict__ V, const
       a += 0.5 * (u2 + v2);
       b += uv;
       c += l1u * l1v;
-      e += (p >= DBL_MIN && p <= DBL_MAX) ? p : uv * uv;
+      e += u2 * v2;
     }
+    const int64_t h0 = offsets[n], h1 = offsets[n + 1];
     out[0 * N + n] = a;
     out[1 * N + n] = b;
     out[2 * N + n] = c;
-    out[3 * N + n] = dsqrt(e);
-    out[4 * N + n] = dsqrt(fu);
-    out[5 * N + n] = dsqrt(fv);
+    out[3 * N + n] = is_normal(e) ? dsqrt(e) : path_l2_scaled(U, V, h0, h1, d, k);
+    out[4 * N + n] = is_normal(fu) ? dsqrt(fu) : row_norm(U + h0 * d, (h1 - h0) * d);
+    out[5 * N + n] = is_normal(fv) ? dsqrt(fv) : row_norm(V + h0 * k, (h1 - h0) * k);
   }
 }
 

@@ -102,6 +102,29 @@ PYIREG_HD inline double norm_product(const T* u, int64_t d, const T* v, int64_t 
   return row_norm(u, d) * row_norm(v, k);  // also a zero row's 0
 }
 
+// A network's path_l2 = sqrt(sum_h (||u_h|| ||v_h||)^2) over its units [h0, h1), scaled by the
+// largest term: the measures' fallback where the plain sum of squares is not a normal double.
+template <class T>
+PYIREG_HD inline double path_l2_scaled(const T* U, const T* V, int64_t h0, int64_t h1, int64_t d, int64_t k) {
+  double m = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    const double uv = norm_product(U + h * d, d, V + h * k, k, sq_norm(U + h * d, d), sq_norm(V + h * k, k));
+    if (uv != uv) return uv;
+    m = fmax(m, uv);
+  }
+  if (m == 0 || !(m <= DBL_MAX)) return m;
+  double t = 0;
+  for (int64_t h = h0; h < h1; ++h) {
+    const double q = norm_product(U + h * d, d, V + h * k, k, sq_norm(U + h * d, d), sq_norm(V + h * k, k)) / m;
+    t = fma(q, q, t);
+  }
+  return m * sqrt(t);
+}
+
+// Whether x is a normal double (not 0, subnormal, inf or NaN): where the measures' plain sums
+// of squares are kept.
+PYIREG_HD inline bool is_normal(double x) { return x >= DBL_MIN && x <= DBL_MAX; }
+
 // The balance factor s = sqrt(||v|| / ||u||) (u -> s u, v -> v / s) of norms nu, nv > 0: the
 // plain quotient where it is a normal double, else the quotient of square roots (1e170 / 1e-170
 // overflowed).

@@ -122,14 +122,7 @@ class PyEngine {
     std::vector<int32_t> labels;
     const Targets<T> t = targets(y, weights_, X.shape(0), labels);
     const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
-    const auto [s2U, s2V] = second_moments(adam);
-    distinct_memory({{"U", U, true},
-                     {"V", V, true},
-                     {"X", X, false},
-                     {"state_U", state_U, true},
-                     {"state_V", state_V, true},
-                     {"state2_U", s2U, true},
-                     {"state2_V", s2V, true}});
+    update_memory(U, V, {"X", X, false}, {"", py::none(), false}, state_U, state_V, adam);
     py::array_t<double> loss(e_->N());
     double* l = loss.mutable_data();
     {
@@ -146,15 +139,7 @@ class PyEngine {
     const T* pu = checked<T>(gU, "gU", {e_->S(), e_->d()}, false);
     const T* pv = checked<T>(gV, "gV", {e_->S(), e_->k()}, false);
     const UpdateRule<T> r = update_rule(rule, state_U, state_V, lr, momentum, weight_decay, adam);
-    const auto [s2U, s2V] = second_moments(adam);
-    distinct_memory({{"U", U, true},
-                     {"V", V, true},
-                     {"gU", gU, false},
-                     {"gV", gV, false},
-                     {"state_U", state_U, true},
-                     {"state_V", state_V, true},
-                     {"state2_U", s2U, true},
-                     {"state2_V", s2V, true}});
+    update_memory(U, V, {"gU", gU, false}, {"gV", gV, false}, state_U, state_V, adam);
     py::gil_scoped_release nogil;
     e_->apply_update(u, v, pu, pv, r);
   }
@@ -302,11 +287,25 @@ class PyEngine {
     return t;
   }
 
-  // Adam's second moments (state2_U, state2_V) from the adam tuple, or None.
-  static std::pair<py::object, py::object> second_moments(const py::object& adam) {
-    if (adam.is_none()) return {py::none(), py::none()};
-    const py::tuple a = adam.cast<py::tuple>();
-    return {a[0], a[1]};
+  // The memory check of a call that updates U, V and the rule's state (Adam's second moments
+  // too, from the adam tuple), beside two read-only inputs (a name "" and None for none).
+  static void update_memory(const py::array& U, const py::array& V, const pyireg_bind::Region& in1,
+                            const pyireg_bind::Region& in2, const py::array& state_U, const py::array& state_V,
+                            const py::object& adam) {
+    py::object s2U = py::none(), s2V = py::none();
+    if (!adam.is_none()) {
+      const py::tuple a = adam.cast<py::tuple>();
+      s2U = a[0];
+      s2V = a[1];
+    }
+    distinct_memory({{"U", U, true},
+                     {"V", V, true},
+                     in1,
+                     in2,
+                     {"state_U", state_U, true},
+                     {"state_V", state_V, true},
+                     {"state2_U", s2U, true},
+                     {"state2_V", s2V, true}});
   }
 
   UpdateRule<T> update_rule(const std::string& rule, const py::array& state_U, const py::array& state_V,

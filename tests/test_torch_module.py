@@ -88,7 +88,7 @@ def test_meta_module_gives_shapes():
 def test_bad_inputs():
     m = pt.PackedMLP(WIDTHS, 12, 4)
     X, y = _data()
-    with pytest.raises(TypeError, match="X: expected a float32 or float64 tensor, got torch.int64"):
+    with pytest.raises(TypeError, match=r"X: expected a floating tensor \(float32, float64, .*got torch.int64"):
         m(torch.ones(3, 12, dtype=torch.long))
     with pytest.raises(TypeError, match="X: expected a torch.Tensor, got ndarray"):
         m(X.numpy())
@@ -431,3 +431,22 @@ def test_a_sparse_input_is_refused_naming_it():
         p(X.to_sparse())
     with pytest.raises(TypeError, match=r"X: expected a dense \(strided\) tensor"):
         pt.packed_forward(p.U, p.V, X.to_sparse(), p.offsets)
+
+
+def test_inputs_from_autocast_layers_are_converted():
+    """Under torch.autocast a Linear before the module hands it bfloat16; it was refused
+    ('expected a float32 or float64 tensor'). It is converted to the weights' dtype, as float64
+    is, and gradients reach the layers before it."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 4)
+    p = pt.PackedMLP([2, 3], 4, 3, seed=0)
+    X, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = lin(X)
+        assert h.dtype == torch.bfloat16
+        losses = p.losses(h, y)
+    assert losses.dtype == torch.float32
+    losses.sum().backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+    want = p.losses(h.detach().float(), y)
+    torch.testing.assert_close(losses.detach(), want.detach(), rtol=0, atol=0)

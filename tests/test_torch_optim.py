@@ -339,3 +339,42 @@ def test_an_engine_evicted_while_in_use_is_not_built_twice():
     assert K._engine(m.U, m.V, m.offsets, "relu", "cross_entropy") is held
     pt.clear_engine_cache()
     assert K._engine(m.U, m.V, m.offsets, "relu", "cross_entropy") is held
+
+
+def test_loading_another_optimizers_state_is_refused_before_anything_changes():
+    """torch.optim.SGD(nesterov=True)'s state loaded into PackedSGD and trained as plain momentum
+    SGD; another rule's state loaded into a PackedOptimizer and failed at the next step with a
+    bare KeyError. Each is one ValueError at load; torch.optim.SGD's plain state still loads."""
+    X, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def stepped(make_opt):
+        m = pt.PackedMLP([2, 3], 4, 3, seed=0)
+        o = make_opt(m)
+        o.zero_grad()
+        m.losses(X, y).sum().backward()
+        o.step()
+        return o.state_dict()
+    cases = [
+        (lambda m: torch.optim.SGD(m.parameters(), lr=.1, momentum=.9, nesterov=True),
+         lambda m: pt.PackedSGD(m, lr=.1, momentum=.9), "nesterov=True, which this PackedSGD does not run"),
+        (lambda m: torch.optim.SGD(m.parameters(), lr=.1, momentum=.9, dampening=.1),
+         lambda m: pt.PackedSGD(m, lr=.1, momentum=.9), "dampening=0.1"),
+        (lambda m: torch.optim.Adam(m.parameters(), lr=.1),
+         lambda m: pt.PackedSGD(m, lr=.1), "has no 'momentum'"),
+        (lambda m: pt.PackedOptimizer(m, "adam", lr=.1),
+         lambda m: pt.PackedOptimizer(m, "momentum_sgd", lr=.1, momentum=.9), "of rule 'adam'; this is"),
+        (lambda m: pt.PackedSGD(m, lr=.1, momentum=.9),
+         lambda m: pt.PackedOptimizer(m, "adam", lr=.1), "not a PackedOptimizer's"),
+        (lambda m: torch.optim.Adam(m.parameters(), lr=.1),
+         lambda m: pt.PackedOptimizer(m, "adam", lr=.1), "not a PackedOptimizer's"),
+    ]
+    for src, dst, match in cases:
+        state = stepped(src)
+        opt = dst(pt.PackedMLP([2, 3], 4, 3, seed=0))
+        before = copy.deepcopy(opt.state_dict())
+        with pytest.raises(ValueError, match=match):
+            opt.load_state_dict(state)
+        assert opt.state_dict()["param_groups"] == before["param_groups"]
+    opt = pt.PackedSGD(pt.PackedMLP([2, 3], 4, 3, seed=0), lr=.1, momentum=.9)
+    opt.load_state_dict(stepped(lambda m: torch.optim.SGD(m.parameters(), lr=.1, momentum=.9)))
+    assert opt.state_dict()["state"]

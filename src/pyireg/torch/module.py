@@ -141,8 +141,11 @@ class PackedMLP(nn.Module):
         if not isinstance(X, Tensor):
             raise TypeError(f"X: expected a torch.Tensor, got {type(X).__name__}")
         _ops.check_device(X, "X")
-        if not X.dtype.is_floating_point or X.dtype not in _ops.FLOAT_DTYPES:
-            raise TypeError(f"X: expected a float32 or float64 tensor, got {X.dtype}")
+        # float16 / bfloat16 (from layers under torch.autocast) are converted up to the weights'
+        # dtype, as float64 is converted down: the native core computes in float32 or float64
+        if X.dtype not in (*_ops.FLOAT_DTYPES, torch.float16, torch.bfloat16):
+            raise TypeError(f"X: expected a floating tensor (float32, float64, or float16 / bfloat16, converted to "
+                            f"the weights' dtype), got {X.dtype}")
         if X.dim() < 1 or X.shape[-1] != self.in_features:
             raise ValueError(f"X: expected shape (*, {self.in_features}), got {tuple(X.shape)}")
         if self.U.dtype not in _ops.FLOAT_DTYPES:

@@ -69,6 +69,31 @@ def _check(name: str, value, where: str):
     return float(a) if a.ndim == 0 else torch.from_numpy(a.copy())
 
 
+def check_loaded_groups(state_dict, optimizer: str, needs, nesterov: bool = False, rule=None) -> None:
+    """Refuse, before anything is loaded, a state_dict whose parameter groups this optimizer
+    would not run as they say: another optimizer's state (a hyper-parameter in ``needs`` missing,
+    or another ``rule``), or torch.optim options it does not have (nesterov other than
+    ``nesterov``, maximize, a nonzero dampening). They used to load and then train differently,
+    or fail at the next step with a bare KeyError."""
+    groups = state_dict.get("param_groups", ()) if isinstance(state_dict, dict) else ()
+    for i, g in enumerate(groups):
+        where = f"state_dict: param_groups[{i}]"
+        if "rule" in g and g["rule"] != rule:
+            raise ValueError(f"{where} is the state of a PackedOptimizer of rule {g['rule']!r}; this is a "
+                             f"{optimizer}" + (f" of rule {rule!r}" if rule else "") + ": load it into a matching one")
+        missing = [n for n in needs if n not in g]
+        if missing:
+            raise ValueError(f"{where} has no {', '.join(repr(n) for n in missing)}: the state of another optimizer, "
+                             f"not of a {optimizer}" + (f" of rule {rule!r}" if rule else ""))
+        if bool(g.get("nesterov", False)) != nesterov and "nesterov" in g:
+            raise ValueError(f"{where} has nesterov={g['nesterov']!r}, which this {optimizer} does not run"
+                             + ("" if nesterov else " (PackedOptimizer(rule='nesterov_sgd') does)"))
+        if g.get("maximize", False):
+            raise ValueError(f"{where} has maximize=True, which the {optimizer} does not run")
+        if g.get("dampening", 0) not in (0, 0.0, None):
+            raise ValueError(f"{where} has dampening={g['dampening']!r}; the {optimizer} runs dampening 0 only")
+
+
 def normalize_group(group: dict, where: str, names: tuple) -> dict:
     """A parameter group's values as the optimizers keep them: lr -> (float lr, lr_scale tensor or
     None: a per-network lr becomes lr 1 scaled per network, so schedulers that multiply lr keep
@@ -144,6 +169,12 @@ class PackedSGD(torch.optim.Optimizer):
     def _normalize(group: dict, where: str) -> dict:
         """lr -> (float lr, lr_scale tensor or None); momentum and weight_decay -> float or tensor."""
         return normalize_group(group, where, ("momentum", "weight_decay"))
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """PackedSGD's or torch.optim.SGD's state (dampening 0, no nesterov or maximize); another
+        optimizer's state is refused in one line before anything changes."""
+        check_loaded_groups(state_dict, "PackedSGD", ("lr", "momentum", "weight_decay"))
+        super().load_state_dict(state_dict)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f" (parameter group {len(self.param_groups)})"

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from . import _ops
 from ._checks import ADAM_RULES, RULES
 from .module import PackedMLP, owner
-from .optim import FusedBatch, _check, normalize_group
+from .optim import FusedBatch, _check, check_loaded_groups, normalize_group
 
 # The hyper-parameters of each rule beside lr and weight_decay, with their defaults (torch's).
 _RULE_HYPER = {"momentum_sgd": {"momentum": 0.0}, "nesterov_sgd": {"momentum": 0.0}, "path_sgd": {"momentum": 0.0},
@@ -85,6 +85,21 @@ class PackedOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"betas: expected a pair (beta1, beta2){where}, got {b!r}")
             out["betas"] = (_check("beta1", b[0], where), _check("beta2", b[1], where))
         return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """The state of a PackedOptimizer of the same rule (its per-network step counts and
+        buffers); another rule's, or a torch optimizer's, is refused in one line before anything
+        changes (they loaded, then failed at the next step with a KeyError or a step-count error)."""
+        rule = self.defaults["rule"]
+        groups = state_dict.get("param_groups", ()) if isinstance(state_dict, dict) else ()
+        for i, g in enumerate(groups):
+            if "rule" not in g:
+                raise ValueError(f"state_dict: param_groups[{i}] is not a PackedOptimizer's (no 'rule'); a torch "
+                                 "optimizer's state keeps other step counts: start this one fresh, or load a "
+                                 "PackedOptimizer's")
+        check_loaded_groups(state_dict, "PackedOptimizer", ("lr", "weight_decay", *_RULE_HYPER[rule]),
+                            nesterov=rule == "nesterov_sgd", rule=rule)
+        super().load_state_dict(state_dict)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f" (parameter group {len(self.param_groups)})"

@@ -105,13 +105,11 @@ def test_cuda_tensors_match_the_cpu():
     assert bool((m.losses(Xc, yc) < l0).all())
 
 
-@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8, torch.int64])
-@pytest.mark.parametrize("bad", [3, -1])
+@pytest.mark.parametrize("dtype, bad", [(dt, b) for dt in (torch.int32, torch.int16, torch.uint8, torch.int64)
+                                        for b in (3, -1) if not (dt == torch.uint8 and b < 0)])
 def test_labels_out_of_range_are_refused_by_the_cuda_kernels(dtype, bad):
     """A label outside [0, k) of any integer dtype is one ValueError on the CUDA kernels, as on
     the CPU, and nothing is written (the kernels would have turned every network into NaN)."""
-    if dtype == torch.uint8 and bad < 0:
-        pytest.skip("uint8 holds no negative label")
     m = pt.PackedMLP([2, 3], 4, 3, seed=0)
     opt = pt.PackedSGD(m, lr=0.1, momentum=0.9)
     X, y = torch.randn(5, 4), torch.tensor([0, 1, 2, bad, 0]).to(dtype)

@@ -124,6 +124,11 @@ class emulate:
     ``threads`` is the number of CPU threads that run blocks (default: as set before, 1 at start).
     The value of the ``with`` statement counts the emulated kernel launches in ``.launches``
     (live inside the context, final after it). Contexts nest; the outer settings come back on exit.
+
+    Threads: whether the operators run emulated is per thread (``emulating()``), but the schedule
+    and the block threads are one setting of the process: contexts entered on several threads at
+    once with different settings overwrite each other's (and the launch counts include every
+    thread's launches). Use one setting, or one thread, when that matters.
     """
 
     def __init__(self, schedule: str = "forward", seed: int = 0, threads: int | None = None):

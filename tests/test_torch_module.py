@@ -450,3 +450,13 @@ def test_inputs_from_autocast_layers_are_converted():
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
     want = p.losses(h.detach().float(), y)
     torch.testing.assert_close(losses.detach(), want.detach(), rtol=0, atol=0)
+
+
+def test_bool_labels_are_classes_0_and_1_as_in_the_numpy_api():
+    """The numpy API took bool labels (classes 0 and 1), pyireg.torch refused them."""
+    p = pt.PackedMLP([1, 2], 4, 2, seed=0)
+    X = torch.randn(6, 4)
+    yb = torch.tensor([True, False, True, True, False, False])
+    torch.testing.assert_close(p.losses(X, yb), p.losses(X, yb.long()), rtol=0, atol=0)
+    np.testing.assert_array_equal(p.to_numpy().loss_and_grad(X.numpy(), yb.numpy())[0],
+                                  p.to_numpy().loss_and_grad(X.numpy(), yb.long().numpy())[0])

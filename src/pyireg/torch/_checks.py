@@ -145,8 +145,9 @@ def targets(y: Tensor, weights: Optional[Tensor], B: int, loss: str, dtype: torc
         raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
     check_device(y, "y")
     if loss == "cross_entropy":
-        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        if y.dtype.is_floating_point or y.dtype.is_complex:
             raise TypeError(f"y: expected integer class labels, got {y.dtype}")
+        # bool labels are classes 0 and 1, as the numpy API takes them
         check_shape(y, "y", (B,))
         if y.dtype in (torch.int64, torch.uint64, torch.uint32):
             # a label beyond int32 would wrap into range (2**32 + 1 -> 1) where no eager check ran

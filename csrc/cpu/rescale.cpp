@@ -4,17 +4,11 @@
 
 #include <cmath>
 
-#include "engine/rule_coefs.h"
+#include "engine/rule_coefs.h"  // sq_norm, row_norm, ...: the rules' and the CUDA kernels' row norms
 
 namespace pyireg {
 namespace {
 
-// the rules' and the CUDA kernels' row norm (engine/rule_coefs.h: fused terms, the same bits on
-// every target)
-template <class T>
-inline double sq(const T* r, int64_t n) {
-  return sq_norm(r, n);
-}
 template <class T>
 inline double l1(const T* r, int64_t n) {
   double s = 0;
@@ -75,7 +69,7 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
   for (int64_t n = 0; n < N; ++n) {
     double a = 0, b = 0, c = 0, e = 0, fu = 0, fv = 0;
     for (int64_t h = offsets[n]; h < offsets[n + 1]; ++h) {
-      const double u2 = sq(U + h * d, d), v2 = sq(V + h * k, k);
+      const double u2 = sq_norm(U + h * d, d), v2 = sq_norm(V + h * k, k);
       const double uv = norm_product(U + h * d, d, V + h * k, k, u2, v2);  // sqrt(u2 v2), robust
       fu += u2;
       fv += v2;
@@ -99,7 +93,7 @@ void measures(const T* U, const T* V, const int64_t* offsets, int64_t N, int64_t
 template <class T>
 void unit_balance(const T* U, const T* V, int64_t S, int64_t d, int64_t k, double* out, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t h = 0; h < S; ++h) out[h] = sq(U + h * d, d) - sq(V + h * k, k);
+  for (int64_t h = 0; h < S; ++h) out[h] = sq_norm(U + h * d, d) - sq_norm(V + h * k, k);
 }
 
 #define PYIREG_INSTANTIATE(T)                                                                                         \

@@ -73,6 +73,10 @@ PYIREG_HD inline double sq_norm(const T* r, int64_t n) {
   return s;
 }
 
+// Whether x is a normal double (not 0, subnormal, inf or NaN): where the plain sums of squares
+// and their products and quotients below are kept.
+PYIREG_HD inline bool is_normal(double x) { return x >= DBL_MIN && x <= DBL_MAX; }
+
 // ||r||_2 in double. sqrt(sq_norm) wherever the sum of squares is a normal double, which is
 // every float32 row (its squares span 1e-90 .. 1e77); a float64 row whose squares overflow or
 // underflow (entries above about 1e154 or below 1e-154) is scaled by its largest |r_i| first,
@@ -80,7 +84,7 @@ PYIREG_HD inline double sq_norm(const T* r, int64_t n) {
 template <class T>
 PYIREG_HD inline double row_norm(const T* r, int64_t n) {
   const double s = sq_norm(r, n);
-  if ((s >= DBL_MIN && s <= DBL_MAX) || s != s) return sqrt(s);  // normal, or NaN (fmax would drop it)
+  if (is_normal(s) || s != s) return sqrt(s);  // normal, or NaN (fmax would drop it)
   double m = 0;
   for (int64_t i = 0; i < n; ++i) m = fmax(m, fabs(static_cast<double>(r[i])));
   if (m == 0 || !(m <= DBL_MAX)) return m == 0 ? 0.0 : sqrt(s);
@@ -98,7 +102,7 @@ PYIREG_HD inline double row_norm(const T* r, int64_t n) {
 template <class T>
 PYIREG_HD inline double norm_product(const T* u, int64_t d, const T* v, int64_t k, double u2, double v2) {
   const double p = u2 * v2;
-  if (p >= DBL_MIN && p <= DBL_MAX) return sqrt(p);
+  if (is_normal(p)) return sqrt(p);
   return row_norm(u, d) * row_norm(v, k);  // also a zero row's 0
 }
 
@@ -121,16 +125,12 @@ PYIREG_HD inline double path_l2_scaled(const T* U, const T* V, int64_t h0, int64
   return m * sqrt(t);
 }
 
-// Whether x is a normal double (not 0, subnormal, inf or NaN): where the measures' plain sums
-// of squares are kept.
-PYIREG_HD inline bool is_normal(double x) { return x >= DBL_MIN && x <= DBL_MAX; }
-
 // The balance factor s = sqrt(||v|| / ||u||) (u -> s u, v -> v / s) of norms nu, nv > 0: the
 // plain quotient where it is a normal double, else the quotient of square roots (1e170 / 1e-170
 // overflowed).
 PYIREG_HD inline double balance_factor(double nu, double nv) {
   const double q = nv / nu;
-  return (q >= DBL_MIN && q <= DBL_MAX) ? sqrt(q) : sqrt(nv) / sqrt(nu);
+  return is_normal(q) ? sqrt(q) : sqrt(nv) / sqrt(nu);
 }
 
 // 1 / kappa, the per-weight scaling of Path-SGD and DDP-SGD, in the model's dtype. The zero-row

@@ -2,6 +2,8 @@
 the operators on CPU tensors run the CUDA kernels (counted launches prove it); opcheck and
 gradcheck there; the module's fused train_step against the CPU kernels under the tolerance rule.
 Real CUDA tensors are covered by the ``cuda``-marked test, which needs a GPU and pyireg._cuda."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,28 @@ def test_the_plain_op_kernels_check_labels_and_offsets():
     r64 = _ops.packed_loss(U.double(), V.double(), X.double(), y.clamp(max=2), off)
     pyireg.testing.assert_tolerance(losses.numpy(), native.detach().numpy(), r64.detach().numpy(), "losses")
 
+
+def test_every_kernel_set_refuses_state_that_is_the_weights():
+    """The memory check lives in the kernel sets (the CPU's in its binding, the CUDA ones in
+    Python), so the eager entry points and the registered operators refuse alike; the plain-op
+    kernels too, where a read-only overlap stays allowed."""
+    from pyireg.torch._kernels_cuda import CompositeKernels
+    U, V, X, off, _ = _setup(dtype=torch.float32)
+    U, V, X = U.detach(), V.detach(), X.detach()
+    h = [torch.full((len(WIDTHS),), v) for v in (0.1, 0.9, 0.0)]
+    G = torch.zeros_like(U)
+    for emulated in (False, True):
+        with pc.emulate() if emulated else torch.no_grad():
+            with pytest.raises(ValueError, match="state_U: shares memory with U"):
+                pt.packed_apply_update(U, V, G, torch.zeros_like(V), off, U, torch.zeros_like(V), *h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # the plain-op kernels warn once per process
+        with pytest.raises(ValueError, match="state_U: shares memory with U"):
+            CompositeKernels.apply_update(U, V, G, torch.zeros_like(V), off, U, torch.zeros_like(V), *h, "relu",
+                                          "cross_entropy")
+        with pytest.raises(ValueError, match="scale_U: shares memory with U"):
+            CompositeKernels.ddp_scale(U, V, X, off, torch.full((len(WIDTHS),), 0.5), U, torch.zeros_like(V),
+                                       "relu", "cross_entropy")
 
 
 def test_engine_cache_info_with_an_emulated_engine_cached():

@@ -215,7 +215,7 @@ def distinct_memory(read=None, **written) -> None:
     weights themselves would make the update read what it writes. Tensors that are only read
     may overlap (the C++ binding's rule too)."""
     spans = []
-    for names, is_written in ((written, True), (read or {}, False)):
+    for names, is_written in ((read or {}, False), (written, True)):     # an error names the written one
         for name, t in names.items():
             if t is None or t.numel() == 0:
                 continue

@@ -365,6 +365,8 @@ class CompositeKernels:
         cls._warn()
         cls._checked(U, V, offsets, activation, loss)
         check_rule(rule, extra, offsets.shape[0] - 1, U, V, False)
+        distinct_memory(read=dict(gU=gU, gV=gV), U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1],
+                        state2_V=extra[2])
         _rules.apply_update(U, V, gU, gV, offsets.to(U.device), state_U, state_V, lr, momentum, weight_decay, rule,
                             extra)
 
@@ -372,6 +374,7 @@ class CompositeKernels:
     def ddp_scale(cls, U, V, X, offsets, alpha, scale_U, scale_V, activation, loss):
         cls._warn()
         cls._checked(U, V, offsets, activation, loss)
+        distinct_memory(read=dict(U=U, V=V, X=X), scale_U=scale_U, scale_V=scale_V)
         sU, sV = _rules.ddp_scale(U.detach(), V.detach(), X.detach(), offsets.to(U.device), alpha, activation)
         scale_U.copy_(sU)
         scale_V.copy_(sV)

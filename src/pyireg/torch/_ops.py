@@ -54,10 +54,10 @@ from torch import Tensor
 
 from . import _composite
 from . import _kernels_cpu  # noqa: F401  (registers the "cpu" kernels)
-from . import _kernels_cuda  # noqa: F401  (the "cuda" kernels; the emulated ones inside pyireg.cuda.emulate())
+from . import _kernels_cuda  # registers the "cuda" kernels (the emulated ones inside pyireg.cuda.emulate())
 from ._checks import (RULE_EXTRA, ACTIVATIONS, ADAM_RULES, FLOAT_DTYPES, LOSSES, RULES, check_batch, check_device,  # noqa: F401
                       check_float, check_hyper, check_layout, check_rule, check_shape, check_state, check_targets,
-                      distinct_memory, one_device, same_device, targets, targets_no_grad)
+                      one_device, same_device, targets, targets_no_grad)
 from ._devices import has_kernels, kernels_for
 from ._engines import clear_engine_cache, engine_cache_info, set_engine_cache_size  # noqa: F401
 
@@ -359,16 +359,13 @@ def check_target_values(y0: Tensor, y: Tensor, weights: Optional[Tensor], loss: 
     natively, the CUDA ones in ``_kernels_cuda.check_labels``)."""
     if loss != "cross_entropy" or y0.dtype in _NARROW_LABELS or y0.numel() == 0 or not _eager(y0, y, weights):
         return
-    if y0.device.type == "cpu":
-        a = y0.detach().numpy()
-        if a.min() >= 0 and a.max() < k:
-            return
-        i = int(np.flatnonzero((a < 0) | (a >= k))[0])
-    else:
-        bad = (y0 < 0) | (y0 >= k)
-        if not bool(bad.any()):
-            return
-        i = int(bad.nonzero()[0, 0])
+    if y0.device.type != "cpu":
+        _kernels_cuda.check_labels(y0, k)
+        return
+    a = y0.detach().numpy()
+    if a.min() >= 0 and a.max() < k:
+        return
+    i = int(np.flatnonzero((a < 0) | (a >= k))[0])
     raise ValueError(f"y: expected labels in [0, {k}), got {int(y0[i])} at index {i}")
 
 
@@ -584,7 +581,6 @@ def packed_step(U: Tensor, V: Tensor, X: Tensor, y: Tensor, offsets: Tensor, sta
             momentum.contiguous(), weight_decay.contiguous())
     with torch.no_grad():
         if _eager(*(a for a in args if not isinstance(a, str)), *extra):
-            distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             out = _kernels(U).step(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
             return out
@@ -633,7 +629,6 @@ def packed_apply_update(U: Tensor, V: Tensor, gU: Tensor, gV: Tensor, offsets: T
             momentum.contiguous(), weight_decay.contiguous(), activation, loss)
     with torch.no_grad():
         if _eager(*args[:10], *extra):
-            distinct_memory(U=U, V=V, state_U=state_U, state_V=state_V, state2_U=extra[1], state2_V=extra[2])
             _kernels(U).apply_update(*args, rule, extra)
             _bump(U, V, state_U, state_V, *(t for t in extra[1:3] + extra[6:] if t is not None))
         else:

@@ -164,6 +164,13 @@ def nonnegative_number(value, name: str) -> float:
     return float(value)
 
 
+def positive_number(value, name: str) -> float:
+    """A finite real number > 0, or one ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def positive_int(value, name: str) -> int:
     """An integer in [1, 2**63 - 1] (the native core's int64), or one ValueError naming ``name``
     (a larger one became pybind11's multi-line "incompatible function arguments" error)."""

@@ -163,10 +163,13 @@ class Measure:
 
 
 REGISTRY: dict = {}      # name -> Measure, in the order of the documentation
-PATTERNS: list = []      # (regex, needs, fn(ctx, match), documentation row): names with a parameter
+# (regex, needs, fn(ctx, match), documentation row, check(name, match) or None): names with a
+# parameter
+PATTERNS: list = []
 
 
-PATTERN_CHECKS: dict = {}   # regex -> check(name, match): raises ValueError for a bad parameter
+class UnknownMeasureError(ValueError):
+    """A name that is no measure (as opposed to a known one with a parameter it cannot take)."""
 
 
 def pattern(regex: str, *, needs=(), doc_row: str = "", check=None):
@@ -174,19 +177,17 @@ def pattern(regex: str, *, needs=(), doc_row: str = "", check=None):
     as ``c2_0.001``; recorded only when named. ``check(name, match)`` refuses a parameter the
     measure cannot take (``needs`` runs it, so a sweep refuses the name before it starts)."""
     def deco(fn):
-        rx = re.compile(regex)
-        PATTERNS.append((rx, frozenset(needs), fn, doc_row))
-        if check is not None:
-            PATTERN_CHECKS[rx.pattern] = check
+        PATTERNS.append((re.compile(regex), frozenset(needs), fn, doc_row, check))
         return fn
     return deco
 
 
 def _pattern_of(name):
-    for rx, need, fn, _ in PATTERNS:
+    """(match, needs, fn, check) of the pattern ``name`` matches, or None."""
+    for rx, need, fn, _, check in PATTERNS:
         mt = rx.match(name)
         if mt:
-            return mt, need, fn
+            return mt, need, fn, check
     return None
 
 
@@ -210,12 +211,12 @@ def needs(name: str) -> set:
         return set()
     found = _pattern_of(name)
     if found:
-        check = PATTERN_CHECKS.get(found[0].re.pattern)
+        mt, need, _, check = found
         if check is not None:
-            check(name, found[0])
-        return set(found[1])
-    raise ValueError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)}, "
-                     "path_l<p> (p > 0) or c2_<eps> (eps > 0)")
+            check(name, mt)
+        return set(need)
+    raise UnknownMeasureError(f"names: unknown measure {name!r}; expected one of {', '.join(REGISTRY)}, "
+                              "path_l<p> (p > 0) or c2_<eps> (eps > 0)")
 
 
 def losses(name: str) -> tuple:
@@ -234,7 +235,7 @@ def markdown_table() -> str:
         tag = " (perturbed)" if m.perturbed else " (named only)" if m.group in NAMED_ONLY else ""
         rows.append(f"| `{m.name}`{tag} | {need} | {loss} | {m.doc} |")
     rows.append("| `path_l<p>` | weights | both | the lp path norm for any p > 0, e.g. `path_l3` |")
-    rows.extend(row for *_, row in PATTERNS if row)
+    rows.extend(row for _, _, _, row, _ in PATTERNS if row)
     return "\n".join(rows)
 
 
@@ -346,8 +347,8 @@ class _Context:
             return self.cache[name]
         if name in REGISTRY:
             v = REGISTRY[name].fn(self)
-        elif _pattern_of(name):
-            mt, _, fn = _pattern_of(name)
+        elif (found := _pattern_of(name)) is not None:
+            mt, _, fn, _ = found
             v = fn(self, mt)
         else:
             v = self._path(name)
@@ -355,12 +356,8 @@ class _Context:
         return self.cache[name]
 
     def _path(self, name):
-        mt = _PATH.match(name)
-        if not mt:
-            needs(name)                 # raises the unknown-measure error
-        p = float(mt.group(1))
-        if not p > 0:
-            raise ValueError(f"names: {name!r}: expected p > 0")
+        needs(name)                     # the unknown-measure and the p > 0 errors
+        p = float(_PATH.match(name).group(1))
         if p == 1 or p == 2:
             return self.native()[f"path_l{int(p)}"]
         s = self.stats(p)
@@ -647,8 +644,8 @@ def names_available(init: bool = False, data: bool = False) -> list:
     return [n for n, m in REGISTRY.items() if not m.perturbed and m.group not in NAMED_ONLY and m.needs <= have]
 
 
-__all__ = ["compute", "needs", "losses", "measure", "pattern", "markdown_table", "REGISTRY", "margins",
-           "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
+__all__ = ["compute", "needs", "losses", "UnknownMeasureError", "measure", "pattern", "markdown_table", "REGISTRY",
+           "margins", "spectral_norms", "sharpness_expected", "sharpness_worst", "pac_bayes",
            "relative_noise", "names_available", "ALL", "DEFAULT", "DEFAULTS", "WEIGHT", "INIT", "DATA", "INIT_DATA",
            "PERTURBED", "NATIVE", "CURVATURE", "NAMED_ONLY"]
 

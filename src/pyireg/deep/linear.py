@@ -2,19 +2,12 @@
 factorization demonstrations (gradient descent on the factors; the product's spectrum)."""
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
 from torch import nn
 
-from .._validate import positive_int
-
-
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return float(value)
+from .._validate import positive_int, positive_number
 
 
 class DeepLinear(nn.Module):
@@ -26,7 +19,7 @@ class DeepLinear(nn.Module):
         dims = [int(d) for d in dims]
         if len(dims) < 2 or min(dims) < 1:
             raise ValueError(f"dims: expected at least two positive sizes, got {dims}")
-        init_scale = _positive_number(init_scale, "init_scale")
+        init_scale = positive_number(init_scale, "init_scale")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
         g = torch.Generator().manual_seed(int(seed))
@@ -53,7 +46,7 @@ class DeepLinear(nn.Module):
     def fit_entries(self, target, mask, *, lr: float = 0.1, steps: int = 1000):
         """Gradient descent on 1/2 ||mask * (product - target)||^2 / mask.sum() (matrix completion
         when mask is 0/1); returns the loss per step."""
-        lr = _positive_number(lr, "lr")
+        lr = positive_number(lr, "lr")
         steps = positive_int(steps, "steps")
         target = torch.as_tensor(target, dtype=self.factors[0].dtype)
         mask = torch.as_tensor(mask, dtype=self.factors[0].dtype)

@@ -449,13 +449,13 @@ def measure_names_for(measures, loss: str | None = "cross_entropy") -> tuple:
                              "work); compute it on the final model with pyireg.measures.compute")
         try:
             M.needs(name)
-        except ValueError as e:
-            if "unknown measure" not in str(e):          # a known pattern with a parameter it cannot take
-                raise ValueError(f"measures: {str(e).removeprefix('names: ')}") from None
+        except M.UnknownMeasureError:
             named = [n for n, m in M.REGISTRY.items() if m.group in M.NAMED_ONLY and not m.perturbed]
             raise ValueError(f"measures: unknown measure {name!r}; expected 'all' or names of "
                              f"{', '.join(M.names_available(True, True))}, path_l<p> (p > 0), or the named-only "
                              f"{', '.join(named)}, c2_<eps> (eps > 0)") from None
+        except ValueError as e:                          # a known pattern with a parameter it cannot take
+            raise ValueError(f"measures: {str(e).removeprefix('names: ')}") from None
         if name in COLUMNS:
             raise ValueError(f"measures: {name!r} is already a column of the history (always recorded)")
         if loss is not None and loss not in M.losses(name):
